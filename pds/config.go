@@ -1,0 +1,259 @@
+package pds
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
+)
+
+// Config is the server's whole configuration. It is built from the environment (the reference PDS's variable
+// names, so an operator's pds.env keeps working) and passed explicitly; nothing reads the environment later.
+type Config struct {
+	Hostname      string // PDS_HOSTNAME
+	Port          int    // PDS_PORT
+	BindAddress   string // PDS_BIND_ADDRESS: 127.0.0.1 for localhost, else all interfaces
+	PublicURL     string // https://<hostname>, or http://localhost:<port> for local runs
+	ServiceDID    string // PDS_SERVICE_DID, default did:web:<hostname>
+	ServiceName   string // PDS_SERVICE_NAME
+	DataDirectory string // PDS_DATA_DIRECTORY
+
+	PLCURL               string   // PDS_DID_PLC_URL
+	ServiceHandleDomains []string // PDS_SERVICE_HANDLE_DOMAINS, each starting with "."
+	InviteRequired       bool     // PDS_INVITE_REQUIRED
+	RecoveryDIDKey       string   // PDS_RECOVERY_DID_KEY: an operator-held rotation key added to new accounts
+	DevMode              bool     // PDS_DEV_MODE
+
+	JWTSecret     []byte                   // PDS_JWT_SECRET
+	AdminPassword string                   // PDS_ADMIN_PASSWORD
+	RotationKey   *atcrypto.PrivateKeyK256 // PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX
+
+	// Firehose.
+	BackfillLimit         time.Duration // PDS_REPO_BACKFILL_LIMIT_MS
+	MaxSubscriptionBuffer int           // PDS_MAX_SUBSCRIPTION_BUFFER
+	Crawlers              []string      // PDS_CRAWLERS
+
+	// GeneratedSecrets lists what LoadConfig generated and saved in the data directory (for the start-up log).
+	GeneratedSecrets []string
+}
+
+// Getenv is the environment lookup LoadConfig uses; tests pass a map's lookup.
+type Getenv func(string) string
+
+// LoadConfig builds the configuration. Secrets that are not configured are generated once and kept in
+// <data>/secrets.json (mode 0600), so a bare `pds serve` works and keeps working across restarts.
+func LoadConfig(getenv Getenv) (*Config, error) {
+	c := &Config{
+		Hostname:              or(getenv("PDS_HOSTNAME"), "localhost"),
+		ServiceName:           or(getenv("PDS_SERVICE_NAME"), "PDS"),
+		DataDirectory:         or(getenv("PDS_DATA_DIRECTORY"), "./data"),
+		PLCURL:                strings.TrimRight(or(getenv("PDS_DID_PLC_URL"), "https://plc.directory"), "/"),
+		RecoveryDIDKey:        getenv("PDS_RECOVERY_DID_KEY"),
+		AdminPassword:         getenv("PDS_ADMIN_PASSWORD"),
+		BackfillLimit:         24 * time.Hour,
+		MaxSubscriptionBuffer: 500,
+	}
+	var err error
+	if c.Port, err = intEnv(getenv, "PDS_PORT", 2583); err != nil {
+		return nil, err
+	}
+	if c.DevMode, err = boolEnv(getenv, "PDS_DEV_MODE", false); err != nil {
+		return nil, err
+	}
+	local := c.Hostname == "localhost"
+	if c.InviteRequired, err = boolEnv(getenv, "PDS_INVITE_REQUIRED", !local); err != nil {
+		return nil, err
+	}
+	if ms, err := intEnv(getenv, "PDS_REPO_BACKFILL_LIMIT_MS", 0); err != nil {
+		return nil, err
+	} else if ms > 0 {
+		c.BackfillLimit = time.Duration(ms) * time.Millisecond
+	}
+	if c.MaxSubscriptionBuffer, err = intEnv(getenv, "PDS_MAX_SUBSCRIPTION_BUFFER", 500); err != nil {
+		return nil, err
+	}
+	c.Crawlers = splitList(getenv("PDS_CRAWLERS"))
+
+	if _, err := syntax.ParseHandle(c.Hostname); err != nil && !local {
+		return nil, fmt.Errorf("PDS_HOSTNAME %q is not a valid hostname", c.Hostname)
+	}
+	c.BindAddress = getenv("PDS_BIND_ADDRESS")
+	if c.BindAddress == "" {
+		c.BindAddress = "0.0.0.0"
+		if local {
+			c.BindAddress = "127.0.0.1"
+		}
+	}
+	if local {
+		c.PublicURL = fmt.Sprintf("http://localhost:%d", c.Port)
+	} else {
+		c.PublicURL = "https://" + c.Hostname
+	}
+	c.ServiceDID = getenv("PDS_SERVICE_DID")
+	if c.ServiceDID == "" {
+		c.ServiceDID = "did:web:" + c.Hostname
+	}
+	if _, err := syntax.ParseDID(c.ServiceDID); err != nil {
+		return nil, fmt.Errorf("PDS_SERVICE_DID: %w", err)
+	}
+	if v := getenv("PDS_SERVICE_HANDLE_DOMAINS"); v != "" {
+		c.ServiceHandleDomains = splitList(v)
+	} else if local {
+		c.ServiceHandleDomains = []string{".test"}
+	} else {
+		c.ServiceHandleDomains = []string{"." + c.Hostname}
+	}
+	for i, d := range c.ServiceHandleDomains {
+		if !strings.HasPrefix(d, ".") {
+			c.ServiceHandleDomains[i] = "." + d
+		}
+	}
+	if c.RecoveryDIDKey != "" {
+		if _, err := atcrypto.ParsePublicDIDKey(c.RecoveryDIDKey); err != nil {
+			return nil, fmt.Errorf("PDS_RECOVERY_DID_KEY: %w", err)
+		}
+	}
+	if err := os.MkdirAll(c.DataDirectory, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := c.loadSecrets(getenv); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// secretsFile holds the secrets generated on first start.
+type secretsFile struct {
+	JWTSecret      string `json:"jwtSecret"`
+	AdminPassword  string `json:"adminPassword"`
+	RotationKeyHex string `json:"plcRotationKeyK256PrivateKeyHex"`
+}
+
+func (c *Config) loadSecrets(getenv Getenv) error {
+	path := filepath.Join(c.DataDirectory, "secrets.json")
+	var saved secretsFile
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &saved); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	changed := false
+	if v := getenv("PDS_JWT_SECRET"); v != "" {
+		c.JWTSecret = []byte(v)
+	} else {
+		if saved.JWTSecret == "" {
+			saved.JWTSecret = randomHex(32)
+			changed = true
+			c.GeneratedSecrets = append(c.GeneratedSecrets, "PDS_JWT_SECRET")
+		}
+		c.JWTSecret = []byte(saved.JWTSecret)
+	}
+	if c.AdminPassword == "" {
+		if saved.AdminPassword == "" {
+			saved.AdminPassword = randomHex(16)
+			changed = true
+			c.GeneratedSecrets = append(c.GeneratedSecrets, "PDS_ADMIN_PASSWORD")
+		}
+		c.AdminPassword = saved.AdminPassword
+	}
+	keyHex := getenv("PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX")
+	if keyHex == "" {
+		if saved.RotationKeyHex == "" {
+			k, err := atcrypto.GeneratePrivateKeyK256()
+			if err != nil {
+				return err
+			}
+			saved.RotationKeyHex = hex.EncodeToString(k.Bytes())
+			changed = true
+			c.GeneratedSecrets = append(c.GeneratedSecrets, "PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX")
+		}
+		keyHex = saved.RotationKeyHex
+	}
+	raw, err := hex.DecodeString(keyHex)
+	if err != nil {
+		return fmt.Errorf("PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX: not hex")
+	}
+	if c.RotationKey, err = atcrypto.ParsePrivateBytesK256(raw); err != nil {
+		return fmt.Errorf("PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX: %w", err)
+	}
+	if !changed {
+		return nil
+	}
+	b, _ := json.MarshalIndent(saved, "", "  ")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// IsServiceHandle reports whether handle is under one of the service handle domains.
+func (c *Config) IsServiceHandle(handle string) bool {
+	for _, d := range c.ServiceHandleDomains {
+		if strings.HasSuffix(handle, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func intEnv(getenv Getenv, name string, def int) (int, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: not an integer: %q", name, v)
+	}
+	return n, nil
+}
+
+func boolEnv(getenv Getenv, name string, def bool) (bool, error) {
+	switch strings.ToLower(getenv(name)) {
+	case "":
+		return def, nil
+	case "true", "1", "yes":
+		return true, nil
+	case "false", "0", "no":
+		return false, nil
+	}
+	return false, fmt.Errorf("%s: not a boolean: %q", name, getenv(name))
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // the OS random source does not fail on Linux
+	}
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,450 @@
+package pds
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/labstack/echo/v4"
+
+	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+func (s *Server) handleDescribeServer(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{
+		"did":                       s.cfg.ServiceDID,
+		"availableUserDomains":      s.cfg.ServiceHandleDomains,
+		"inviteCodeRequired":        s.cfg.InviteRequired,
+		"phoneVerificationRequired": false,
+		"links":                     map[string]any{},
+		"contact":                   map[string]any{},
+	})
+}
+
+type createAccountInput struct {
+	Email             string `json:"email"`
+	Handle            string `json:"handle"`
+	DID               string `json:"did"`
+	InviteCode        string `json:"inviteCode"`
+	Password          string `json:"password"`
+	RecoveryKey       string `json:"recoveryKey"`
+	PLCOp             *any   `json:"plcOp"`
+	VerificationCode  string `json:"verificationCode"`
+	VerificationPhone string `json:"verificationPhone"`
+}
+
+// sessionOutput is what createAccount, createSession and refreshSession return.
+type sessionOutput struct {
+	AccessJwt       string         `json:"accessJwt"`
+	RefreshJwt      string         `json:"refreshJwt"`
+	Handle          string         `json:"handle"`
+	DID             string         `json:"did"`
+	DIDDoc          map[string]any `json:"didDoc,omitempty"`
+	Email           string         `json:"email,omitempty"`
+	EmailConfirmed  *bool          `json:"emailConfirmed,omitempty"`
+	EmailAuthFactor *bool          `json:"emailAuthFactor,omitempty"`
+	Active          *bool          `json:"active,omitempty"`
+	Status          string         `json:"status,omitempty"`
+}
+
+func (s *Server) handleCreateAccount(c echo.Context) error {
+	ctx := c.Request().Context()
+	var in createAccountInput
+	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
+		return err
+	}
+	if in.DID != "" {
+		// Migration into this server (an existing DID with a service-auth token) is its own feature.
+		return xrpc.InvalidRequest("Creating an account for an existing DID is not supported yet")
+	}
+	if in.PLCOp != nil {
+		return xrpc.InvalidRequest("Unsupported input: plcOp")
+	}
+	if s.cfg.InviteRequired && in.InviteCode == "" {
+		return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "No invite code provided")
+	}
+	if in.Email == "" {
+		return xrpc.InvalidRequest("Email is required")
+	}
+	if addr, err := mail.ParseAddress(in.Email); err != nil || addr.Address != in.Email || !strings.Contains(in.Email, ".") {
+		return xrpc.InvalidRequest("This email address is not supported, please use a different email.")
+	}
+	if in.Password == "" {
+		return xrpc.InvalidRequest("Password is required")
+	}
+	if len(in.Password) > 256 {
+		return xrpc.InvalidRequest("Password too long")
+	}
+	handle, err := s.normalizeServiceHandle(in.Handle)
+	if err != nil {
+		return err
+	}
+	if _, err := s.accounts.AccountByHandle(ctx, handle); err == nil {
+		return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
+	}
+	if _, err := s.accounts.AccountByEmail(ctx, in.Email); err == nil {
+		return xrpc.InvalidRequest("Email already taken: %s", in.Email)
+	}
+	rotationKeys := []string{}
+	if in.RecoveryKey != "" {
+		if _, err := atcrypto.ParsePublicDIDKey(in.RecoveryKey); err != nil {
+			return xrpc.InvalidRequest("Invalid recovery key: must be a did:key")
+		}
+		rotationKeys = append(rotationKeys, in.RecoveryKey)
+	}
+	if s.cfg.RecoveryDIDKey != "" {
+		rotationKeys = append(rotationKeys, s.cfg.RecoveryDIDKey)
+	}
+	rotPub, err := s.cfg.RotationKey.PublicKey()
+	if err != nil {
+		return err
+	}
+	rotationKeys = append(rotationKeys, rotPub.DIDKey())
+
+	signingKey, err := atcrypto.GeneratePrivateKeyK256()
+	if err != nil {
+		return err
+	}
+	signingPub, err := signingKey.PublicKey()
+	if err != nil {
+		return err
+	}
+	op := plc.NewGenesis(signingPub, rotationKeys, handle, s.cfg.PublicURL)
+	if err := op.Sign(s.cfg.RotationKey); err != nil {
+		return err
+	}
+	did, err := op.DID()
+	if err != nil {
+		return err
+	}
+	passwordHash, err := hashPassword(in.Password)
+	if err != nil {
+		return err
+	}
+	acct := &accountstore.Account{
+		DID:          did,
+		Handle:       handle,
+		Email:        in.Email,
+		PasswordHash: passwordHash,
+		SigningKey:   signingKey.Bytes(),
+		CreatedAt:    time.Now(),
+	}
+	// The account row goes in first: it claims the handle and email atomically. Everything after it is undone
+	// if a later step fails, so a failed signup leaves nothing behind.
+	if err := s.accounts.CreateAccount(ctx, acct, in.InviteCode); err != nil {
+		switch {
+		case errors.Is(err, accountstore.ErrHandleTaken):
+			return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
+		case errors.Is(err, accountstore.ErrEmailTaken):
+			return xrpc.InvalidRequest("Email already taken: %s", in.Email)
+		case errors.Is(err, accountstore.ErrInvalidInvite):
+			return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "Provided invite code not available")
+		}
+		return err
+	}
+	undo := func() {
+		bg := context.WithoutCancel(ctx)
+		s.repos.Delete(bg, syntax.DID(did))
+		s.accounts.DeleteAccount(bg, did)
+	}
+	if err := s.seq.MarkDirty(ctx, did); err != nil {
+		undo()
+		return err
+	}
+	commit, err := s.repos.Create(ctx, syntax.DID(did), signingKey)
+	if err != nil {
+		undo()
+		return err
+	}
+	if err := s.plc.Submit(ctx, did, op); err != nil {
+		undo()
+		s.log.Error("PLC directory refused the genesis operation", "did", did, "err", err)
+		return xrpc.NewError(http.StatusBadGateway, "UpstreamFailure", "The PLC directory did not accept the new DID")
+	}
+	// Same order as the reference: identity, account, commit, sync.
+	s.seq.EnqueueIdentity(did, handle)
+	s.seq.EnqueueAccount(did, true, "")
+	s.seq.EnqueueCommit(commit.Event)
+	s.seq.EnqueueSync(did, commit.Rev, commitOnlyCAR(commit))
+
+	tokens, err := s.createSessionTokens(ctx, acct, "")
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, sessionOutput{
+		AccessJwt:  tokens.Access,
+		RefreshJwt: tokens.Refresh,
+		Handle:     handle,
+		DID:        did,
+		DIDDoc:     s.didDocument(acct),
+	})
+}
+
+// didDocument is the DID document this server maintains for a hosted account.
+func (s *Server) didDocument(acct *accountstore.Account) map[string]any {
+	vm := []any{}
+	if key, err := atcrypto.ParsePrivateBytesK256(acct.SigningKey); err == nil {
+		if pub, err := key.PublicKey(); err == nil {
+			vm = append(vm, map[string]any{
+				"id":                 acct.DID + "#atproto",
+				"type":               "Multikey",
+				"controller":         acct.DID,
+				"publicKeyMultibase": pub.Multibase(),
+			})
+		}
+	}
+	return map[string]any{
+		"@context": []string{
+			"https://www.w3.org/ns/did/v1",
+			"https://w3id.org/security/multikey/v1",
+			"https://w3id.org/security/suites/secp256k1-2019/v1",
+		},
+		"id":                 acct.DID,
+		"alsoKnownAs":        []string{"at://" + acct.Handle},
+		"verificationMethod": vm,
+		"service": []any{map[string]any{
+			"id":              "#atproto_pds",
+			"type":            "AtprotoPersonalDataServer",
+			"serviceEndpoint": s.cfg.PublicURL,
+		}},
+	}
+}
+
+type createSessionInput struct {
+	Identifier      string `json:"identifier"`
+	Password        string `json:"password"`
+	AuthFactorToken string `json:"authFactorToken"`
+	AllowTakendown  bool   `json:"allowTakendown"`
+}
+
+// lookupAccount finds an account by handle, DID or email.
+func (s *Server) lookupAccount(ctx context.Context, identifier string) (*accountstore.Account, error) {
+	identifier = strings.TrimSpace(identifier)
+	switch {
+	case strings.HasPrefix(identifier, "did:"):
+		return s.accounts.AccountByDID(ctx, identifier)
+	case strings.Contains(identifier, "@"):
+		return s.accounts.AccountByEmail(ctx, identifier)
+	default:
+		return s.accounts.AccountByHandle(ctx, strings.ToLower(identifier))
+	}
+}
+
+func (s *Server) handleCreateSession(c echo.Context) error {
+	ctx := c.Request().Context()
+	var in createSessionInput
+	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
+		return err
+	}
+	if in.Identifier == "" || in.Password == "" {
+		return xrpc.InvalidRequest("identifier and password are required")
+	}
+	acct, err := s.lookupAccount(ctx, in.Identifier)
+	if err != nil && !errors.Is(err, accountstore.ErrNotFound) {
+		return err
+	}
+	if acct == nil || !verifyPassword(in.Password, acct.PasswordHash) {
+		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid identifier or password")
+	}
+	if acct.TakedownRef != "" && !in.AllowTakendown {
+		return xrpc.NewError(http.StatusUnauthorized, "AccountTakedown", "Account has been taken down")
+	}
+	tokens, err := s.createSessionTokens(ctx, acct, "")
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.sessionOutput(acct, tokens))
+}
+
+func (s *Server) sessionOutput(acct *accountstore.Account, tokens *tokenPair) sessionOutput {
+	confirmed := acct.EmailConfirmedAt != nil
+	factor := false
+	active := acct.Active()
+	out := sessionOutput{
+		Handle:          acct.Handle,
+		DID:             acct.DID,
+		DIDDoc:          s.didDocument(acct),
+		Email:           acct.Email,
+		EmailConfirmed:  &confirmed,
+		EmailAuthFactor: &factor,
+		Active:          &active,
+		Status:          acct.Status(),
+	}
+	if tokens != nil {
+		out.AccessJwt, out.RefreshJwt = tokens.Access, tokens.Refresh
+	}
+	return out
+}
+
+func (s *Server) handleGetSession(c echo.Context) error {
+	acct, err := s.accounts.AccountByDID(c.Request().Context(), viewerOf(c).DID)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
+	}
+	if err != nil {
+		return err
+	}
+	out := s.sessionOutput(acct, nil)
+	return c.JSON(http.StatusOK, struct {
+		sessionOutput
+		AccessJwt  string `json:"accessJwt,omitempty"`
+		RefreshJwt string `json:"refreshJwt,omitempty"`
+	}{sessionOutput: out})
+}
+
+// refreshClaims authenticates a request carrying a refresh token.
+func (s *Server) refreshClaims(c echo.Context) (*sessionClaims, error) {
+	raw, ok := xrpc.BearerToken(c.Request())
+	if !ok {
+		return nil, xrpc.NewError(http.StatusUnauthorized, "AuthMissing", "Authentication Required")
+	}
+	claims, err := s.parseToken(raw, typRefresh)
+	if err != nil {
+		return nil, err
+	}
+	if claims.Scope != ScopeRefresh || claims.ID == "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, "InvalidToken", "Bad token scope")
+	}
+	return claims, nil
+}
+
+func (s *Server) handleRefreshSession(c echo.Context) error {
+	ctx := c.Request().Context()
+	claims, err := s.refreshClaims(c)
+	if err != nil {
+		return err
+	}
+	old, err := s.accounts.RefreshTokenByID(ctx, claims.ID)
+	if errors.Is(err, accountstore.ErrNotFound) || (err == nil && old.DID != claims.Subject) {
+		return xrpc.NewError(http.StatusUnauthorized, "ExpiredToken", "Token has been revoked")
+	}
+	if err != nil {
+		return err
+	}
+	acct, err := s.accounts.AccountByDID(ctx, old.DID)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
+	}
+	if err != nil {
+		return err
+	}
+	if acct.TakedownRef != "" {
+		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+	}
+	now := time.Now()
+	next := &accountstore.RefreshToken{ID: randomID(), DID: acct.DID, ExpiresAt: now.Add(refreshTTL), AppPasswordName: old.AppPasswordName}
+	nextID, err := s.accounts.RotateRefreshToken(ctx, old, next, now.Add(refreshGrace))
+	if err != nil {
+		return err
+	}
+	if nextID != next.ID {
+		// Already rotated (a retry within the grace period): hand out the same successor.
+		prev, err := s.accounts.RefreshTokenByID(ctx, nextID)
+		if err != nil {
+			return xrpc.NewError(http.StatusUnauthorized, "ExpiredToken", "Token has been revoked")
+		}
+		next = prev
+	}
+	access, err := s.accessToken(acct.DID, ScopeAccess, now)
+	if err != nil {
+		return err
+	}
+	refresh, err := s.refreshToken(acct.DID, next.ID, next.ExpiresAt, now)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, s.sessionOutput(acct, &tokenPair{Access: access, Refresh: refresh}))
+}
+
+func (s *Server) handleDeleteSession(c echo.Context) error {
+	claims, err := s.refreshClaims(c)
+	if err != nil {
+		return err
+	}
+	if err := s.accounts.DeleteRefreshToken(c.Request().Context(), claims.ID); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+func (s *Server) handleCheckAccountStatus(c echo.Context) error {
+	ctx := c.Request().Context()
+	did := viewerOf(c).DID
+	acct, err := s.accounts.AccountByDID(ctx, did)
+	if err != nil {
+		return err
+	}
+	r, err := s.repos.Repo(ctx, syntax.DID(did))
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	head, err := r.Head(ctx)
+	if err != nil {
+		return err
+	}
+	records, err := r.RecordCount(ctx)
+	if err != nil {
+		return err
+	}
+	blocks, err := r.BlockCount(ctx)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"activated":          acct.DeactivatedAt == nil,
+		"validDid":           true,
+		"repoCommit":         head.Commit.String(),
+		"repoRev":            head.Rev,
+		"repoBlocks":         blocks,
+		"indexedRecords":     records,
+		"privateStateValues": 0,
+		"expectedBlobs":      0,
+		"importedBlobs":      0,
+	})
+}
+
+type createInviteCodeInput struct {
+	UseCount   int    `json:"useCount"`
+	ForAccount string `json:"forAccount"`
+}
+
+func (s *Server) handleCreateInviteCode(c echo.Context) error {
+	var in createInviteCodeInput
+	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
+		return err
+	}
+	if in.UseCount < 1 {
+		return xrpc.InvalidRequest("useCount must be at least 1")
+	}
+	forAccount := in.ForAccount
+	if forAccount == "" {
+		forAccount = "admin"
+	}
+	code := inviteCode(s.cfg.Hostname)
+	if err := s.accounts.CreateInviteCode(c.Request().Context(), code, in.UseCount, forAccount, "admin"); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"code": code})
+}
+
+// inviteCode makes a code in the reference's shape: <hostname with dashes>-xxxxx-xxxxx.
+func inviteCode(hostname string) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	b := []byte(randomID())
+	part := func(off int) string {
+		out := make([]byte, 5)
+		for i := range out {
+			out[i] = alphabet[int(b[off+i])%len(alphabet)]
+		}
+		return string(out)
+	}
+	return strings.ReplaceAll(hostname, ".", "-") + "-" + part(0) + "-" + part(5)
+}

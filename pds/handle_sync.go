@@ -1,0 +1,223 @@
+package pds
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/ipfs/go-cid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/repo"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+const carContentType = "application/vnd.ipld.car"
+
+// syncAccount resolves the did parameter of a sync read. Deactivated and taken-down repos are hidden from
+// everyone but their owner (deactivated) as in the reference.
+func (s *Server) syncAccount(c echo.Context) (*accountstore.Account, error) {
+	did := xrpc.ParamString(c, "did")
+	acct, err := s.accounts.AccountByDID(c.Request().Context(), did)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.TakedownRef != "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, "RepoTakendown", "Repo has been taken down: %s", did)
+	}
+	if acct.DeactivatedAt != nil {
+		if v := viewerOf(c); v == nil || v.DID != acct.DID {
+			return nil, xrpc.NewError(http.StatusBadRequest, "RepoDeactivated", "Repo has been deactivated: %s", did)
+		}
+	}
+	return acct, nil
+}
+
+func (s *Server) openRepo(c echo.Context, did string) (*repo.Repo, error) {
+	r, err := s.repos.Repo(c.Request().Context(), syntax.DID(did))
+	if errors.Is(err, repo.ErrRepoNotFound) {
+		return nil, xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
+	}
+	return r, err
+}
+
+// streamCAR starts a CAR response; once the first byte is written an error can only abort the connection.
+func streamCAR(c echo.Context, write func(w *responseWriter) error) error {
+	w := &responseWriter{c: c}
+	if err := write(w); err != nil {
+		if !w.started {
+			return err
+		}
+		panic(http.ErrAbortHandler) // a truncated CAR must not look complete
+	}
+	if !w.started {
+		w.start()
+	}
+	return nil
+}
+
+// responseWriter sends headers on the first write, so errors before any output still become XRPC errors.
+type responseWriter struct {
+	c       echo.Context
+	started bool
+}
+
+func (w *responseWriter) start() {
+	w.started = true
+	w.c.Response().Header().Set(echo.HeaderContentType, carContentType)
+	w.c.Response().WriteHeader(http.StatusOK)
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if !w.started {
+		w.start()
+	}
+	return w.c.Response().Write(p)
+}
+
+func (s *Server) handleSyncGetRepo(c echo.Context) error {
+	acct, err := s.syncAccount(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.openRepo(c, acct.DID)
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	since := xrpc.ParamString(c, "since")
+	return streamCAR(c, func(w *responseWriter) error {
+		return r.WriteCAR(c.Request().Context(), w, since)
+	})
+}
+
+func (s *Server) handleSyncGetRecord(c echo.Context) error {
+	acct, err := s.syncAccount(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.openRepo(c, acct.DID)
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
+	return streamCAR(c, func(w *responseWriter) error {
+		return r.WriteRecordProof(c.Request().Context(), w, collection, rkey)
+	})
+}
+
+func (s *Server) handleSyncGetBlocks(c echo.Context) error {
+	acct, err := s.syncAccount(c)
+	if err != nil {
+		return err
+	}
+	var cids []cid.Cid
+	for _, v := range xrpc.ParamStrings(c, "cids") {
+		cc, err := cid.Decode(v)
+		if err != nil {
+			return xrpc.InvalidRequest("Invalid CID: %s", v)
+		}
+		cids = append(cids, cc)
+	}
+	r, err := s.openRepo(c, acct.DID)
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	// A getBlocks answer is bounded by the number of CIDs asked for, so it is built before anything is sent:
+	// a missing block must be an error, not a short CAR.
+	var buf bytes.Buffer
+	missing, err := r.WriteBlocks(c.Request().Context(), &buf, cids)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		strs := make([]string, len(missing))
+		for i, m := range missing {
+			strs[i] = m.String()
+		}
+		return xrpc.NewError(http.StatusBadRequest, "BlockNotFound", "Could not find all requested blocks: %s", strings.Join(strs, ", "))
+	}
+	return c.Blob(http.StatusOK, carContentType, buf.Bytes())
+}
+
+func (s *Server) handleSyncGetLatestCommit(c echo.Context) error {
+	acct, err := s.syncAccount(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.openRepo(c, acct.DID)
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	head, err := r.Head(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"cid": head.Commit.String(), "rev": head.Rev})
+}
+
+func (s *Server) handleSyncGetRepoStatus(c echo.Context) error {
+	did := xrpc.ParamString(c, "did")
+	acct, err := s.accounts.AccountByDID(c.Request().Context(), did)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
+	}
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"did": acct.DID, "active": acct.Active()}
+	if st := acct.Status(); st != "" {
+		out["status"] = st
+	} else if r, err := s.openRepo(c, acct.DID); err == nil {
+		head, err := r.Head(c.Request().Context())
+		r.Release()
+		if err != nil {
+			return err
+		}
+		out["rev"] = head.Rev
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) handleSyncListRepos(c echo.Context) error {
+	ctx := c.Request().Context()
+	limit := xrpc.ParamInt(c, "limit", 500)
+	accts, err := s.accounts.ListAccounts(ctx, xrpc.ParamString(c, "cursor"), limit)
+	if err != nil {
+		return err
+	}
+	repos := make([]map[string]any, 0, len(accts))
+	for _, a := range accts {
+		r, err := s.repos.Repo(ctx, syntax.DID(a.DID))
+		if errors.Is(err, repo.ErrRepoNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		head, err := r.Head(ctx)
+		r.Release()
+		if err != nil {
+			return err
+		}
+		entry := map[string]any{"did": a.DID, "head": head.Commit.String(), "rev": head.Rev, "active": a.Active()}
+		if st := a.Status(); st != "" {
+			entry["status"] = st
+		}
+		repos = append(repos, entry)
+	}
+	out := map[string]any{"repos": repos}
+	if len(accts) == limit {
+		out["cursor"] = accts[len(accts)-1].DID
+	}
+	return c.JSON(http.StatusOK, out)
+}

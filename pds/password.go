@@ -1,0 +1,42 @@
+package pds
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"strings"
+
+	"golang.org/x/crypto/scrypt"
+)
+
+// Passwords are hashed with scrypt in the reference PDS's format ("<hex salt>:<hex hash>", N=16384, r=8, p=1,
+// 64-byte key, the salt used as its hex text), so hashes carried over from a reference installation verify.
+
+func hashPassword(password string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	saltHex := hex.EncodeToString(salt)
+	key, err := scrypt.Key([]byte(password), []byte(saltHex), 16384, 8, 1, 64)
+	if err != nil {
+		return "", err
+	}
+	return saltHex + ":" + hex.EncodeToString(key), nil
+}
+
+func verifyPassword(password, stored string) bool {
+	saltHex, hashHex, ok := strings.Cut(stored, ":")
+	if !ok {
+		return false
+	}
+	want, err := hex.DecodeString(hashHex)
+	if err != nil {
+		return false
+	}
+	got, err := scrypt.Key([]byte(password), []byte(saltHex), 16384, 8, 1, len(want))
+	if err != nil {
+		return false
+	}
+	return subtle.ConstantTimeCompare(got, want) == 1
+}

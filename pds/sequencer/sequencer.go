@@ -1,0 +1,485 @@
+// Package sequencer is the firehose log: it gives every repo commit and every identity and account change a
+// strictly increasing seq with no gaps, stores the serialized frame in sequencer.sqlite, and fans new events out
+// to live subscribers.
+//
+// Writes are group-committed: events are queued by Enqueue (in commit order, under the account's repo lock) and
+// a single goroutine stores everything queued in one transaction. Crash safety comes from the repo outbox: a
+// commit is durable in its repo (with its event in the outbox) before it is queued here, and accounts that may
+// hold unsequenced outbox rows are marked dirty here first (see MarkDirty and Dirty).
+package sequencer
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"time"
+
+	comatproto "github.com/bluesky-social/indigo/api/atproto"
+	"github.com/bluesky-social/indigo/atproto/atdata"
+	lexutil "github.com/bluesky-social/indigo/lex/util"
+	cbg "github.com/whyrusleeping/cbor-gen"
+
+	"github.com/pdsgo/pds/internal/sqlitedb"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Event types, as the "t" of the frame header.
+const (
+	TypeCommit   = "#commit"
+	TypeSync     = "#sync"
+	TypeIdentity = "#identity"
+	TypeAccount  = "#account"
+)
+
+var ErrClosed = errors.New("sequencer closed")
+
+// Event is one sequenced event.
+type Event struct {
+	Seq   int64
+	DID   string
+	Type  string
+	Time  time.Time
+	Frame []byte // header + body, ready to send
+}
+
+// body is what every firehose message type is: cbor-gen marshalling plus a settable seq.
+type body interface {
+	cbg.CBORMarshaler
+}
+
+type queued struct {
+	did  string
+	typ  string
+	rev  string // commits: the rev, recorded as the account's last sequenced rev
+	msg  body
+	seq  func(int64) // sets the message's seq before marshalling
+	done chan error  // optional: closed once durable
+}
+
+// Options tune the sequencer.
+type Options struct {
+	// Floor is the lowest seq a brand-new log may start above. The server passes a time-based floor when the
+	// log file is new but accounts exist (the file was lost), so seq never starts over for relays.
+	Floor  int64
+	Logger *slog.Logger
+}
+
+// Sequencer is the firehose log.
+type Sequencer struct {
+	db     *sql.DB
+	log    *slog.Logger
+	queue  chan *queued
+	closed chan struct{}
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	head    int64
+	dirty   map[string]bool // accounts marked dirty in the file
+	subs    map[*Subscription]struct{}
+	seqRevs map[string]string // rev of each account's last sequenced commit, since start
+}
+
+// Open opens the log at path and starts the writer goroutine.
+func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
+	migrations, _ := fs.Sub(migrationFiles, "migrations")
+	db, err := sqlitedb.Open(ctx, path, migrations, 4)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sequencer{
+		db:      db,
+		log:     opts.Logger,
+		queue:   make(chan *queued, 4096),
+		closed:  make(chan struct{}),
+		dirty:   map[string]bool{},
+		subs:    map[*Subscription]struct{}{},
+		seqRevs: map[string]string{},
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	var metaHead, maxSeq sql.NullInt64
+	if err := db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'head'").Scan(&metaHead); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		db.Close()
+		return nil, err
+	}
+	if err := db.QueryRowContext(ctx, "SELECT max(seq) FROM event").Scan(&maxSeq); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.head = max(metaHead.Int64, maxSeq.Int64)
+	if !metaHead.Valid && !maxSeq.Valid && opts.Floor > 0 {
+		s.head = opts.Floor
+		if _, err := db.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('head', ?)", s.head); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	rows, err := db.QueryContext(ctx, "SELECT did FROM repo_state WHERE dirty = 1")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	for rows.Next() {
+		var did string
+		if err := rows.Scan(&did); err == nil {
+			s.dirty[did] = true
+		}
+	}
+	rows.Close()
+	s.wg.Add(1)
+	go s.run()
+	return s, nil
+}
+
+// Close stops the writer after storing everything queued so far.
+func (s *Sequencer) Close() error {
+	select {
+	case <-s.closed:
+		return nil
+	default:
+	}
+	close(s.closed)
+	s.wg.Wait()
+	s.mu.Lock()
+	for sub := range s.subs {
+		sub.close(ErrClosed)
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
+
+// Head is the highest seq assigned and durable.
+func (s *Sequencer) Head() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.head
+}
+
+// MarkDirty durably records that did may get commits in its repo outbox that are not sequenced yet. It must
+// be called before the repo commits; it writes only the first time per account (until ClearDirty).
+func (s *Sequencer) MarkDirty(ctx context.Context, did string) error {
+	s.mu.Lock()
+	known := s.dirty[did]
+	s.mu.Unlock()
+	if known {
+		return nil
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO repo_state (did, dirty) VALUES (?, 1)
+		ON CONFLICT (did) DO UPDATE SET dirty = 1`, did); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.dirty[did] = true
+	s.mu.Unlock()
+	return nil
+}
+
+// DirtyAccount is an account that may have unsequenced commits, with the rev of its last sequenced commit.
+type DirtyAccount struct {
+	DID     string
+	LastRev string
+}
+
+// Dirty lists the accounts marked dirty (used by crash recovery at start, before any write).
+func (s *Sequencer) Dirty(ctx context.Context) ([]DirtyAccount, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT did, last_rev FROM repo_state WHERE dirty = 1 ORDER BY did")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []DirtyAccount
+	for rows.Next() {
+		var d DirtyAccount
+		if err := rows.Scan(&d.DID, &d.LastRev); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// ClearDirty unmarks accounts whose outbox is known to be fully sequenced (after recovery).
+func (s *Sequencer) ClearDirty(ctx context.Context, dids ...string) error {
+	for _, did := range dids {
+		if _, err := s.db.ExecContext(ctx, "UPDATE repo_state SET dirty = 0 WHERE did = ?", did); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		delete(s.dirty, did)
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// LastRev is the rev of the account's last sequenced commit ("" if none).
+func (s *Sequencer) LastRev(ctx context.Context, did string) (string, error) {
+	var rev string
+	err := s.db.QueryRowContext(ctx, "SELECT last_rev FROM repo_state WHERE did = ?", did).Scan(&rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return rev, err
+}
+
+// SequencedRev is the rev of the account's last commit sequenced since start ("" if none): repo outbox rows up
+// to it are no longer needed.
+func (s *Sequencer) SequencedRev(did string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seqRevs[did]
+}
+
+// Forget drops an account's sequencing state (account deleted).
+func (s *Sequencer) Forget(ctx context.Context, did string) error {
+	_, err := s.db.ExecContext(ctx, "DELETE FROM repo_state WHERE did = ?", did)
+	s.mu.Lock()
+	delete(s.dirty, did)
+	s.mu.Unlock()
+	return err
+}
+
+func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000Z") }
+
+// EnqueueCommit queues a #commit event. Call it in commit order per account (under the repo lock).
+func (s *Sequencer) EnqueueCommit(evt *comatproto.SyncSubscribeRepos_Commit) <-chan error {
+	if evt.Time == "" {
+		evt.Time = now()
+	}
+	if evt.Blobs == nil {
+		evt.Blobs = []lexutil.LexLink{}
+	}
+	return s.enqueue(&queued{did: evt.Repo, typ: TypeCommit, rev: evt.Rev, msg: evt, seq: func(n int64) { evt.Seq = n }})
+}
+
+// EnqueueSync queues a #sync event (blocks: a CAR holding only the commit block).
+func (s *Sequencer) EnqueueSync(did, rev string, blocks []byte) <-chan error {
+	evt := &comatproto.SyncSubscribeRepos_Sync{Did: did, Rev: rev, Blocks: blocks, Time: now()}
+	return s.enqueue(&queued{did: did, typ: TypeSync, rev: rev, msg: evt, seq: func(n int64) { evt.Seq = n }})
+}
+
+// EnqueueIdentity queues an #identity event.
+func (s *Sequencer) EnqueueIdentity(did, handle string) <-chan error {
+	evt := &comatproto.SyncSubscribeRepos_Identity{Did: did, Time: now()}
+	if handle != "" {
+		evt.Handle = &handle
+	}
+	return s.enqueue(&queued{did: did, typ: TypeIdentity, msg: evt, seq: func(n int64) { evt.Seq = n }})
+}
+
+// EnqueueAccount queues an #account event; status is "" for active accounts.
+func (s *Sequencer) EnqueueAccount(did string, active bool, status string) <-chan error {
+	evt := &comatproto.SyncSubscribeRepos_Account{Did: did, Active: active, Time: now()}
+	if status != "" {
+		evt.Status = &status
+	}
+	return s.enqueue(&queued{did: did, typ: TypeAccount, msg: evt, seq: func(n int64) { evt.Seq = n }})
+}
+
+func (s *Sequencer) enqueue(q *queued) <-chan error {
+	q.done = make(chan error, 1)
+	select {
+	case <-s.closed:
+		q.done <- ErrClosed
+	case s.queue <- q:
+	}
+	return q.done
+}
+
+// run is the single writer: it takes everything queued, stores it in one transaction, then publishes.
+func (s *Sequencer) run() {
+	defer s.wg.Done()
+	for {
+		var batch []*queued
+		select {
+		case q := <-s.queue:
+			batch = append(batch, q)
+		case <-s.closed:
+			// Drain what was queued before Close.
+			for {
+				select {
+				case q := <-s.queue:
+					batch = append(batch, q)
+					continue
+				default:
+				}
+				break
+			}
+			if len(batch) > 0 {
+				s.storeWithRetry(batch)
+			}
+			return
+		}
+	more:
+		for len(batch) < 1000 {
+			select {
+			case q := <-s.queue:
+				batch = append(batch, q)
+			default:
+				break more
+			}
+		}
+		s.storeWithRetry(batch)
+	}
+}
+
+// storeWithRetry never drops an event: the stream must stay gap-free and in order, so a failing disk stalls
+// the firehose (and is logged) rather than skipping events.
+func (s *Sequencer) storeWithRetry(batch []*queued) {
+	for attempt := 0; ; attempt++ {
+		events, err := s.store(batch)
+		if err == nil {
+			s.publish(events)
+			for _, q := range batch {
+				q.done <- nil
+			}
+			return
+		}
+		s.log.Error("sequencer: storing events failed; retrying", "err", err, "events", len(batch))
+		select {
+		case <-s.closed:
+			if attempt > 3 {
+				for _, q := range batch {
+					q.done <- err
+				}
+				return
+			}
+		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Sequencer) store(batch []*queued) ([]*Event, error) {
+	s.mu.Lock()
+	head := s.head
+	s.mu.Unlock()
+	ctx := context.Background()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	ins, err := tx.PrepareContext(ctx, "INSERT INTO event (seq, did, type, time, frame) VALUES (?, ?, ?, ?, ?)")
+	if err != nil {
+		return nil, err
+	}
+	defer ins.Close()
+	events := make([]*Event, 0, len(batch))
+	revs := map[string]string{}
+	t := time.Now()
+	for i, q := range batch {
+		seq := head + int64(i) + 1
+		q.seq(seq)
+		frame, err := EncodeFrame(q.typ, q.msg)
+		if err != nil {
+			return nil, fmt.Errorf("encoding %s for %s: %w", q.typ, q.did, err)
+		}
+		if _, err := ins.ExecContext(ctx, seq, q.did, q.typ, t.UnixMilli(), frame); err != nil {
+			return nil, err
+		}
+		if q.typ == TypeCommit {
+			revs[q.did] = q.rev
+		}
+		events = append(events, &Event{Seq: seq, DID: q.did, Type: q.typ, Time: t, Frame: frame})
+	}
+	for did, rev := range revs {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO repo_state (did, last_rev) VALUES (?, ?)
+			ON CONFLICT (did) DO UPDATE SET last_rev = excluded.last_rev`, did, rev); err != nil {
+			return nil, err
+		}
+	}
+	newHead := head + int64(len(batch))
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('head', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, newHead); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.head = newHead
+	for did, rev := range revs {
+		s.seqRevs[did] = rev
+	}
+	s.mu.Unlock()
+	return events, nil
+}
+
+// EncodeFrame serializes a message frame: the CBOR header {t, op: 1} followed by the CBOR body.
+func EncodeFrame(typ string, msg body) ([]byte, error) {
+	hdr, err := atdata.MarshalCBOR(map[string]any{"op": int64(1), "t": typ})
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	buf.Write(hdr)
+	if err := msg.MarshalCBOR(&buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// EncodeErrorFrame serializes an error frame: {op: -1} followed by {error, message}.
+func EncodeErrorFrame(name, message string) []byte {
+	hdr, _ := atdata.MarshalCBOR(map[string]any{"op": int64(-1)})
+	body := map[string]any{"error": name}
+	if message != "" {
+		body["message"] = message
+	}
+	b, _ := atdata.MarshalCBOR(body)
+	return append(hdr, b...)
+}
+
+// EncodeInfoFrame serializes an #info message (e.g. OutdatedCursor).
+func EncodeInfoFrame(name, message string) []byte {
+	evt := &comatproto.SyncSubscribeRepos_Info{Name: name}
+	if message != "" {
+		evt.Message = &message
+	}
+	b, _ := EncodeFrame("#info", evt)
+	return b
+}
+
+// Events returns up to limit stored events with seq > after, in order.
+func (s *Sequencer) Events(ctx context.Context, after int64, limit int) ([]*Event, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT seq, did, type, time, frame FROM event WHERE seq > ? ORDER BY seq LIMIT ?", after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Event
+	for rows.Next() {
+		var e Event
+		var ms int64
+		if err := rows.Scan(&e.Seq, &e.DID, &e.Type, &ms, &e.Frame); err != nil {
+			return nil, err
+		}
+		e.Time = time.UnixMilli(ms)
+		out = append(out, &e)
+	}
+	return out, rows.Err()
+}
+
+// Oldest is the seq of the oldest stored event (0 when the log is empty).
+func (s *Sequencer) Oldest(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	err := s.db.QueryRowContext(ctx, "SELECT min(seq) FROM event").Scan(&seq)
+	return seq.Int64, err
+}
+
+// Prune deletes events older than before; the head (and so the next seq) is unaffected.
+func (s *Sequencer) Prune(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM event WHERE time < ?", before.UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,146 @@
+package pds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/ipfs/go-cid"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/repo"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+// writableAccount resolves the repo named in a write request (DID or handle) and checks that the caller owns
+// it and may write to it.
+func (s *Server) writableAccount(ctx context.Context, v *viewer, repoParam string) (*accountstore.Account, error) {
+	acct, err := s.lookupAccount(ctx, repoParam)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.DID != v.DID {
+		return nil, xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Authentication Required")
+	}
+	if acct.TakedownRef != "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+	}
+	if acct.DeactivatedAt != nil {
+		return nil, xrpc.NewError(http.StatusBadRequest, "AccountDeactivated", "Account is deactivated")
+	}
+	return acct, nil
+}
+
+// commit applies writes to an account's repo: the one write path. The account is marked dirty in the
+// sequencer before the repo commits, and the commit's event is queued while the repo lock is still held, so
+// the firehose carries every commit in order (see docs/architecture.md).
+func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []repo.WriteOp, swapCommit *cid.Cid) (*repo.CommitResult, error) {
+	key, err := atcrypto.ParsePrivateBytesK256(acct.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("account signing key: %w", err)
+	}
+	if err := s.seq.MarkDirty(ctx, acct.DID); err != nil {
+		return nil, err
+	}
+	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
+	if err != nil {
+		return nil, err
+	}
+	defer r.Release()
+	res, err := r.Apply(ctx, repo.WriteRequest{
+		Ops:               ops,
+		SwapCommit:        swapCommit,
+		Signer:            key,
+		TrimOutboxThrough: s.seq.SequencedRev(acct.DID),
+		OnCommit: func(res *repo.CommitResult) {
+			s.seq.EnqueueCommit(res.Event)
+		},
+	})
+	if err != nil {
+		return nil, repoError(err)
+	}
+	return res, nil
+}
+
+// repoError maps the repo package's sentinel errors to XRPC errors.
+func repoError(err error) error {
+	switch {
+	case errors.Is(err, repo.ErrInvalidSwap):
+		return xrpc.NewError(http.StatusBadRequest, "InvalidSwap", "%s", trimSentinel(err, repo.ErrInvalidSwap))
+	case errors.Is(err, repo.ErrRecordExists):
+		return xrpc.InvalidRequest("Record already exists")
+	case errors.Is(err, repo.ErrRecordNotFound):
+		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not find record")
+	case errors.Is(err, repo.ErrTooManyOps):
+		return xrpc.InvalidRequest("Too many writes. Max: 200")
+	case errors.Is(err, repo.ErrTooLarge):
+		return xrpc.NewError(http.StatusRequestEntityTooLarge, "PayloadTooLarge", "Commit is too large (more than 2,000,000 bytes of blocks)")
+	case errors.Is(err, repo.ErrRepoNotFound):
+		return xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo")
+	}
+	return err
+}
+
+func trimSentinel(err, sentinel error) string {
+	msg := err.Error()
+	if len(msg) > len(sentinel.Error())+2 && msg[:len(sentinel.Error())] == sentinel.Error() {
+		return msg[len(sentinel.Error())+2:]
+	}
+	return msg
+}
+
+// recoverSequencer runs at start, before any write: every commit that reached a repo but not the firehose
+// (the process died in between) is sequenced now, in commit order.
+func (s *Server) recoverSequencer(ctx context.Context) error {
+	dirty, err := s.seq.Dirty(ctx)
+	if err != nil {
+		return err
+	}
+	recovered := 0
+	for _, d := range dirty {
+		r, err := s.repos.Repo(ctx, syntax.DID(d.DID))
+		if errors.Is(err, repo.ErrRepoNotFound) {
+			if err := s.seq.ClearDirty(ctx, d.DID); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		events, err := r.PendingEvents(ctx, d.LastRev)
+		if err != nil {
+			r.Release()
+			return err
+		}
+		for _, evt := range events {
+			if err := <-s.seq.EnqueueCommit(evt); err != nil {
+				r.Release()
+				return err
+			}
+			recovered++
+		}
+		if len(events) > 0 {
+			err = r.TrimOutbox(ctx, events[len(events)-1].Rev)
+		} else if d.LastRev != "" {
+			err = r.TrimOutbox(ctx, d.LastRev)
+		}
+		r.Release()
+		if err != nil {
+			return err
+		}
+		if err := s.seq.ClearDirty(ctx, d.DID); err != nil {
+			return err
+		}
+	}
+	if recovered > 0 {
+		s.log.Warn("firehose recovery: sequenced commits that were in repos but not on the stream", "commits", recovered)
+	}
+	return nil
+}

@@ -1,0 +1,93 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	car "github.com/ipld/go-car"
+	carutil "github.com/ipld/go-car/util"
+)
+
+// collector is the blockstore handed to mst.Tree.WriteDiffBlocks, which only calls Put:
+// it keeps the blocks in write order so they become exactly the commit's MST blocks.
+type collector struct {
+	blocks []block
+	seen   map[cid.Cid]bool
+}
+
+func (c *collector) Put(_ context.Context, b blocks.Block) error {
+	if !c.seen[b.Cid()] {
+		c.seen[b.Cid()] = true
+		c.blocks = append(c.blocks, block{b.Cid(), b.RawData()})
+	}
+	return nil
+}
+
+func (c *collector) PutMany(ctx context.Context, bs []blocks.Block) error {
+	for _, b := range bs {
+		if err := c.Put(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *collector) Has(_ context.Context, k cid.Cid) (bool, error) { return c.seen[k], nil }
+
+func (c *collector) Get(_ context.Context, k cid.Cid) (blocks.Block, error) {
+	for _, b := range c.blocks {
+		if b.cid.Equals(k) {
+			return blocks.NewBlockWithCid(b.data, b.cid)
+		}
+	}
+	return nil, &ipld.ErrNotFound{Cid: k}
+}
+
+func (c *collector) GetSize(ctx context.Context, k cid.Cid) (int, error) {
+	b, err := c.Get(ctx, k)
+	if err != nil {
+		return -1, err
+	}
+	return len(b.RawData()), nil
+}
+
+func (c *collector) DeleteBlock(context.Context, cid.Cid) error {
+	return errors.New("collector: delete not supported")
+}
+
+func (c *collector) AllKeysChan(context.Context) (<-chan cid.Cid, error) {
+	return nil, errors.New("collector: AllKeysChan not supported")
+}
+
+func (c *collector) HashOnRead(bool) {}
+
+// carWriter writes a CAR v1 stream.
+type carWriter struct{ w io.Writer }
+
+func newCARWriter(w io.Writer, root cid.Cid) (*carWriter, error) {
+	if err := car.WriteHeader(&car.CarHeader{Roots: []cid.Cid{root}, Version: 1}, w); err != nil {
+		return nil, err
+	}
+	return &carWriter{w}, nil
+}
+
+func (cw *carWriter) put(c cid.Cid, data []byte) error {
+	return carutil.LdWrite(cw.w, c.Bytes(), data)
+}
+
+func writeCARBlocks(w io.Writer, root cid.Cid, blks []block) error {
+	cw, err := newCARWriter(w, root)
+	if err != nil {
+		return err
+	}
+	for _, b := range blks {
+		if err := cw.put(b.cid, b.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}

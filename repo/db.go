@@ -1,0 +1,149 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/multiformats/go-multihash"
+
+	_ "modernc.org/sqlite" // driver "sqlite"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// cborPrefix is the CID prefix of every block in a repository (CIDv1, dag-cbor, sha2-256).
+var cborPrefix = cid.NewPrefixV1(cid.DagCBOR, multihash.SHA2_256)
+
+// openDB opens (creating if needed) the SQLite file at path and migrates it.
+func openDB(ctx context.Context, path string, maxConns int, busy time.Duration) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	// A plain path (no "file:" prefix) so a DID's ':' and '%' are not read as URI syntax.
+	db, err := sql.Open("sqlite", path+"?"+q.Encode())
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// migrate applies the embedded migrations newer than PRAGMA user_version, each in its own
+// transaction together with the version bump.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("reading schema version: %w", err)
+	}
+	files, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(files)
+	for _, name := range files {
+		base := strings.TrimPrefix(name, "migrations/")
+		n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("bad migration name %q", base)
+		}
+		if n <= version {
+			continue
+		}
+		body, err := migrationFS.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", base, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", n)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", base, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %s: %w", base, err)
+		}
+		version = n
+	}
+	return nil
+}
+
+// querier is the read side shared by *sql.DB and *sql.Tx.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// blockSource reads blocks for mst.LoadTreeFromStore. A missing block must be
+// ipld.ErrNotFound: LoadTreeFromStore treats that as a partial tree, any other error aborts.
+type blockSource struct{ q querier }
+
+func (b blockSource) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	data, err := getBlock(ctx, b.q, c)
+	if err != nil {
+		return nil, err
+	}
+	return blocks.NewBlockWithCid(data, c)
+}
+
+func getBlock(ctx context.Context, q querier, c cid.Cid) ([]byte, error) {
+	var data []byte
+	err := q.QueryRowContext(ctx, "SELECT data FROM blocks WHERE cid = ?", c.Bytes()).Scan(&data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, &ipld.ErrNotFound{Cid: c}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func cidFromBytes(b []byte) (cid.Cid, error) {
+	_, c, err := cid.CidFromBytes(b)
+	return c, err
+}
+
+// headRow reads the head inside q; ErrRepoNotFound if the repository has no commit yet.
+func headRow(ctx context.Context, q querier) (Head, error) {
+	var cb, db []byte
+	var h Head
+	err := q.QueryRowContext(ctx, "SELECT commit_cid, rev, data_cid FROM head WHERE id = 1").Scan(&cb, &h.Rev, &db)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Head{}, ErrRepoNotFound
+	}
+	if err != nil {
+		return Head{}, err
+	}
+	if h.Commit, err = cidFromBytes(cb); err != nil {
+		return Head{}, fmt.Errorf("corrupt head commit cid: %w", err)
+	}
+	if h.Data, err = cidFromBytes(db); err != nil {
+		return Head{}, fmt.Errorf("corrupt head data cid: %w", err)
+	}
+	return h, nil
+}

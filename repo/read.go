@@ -1,0 +1,354 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+
+	comatproto "github.com/bluesky-social/indigo/api/atproto"
+	"github.com/bluesky-social/indigo/atproto/repo/mst"
+	"github.com/ipfs/go-cid"
+)
+
+// Record is one record of a listing.
+type Record struct {
+	Collection string
+	RKey       string
+	CID        cid.Cid
+	Value      []byte // DAG-CBOR
+}
+
+const (
+	defaultListLimit = 50
+	maxListLimit     = 1000
+)
+
+// readTx runs fn in a read transaction: one consistent snapshot (WAL), no write lock.
+func (r *Repo) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// Head returns the current commit.
+func (r *Repo) Head(ctx context.Context) (Head, error) {
+	return headRow(ctx, r.db)
+}
+
+// GetRecord returns the CID and DAG-CBOR of a record (ErrRecordNotFound).
+func (r *Repo) GetRecord(ctx context.Context, collection, rkey string) (cid.Cid, []byte, error) {
+	var cb, data []byte
+	err := r.db.QueryRowContext(ctx, `SELECT r.cid, b.data FROM records r JOIN blocks b ON b.cid = r.cid
+		WHERE r.collection = ? AND r.rkey = ?`, collection, rkey).Scan(&cb, &data)
+	if errors.Is(err, sql.ErrNoRows) {
+		return cid.Undef, nil, ErrRecordNotFound
+	}
+	if err != nil {
+		return cid.Undef, nil, err
+	}
+	c, err := cidFromBytes(cb)
+	if err != nil {
+		return cid.Undef, nil, err
+	}
+	return c, data, nil
+}
+
+// ListRecords lists a collection by rkey, descending (newest TIDs first) or ascending with
+// reverse. cursor is the last rkey of the previous page; the returned cursor is empty on
+// the last page. limit <= 0 means 50; it is capped at 1000.
+func (r *Repo) ListRecords(ctx context.Context, collection string, limit int, cursor string, reverse bool) ([]Record, string, error) {
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	limit = min(limit, maxListLimit)
+	cmp, order := "<", "DESC"
+	if reverse {
+		cmp, order = ">", "ASC"
+	}
+	q := `SELECT r.rkey, r.cid, b.data FROM records r JOIN blocks b ON b.cid = r.cid WHERE r.collection = ?`
+	args := []any{collection}
+	if cursor != "" {
+		q += " AND r.rkey " + cmp + " ?"
+		args = append(args, cursor)
+	}
+	q += " ORDER BY r.rkey " + order + " LIMIT ?"
+	args = append(args, limit+1) // one more: is there a next page?
+	rows, err := r.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var rec Record
+		var cb []byte
+		if err := rows.Scan(&rec.RKey, &cb, &rec.Value); err != nil {
+			return nil, "", err
+		}
+		if rec.CID, err = cidFromBytes(cb); err != nil {
+			return nil, "", err
+		}
+		rec.Collection = collection
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].RKey
+	}
+	return out, next, nil
+}
+
+// Collections lists the collections holding at least one record, sorted.
+func (r *Repo) Collections(ctx context.Context) ([]string, error) {
+	rows, err := r.db.QueryContext(ctx, "SELECT DISTINCT collection FROM records ORDER BY collection")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// RecordCount is the number of records in the head.
+func (r *Repo) RecordCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := r.db.QueryRowContext(ctx, "SELECT count(*) FROM records").Scan(&n)
+	return n, err
+}
+
+// BlockCount is the number of stored blocks (commit + MST nodes + distinct records).
+func (r *Repo) BlockCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := r.db.QueryRowContext(ctx, "SELECT count(*) FROM blocks").Scan(&n)
+	return n, err
+}
+
+// WriteCAR streams the repository as a CAR v1 whose root is the head commit: the commit,
+// then the MST nodes depth-first with each record block right after its key. With since
+// != "", only the blocks stored by commits with rev > since (getRepo?since=).
+func (r *Repo) WriteCAR(ctx context.Context, w io.Writer, since string) error {
+	return r.readTx(ctx, func(tx *sql.Tx) error {
+		head, err := headRow(ctx, tx)
+		if err != nil {
+			return err
+		}
+		cw, err := newCARWriter(w, head.Commit)
+		if err != nil {
+			return err
+		}
+		if since != "" {
+			return writeBlocksSince(ctx, tx, cw, since)
+		}
+		if err := copyBlock(ctx, tx, cw, head.Commit); err != nil {
+			return err
+		}
+		seen := map[cid.Cid]bool{} // a record CID can sit at several paths
+		return walkCAR(ctx, tx, cw, head.Data, seen)
+	})
+}
+
+func writeBlocksSince(ctx context.Context, tx *sql.Tx, cw *carWriter, since string) error {
+	rows, err := tx.QueryContext(ctx, "SELECT cid, data FROM blocks WHERE rev > ? ORDER BY rev", since)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var cb, data []byte
+		if err := rows.Scan(&cb, &data); err != nil {
+			return err
+		}
+		c, err := cidFromBytes(cb)
+		if err != nil {
+			return err
+		}
+		if err := cw.put(c, data); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+func copyBlock(ctx context.Context, q querier, cw *carWriter, c cid.Cid) error {
+	data, err := getBlock(ctx, q, c)
+	if err != nil {
+		return err
+	}
+	return cw.put(c, data)
+}
+
+func walkCAR(ctx context.Context, q querier, cw *carWriter, node cid.Cid, seen map[cid.Cid]bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	data, err := getBlock(ctx, q, node)
+	if err != nil {
+		return err
+	}
+	if err := cw.put(node, data); err != nil {
+		return err
+	}
+	nd, err := mst.NodeDataFromCBOR(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("decoding MST node %s: %w", node, err)
+	}
+	if nd.Left != nil {
+		if err := walkCAR(ctx, q, cw, *nd.Left, seen); err != nil {
+			return err
+		}
+	}
+	for _, e := range nd.Entries {
+		if !seen[e.Value] {
+			seen[e.Value] = true
+			if err := copyBlock(ctx, q, cw, e.Value); err != nil {
+				return err
+			}
+		}
+		if e.Right != nil {
+			if err := walkCAR(ctx, q, cw, *e.Right, seen); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// WriteRecordProof writes a CAR (root = head commit) proving the presence or absence of
+// collection/rkey: the commit, the MST nodes on the key's path, and the record if present.
+func (r *Repo) WriteRecordProof(ctx context.Context, w io.Writer, collection, rkey string) error {
+	key := []byte(collection + "/" + rkey)
+	return r.readTx(ctx, func(tx *sql.Tx) error {
+		head, err := headRow(ctx, tx)
+		if err != nil {
+			return err
+		}
+		cw, err := newCARWriter(w, head.Commit)
+		if err != nil {
+			return err
+		}
+		if err := copyBlock(ctx, tx, cw, head.Commit); err != nil {
+			return err
+		}
+		c := head.Data
+		for {
+			data, err := getBlock(ctx, tx, c)
+			if err != nil {
+				return err
+			}
+			if err := cw.put(c, data); err != nil {
+				return err
+			}
+			nd, err := mst.NodeDataFromCBOR(bytes.NewReader(data))
+			if err != nil {
+				return fmt.Errorf("decoding MST node %s: %w", c, err)
+			}
+			n := nd.Node(&c)
+			// The key can only be in the subtree just left of the first greater key.
+			var next *cid.Cid
+		entries:
+			for _, e := range n.Entries {
+				if e.IsChild() {
+					next = e.ChildCID
+					continue
+				}
+				switch bytes.Compare(e.Key, key) {
+				case 0:
+					return copyBlock(ctx, tx, cw, *e.Value)
+				case 1:
+					break entries
+				}
+				next = nil
+			}
+			if next == nil {
+				return nil // absence proven: no subtree can hold the key
+			}
+			c = *next
+		}
+	})
+}
+
+// WriteBlocks writes a CAR (root = head commit) of the given blocks, in order. If any is
+// missing, nothing is written and the missing CIDs are returned.
+func (r *Repo) WriteBlocks(ctx context.Context, w io.Writer, cids []cid.Cid) ([]cid.Cid, error) {
+	var missing []cid.Cid
+	err := r.readTx(ctx, func(tx *sql.Tx) error {
+		for _, c := range cids {
+			var one int
+			err := tx.QueryRowContext(ctx, "SELECT 1 FROM blocks WHERE cid = ?", c.Bytes()).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				missing = append(missing, c)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if len(missing) > 0 {
+			return nil
+		}
+		head, err := headRow(ctx, tx)
+		if err != nil {
+			return err
+		}
+		cw, err := newCARWriter(w, head.Commit)
+		if err != nil {
+			return err
+		}
+		for _, c := range cids {
+			if err := copyBlock(ctx, tx, cw, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return missing, nil
+}
+
+// PendingEvents returns the outbox events with rev > afterRev, in rev order ("" = all).
+func (r *Repo) PendingEvents(ctx context.Context, afterRev string) ([]*comatproto.SyncSubscribeRepos_Commit, error) {
+	rows, err := r.db.QueryContext(ctx, "SELECT rev, event FROM outbox WHERE rev > ? ORDER BY rev", afterRev)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*comatproto.SyncSubscribeRepos_Commit
+	for rows.Next() {
+		var rev string
+		var data []byte
+		if err := rows.Scan(&rev, &data); err != nil {
+			return nil, err
+		}
+		ev := new(comatproto.SyncSubscribeRepos_Commit)
+		if err := ev.UnmarshalCBOR(bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("outbox event %s: %w", rev, err)
+		}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// TrimOutbox deletes the outbox events with rev <= throughRev (already sequenced).
+func (r *Repo) TrimOutbox(ctx context.Context, throughRev string) error {
+	_, err := r.db.ExecContext(ctx, "DELETE FROM outbox WHERE rev <= ?", throughRev)
+	return err
+}

@@ -1,0 +1,524 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	comatproto "github.com/bluesky-social/indigo/api/atproto"
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	atrepo "github.com/bluesky-social/indigo/atproto/repo"
+	"github.com/bluesky-social/indigo/atproto/repo/mst"
+	"github.com/bluesky-social/indigo/atproto/syntax"
+	lexutil "github.com/bluesky-social/indigo/lex/util"
+	"github.com/ipfs/go-cid"
+)
+
+// Action is the kind of a write operation.
+type Action string
+
+const (
+	ActionCreate Action = "create"
+	ActionUpdate Action = "update"
+	ActionDelete Action = "delete"
+)
+
+// Swap is a compare-and-swap precondition. CID nil means "must not exist".
+type Swap struct{ CID *cid.Cid }
+
+// WriteOp is one record write. Record is the record's DAG-CBOR, already validated by the
+// caller; nil for delete.
+type WriteOp struct {
+	Action     Action
+	Collection syntax.NSID
+	RKey       syntax.RecordKey
+	Record     []byte
+	SwapRecord *Swap
+}
+
+// WriteRequest is one atomic commit. SwapCommit, if set, must equal the current head commit.
+type WriteRequest struct {
+	Ops        []WriteOp
+	SwapCommit *cid.Cid
+	Signer     atcrypto.PrivateKey
+	// TrimOutboxThrough deletes, in the commit's transaction, outbox rows with rev <= it: the caller knows
+	// they are sequenced. Free, unlike a TrimOutbox call (its own fsync).
+	TrimOutboxThrough string
+	// OnCommit, if set, runs after the commit is durable and before the repo's write lock is released, so
+	// callers can hand commits to the firehose in commit order.
+	OnCommit func(*CommitResult)
+}
+
+// OpResult reports one request op, in request order. Action is the effective action (an
+// update of a missing record is a "create"). An update to an identical record changed
+// nothing: it has CID == Prev and does not appear in the Event.
+type OpResult struct {
+	Action     Action
+	Collection string
+	RKey       string
+	CID        *cid.Cid
+	Prev       *cid.Cid
+}
+
+// CommitResult describes a commit (or, with NoChange, the unchanged head).
+type CommitResult struct {
+	DID      syntax.DID
+	Commit   cid.Cid
+	Rev      string
+	Since    *string
+	Data     cid.Cid
+	PrevData *cid.Cid
+	Ops      []OpResult
+	// Event is the complete #commit (Seq 0), also stored in the outbox. Nil with NoChange.
+	Event *comatproto.SyncSubscribeRepos_Commit
+	// NoChange: every op was a no-op, no commit was made; Commit/Rev/Data are the head.
+	NoChange bool
+}
+
+// Head is the current commit of a repository.
+type Head struct {
+	Commit cid.Cid
+	Rev    string
+	Data   cid.Cid
+}
+
+// writeState is the in-memory state of the writer: a complete, clean MST of the head.
+type writeState struct {
+	tree  mst.Tree
+	head  Head
+	clock syntax.TIDClock // restored from head.Rev: revs never go backwards
+}
+
+// change is one effective (non-no-op) write inside a commit.
+type change struct {
+	action     Action
+	collection string
+	rkey       string
+	path       string
+	value      *cid.Cid // nil for delete
+	record     []byte
+	prev       *cid.Cid // filled by commit, from the tree
+}
+
+// Apply commits req atomically. See the package documentation for the semantics.
+func (r *Repo) Apply(ctx context.Context, req WriteRequest) (*CommitResult, error) {
+	if req.Signer == nil {
+		return nil, fmt.Errorf("%w: no signer", ErrInvalidWrite)
+	}
+	if len(req.Ops) > MaxOps {
+		return nil, fmt.Errorf("%w: %d > %d", ErrTooManyOps, len(req.Ops), MaxOps)
+	}
+	// Validate and hash outside the lock.
+	changes := make([]*change, len(req.Ops))
+	seen := make(map[string]bool, len(req.Ops))
+	recordBytes := 0
+	for i, op := range req.Ops {
+		path := op.Collection.String() + "/" + op.RKey.String()
+		if _, _, err := syntax.ParseRepoPath(path); err != nil {
+			return nil, fmt.Errorf("%w: %q: %w", ErrInvalidWrite, path, err)
+		}
+		if seen[path] {
+			return nil, fmt.Errorf("%w: duplicate path %q", ErrInvalidWrite, path)
+		}
+		seen[path] = true
+		ch := &change{action: op.Action, collection: op.Collection.String(), rkey: op.RKey.String(), path: path}
+		switch op.Action {
+		case ActionCreate, ActionUpdate:
+			if len(op.Record) == 0 {
+				return nil, fmt.Errorf("%w: %s %q without a record", ErrInvalidWrite, op.Action, path)
+			}
+			c, err := cborPrefix.Sum(op.Record)
+			if err != nil {
+				return nil, err
+			}
+			ch.value, ch.record = &c, op.Record
+			recordBytes += len(op.Record)
+		case ActionDelete:
+		default:
+			return nil, fmt.Errorf("%w: unknown action %q", ErrInvalidWrite, op.Action)
+		}
+		changes[i] = ch
+	}
+	// Refuse before touching the tree what can be refused early.
+	if recordBytes > MaxCommitBytes {
+		return nil, fmt.Errorf("%w: %d bytes of records", ErrTooLarge, recordBytes)
+	}
+
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	st, err := r.loadState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.SwapCommit != nil && !req.SwapCommit.Equals(st.head.Commit) {
+		return nil, fmt.Errorf("%w: commit is %s, not %s", ErrInvalidSwap, st.head.Commit, req.SwapCommit)
+	}
+
+	results := make([]OpResult, len(changes))
+	effective := make([]*change, 0, len(changes))
+	for i, ch := range changes {
+		cur, err := st.tree.Get([]byte(ch.path))
+		if err != nil {
+			return nil, err
+		}
+		if sw := req.Ops[i].SwapRecord; sw != nil {
+			switch {
+			case sw.CID == nil && cur != nil:
+				return nil, fmt.Errorf("%w: record %s exists", ErrInvalidSwap, ch.path)
+			case sw.CID != nil && cur == nil:
+				return nil, fmt.Errorf("%w: record %s does not exist", ErrInvalidSwap, ch.path)
+			case sw.CID != nil && !sw.CID.Equals(*cur):
+				return nil, fmt.Errorf("%w: record %s is %s, not %s", ErrInvalidSwap, ch.path, cur, sw.CID)
+			}
+		}
+		results[i] = OpResult{Action: ch.action, Collection: ch.collection, RKey: ch.rkey, CID: ch.value, Prev: cur}
+		switch ch.action {
+		case ActionCreate:
+			if cur != nil {
+				return nil, fmt.Errorf("%w: %s", ErrRecordExists, ch.path)
+			}
+		case ActionUpdate:
+			if cur == nil {
+				ch.action = ActionCreate
+				results[i].Action = ActionCreate
+			} else if cur.Equals(*ch.value) {
+				continue // identical: dropped
+			}
+		case ActionDelete:
+			if cur == nil {
+				return nil, fmt.Errorf("%w: %s", ErrRecordNotFound, ch.path)
+			}
+		}
+		effective = append(effective, ch)
+	}
+	if len(effective) == 0 {
+		return &CommitResult{
+			DID: r.did, Commit: st.head.Commit, Rev: st.head.Rev, Data: st.head.Data,
+			Ops: results, NoChange: true,
+		}, nil
+	}
+	res, err := r.commit(ctx, st, req.Signer, effective, req.TrimOutboxThrough)
+	if err != nil {
+		return nil, err
+	}
+	res.Ops = results
+	if req.OnCommit != nil {
+		req.OnCommit(res)
+	}
+	return res, nil
+}
+
+// loadState returns the writer state, loading the MST from SQLite the first time (or after
+// a failed commit dropped it). Caller holds wmu.
+func (r *Repo) loadState(ctx context.Context) (*writeState, error) {
+	if r.st != nil {
+		return r.st, nil
+	}
+	head, err := headRow(ctx, r.db)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := syntax.ParseTID(head.Rev)
+	if err != nil {
+		return nil, fmt.Errorf("corrupt head rev: %w", err)
+	}
+	tree, err := mst.LoadTreeFromStore(ctx, blockSource{r.db}, head.Data)
+	if err != nil {
+		return nil, fmt.Errorf("loading MST: %w", err)
+	}
+	if tree.IsPartial() {
+		return nil, fmt.Errorf("loading MST: %w", mst.ErrPartialTree)
+	}
+	if tree.IsEmpty() {
+		// A decoded empty node has height -1; indigo's insert expects the fresh empty tree.
+		empty := mst.NewEmptyTree()
+		tree = &empty
+		if _, err := tree.RootCID(); err != nil {
+			return nil, err
+		}
+	}
+	r.st = &writeState{tree: *tree, head: head, clock: syntax.ClockFromTID(rev)}
+	return r.st, nil
+}
+
+// commit applies changes to st.tree, signs a commit and stores everything in one
+// transaction. On any failure after the tree was touched, r.st is dropped so the next write
+// reloads the tree from SQLite. Caller holds wmu.
+func (r *Repo) commit(ctx context.Context, st *writeState, signer atcrypto.PrivateKey, changes []*change, trimThrough string) (*CommitResult, error) {
+	prev := st.head // zero for the initial commit
+	first := !prev.Commit.Defined()
+
+	tops := make([]treeOp, len(changes))
+	for i, ch := range changes {
+		tops[i] = treeOp{path: ch.path, value: ch.value}
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			r.st = nil
+		}
+	}()
+	diff, err := applyTreeOps(ctx, &st.tree, tops)
+	if err != nil {
+		return nil, err
+	}
+	for i, ch := range changes {
+		ch.prev = diff.ops[i].Prev
+		if (ch.action == ActionCreate) != (ch.prev == nil) {
+			return nil, fmt.Errorf("internal: %s %s: tree disagrees (prev %v)", ch.action, ch.path, ch.prev)
+		}
+	}
+
+	// Commit() order matters: the diff was written before anything cleared the dirty flags.
+	c := atrepo.Commit{DID: r.did.String(), Version: atrepo.ATPROTO_REPO_VERSION, Data: diff.root, Rev: st.clock.Next().String()}
+	if err := c.Sign(signer); err != nil {
+		return nil, fmt.Errorf("signing commit: %w", err)
+	}
+	var cbuf bytes.Buffer
+	if err := c.MarshalCBOR(&cbuf); err != nil {
+		return nil, err
+	}
+	commitCID, err := cborPrefix.Sum(cbuf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+
+	// The commit's blocks: commit, every MST block of the diff (with the unchanged neighbours
+	// needed for inversion), new record blocks.
+	blks := make([]block, 0, 1+len(diff.nodes)+len(changes))
+	blks = append(blks, block{commitCID, cbuf.Bytes()})
+	blks = append(blks, diff.nodes...)
+	inBlks := make(map[cid.Cid]bool, len(blks))
+	for _, b := range blks {
+		inBlks[b.cid] = true
+	}
+	size := 0
+	for _, ch := range changes {
+		if ch.value != nil && !inBlks[*ch.value] {
+			inBlks[*ch.value] = true
+			blks = append(blks, block{*ch.value, ch.record})
+		}
+	}
+	for _, b := range blks {
+		size += len(b.data)
+	}
+	if size > MaxCommitBytes {
+		return nil, fmt.Errorf("%w: %d bytes of blocks", ErrTooLarge, size)
+	}
+
+	var car bytes.Buffer
+	if err := writeCARBlocks(&car, commitCID, blks); err != nil {
+		return nil, err
+	}
+	ev := &comatproto.SyncSubscribeRepos_Commit{
+		Repo:   r.did.String(),
+		Rev:    c.Rev,
+		Commit: lexutil.LexLink(commitCID),
+		Blocks: car.Bytes(),
+		Ops:    make([]*comatproto.SyncSubscribeRepos_RepoOp, 0, len(changes)),
+		Time:   time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		Blobs:  []lexutil.LexLink{},
+	}
+	res := &CommitResult{DID: r.did, Commit: commitCID, Rev: c.Rev, Data: diff.root, Event: ev}
+	if !first {
+		since, pd := prev.Rev, prev.Data
+		ev.Since, res.Since = &since, &since
+		ev.PrevData, res.PrevData = (*lexutil.LexLink)(&pd), &pd
+	}
+	for _, ch := range changes {
+		op := &comatproto.SyncSubscribeRepos_RepoOp{Action: string(ch.action), Path: ch.path}
+		if ch.value != nil {
+			op.Cid = (*lexutil.LexLink)(ch.value)
+		}
+		if ch.prev != nil {
+			op.Prev = (*lexutil.LexLink)(ch.prev)
+		}
+		ev.Ops = append(ev.Ops, op)
+		res.Ops = append(res.Ops, OpResult{Action: ch.action, Collection: ch.collection, RKey: ch.rkey, CID: ch.value, Prev: ch.prev})
+	}
+	var evbuf bytes.Buffer
+	if err := ev.MarshalCBOR(&evbuf); err != nil {
+		return nil, err
+	}
+
+	newHead := Head{Commit: commitCID, Rev: c.Rev, Data: diff.root}
+	if err := r.store1(ctx, prev, newHead, blks, changes, diff.dead, evbuf.Bytes(), trimThrough); err != nil {
+		return nil, err
+	}
+	st.head = newHead
+	committed = true
+	return res, nil
+}
+
+// store1 writes one commit in one transaction.
+func (r *Repo) store1(ctx context.Context, prev, head Head, blks []block, changes []*change, deadNodes []cid.Cid, event []byte, trimThrough string) error {
+	tx, err := r.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+
+	ins, err := tx.PrepareContext(ctx, "INSERT INTO blocks (cid, rev, data) VALUES (?, ?, ?) ON CONFLICT (cid) DO NOTHING")
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	for _, b := range blks {
+		if _, err := ins.ExecContext(ctx, b.cid.Bytes(), head.Rev, b.data); err != nil {
+			return err
+		}
+	}
+	for _, ch := range changes {
+		if ch.value != nil {
+			_, err = tx.ExecContext(ctx, `INSERT INTO records (collection, rkey, cid, rev) VALUES (?, ?, ?, ?)
+				ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, rev = excluded.rev`,
+				ch.collection, ch.rkey, ch.value.Bytes(), head.Rev)
+		} else {
+			_, err = tx.ExecContext(ctx, "DELETE FROM records WHERE collection = ? AND rkey = ?", ch.collection, ch.rkey)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	// GC, after the inserts so nothing just written is deleted by a coincidence of CIDs.
+	for _, c := range deadNodes {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE cid = ?", c.Bytes()); err != nil {
+			return err
+		}
+	}
+	for _, ch := range changes {
+		if ch.prev == nil || (ch.value != nil && ch.prev.Equals(*ch.value)) {
+			continue
+		}
+		// The same record CID can sit at several paths: only drop it when no row uses it.
+		if _, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE cid = ?1 AND NOT EXISTS (SELECT 1 FROM records WHERE cid = ?1)", ch.prev.Bytes()); err != nil {
+			return err
+		}
+	}
+	if prev.Commit.Defined() {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE cid = ?", prev.Commit.Bytes()); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO head (id, commit_cid, rev, data_cid) VALUES (1, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET commit_cid = excluded.commit_cid, rev = excluded.rev, data_cid = excluded.data_cid`,
+		head.Commit.Bytes(), head.Rev, head.Data.Bytes()); err != nil {
+		return err
+	}
+	if trimThrough != "" {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE rev <= ?", trimThrough); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO outbox (rev, event) VALUES (?, ?)", head.Rev, event); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// treeOp is one MST mutation: value nil deletes path.
+type treeOp struct {
+	path  string
+	value *cid.Cid
+}
+
+// treeDiff is what applyTreeOps changed.
+type treeDiff struct {
+	root  cid.Cid
+	ops   []*atrepo.Operation // per input op, with Prev from the tree
+	nodes []block             // every MST block from WriteDiffBlocks, in write order
+	dead  []cid.Cid           // MST nodes of the old tree that are not in the new one
+}
+
+// applyTreeOps mutates tree (which must be complete and clean) and returns the diff. It is
+// the only way the write path changes a tree; the interop commit-proof tests call it
+// directly, because their keys are not valid repo paths.
+func applyTreeOps(ctx context.Context, tree *mst.Tree, ops []treeOp) (*treeDiff, error) {
+	keys := make([]string, len(ops))
+	for i, op := range ops {
+		keys[i] = op.path
+	}
+	sort.Strings(keys)
+	before := map[cid.Cid]bool{}
+	if err := nodesCovering(tree.Root, nil, nil, keys, before); err != nil {
+		return nil, err
+	}
+	d := &treeDiff{ops: make([]*atrepo.Operation, len(ops))}
+	for i, op := range ops {
+		o, err := atrepo.ApplyOp(tree, op.path, op.value)
+		if err != nil {
+			return nil, fmt.Errorf("applying %s: %w", op.path, err)
+		}
+		d.ops[i] = o
+	}
+	col := &collector{seen: map[cid.Cid]bool{}}
+	root, err := tree.WriteDiffBlocks(ctx, col)
+	if err != nil {
+		return nil, err
+	}
+	d.root, d.nodes = *root, col.blocks
+	after := map[cid.Cid]bool{}
+	if err := nodesCovering(tree.Root, nil, nil, keys, after); err != nil {
+		return nil, err
+	}
+	for c := range before {
+		if !after[c] && !col.seen[c] {
+			d.dead = append(d.dead, c)
+		}
+	}
+	return d, nil
+}
+
+// nodesCovering adds to out the CID of every node whose closed key range [lo, hi] contains
+// one of keys (sorted); nil bounds are open. The range of a child is bounded by the keys of
+// its neighbouring entries in the parent, so a node lying next to a key (merged when the key
+// is deleted, split when it is inserted) is covered as well. Nodes outside every such range
+// are untouched by the ops, so the nodes a commit replaces are exactly
+// nodesCovering(old) minus nodesCovering(new).
+func nodesCovering(n *mst.Node, lo, hi []byte, keys []string, out map[cid.Cid]bool) error {
+	if n == nil {
+		return mst.ErrPartialTree
+	}
+	i := sort.SearchStrings(keys, string(lo))
+	if i == len(keys) || (hi != nil && keys[i] > string(hi)) {
+		return nil
+	}
+	if n.CID != nil {
+		out[*n.CID] = true
+	}
+	left := lo
+	for j, e := range n.Entries {
+		if e.IsValue() {
+			left = e.Key
+			continue
+		}
+		if !e.IsChild() {
+			continue
+		}
+		right := hi
+		for k := j + 1; k < len(n.Entries); k++ {
+			if n.Entries[k].IsValue() {
+				right = n.Entries[k].Key
+				break
+			}
+		}
+		if e.Child == nil {
+			// Only an error if the range matters.
+			if i := sort.SearchStrings(keys, string(left)); i < len(keys) && (right == nil || keys[i] <= string(right)) {
+				return mst.ErrPartialTree
+			}
+			continue
+		}
+		if err := nodesCovering(e.Child, left, right, keys, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type block struct {
+	cid  cid.Cid
+	data []byte
+}
