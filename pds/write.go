@@ -73,6 +73,8 @@ func repoError(err error) error {
 	switch {
 	case errors.Is(err, repo.ErrInvalidSwap):
 		return xrpc.NewError(http.StatusBadRequest, "InvalidSwap", "%s", trimSentinel(err, repo.ErrInvalidSwap))
+	case errors.Is(err, repo.ErrInvalidWrite):
+		return xrpc.InvalidRequest("%s", trimSentinel(err, repo.ErrInvalidWrite))
 	case errors.Is(err, repo.ErrRecordExists):
 		return xrpc.InvalidRequest("Record already exists")
 	case errors.Is(err, repo.ErrRecordNotFound):
