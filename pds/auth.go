@@ -78,9 +78,9 @@ func (s *Server) refreshToken(did, jti string, exp, now time.Time) (string, erro
 // createSessionTokens issues an access token and a stored refresh token.
 func (s *Server) createSessionTokens(ctx context.Context, acct *accountstore.Account, appPassword string) (*tokenPair, error) {
 	now := time.Now()
-	scope := ScopeAccess
-	if acct.TakedownRef != "" {
-		scope = ScopeTakendown
+	scope, err := s.sessionScope(ctx, acct, appPassword)
+	if err != nil {
+		return nil, err
 	}
 	access, err := s.accessToken(acct.DID, scope, now)
 	if err != nil {
@@ -95,6 +95,25 @@ func (s *Server) createSessionTokens(ctx context.Context, acct *accountstore.Acc
 		return nil, err
 	}
 	return &tokenPair{Access: access, Refresh: refresh}, nil
+}
+
+// sessionScope is the access scope of a session: the limited takendown scope for a taken-down account, the
+// app-password scopes for a session made with an app password (appPassword is its name), else full access.
+func (s *Server) sessionScope(ctx context.Context, acct *accountstore.Account, appPassword string) (string, error) {
+	if acct.TakedownRef != "" {
+		return ScopeTakendown, nil
+	}
+	if appPassword == "" {
+		return ScopeAccess, nil
+	}
+	ap, err := s.accounts.AppPasswordByName(ctx, acct.DID, appPassword)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return "", xrpc.NewError(http.StatusBadRequest, "ExpiredToken", "Token has been revoked")
+	}
+	if err != nil {
+		return "", err
+	}
+	return appPasswordScope(ap), nil
 }
 
 func randomID() string {
@@ -128,9 +147,10 @@ func (s *Server) parseToken(raw, wantTyp string) (*sessionClaims, error) {
 type authLevel int
 
 const (
-	authStandard  authLevel = iota // access and app passwords
-	authFull                       // full access only (account settings)
-	authTakendown                  // standard, and taken-down accounts' limited scope
+	authStandard      authLevel = iota // access and app passwords
+	authFull                           // full access only (account settings)
+	authTakendown                      // standard, and taken-down accounts' limited scope
+	authFullTakendown                  // full access, and taken-down accounts' limited scope (PLC signing, deactivation)
 )
 
 func scopeAllowed(scope string, level authLevel) bool {
@@ -138,9 +158,9 @@ func scopeAllowed(scope string, level authLevel) bool {
 	case ScopeAccess:
 		return true
 	case ScopeAppPass, ScopeAppPassPrivileged:
-		return level != authFull
+		return level != authFull && level != authFullTakendown
 	case ScopeTakendown:
-		return level == authTakendown
+		return level == authTakendown || level == authFullTakendown
 	}
 	return false
 }
@@ -194,6 +214,17 @@ func (s *Server) authenticate(c echo.Context, level authLevel) (*viewer, error) 
 	}
 	if !scopeAllowed(claims.Scope, level) {
 		return nil, xrpc.NewError(http.StatusBadRequest, "InvalidToken", "Bad token scope")
+	}
+	// Access tokens outlive a takedown by up to their 2 h lifetime: refuse them where the limited takendown
+	// scope is not accepted (an in-memory check, see takedown.go).
+	if level != authTakendown && level != authFullTakendown {
+		down, err := s.accountTakendown(c.Request().Context(), claims.Subject)
+		if err != nil {
+			return nil, err
+		}
+		if down {
+			return nil, xrpc.NewError(http.StatusUnauthorized, "AccountTakedown", "Account has been taken down")
+		}
 	}
 	return &viewer{DID: claims.Subject, Scope: claims.Scope}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
+
+	"github.com/pdsgo/pds/pds/blobstore"
 )
 
 // Config is the server's whole configuration. It is built from the environment (the reference PDS's variable
@@ -34,6 +37,12 @@ type Config struct {
 	RecoveryDIDKey       string   // PDS_RECOVERY_DID_KEY: an operator-held rotation key added to new accounts
 	DevMode              bool     // PDS_DEV_MODE
 
+	// Identity resolution of user-named hosts (custom-domain handles, did:web documents).
+	DisableSSRFProtection   bool          // PDS_DISABLE_SSRF_PROTECTION (default PDS_DEV_MODE): allow private/loopback targets
+	IDResolverTimeout       time.Duration // PDS_ID_RESOLVER_TIMEOUT (ms, default 3 s): per DNS/HTTP resolution
+	HandleDNSServer         string        // PDS_HANDLE_DNS_SERVER (host:port): ask this server for _atproto TXT records instead of the system resolver
+	HandleBackupNameservers []string      // PDS_HANDLE_BACKUP_NAMESERVERS: tried when the first lookup finds no record
+
 	JWTSecret     []byte                   // PDS_JWT_SECRET
 	AdminPassword string                   // PDS_ADMIN_PASSWORD
 	RotationKey   *atcrypto.PrivateKeyK256 // PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX
@@ -42,6 +51,36 @@ type Config struct {
 	BackfillLimit         time.Duration // PDS_REPO_BACKFILL_LIMIT_MS
 	MaxSubscriptionBuffer int           // PDS_MAX_SUBSCRIPTION_BUFFER
 	Crawlers              []string      // PDS_CRAWLERS
+
+	// Invites earned by users (getAccountInviteCodes createAvailable).
+	InviteInterval time.Duration // PDS_INVITE_INTERVAL (ms): a user earns a code per interval; 0 = never
+	InviteEpoch    time.Time     // PDS_INVITE_EPOCH (ms since 1970): only intervals after it count
+
+	// Services reached on behalf of accounts (XRPC proxying, see proxy.go); each URL needs its DID.
+	BskyAppView   *ServiceConfig // PDS_BSKY_APP_VIEW_URL / _DID (+ _CDN_URL_PATTERN): app.bsky and chat.bsky
+	ModService    *ServiceConfig // PDS_MOD_SERVICE_URL / _DID: tools.ozone
+	ReportService *ServiceConfig // PDS_REPORT_SERVICE_URL / _DID (default the mod service): createReport
+	Proxy         ProxyConfig    // PDS_PROXY_HEADERS_TIMEOUT, _BODY_TIMEOUT (ms), _MAX_RESPONSE_SIZE (bytes)
+
+	// Email.
+	EmailSMTPURL     string // PDS_EMAIL_SMTP_URL: smtp:// or smtps://; empty = mail is logged, not sent
+	EmailFromAddress string // PDS_EMAIL_FROM_ADDRESS
+
+	// Rate limits and client addresses.
+	RateLimitsEnabled  bool     // PDS_RATE_LIMITS_ENABLED (default true)
+	RateLimitBypassKey string   // PDS_RATE_LIMIT_BYPASS_KEY: requests with header x-ratelimit-bypass: <key> are not limited
+	RateLimitBypassIPs []string // PDS_RATE_LIMIT_BYPASS_IPS: client IPs that are not limited (and are trusted proxies)
+	// TrustedProxies: peers whose X-Forwarded-For is believed (PDS_TRUSTED_PROXIES, IPs or CIDRs; default
+	// loopback, link-local and private ranges, as the reference; "none" trusts no one).
+	TrustedProxies []netip.Prefix
+
+	// Blobs (blobs.go): on disk under the data directory, or in an S3-compatible bucket when one is configured.
+	BlobUploadLimit  int64               // PDS_BLOB_UPLOAD_LIMIT (bytes, default 100 MiB)
+	BlobstoreDisk    string              // PDS_BLOBSTORE_DISK_LOCATION (default <data>/blobs)
+	BlobstoreDiskTmp string              // PDS_BLOBSTORE_DISK_TMP_LOCATION (default <disk location>/tmp)
+	BlobstoreS3      *blobstore.S3Config // PDS_BLOBSTORE_S3_BUCKET, _REGION, _ENDPOINT, ...; nil = disk
+	BlobTempExpiry   time.Duration       // PDS_BLOB_TEMP_EXPIRY_MS (default 1 h): unreferenced uploads are deleted
+	BlobGCGrace      time.Duration       // PDS_BLOB_GC_GRACE_MS (default 1 h): a blob no record uses any more is kept so long
 
 	// GeneratedSecrets lists what LoadConfig generated and saved in the data directory (for the start-up log).
 	GeneratedSecrets []string
@@ -60,6 +99,8 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 		PLCURL:                strings.TrimRight(or(getenv("PDS_DID_PLC_URL"), "https://plc.directory"), "/"),
 		RecoveryDIDKey:        getenv("PDS_RECOVERY_DID_KEY"),
 		AdminPassword:         getenv("PDS_ADMIN_PASSWORD"),
+		EmailSMTPURL:          getenv("PDS_EMAIL_SMTP_URL"),
+		EmailFromAddress:      getenv("PDS_EMAIL_FROM_ADDRESS"),
 		BackfillLimit:         24 * time.Hour,
 		MaxSubscriptionBuffer: 500,
 	}
@@ -74,6 +115,16 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 	if c.InviteRequired, err = boolEnv(getenv, "PDS_INVITE_REQUIRED", !local); err != nil {
 		return nil, err
 	}
+	if ms, err := intEnv(getenv, "PDS_INVITE_INTERVAL", 0); err != nil {
+		return nil, err
+	} else if ms > 0 {
+		c.InviteInterval = time.Duration(ms) * time.Millisecond
+	}
+	if ms, err := intEnv(getenv, "PDS_INVITE_EPOCH", 0); err != nil {
+		return nil, err
+	} else {
+		c.InviteEpoch = time.UnixMilli(int64(ms))
+	}
 	if ms, err := intEnv(getenv, "PDS_REPO_BACKFILL_LIMIT_MS", 0); err != nil {
 		return nil, err
 	} else if ms > 0 {
@@ -83,6 +134,18 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 		return nil, err
 	}
 	c.Crawlers = splitList(getenv("PDS_CRAWLERS"))
+	if err := c.loadRateLimits(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.loadIdentityResolution(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.loadBlobConfig(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.loadServices(getenv); err != nil {
+		return nil, err
+	}
 
 	if _, err := syntax.ParseHandle(c.Hostname); err != nil && !local {
 		return nil, fmt.Errorf("PDS_HOSTNAME %q is not a valid hostname", c.Hostname)

@@ -1,44 +1,220 @@
 package pds
 
 import (
-	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
-	"time"
+	"strings"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/xrpc"
 )
 
 func (s *Server) handleResolveHandle(c echo.Context) error {
 	ctx := c.Request().Context()
-	h, err := syntax.ParseHandle(xrpc.ParamString(c, "handle"))
+	h, err := syntax.ParseHandle(strings.TrimSpace(xrpc.ParamString(c, "handle")))
 	if err != nil {
-		return xrpc.InvalidRequest("Invalid handle")
+		return xrpc.NewError(http.StatusBadRequest, "InvalidHandle", "Invalid handle")
 	}
 	handle := h.Normalize()
-	if acct, err := s.accounts.AccountByHandle(ctx, handle.String()); err == nil {
+	// Deactivated and taken-down accounts do not resolve, as in the reference.
+	if acct, err := s.accounts.AccountByHandle(ctx, handle.String()); err == nil && acct.Active() {
 		return c.JSON(http.StatusOK, map[string]string{"did": acct.DID})
+	} else if err != nil && !errors.Is(err, accountstore.ErrNotFound) {
+		return err
 	}
 	if s.cfg.IsServiceHandle(handle.String()) {
-		return xrpc.InvalidRequest("Unable to resolve handle")
+		return xrpc.NewError(http.StatusBadRequest, "HandleNotFound", "Unable to resolve handle")
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	// Resolution only (DNS / well-known), as the reference does: the DID document need not agree.
-	if r, ok := s.dir.(interface {
-		ResolveHandle(context.Context, syntax.Handle) (syntax.DID, error)
-	}); ok {
-		did, err := r.ResolveHandle(ctx, handle)
-		if err != nil {
-			return xrpc.InvalidRequest("Unable to resolve handle")
-		}
-		return c.JSON(http.StatusOK, map[string]string{"did": did.String()})
-	}
-	ident, err := s.dir.LookupHandle(ctx, handle)
+	// Resolution only (DNS, then HTTPS well-known), as the reference: the DID document need not agree.
+	did, err := s.resolveHandle(ctx, handle, false)
 	if err != nil {
 		return xrpc.InvalidRequest("Unable to resolve handle")
 	}
-	return c.JSON(http.StatusOK, map[string]string{"did": ident.DID.String()})
+	return c.JSON(http.StatusOK, map[string]string{"did": did.String()})
+}
+
+func (s *Server) handleUpdateHandle(c echo.Context) error {
+	var in struct {
+		Handle string `json:"handle"`
+	}
+	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
+		return err
+	}
+	acct, err := s.viewerAccount(c)
+	if err != nil {
+		return err
+	}
+	if err := s.updateHandle(c.Request().Context(), acct, in.Handle); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+// recommendedCredentials is what this server wants in the account's DID document.
+type recommendedCredentials struct {
+	AlsoKnownAs         []string               `json:"alsoKnownAs,omitempty"`
+	VerificationMethods map[string]string      `json:"verificationMethods"`
+	RotationKeys        []string               `json:"rotationKeys"`
+	Services            map[string]plc.Service `json:"services"`
+}
+
+func (s *Server) recommendedCredentials(acct *accountstore.Account) (*recommendedCredentials, error) {
+	key, err := signingDIDKey(acct)
+	if err != nil {
+		return nil, err
+	}
+	out := &recommendedCredentials{
+		VerificationMethods: map[string]string{plc.VerificationMethodAtproto: key},
+		RotationKeys:        []string{s.rotationDIDKey()},
+		Services: map[string]plc.Service{
+			plc.ServiceAtprotoPDS: {Type: plc.ServiceTypeAtprotoPDS, Endpoint: s.cfg.PublicURL},
+		},
+	}
+	if acct.Handle != "" {
+		out.AlsoKnownAs = []string{"at://" + acct.Handle}
+	}
+	if s.cfg.RecoveryDIDKey != "" {
+		out.RotationKeys = append([]string{s.cfg.RecoveryDIDKey}, out.RotationKeys...)
+	}
+	return out, nil
+}
+
+func (s *Server) handleGetRecommendedDidCredentials(c echo.Context) error {
+	acct, err := s.viewerAccount(c)
+	if err != nil {
+		return err
+	}
+	out, err := s.recommendedCredentials(acct)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// plcAccount loads the caller's account for the PLC operation endpoints: only did:plc has them.
+func (s *Server) plcAccount(c echo.Context) (*accountstore.Account, error) {
+	acct, err := s.viewerAccount(c)
+	if err != nil {
+		return nil, err
+	}
+	if !isPLC(acct.DID) {
+		return nil, xrpc.InvalidRequest("PLC operations are only for did:plc accounts")
+	}
+	return acct, nil
+}
+
+func (s *Server) handleRequestPlcOperationSignature(c echo.Context) error {
+	acct, err := s.plcAccount(c)
+	if err != nil {
+		return err
+	}
+	if err := s.sendEmailToken(c.Request().Context(), acct, accountstore.PurposePLCOperation, subjectPLCOperation); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+type signPlcOperationInput struct {
+	Token               string                  `json:"token"`
+	RotationKeys        *[]string               `json:"rotationKeys"`
+	AlsoKnownAs         *[]string               `json:"alsoKnownAs"`
+	VerificationMethods *map[string]string      `json:"verificationMethods"`
+	Services            *map[string]plc.Service `json:"services"`
+}
+
+func (s *Server) handleSignPlcOperation(c echo.Context) error {
+	ctx := c.Request().Context()
+	var in signPlcOperationInput
+	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
+		return err
+	}
+	acct, err := s.plcAccount(c)
+	if err != nil {
+		return err
+	}
+	if in.Token == "" {
+		return xrpc.InvalidRequest("email confirmation token required to sign PLC operations")
+	}
+	// Checked first, used up only once the operation is signed: a malformed request does not burn the token.
+	if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, in.Token); err != nil {
+		return emailTokenError(err)
+	}
+	op, err := s.signedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
+		if in.RotationKeys != nil {
+			op.RotationKeys = *in.RotationKeys
+		}
+		if in.AlsoKnownAs != nil {
+			op.AlsoKnownAs = *in.AlsoKnownAs
+		}
+		if in.VerificationMethods != nil {
+			op.VerificationMethods = *in.VerificationMethods
+		}
+		if in.Services != nil {
+			op.Services = *in.Services
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.accounts.ConsumeEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, in.Token); err != nil {
+		return emailTokenError(err) // used concurrently
+	}
+	return c.JSON(http.StatusOK, map[string]any{"operation": op})
+}
+
+func (s *Server) handleSubmitPlcOperation(c echo.Context) error {
+	ctx := c.Request().Context()
+	var in struct {
+		Operation json.RawMessage `json:"operation"`
+	}
+	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
+		return err
+	}
+	acct, err := s.plcAccount(c)
+	if err != nil {
+		return err
+	}
+	parsed, err := plc.ParseOperation(in.Operation)
+	if err != nil {
+		return xrpc.InvalidRequest("Invalid operation")
+	}
+	op, ok := parsed.(*plc.Operation)
+	if !ok || op.Validate() != nil {
+		return xrpc.InvalidRequest("Invalid operation")
+	}
+	// The checks of the reference: the operation must keep this server able to manage and serve the account.
+	signing, err := signingDIDKey(acct)
+	if err != nil {
+		return err
+	}
+	if op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.rotationDIDKey()}) != nil {
+		return xrpc.InvalidRequest("Rotation keys do not include server's rotation key")
+	}
+	if op.Services[plc.ServiceAtprotoPDS].Type != plc.ServiceTypeAtprotoPDS {
+		return xrpc.InvalidRequest("Incorrect type on atproto_pds service")
+	}
+	if op.CheckAtproto(plc.AtprotoExpect{PDSEndpoint: s.cfg.PublicURL}) != nil {
+		return xrpc.InvalidRequest("Incorrect endpoint on atproto_pds service")
+	}
+	if op.CheckAtproto(plc.AtprotoExpect{SigningKey: signing}) != nil {
+		return xrpc.InvalidRequest("Incorrect signing key")
+	}
+	if acct.Handle != "" && (len(op.AlsoKnownAs) == 0 || op.AlsoKnownAs[0] != "at://"+acct.Handle) {
+		return xrpc.InvalidRequest("Incorrect handle in alsoKnownAs")
+	}
+	unlock := s.didLocks.lock(acct.DID)
+	defer unlock()
+	if err := s.plc.Submit(ctx, acct.DID, op); err != nil {
+		return s.plcError(err)
+	}
+	s.forgetIdentity(ctx, acct.DID)
+	if err := <-s.seq.EnqueueIdentity(acct.DID, acct.Handle); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
 }

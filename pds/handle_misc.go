@@ -45,7 +45,7 @@ func (s *Server) handleWellKnownDID(c echo.Context) error {
 		return c.String(http.StatusNotFound, "User not found")
 	}
 	acct, err := s.accounts.AccountByHandle(c.Request().Context(), host)
-	if err != nil {
+	if err != nil || !acct.Active() { // deactivated and taken-down accounts do not resolve (reference)
 		return c.String(http.StatusNotFound, "User not found")
 	}
 	return c.String(http.StatusOK, acct.DID)

@@ -86,7 +86,7 @@ func (s *Server) prepareRecord(action repo.Action, collection, rkey string, raw 
 		return nil, err
 	}
 	return &preparedRecord{
-		op:     repo.WriteOp{Action: action, Collection: nsid, RKey: rk, Record: rec.CBOR},
+		op:     repo.WriteOp{Action: action, Collection: nsid, RKey: rk, Record: rec.CBOR, Blobs: recordBlobRefs(rec)},
 		cid:    rec.CID,
 		status: status,
 	}, nil
@@ -420,6 +420,11 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	if want := xrpc.ParamString(c, "cid"); want != "" && want != recCID.String() {
 		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
 	}
+	if ref, err := s.recordTakedown(ctx, acct.DID, uri); err != nil {
+		return err
+	} else if ref != "" {
+		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
+	}
 	val, err := recordJSON(data)
 	if err != nil {
 		return err
@@ -444,8 +449,15 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	hidden, err := s.hiddenRecords(ctx, acct.DID)
+	if err != nil {
+		return err
+	}
 	out := make([]map[string]any, 0, len(recs))
 	for _, rec := range recs {
+		if hidden != nil && hidden(atURI(acct.DID, collection, rec.RKey)) {
+			continue // taken down by a moderator
+		}
 		val, err := recordJSON(rec.Value)
 		if err != nil {
 			return err
@@ -482,6 +494,6 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 		"did":             acct.DID,
 		"didDoc":          s.didDocument(acct),
 		"collections":     collections,
-		"handleIsCorrect": true,
+		"handleIsCorrect": s.handleIsCorrect(ctx, acct),
 	})
 }

@@ -60,10 +60,6 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if in.DID != "" {
-		// Migration into this server (an existing DID with a service-auth token) is its own feature.
-		return xrpc.InvalidRequest("Creating an account for an existing DID is not supported yet")
-	}
 	if in.PLCOp != nil {
 		return xrpc.InvalidRequest("Unsupported input: plcOp")
 	}
@@ -81,6 +77,9 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	}
 	if len(in.Password) > 256 {
 		return xrpc.InvalidRequest("Password too long")
+	}
+	if in.DID != "" {
+		return s.createAccountWithDID(c, &in) // handle_account.go: an existing DID, proven by service auth
 	}
 	handle, err := s.normalizeServiceHandle(in.Handle)
 	if err != nil {
@@ -250,13 +249,25 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	if err != nil && !errors.Is(err, accountstore.ErrNotFound) {
 		return err
 	}
-	if acct == nil || !verifyPassword(in.Password, acct.PasswordHash) {
+	if acct == nil {
 		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid identifier or password")
+	}
+	// The account password first, then the account's app passwords.
+	appPassword := ""
+	if !verifyPassword(in.Password, acct.PasswordHash) {
+		ap, err := s.verifyAppPassword(ctx, acct.DID, in.Password)
+		if err != nil {
+			return err
+		}
+		if ap == nil {
+			return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid identifier or password")
+		}
+		appPassword = ap.Name
 	}
 	if acct.TakedownRef != "" && !in.AllowTakendown {
 		return xrpc.NewError(http.StatusUnauthorized, "AccountTakedown", "Account has been taken down")
 	}
-	tokens, err := s.createSessionTokens(ctx, acct, "")
+	tokens, err := s.createSessionTokens(ctx, acct, appPassword)
 	if err != nil {
 		return err
 	}
@@ -323,7 +334,7 @@ func (s *Server) handleRefreshSession(c echo.Context) error {
 	}
 	old, err := s.accounts.RefreshTokenByID(ctx, claims.ID)
 	if errors.Is(err, accountstore.ErrNotFound) || (err == nil && old.DID != claims.Subject) {
-		return xrpc.NewError(http.StatusUnauthorized, "ExpiredToken", "Token has been revoked")
+		return xrpc.NewError(http.StatusBadRequest, "ExpiredToken", "Token has been revoked")
 	}
 	if err != nil {
 		return err
@@ -348,11 +359,16 @@ func (s *Server) handleRefreshSession(c echo.Context) error {
 		// Already rotated (a retry within the grace period): hand out the same successor.
 		prev, err := s.accounts.RefreshTokenByID(ctx, nextID)
 		if err != nil {
-			return xrpc.NewError(http.StatusUnauthorized, "ExpiredToken", "Token has been revoked")
+			return xrpc.NewError(http.StatusBadRequest, "ExpiredToken", "Token has been revoked")
 		}
 		next = prev
 	}
-	access, err := s.accessToken(acct.DID, ScopeAccess, now)
+	// A refreshed session keeps its scope: an app-password session stays one (and ends with its password).
+	scope, err := s.sessionScope(ctx, acct, next.AppPasswordName)
+	if err != nil {
+		return err
+	}
+	access, err := s.accessToken(acct.DID, scope, now)
 	if err != nil {
 		return err
 	}
@@ -398,16 +414,20 @@ func (s *Server) handleCheckAccountStatus(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	expectedBlobs, importedBlobs, err := r.BlobCounts(ctx)
+	if err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"activated":          acct.DeactivatedAt == nil,
-		"validDid":           true,
+		"validDid":           s.checkDIDDocument(ctx, acct) == nil,
 		"repoCommit":         head.Commit.String(),
 		"repoRev":            head.Rev,
 		"repoBlocks":         blocks,
 		"indexedRecords":     records,
 		"privateStateValues": 0,
-		"expectedBlobs":      0,
-		"importedBlobs":      0,
+		"expectedBlobs":      expectedBlobs,
+		"importedBlobs":      importedBlobs,
 	})
 }
 

@@ -108,6 +108,11 @@ func (s *Server) handleSyncGetRecord(c echo.Context) error {
 	}
 	defer r.Release()
 	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
+	if ref, err := s.recordTakedown(c.Request().Context(), acct.DID, atURI(acct.DID, collection, rkey)); err != nil {
+		return err
+	} else if ref != "" {
+		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record")
+	}
 	return streamCAR(c, func(w *responseWriter) error {
 		return r.WriteRecordProof(c.Request().Context(), w, collection, rkey)
 	})

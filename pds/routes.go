@@ -14,6 +14,8 @@ func (s *Server) routes() *echo.Echo {
 	e.HTTPErrorHandler = xrpc.ErrorHandler(s.log)
 	e.Use(recoverMiddleware(s.log))
 	e.Use(corsMiddleware)
+	e.IPExtractor = ipExtractor(s.cfg.TrustedProxies) // X-Forwarded-For only from trusted proxies
+	e.Use(s.globalRateLimit)                          // 3000 XRPC requests / 5 min per IP (ratelimit.go)
 
 	e.GET("/", s.handleRoot)
 	e.GET("/robots.txt", s.handleRobots)
@@ -27,33 +29,88 @@ func (s *Server) routes() *echo.Echo {
 
 	// com.atproto.server
 	r.Query("com.atproto.server.describeServer", s.handleDescribeServer)
-	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount)
-	r.Procedure("com.atproto.server.createSession", s.handleCreateSession)
+	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.routeLimit("createAccount"))
+	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.routeLimit("createSession"))
 	r.Query("com.atproto.server.getSession", s.handleGetSession, authTakendown)
 	r.Procedure("com.atproto.server.refreshSession", s.handleRefreshSession)
 	r.Procedure("com.atproto.server.deleteSession", s.handleDeleteSession)
 	r.Query("com.atproto.server.checkAccountStatus", s.handleCheckAccountStatus, authTakendown)
 	r.Procedure("com.atproto.server.createInviteCode", s.handleCreateInviteCode, s.requireAdmin)
-	_ = authFull
+	r.Procedure("com.atproto.server.activateAccount", s.handleActivateAccount, authFull)
+	r.Procedure("com.atproto.server.deactivateAccount", s.handleDeactivateAccount, s.requireAuth(authFullTakendown))
+	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, authFull, s.routeLimit("requestAccountDelete"))
+	r.Procedure("com.atproto.server.deleteAccount", s.handleDeleteAccount, s.routeLimit("deleteAccount"))
+	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, authFull, s.routeLimit("requestEmailConfirmation"))
+	r.Procedure("com.atproto.server.confirmEmail", s.handleConfirmEmail, authFull)
+	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, authFull, s.routeLimit("requestEmailUpdate"))
+	r.Procedure("com.atproto.server.updateEmail", s.handleUpdateEmail, authFull)
+	r.Procedure("com.atproto.server.requestPasswordReset", s.handleRequestPasswordReset, s.routeLimit("requestPasswordReset"))
+	r.Procedure("com.atproto.server.resetPassword", s.handleResetPassword, s.routeLimit("resetPassword"))
+	r.Procedure("com.atproto.server.createAppPassword", s.handleCreateAppPassword, authFull)
+	r.Query("com.atproto.server.listAppPasswords", s.handleListAppPasswords, authFull)
+	r.Procedure("com.atproto.server.revokeAppPassword", s.handleRevokeAppPassword, authFull)
+	r.Procedure("com.atproto.server.createInviteCodes", s.handleCreateInviteCodes, s.requireAdmin)
+	r.Query("com.atproto.server.getAccountInviteCodes", s.handleGetAccountInviteCodes, authFull)
+
+	// com.atproto.admin (handle_admin.go): HTTP Basic admin:PDS_ADMIN_PASSWORD
+	admin := s.requireAdmin
+	r.Query("com.atproto.admin.getAccountInfo", s.handleAdminGetAccountInfo, admin)
+	r.Query("com.atproto.admin.getAccountInfos", s.handleAdminGetAccountInfos, admin)
+	r.Query("com.atproto.admin.searchAccounts", s.handleAdminSearchAccounts, admin)
+	r.Procedure("com.atproto.admin.updateSubjectStatus", s.handleAdminUpdateSubjectStatus, admin)
+	r.Query("com.atproto.admin.getSubjectStatus", s.handleAdminGetSubjectStatus, admin)
+	r.Procedure("com.atproto.admin.updateAccountHandle", s.handleAdminUpdateAccountHandle, admin)
+	r.Procedure("com.atproto.admin.updateAccountEmail", s.handleAdminUpdateAccountEmail, admin)
+	r.Procedure("com.atproto.admin.updateAccountPassword", s.handleAdminUpdateAccountPassword, admin)
+	r.Procedure("com.atproto.admin.deleteAccount", s.handleAdminDeleteAccount, admin)
+	r.Procedure("com.atproto.admin.disableAccountInvites", s.handleAdminSetAccountInvites(true), admin)
+	r.Procedure("com.atproto.admin.enableAccountInvites", s.handleAdminSetAccountInvites(false), admin)
+	r.Procedure("com.atproto.admin.disableInviteCodes", s.handleAdminDisableInviteCodes, admin)
+	r.Query("com.atproto.admin.getInviteCodes", s.handleAdminGetInviteCodes, admin)
+	r.Procedure("com.atproto.admin.sendEmail", s.handleAdminSendEmail, admin)
 
 	// com.atproto.repo
-	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, auth)
-	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, auth)
-	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, auth)
-	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, auth)
+	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, auth, s.writeLimit(fixed(3)))
+	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, auth, s.writeLimit(fixed(2)))
+	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, auth, s.writeLimit(fixed(1)))
+	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, auth, s.writeLimit(applyWritesPoints))
 	r.Query("com.atproto.repo.getRecord", s.handleGetRecord)
 	r.Query("com.atproto.repo.listRecords", s.handleListRecords)
 	r.Query("com.atproto.repo.describeRepo", s.handleDescribeRepo)
+	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, auth, s.routeLimit("uploadBlob")) // body streamed, not JSON (handle_blob.go)
+	r.Query("com.atproto.repo.listMissingBlobs", s.handleListMissingBlobs, auth)
 
 	// com.atproto.sync
-	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.optionalAuth)
+	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.optionalAuth, s.routeLimit("getRepo"))
 	r.Query("com.atproto.sync.getRecord", s.handleSyncGetRecord, s.optionalAuth)
 	r.Query("com.atproto.sync.getBlocks", s.handleSyncGetBlocks, s.optionalAuth)
 	r.Query("com.atproto.sync.getLatestCommit", s.handleSyncGetLatestCommit, s.optionalAuth)
 	r.Query("com.atproto.sync.getRepoStatus", s.handleSyncGetRepoStatus, s.optionalAuth)
 	r.Query("com.atproto.sync.listRepos", s.handleSyncListRepos)
+	r.Query("com.atproto.sync.getBlob", s.handleSyncGetBlob, s.optionalAuth)
+	r.Query("com.atproto.sync.listBlobs", s.handleSyncListBlobs, s.optionalAuth)
+	r.Subscription("com.atproto.sync.subscribeRepos", s.handleSubscribeRepos)
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)
+	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, authFull, s.routeLimit("updateHandle"))
+	r.Query("com.atproto.identity.getRecommendedDidCredentials", s.handleGetRecommendedDidCredentials, auth)
+	r.Procedure("com.atproto.identity.requestPlcOperationSignature", s.handleRequestPlcOperationSignature, s.requireAuth(authFullTakendown))
+	r.Procedure("com.atproto.identity.signPlcOperation", s.handleSignPlcOperation, s.requireAuth(authFullTakendown))
+	r.Procedure("com.atproto.identity.submitPlcOperation", s.handleSubmitPlcOperation, auth)
+
+	// Service auth, and the app.bsky methods served or patched here (handle_appview.go, readafterwrite.go).
+	r.Query("com.atproto.server.getServiceAuth", s.handleGetServiceAuth, authTakendown)
+	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, authTakendown)
+	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, auth)
+	r.Query("app.bsky.feed.getFeed", s.handleGetFeed, auth)
+	r.Query("app.bsky.actor.getProfile", s.handleReadAfterWrite(mungeGetProfile), auth)
+	r.Query("app.bsky.actor.getProfiles", s.handleReadAfterWrite(mungeGetProfiles), auth)
+	r.Query("app.bsky.feed.getTimeline", s.handleReadAfterWrite(mungeGetTimeline), auth)
+	r.Query("app.bsky.feed.getAuthorFeed", s.handleReadAfterWrite(mungeGetAuthorFeed), auth)
+	r.Query("app.bsky.feed.getActorLikes", s.handleReadAfterWrite(mungeGetActorLikes), auth)
+	r.Query("app.bsky.feed.getPostThread", s.handleReadAfterWrite(mungeGetPostThread), auth)
+	// Every other method goes to the service named by atproto-proxy or the namespace's default (proxy.go).
+	r.SetFallback(s.handleProxy)
 	return e
 }

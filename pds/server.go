@@ -22,6 +22,7 @@ import (
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/lexicons"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/mailer"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/repo"
 )
@@ -38,9 +39,24 @@ type Server struct {
 	seq      *sequencer.Sequencer
 	plc      *plc.Client
 	dir      identity.Directory
+	ids      identityDirectories // handles (verified both ways) and DID documents, cached
+	didLocks didLocks            // serializes identity and lifecycle changes per account
 	catalog  lexicon.Catalog
 	echo     *echo.Echo
 	httpSrv  *http.Server
+
+	// Operator features (email, moderation, rate limits).
+	mailer    mailer.Mailer
+	takedowns takedownCache // taken-down accounts and records (see takedown.go)
+	limits    *rateLimits   // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
+
+	// httpClient makes outbound requests (requestCrawl); bg runs the background goroutines.
+	httpClient *http.Client
+	bg         *background
+	// outbound makes the calls forwarded to other services (proxy.go), through the SSRF guard.
+	outbound *outbound
+	// blobs: the blob store, the blob GC list and its collector (blobs.go).
+	blobs *blobService
 
 	rkeyMu    sync.Mutex
 	rkeyClock *syntax.TIDClock
@@ -53,8 +69,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Directory resolves handles and DIDs that are not hosted here; nil uses indigo's default with timeouts.
 	Directory identity.Directory
-	// HTTPClient is used for outbound requests (PLC directory); nil uses a client with a 10 s timeout.
+	// HTTPClient is used for outbound requests (PLC directory); nil uses a client with a 10 s timeout. When set it
+	// also carries identity requests to user-named hosts (handles, did:web), which otherwise get an
+	// SSRF-protected client: tests use it to serve those hosts from loopback.
 	HTTPClient *http.Client
+	// Mailer sends email; nil builds one from PDS_EMAIL_SMTP_URL (or logs mail when that is unset).
+	Mailer mailer.Mailer
+	// RateLimits adjusts the rate limiters (tests pass a clock they can move instead of waiting).
+	RateLimits RateLimitOptions
+	// CrawlNotifyInterval is the least time between requestCrawl rounds to PDS_CRAWLERS; 0 = 20 minutes.
+	CrawlNotifyInterval time.Duration
 }
 
 // New opens the data directory's stores, recovers the firehose after a crash, and builds the HTTP routes.
@@ -72,28 +96,37 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("loading lexicons: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       log,
-		plc:       &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
-		catalog:   cat,
-		rkeyClock: syntax.NewTIDClock(0),
+		cfg:        cfg,
+		log:        log,
+		plc:        &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
+		catalog:    cat,
+		rkeyClock:  syntax.NewTIDClock(0),
+		httpClient: httpClient,
+		bg:         newBackground(),
+		outbound:   newOutbound(cfg),
+	}
+	switch {
+	case opts.Mailer != nil:
+		s.mailer = opts.Mailer
+	case cfg.EmailSMTPURL != "":
+		if s.mailer, err = mailer.NewSMTP(cfg.EmailSMTPURL, cfg.EmailFromAddress); err != nil {
+			return nil, fmt.Errorf("PDS_EMAIL_SMTP_URL: %w", err)
+		}
+	default:
+		log.Warn("PDS_EMAIL_SMTP_URL is not set: email (confirmation, password reset, tokens) is logged, not sent")
+		s.mailer = mailer.NewLogMailer(log)
+	}
+	if cfg.RateLimitsEnabled {
+		s.limits = newRateLimits(opts.RateLimits)
+	} else {
+		log.Warn("rate limits are off (PDS_RATE_LIMITS_ENABLED=false)")
 	}
 	if opts.Directory != nil {
-		s.dir = opts.Directory
+		s.ids = overrideDirectories(opts.Directory)
 	} else {
-		base := &identity.BaseDirectory{
-			PLCURL:     cfg.PLCURL,
-			HTTPClient: *httpClient,
-			Resolver: net.Resolver{Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-				d := net.Dialer{Timeout: 3 * time.Second}
-				return d.DialContext(ctx, network, address)
-			}},
-			TryAuthoritativeDNS:   true,
-			SkipDNSDomainSuffixes: []string{".bsky.social"},
-			UserAgent:             "pdsgo/" + Version,
-		}
-		s.dir = identity.NewCacheDirectory(base, 10000, 24*time.Hour, 2*time.Minute, 5*time.Minute)
+		s.ids = newIdentityDirectories(cfg, opts.HTTPClient) // see idresolver.go
 	}
+	s.dir = s.ids.handles
 
 	dataDir := cfg.DataDirectory
 	sequencerPath := filepath.Join(dataDir, "sequencer.sqlite")
@@ -121,11 +154,23 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		s.accounts.Close()
 		return nil, err
 	}
+	if s.blobs, err = s.openBlobs(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("blob store: %w", err)
+	}
 	if err := s.recoverSequencer(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("firehose recovery: %w", err)
 	}
 	s.echo = s.routes()
+	s.startFirehoseBackground(opts.CrawlNotifyInterval)
+	// Built here, not in Serve, so a Shutdown racing a starting Serve sees it (Serve then returns at once).
+	s.httpSrv = &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	s.startAccountDeletionJob() // lifecycle.go: deactivated accounts past their deleteAfter
 	return s, nil
 }
 
@@ -134,11 +179,6 @@ func (s *Server) Handler() http.Handler { return s.echo }
 
 // Serve serves HTTP on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	s.httpSrv = &http.Server{
-		Handler:           s.echo,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
 	err := s.httpSrv.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -159,6 +199,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the stores (after Shutdown, or on a failed start).
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		if s.bg != nil {
+			s.bg.stop() // firehose subscribers get a close frame; background loops end
+		}
+		s.blobs.close()
 		if s.repos != nil {
 			s.repos.Close()
 		}

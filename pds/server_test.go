@@ -112,7 +112,8 @@ func TestAccountsAndSessions(t *testing.T) {
 
 	// deleteSession revokes the refresh token.
 	wantStatus(t, p.Procedure("com.atproto.server.deleteSession", nil, next), 200, "")
-	wantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, next), 401, "ExpiredToken")
+	// 400 as in the reference (InvalidRequestError): clients treat 400 ExpiredToken as "log in again".
+	wantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, next), 400, "ExpiredToken")
 
 	// checkAccountStatus
 	st := p.Query("com.atproto.server.checkAccountStatus", nil, alice.AccessJwt)
@@ -401,7 +402,7 @@ func TestResolveHandleAndWellKnown(t *testing.T) {
 	if r.JSON()["did"] != alice.DID {
 		t.Fatalf("resolveHandle: %s", r)
 	}
-	wantStatus(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"nobody.test"}}, ""), 400, "InvalidRequest")
+	wantStatus(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"nobody.test"}}, ""), 400, "HandleNotFound")
 
 	req, _ := http.NewRequest(http.MethodGet, p.URL+"/.well-known/atproto-did", nil)
 	req.Host = "alice.test"

@@ -45,6 +45,9 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 	if err != nil {
 		return nil, fmt.Errorf("account signing key: %w", err)
 	}
+	if err := s.checkBlobTakedowns(ctx, acct.DID, ops); err != nil {
+		return nil, err
+	}
 	if err := s.seq.MarkDirty(ctx, acct.DID); err != nil {
 		return nil, err
 	}
@@ -53,6 +56,8 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 		return nil, err
 	}
 	defer r.Release()
+	onUnref, releaseUnref := s.blobs.unreferencedHook(acct.DID) // blobs.go: schedules blob GC
+	defer releaseUnref()
 	res, err := r.Apply(ctx, repo.WriteRequest{
 		Ops:               ops,
 		SwapCommit:        swapCommit,
@@ -61,6 +66,7 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 		OnCommit: func(res *repo.CommitResult) {
 			s.seq.EnqueueCommit(res.Event)
 		},
+		OnBlobsUnreferenced: onUnref,
 	})
 	if err != nil {
 		return nil, repoError(err)
@@ -86,7 +92,7 @@ func repoError(err error) error {
 	case errors.Is(err, repo.ErrRepoNotFound):
 		return xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo")
 	}
-	return err
+	return blobWriteError(err)
 }
 
 func trimSentinel(err, sentinel error) string {

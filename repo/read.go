@@ -352,3 +352,22 @@ func (r *Repo) TrimOutbox(ctx context.Context, throughRev string) error {
 	_, err := r.db.ExecContext(ctx, "DELETE FROM outbox WHERE rev <= ?", throughRev)
 	return err
 }
+
+// CommitBlock returns the head and its signed commit block, read in one snapshot (a #sync event carries
+// exactly this block).
+func (r *Repo) CommitBlock(ctx context.Context) (Head, []byte, error) {
+	var head Head
+	var data []byte
+	err := r.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if head, err = headRow(ctx, tx); err != nil {
+			return err
+		}
+		data, err = getBlock(ctx, tx, head.Commit)
+		return err
+	})
+	if err != nil {
+		return Head{}, nil, err
+	}
+	return head, data, nil
+}

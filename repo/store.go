@@ -130,7 +130,7 @@ func (s *Store) Create(ctx context.Context, did syntax.DID, signer atcrypto.Priv
 	r := &Repo{did: did, db: db}
 	empty := mst.NewEmptyTree()
 	r.st = &writeState{tree: empty, clock: *syntax.NewTIDClock(0)}
-	res, err := r.commit(ctx, r.st, signer, nil, "")
+	res, err := r.commit(ctx, r.st, signer, nil, "", nil)
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}

@@ -36,6 +36,9 @@ type WriteOp struct {
 	RKey       syntax.RecordKey
 	Record     []byte
 	SwapRecord *Swap
+	// Blobs are the blob references in Record (see blobs.go): each must be a ready blob of the account with the
+	// declared MIME type and size (ErrBlobNotFound, *BlobMismatchError), unless the request allows missing blobs.
+	Blobs []BlobRef
 }
 
 // WriteRequest is one atomic commit. SwapCommit, if set, must equal the current head commit.
@@ -49,6 +52,12 @@ type WriteRequest struct {
 	// OnCommit, if set, runs after the commit is durable and before the repo's write lock is released, so
 	// callers can hand commits to the firehose in commit order.
 	OnCommit func(*CommitResult)
+	// MissingBlobsOK lets records reference blobs the account does not have (a repository import: the blobs
+	// are uploaded afterwards, see ListMissingBlobs).
+	MissingBlobsOK bool
+	// OnBlobsUnreferenced, if set, runs inside the commit's transaction before it commits when the commit leaves
+	// a blob referenced by no record, so the caller can durably schedule its collection; an error aborts the commit.
+	OnBlobsUnreferenced func(context.Context) error
 }
 
 // OpResult reports one request op, in request order. Action is the effective action (an
@@ -100,6 +109,7 @@ type change struct {
 	value      *cid.Cid // nil for delete
 	record     []byte
 	prev       *cid.Cid // filled by commit, from the tree
+	blobs      []BlobRef
 }
 
 // Apply commits req atomically. See the package documentation for the semantics.
@@ -123,7 +133,7 @@ func (r *Repo) Apply(ctx context.Context, req WriteRequest) (*CommitResult, erro
 			return nil, fmt.Errorf("%w: duplicate path %q", ErrInvalidWrite, path)
 		}
 		seen[path] = true
-		ch := &change{action: op.Action, collection: op.Collection.String(), rkey: op.RKey.String(), path: path}
+		ch := &change{action: op.Action, collection: op.Collection.String(), rkey: op.RKey.String(), path: path, blobs: op.Blobs}
 		switch op.Action {
 		case ActionCreate, ActionUpdate:
 			if len(op.Record) == 0 {
@@ -154,6 +164,11 @@ func (r *Repo) Apply(ctx context.Context, req WriteRequest) (*CommitResult, erro
 	}
 	if req.SwapCommit != nil && !req.SwapCommit.Equals(st.head.Commit) {
 		return nil, fmt.Errorf("%w: commit is %s, not %s", ErrInvalidSwap, st.head.Commit, req.SwapCommit)
+	}
+	if !req.MissingBlobsOK {
+		if err := r.checkBlobRefs(ctx, req.Ops); err != nil {
+			return nil, err
+		}
 	}
 
 	results := make([]OpResult, len(changes))
@@ -199,7 +214,7 @@ func (r *Repo) Apply(ctx context.Context, req WriteRequest) (*CommitResult, erro
 			Ops: results, NoChange: true,
 		}, nil
 	}
-	res, err := r.commit(ctx, st, req.Signer, effective, req.TrimOutboxThrough)
+	res, err := r.commit(ctx, st, req.Signer, effective, req.TrimOutboxThrough, req.OnBlobsUnreferenced)
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +261,7 @@ func (r *Repo) loadState(ctx context.Context) (*writeState, error) {
 // commit applies changes to st.tree, signs a commit and stores everything in one
 // transaction. On any failure after the tree was touched, r.st is dropped so the next write
 // reloads the tree from SQLite. Caller holds wmu.
-func (r *Repo) commit(ctx context.Context, st *writeState, signer atcrypto.PrivateKey, changes []*change, trimThrough string) (*CommitResult, error) {
+func (r *Repo) commit(ctx context.Context, st *writeState, signer atcrypto.PrivateKey, changes []*change, trimThrough string, onUnref func(context.Context) error) (*CommitResult, error) {
 	prev := st.head // zero for the initial commit
 	first := !prev.Commit.Defined()
 
@@ -344,7 +359,7 @@ func (r *Repo) commit(ctx context.Context, st *writeState, signer atcrypto.Priva
 	}
 
 	newHead := Head{Commit: commitCID, Rev: c.Rev, Data: diff.root}
-	if err := r.store1(ctx, prev, newHead, blks, changes, diff.dead, evbuf.Bytes(), trimThrough); err != nil {
+	if err := r.store1(ctx, prev, newHead, blks, changes, diff.dead, evbuf.Bytes(), trimThrough, onUnref); err != nil {
 		return nil, err
 	}
 	st.head = newHead
@@ -353,7 +368,7 @@ func (r *Repo) commit(ctx context.Context, st *writeState, signer atcrypto.Priva
 }
 
 // store1 writes one commit in one transaction.
-func (r *Repo) store1(ctx context.Context, prev, head Head, blks []block, changes []*change, deadNodes []cid.Cid, event []byte, trimThrough string) error {
+func (r *Repo) store1(ctx context.Context, prev, head Head, blks []block, changes []*change, deadNodes []cid.Cid, event []byte, trimThrough string, onUnref func(context.Context) error) error {
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -379,6 +394,13 @@ func (r *Repo) store1(ctx context.Context, prev, head Head, blks []block, change
 			_, err = tx.ExecContext(ctx, "DELETE FROM records WHERE collection = ? AND rkey = ?", ch.collection, ch.rkey)
 		}
 		if err != nil {
+			return err
+		}
+	}
+	if unref, err := linkBlobs(ctx, tx, changes, time.Now()); err != nil {
+		return err
+	} else if unref && onUnref != nil {
+		if err := onUnref(ctx); err != nil {
 			return err
 		}
 	}
@@ -452,6 +474,11 @@ func applyTreeOps(ctx context.Context, tree *mst.Tree, ops []treeOp) (*treeDiff,
 			return nil, fmt.Errorf("applying %s: %w", op.path, err)
 		}
 		d.ops[i] = o
+		if tree.IsEmpty() && tree.Root.Height != 0 {
+			// indigo leaves an emptied root at its old height; keys inserted later would then hang below
+			// empty layers: a non-canonical tree whose root no consumer can reproduce.
+			*tree = mst.NewEmptyTree()
+		}
 	}
 	col := &collector{seen: map[cid.Cid]bool{}}
 	root, err := tree.WriteDiffBlocks(ctx, col)

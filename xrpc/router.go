@@ -62,6 +62,12 @@ func (r *Router) Procedure(nsid string, h echo.HandlerFunc, mw ...echo.Middlewar
 	r.register(nsid, true, h, mw)
 }
 
+// Subscription registers an event-stream method: a GET that the handler upgrades to a websocket. Parameters
+// are validated before the upgrade, so bad ones get a plain XRPC error response.
+func (r *Router) Subscription(nsid string, h echo.HandlerFunc, mw ...echo.MiddlewareFunc) {
+	r.register(nsid, false, h, mw)
+}
+
 // SetFallback sets the handler for /xrpc/<nsid> when no method is registered
 // for a syntactically valid NSID (any HTTP verb). MethodNSID(c) gives the
 // NSID. Default: 501 MethodNotImplemented.

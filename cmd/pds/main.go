@@ -1,19 +1,14 @@
-// Command pds runs the Personal Data Server and its admin subcommands.
+// Command pds runs the Personal Data Server and its admin subcommands (the command table is in commands.go):
 //
-//	pds serve              start the server (configured by PDS_* environment variables)
-//	pds create-invite N    print a new invite code usable N times (talks to the running server's admin API)
+//	pds serve                    start the server (configured by PDS_* environment variables)
+//	pds account list|create|...  operator commands that talk to the running server's admin API
+//	pds help                     every command
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -23,35 +18,11 @@ import (
 	"github.com/pdsgo/pds/pds"
 )
 
-const usage = `usage: pds <command>
-
-commands:
-  serve               start the PDS (configuration: PDS_* environment variables, see README.md)
-  create-invite [N]   create an invite code usable N times (default 1) on the running server
-`
-
 func main() {
-	cmd := "serve"
-	if len(os.Args) > 1 {
-		cmd = os.Args[1]
-	}
-	var err error
-	switch cmd {
-	case "serve":
-		err = serve()
-	case "create-invite":
-		err = createInvite(os.Args[2:])
-	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "pds:", err)
-		os.Exit(1)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, defaultCLI(), os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
 func serve() error {
@@ -74,6 +45,12 @@ func serve() error {
 	if len(cfg.GeneratedSecrets) > 0 {
 		log.Warn("generated secrets and saved them in the data directory's secrets.json", "secrets", cfg.GeneratedSecrets)
 	}
+	stopPprof, err := startPprof(os.Getenv("PDS_PPROF_ADDR"), log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopPprof()
 	srv, err := pds.New(ctx, cfg, pds.Options{Logger: log})
 	if err != nil {
 		ln.Close()
@@ -91,40 +68,4 @@ func serve() error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
-}
-
-// createInvite calls the running server's createInviteCode with the admin password from the same config.
-func createInvite(args []string) error {
-	n := 1
-	if len(args) > 0 {
-		v, err := strconv.Atoi(args[0])
-		if err != nil || v < 1 {
-			return errors.New("create-invite: N must be a positive integer")
-		}
-		n = v
-	}
-	cfg, err := pds.LoadConfig(os.Getenv)
-	if err != nil {
-		return err
-	}
-	body, _ := json.Marshal(map[string]int{"useCount": n})
-	url := fmt.Sprintf("http://127.0.0.1:%d/xrpc/com.atproto.server.createInviteCode", cfg.Port)
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.SetBasicAuth("admin", cfg.AdminPassword)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("server answered %d: %s", resp.StatusCode, out)
-	}
-	var res struct{ Code string }
-	if err := json.Unmarshal(out, &res); err != nil {
-		return err
-	}
-	fmt.Println(res.Code)
-	return nil
 }

@@ -35,6 +35,14 @@ type Options struct {
 	Env     map[string]string // extra PDS_* variables
 	DataDir string            // reuse a data directory (restart tests); default a new temp dir
 	PLCURL  string            // reuse a PLC directory; default a new one
+	// HTTPClient, if set, is the server's outbound client (pds.Options.HTTPClient): tests route handle and
+	// did:web hosts to loopback servers through its transport.
+	HTTPClient *http.Client
+	// CrawlNotifyInterval is pds.Options.CrawlNotifyInterval (requestCrawl rate to PDS_CRAWLERS).
+	CrawlNotifyInterval time.Duration
+	// RateLimitClock is the rate limiters' clock (tests move it instead of waiting out windows). Rate limits are
+	// off in the harness unless Env sets PDS_RATE_LIMITS_ENABLED=true.
+	RateLimitClock func() time.Time
 }
 
 // Start starts a PDS with its own PLC directory and data directory; both stop when the test ends.
@@ -60,6 +68,8 @@ func Start(t testing.TB, opts Options) *PDS {
 		"PDS_DID_PLC_URL":     plcURL,
 		"PDS_INVITE_REQUIRED": "false",
 		"PDS_ADMIN_PASSWORD":  "admin-pass",
+		// Tests share one loopback IP: the reference's limits would throttle them. Rate-limit tests turn them on.
+		"PDS_RATE_LIMITS_ENABLED": "false",
 	}
 	for k, v := range opts.Env {
 		env[k] = v
@@ -72,7 +82,8 @@ func Start(t testing.TB, opts Options) *PDS {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	srv, err := pds.New(context.Background(), cfg, pds.Options{Logger: log})
+	srv, err := pds.New(context.Background(), cfg, pds.Options{Logger: log, HTTPClient: opts.HTTPClient, CrawlNotifyInterval: opts.CrawlNotifyInterval,
+		RateLimits: pds.RateLimitOptions{Now: opts.RateLimitClock}})
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)

@@ -13,9 +13,6 @@ package testplc
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -28,18 +25,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pdsgo/pds/internal/npminstall"
 )
 
 // StartTimeout bounds how long Start/StartProcess wait for the directory to
 // print its listening line.
 const StartTimeout = 30 * time.Second
-
-// installTimeout bounds `npm ci`.
-const installTimeout = 5 * time.Minute
-
-// installMarker is written into node_modules after a successful `npm ci`; it
-// holds the sha256 of package-lock.json so a changed lock file reinstalls.
-const installMarker = ".testplc-installed"
 
 // NodeDir returns the absolute path of the Node project (the node/ directory
 // next to this source file).
@@ -52,86 +44,9 @@ func NodeDir() string {
 }
 
 // EnsureInstalled runs `npm ci` in NodeDir() unless node_modules is already
-// installed from the current package-lock.json. It is idempotent and safe to
-// call concurrently from several processes (go test runs packages in
-// parallel): the install is serialized with an exclusive flock.
+// installed from the current package-lock.json (see internal/npminstall).
 func EnsureInstalled() error {
-	dir := NodeDir()
-	want, err := lockHash(dir)
-	if err != nil {
-		return err
-	}
-	if installed(dir, want) {
-		return nil
-	}
-
-	lockPath := filepath.Join(os.TempDir(), "pdsgo-testplc-"+shortHash(dir)+".lock")
-	lf, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o666)
-	if err != nil {
-		return fmt.Errorf("testplc: open install lock: %w", err)
-	}
-	defer lf.Close()
-	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("testplc: flock %s: %w", lockPath, err)
-	}
-	defer syscall.Flock(int(lf.Fd()), syscall.LOCK_UN) //nolint:errcheck
-
-	// Another process may have finished the install while we waited.
-	if installed(dir, want) {
-		return nil
-	}
-	npm, err := exec.LookPath("npm")
-	if err != nil {
-		return fmt.Errorf("testplc: npm not found on PATH (Node.js 20 with npm is required to run the reference PLC directory): %w", err)
-	}
-	cmd := exec.Command(npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("testplc: start npm ci: %w", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(installTimeout):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-		err = fmt.Errorf("timed out after %s", installTimeout)
-	}
-	if err != nil {
-		return fmt.Errorf("testplc: npm ci in %s failed: %w\n%s", dir, err, tail(out.Bytes(), 4096))
-	}
-	if err := os.WriteFile(filepath.Join(dir, "node_modules", installMarker), []byte(want+"\n"), 0o644); err != nil {
-		return fmt.Errorf("testplc: write install marker: %w", err)
-	}
-	return nil
-}
-
-func installed(dir, want string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "node_modules", installMarker))
-	if err != nil || strings.TrimSpace(string(b)) != want {
-		return false
-	}
-	_, err = os.Stat(filepath.Join(dir, "node_modules", "@did-plc", "server", "package.json"))
-	return err == nil
-}
-
-func lockHash(dir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "package-lock.json"))
-	if err != nil {
-		return "", fmt.Errorf("testplc: read package-lock.json: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
-}
-
-func shortHash(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:8])
+	return npminstall.Project{Dir: NodeDir(), Sentinel: "@did-plc/server/package.json"}.Ensure()
 }
 
 // Start starts a fresh PLC directory (empty in-memory database) and returns
@@ -264,9 +179,3 @@ func (b *tailBuffer) String() string {
 	return string(b.buf)
 }
 
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}

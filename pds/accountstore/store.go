@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"embed"
 	"errors"
-	"fmt"
 	"io/fs"
 	"strings"
 	"time"
@@ -66,7 +65,8 @@ type RefreshToken struct {
 
 // Store is the account database.
 type Store struct {
-	db *sql.DB
+	db  *sql.DB
+	now func() time.Time // nil: time.Now (tests move the clock)
 }
 
 // Open opens (creating if needed) the account database at path.
@@ -343,18 +343,9 @@ func (s *Store) CreateInviteCode(ctx context.Context, code string, available int
 }
 
 func useInvite(ctx context.Context, tx *sql.Tx, code, usedBy string) error {
-	var available, disabled, used int
-	err := tx.QueryRowContext(ctx, `SELECT available, disabled, (SELECT count(*) FROM invite_code_use u WHERE u.code = c.code)
-		FROM invite_code c WHERE code = ?`, code).Scan(&available, &disabled, &used)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrInvalidInvite
-	}
-	if err != nil {
+	if err := checkInvite(ctx, tx, code); err != nil {
 		return err
 	}
-	if disabled != 0 || used >= available {
-		return fmt.Errorf("%w: code has no uses left", ErrInvalidInvite)
-	}
-	_, err = tx.ExecContext(ctx, "INSERT INTO invite_code_use (code, used_by, used_at) VALUES (?, ?, ?)", code, usedBy, time.Now().UTC().Format(timeFormat))
+	_, err := tx.ExecContext(ctx, "INSERT INTO invite_code_use (code, used_by, used_at) VALUES (?, ?, ?)", code, usedBy, time.Now().UTC().Format(timeFormat))
 	return err
 }

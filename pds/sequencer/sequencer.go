@@ -15,6 +15,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"sync"
@@ -74,17 +75,27 @@ type Options struct {
 
 // Sequencer is the firehose log.
 type Sequencer struct {
-	db     *sql.DB
-	log    *slog.Logger
-	queue  chan *queued
-	closed chan struct{}
-	wg     sync.WaitGroup
+	db    *sql.DB
+	log   *slog.Logger
+	queue chan *queued
+	wg    sync.WaitGroup
+
+	// Close first closes stopping (enqueuers blocked on a full queue and a writer retrying a failing disk give
+	// up), then takes closeMu, so no send to queue is in flight, and closes closed: the writer's final drain
+	// then sees every event that was accepted, and no caller waits forever on done.
+	stopping  chan struct{}
+	stopOnce  sync.Once
+	closed    chan struct{}
+	closeMu   sync.RWMutex
+	isClosing bool
+	gaveUp    error // set by the writer when it stopped retrying at Close
 
 	mu      sync.Mutex
 	head    int64
 	dirty   map[string]bool // accounts marked dirty in the file
 	subs    map[*Subscription]struct{}
 	seqRevs map[string]string // rev of each account's last sequenced commit, since start
+	watch   []chan<- struct{}
 }
 
 // Open opens the log at path and starts the writer goroutine.
@@ -95,13 +106,14 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 		return nil, err
 	}
 	s := &Sequencer{
-		db:      db,
-		log:     opts.Logger,
-		queue:   make(chan *queued, 4096),
-		closed:  make(chan struct{}),
-		dirty:   map[string]bool{},
-		subs:    map[*Subscription]struct{}{},
-		seqRevs: map[string]string{},
+		db:       db,
+		log:      opts.Logger,
+		queue:    make(chan *queued, 4096),
+		stopping: make(chan struct{}),
+		closed:   make(chan struct{}),
+		dirty:    map[string]bool{},
+		subs:     map[*Subscription]struct{}{},
+		seqRevs:  map[string]string{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -142,12 +154,15 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 
 // Close stops the writer after storing everything queued so far.
 func (s *Sequencer) Close() error {
-	select {
-	case <-s.closed:
+	s.stopOnce.Do(func() { close(s.stopping) })
+	s.closeMu.Lock()
+	if s.isClosing {
+		s.closeMu.Unlock()
 		return nil
-	default:
 	}
+	s.isClosing = true
 	close(s.closed)
+	s.closeMu.Unlock()
 	s.wg.Wait()
 	s.mu.Lock()
 	for sub := range s.subs {
@@ -286,10 +301,16 @@ func (s *Sequencer) EnqueueAccount(did string, active bool, status string) <-cha
 
 func (s *Sequencer) enqueue(q *queued) <-chan error {
 	q.done = make(chan error, 1)
-	select {
-	case <-s.closed:
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.isClosing {
 		q.done <- ErrClosed
-	case s.queue <- q:
+		return q.done
+	}
+	select {
+	case s.queue <- q: // the writer drains the queue until closed, which Close closes after this send
+	case <-s.stopping:
+		q.done <- ErrClosed
 	}
 	return q.done
 }
@@ -332,12 +353,19 @@ func (s *Sequencer) run() {
 }
 
 // storeWithRetry never drops an event: the stream must stay gap-free and in order, so a failing disk stalls
-// the firehose (and is logged) rather than skipping events.
+// the firehose (and is logged) rather than skipping events. Only when closing does it give up, and then it
+// fails every later batch too: storing a later commit of an account after dropping an earlier one would
+// move the account's last sequenced rev past a commit that start-up recovery must still sequence.
 func (s *Sequencer) storeWithRetry(batch []*queued) {
+	if s.gaveUp != nil {
+		for _, q := range batch {
+			q.done <- s.gaveUp
+		}
+		return
+	}
 	for attempt := 0; ; attempt++ {
-		events, err := s.store(batch)
+		_, err := s.store(batch)
 		if err == nil {
-			s.publish(events)
 			for _, q := range batch {
 				q.done <- nil
 			}
@@ -345,13 +373,15 @@ func (s *Sequencer) storeWithRetry(batch []*queued) {
 		}
 		s.log.Error("sequencer: storing events failed; retrying", "err", err, "events", len(batch))
 		select {
-		case <-s.closed:
-			if attempt > 3 {
+		case <-s.stopping:
+			if attempt >= 3 {
+				s.gaveUp = fmt.Errorf("%w: storing events failed: %w", ErrClosed, err)
 				for _, q := range batch {
-					q.done <- err
+					q.done <- s.gaveUp
 				}
 				return
 			}
+			time.Sleep(50 * time.Millisecond)
 		case <-time.After(time.Duration(min(attempt+1, 10)) * 100 * time.Millisecond):
 		}
 	}
@@ -404,11 +434,14 @@ func (s *Sequencer) store(batch []*queued) ([]*Event, error) {
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
+	// The new head and the fan-out happen under one lock, so Subscribe's head is exact: a subscriber gets
+	// every event above it from the channel and none at or below it.
 	s.mu.Lock()
 	s.head = newHead
 	for did, rev := range revs {
 		s.seqRevs[did] = rev
 	}
+	s.publishLocked(events)
 	s.mu.Unlock()
 	return events, nil
 }
@@ -425,6 +458,46 @@ func EncodeFrame(typ string, msg body) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// ReadHeader reads a frame's CBOR header from r, leaving r at the body: op is 1 for a message (t is its type,
+// e.g. "#commit") and -1 for an error frame (whose body is {error, message}).
+func ReadHeader(r io.Reader) (op int64, t string, err error) {
+	cr := cbg.NewCborReader(r)
+	maj, n, err := cr.ReadHeader()
+	if err != nil {
+		return 0, "", err
+	}
+	if maj != cbg.MajMap || n > 8 {
+		return 0, "", fmt.Errorf("frame header: not a small map")
+	}
+	for range n {
+		key, err := cbg.ReadStringWithMax(cr, 64)
+		if err != nil {
+			return 0, "", fmt.Errorf("frame header: %w", err)
+		}
+		switch key {
+		case "t":
+			if t, err = cbg.ReadStringWithMax(cr, 128); err != nil {
+				return 0, "", fmt.Errorf("frame header t: %w", err)
+			}
+		case "op":
+			maj, v, err := cr.ReadHeader()
+			switch {
+			case err != nil:
+				return 0, "", fmt.Errorf("frame header op: %w", err)
+			case maj == cbg.MajUnsignedInt:
+				op = int64(v)
+			case maj == cbg.MajNegativeInt:
+				op = -1 - int64(v)
+			default:
+				return 0, "", fmt.Errorf("frame header op: not an integer")
+			}
+		default:
+			return 0, "", fmt.Errorf("frame header: unexpected key %q", key)
+		}
+	}
+	return op, t, nil
 }
 
 // EncodeErrorFrame serializes an error frame: {op: -1} followed by {error, message}.
@@ -475,11 +548,47 @@ func (s *Sequencer) Oldest(ctx context.Context) (int64, error) {
 	return seq.Int64, err
 }
 
-// Prune deletes events older than before; the head (and so the next seq) is unaffected.
+// EarliestSince is the seq of the first stored event sequenced at or after t (0 if none).
+func (s *Sequencer) EarliestSince(ctx context.Context, t time.Time) (int64, error) {
+	var seq sql.NullInt64
+	err := s.db.QueryRowContext(ctx, "SELECT min(seq) FROM event WHERE time >= ?", t.UnixMilli()).Scan(&seq)
+	return seq.Int64, err
+}
+
+// pruneBatch bounds each delete transaction, so pruning a large backlog never holds the write lock (and so
+// the group commit) for long.
+var pruneBatch = 5000
+
+// Prune deletes events sequenced before before, oldest first; the head (and so the next seq) is unaffected:
+// it lives in the meta table, not in the events.
 func (s *Sequencer) Prune(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, "DELETE FROM event WHERE time < ?", before.UnixMilli())
-	if err != nil {
-		return 0, err
+	var total int64
+	for {
+		res, err := s.db.ExecContext(ctx, `DELETE FROM event WHERE seq IN
+			(SELECT seq FROM event WHERE time < ? ORDER BY seq LIMIT ?)`, before.UnixMilli(), pruneBatch)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		total += n
+		if err != nil || n < int64(pruneBatch) {
+			return total, err
+		}
 	}
-	return res.RowsAffected()
+}
+
+// PurgeAccount removes what the log holds of a deleted account, as the reference does: every stored event of
+// did except its latest (the #account deleted event relays still need to see on replay), and its sequencing
+// state. Replays then skip the purged seqs; the head is unaffected.
+func (s *Sequencer) PurgeAccount(ctx context.Context, did string) error {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM event WHERE did = ? AND seq < (SELECT max(seq) FROM event WHERE did = ?)", did, did); err != nil {
+		return err
+	}
+	if err := s.Forget(ctx, did); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	delete(s.seqRevs, did)
+	s.mu.Unlock()
+	return nil
 }

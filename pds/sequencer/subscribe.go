@@ -18,19 +18,28 @@ type Subscription struct {
 	s    *Sequencer
 }
 
-// Subscribe starts a live subscription with a buffer of n events. Everything with seq > Head() at the time of
-// the call is delivered (in order) until the subscription closes.
+// Subscribe starts a live subscription with a buffer of n events and returns it with the head at that
+// instant: every event with seq > head is delivered on C, in order and exactly once, until the subscription
+// closes (Unsubscribe, ErrTooSlow, or ErrClosed when the sequencer closes); none with seq <= head is.
 func (s *Sequencer) Subscribe(n int) (*Subscription, int64) {
 	sub := &Subscription{C: make(chan *Event, n), done: make(chan struct{}), s: s}
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.subs[sub] = struct{}{}
+	if s.isClosing {
+		sub.close(ErrClosed)
+	} else {
+		s.subs[sub] = struct{}{}
+	}
 	return sub, s.head
 }
 
-// Done is closed when the subscription ends; Err says why.
+// Done is closed when the subscription ends; Err then says why (nil after Unsubscribe).
 func (sub *Subscription) Done() <-chan struct{} { return sub.done }
-func (sub *Subscription) Err() error            { return sub.err }
+
+// Err is why the subscription ended; only meaningful once Done is closed.
+func (sub *Subscription) Err() error { return sub.err }
 
 // Unsubscribe ends the subscription.
 func (sub *Subscription) Unsubscribe() {
@@ -47,9 +56,30 @@ func (sub *Subscription) close(err error) {
 	})
 }
 
-func (s *Sequencer) publish(events []*Event) {
+// Notify registers ch to receive a non-blocking signal after every stored batch of events (for work that
+// follows activity, like telling relays to crawl). A full ch means a signal is already pending.
+func (s *Sequencer) Notify(ch chan<- struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.watch = append(s.watch, ch)
+}
+
+// Subscribers is the number of live subscriptions.
+func (s *Sequencer) Subscribers() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs)
+}
+
+// publishLocked fans events out without ever blocking: a subscriber whose buffer is full is dropped with
+// ErrTooSlow. Caller holds s.mu.
+func (s *Sequencer) publishLocked(events []*Event) {
+	for _, ch := range s.watch {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 	for sub := range s.subs {
 		for _, e := range events {
 			select {

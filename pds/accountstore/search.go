@@ -1,0 +1,30 @@
+package accountstore
+
+import (
+	"context"
+	"strings"
+)
+
+// SearchAccounts pages through accounts in DID order after cursor (a DID), optionally only those whose email
+// starts with emailPrefix (case-insensitive).
+func (s *Store) SearchAccounts(ctx context.Context, emailPrefix, cursor string, limit int) ([]*Account, error) {
+	if emailPrefix == "" {
+		return s.ListAccounts(ctx, cursor, limit)
+	}
+	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(emailPrefix)
+	rows, err := s.db.QueryContext(ctx, "SELECT "+accountColumns+` FROM account WHERE email LIKE ? ESCAPE '\' AND did > ?
+		ORDER BY did LIMIT ?`, esc+"%", cursor, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,73 @@
+package accountstore
+
+import (
+	"context"
+	"time"
+)
+
+// SetEmailConfirmed records that the account proved it owns its address, and drops the used token.
+func (s *Store) SetEmailConfirmed(ctx context.Context, did string, at time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "UPDATE account SET email_confirmed_at = ? WHERE did = ?", fmtTime(&at), did)
+	if err != nil {
+		return err
+	}
+	if err := oneRow(res); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM email_token WHERE did = ? AND purpose = ?", did, string(PurposeConfirmEmail)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// UpdateEmail changes the account's address: the new one is unconfirmed, and every outstanding email token
+// (sent to the old address) is dropped. ErrEmailTaken if another account has it.
+func (s *Store) UpdateEmail(ctx context.Context, did, email string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE account SET email = ?,
+		email_confirmed_at = CASE WHEN email = ? COLLATE NOCASE THEN email_confirmed_at ELSE NULL END WHERE did = ?`,
+		email, email, did)
+	if err != nil {
+		return uniqueErr(err)
+	}
+	if err := oneRow(res); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM email_token WHERE did = ?", did); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// UpdatePassword sets a new password hash and, in the same transaction, revokes every refresh token of the
+// account and drops its password-reset token: a changed password ends every session.
+func (s *Store) UpdatePassword(ctx context.Context, did, passwordHash string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "UPDATE account SET password_hash = ? WHERE did = ?", passwordHash, did)
+	if err != nil {
+		return err
+	}
+	if err := oneRow(res); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE did = ?", did); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM email_token WHERE did = ? AND purpose = ?", did, string(PurposeResetPassword)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,123 @@
+package accountstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+)
+
+// SetAccountTakedown takes an account down (ref != "") or restores it (ref == ""). A takedown revokes every
+// refresh token of the account in the same transaction.
+func (s *Store) SetAccountTakedown(ctx context.Context, did, ref string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, "UPDATE account SET takedown_ref = ? WHERE did = ?", nullString(ref), did)
+	if err != nil {
+		return err
+	}
+	if err := oneRow(res); err != nil {
+		return err
+	}
+	if ref != "" {
+		if _, err := tx.ExecContext(ctx, "DELETE FROM refresh_token WHERE did = ?", did); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// TakendownAccounts lists the DIDs of every taken-down account (a short list; the server caches it).
+func (s *Store) TakendownAccounts(ctx context.Context) ([]string, error) {
+	return s.strings(ctx, "SELECT did FROM account WHERE takedown_ref IS NOT NULL")
+}
+
+func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// Takedown is a moderation takedown of one record or blob.
+type Takedown struct {
+	DID string
+	URI string // records
+	CID string
+	Ref string
+}
+
+// SetRecordTakedown hides a record (ref != "") or shows it again (ref == "").
+func (s *Store) SetRecordTakedown(ctx context.Context, did, uri, cid, ref string) error {
+	if ref == "" {
+		_, err := s.db.ExecContext(ctx, "DELETE FROM record_takedown WHERE uri = ?", uri)
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO record_takedown (uri, did, cid, takedown_ref, created_at) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, takedown_ref = excluded.takedown_ref`,
+		uri, did, cid, ref, s.clock().UTC().Format(timeFormat))
+	if err != nil && isForeignKey(err) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// RecordTakedowns lists every record takedown (cached by the server).
+func (s *Store) RecordTakedowns(ctx context.Context) ([]Takedown, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT did, uri, cid, takedown_ref FROM record_takedown")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Takedown
+	for rows.Next() {
+		var t Takedown
+		if err := rows.Scan(&t.DID, &t.URI, &t.CID, &t.Ref); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// SetBlobTakedown records a blob takedown (ref != "") or removes it (ref == "").
+func (s *Store) SetBlobTakedown(ctx context.Context, did, cid, ref string) error {
+	if ref == "" {
+		_, err := s.db.ExecContext(ctx, "DELETE FROM blob_takedown WHERE did = ? AND cid = ?", did, cid)
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO blob_takedown (did, cid, takedown_ref, created_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (did, cid) DO UPDATE SET takedown_ref = excluded.takedown_ref`,
+		did, cid, ref, s.clock().UTC().Format(timeFormat))
+	if err != nil && isForeignKey(err) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// BlobTakedown returns a blob's takedown ref, or ErrNotFound when it is not taken down.
+func (s *Store) BlobTakedown(ctx context.Context, did, cid string) (string, error) {
+	var ref string
+	err := s.db.QueryRowContext(ctx, "SELECT takedown_ref FROM blob_takedown WHERE did = ? AND cid = ?", did, cid).Scan(&ref)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return ref, err
+}
+
+func isForeignKey(err error) bool {
+	return strings.Contains(err.Error(), "FOREIGN KEY")
+}

@@ -1,0 +1,400 @@
+package pds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/ipfs/go-cid"
+
+	"github.com/pdsgo/pds/pds/blobgc"
+	"github.com/pdsgo/pds/pds/blobstore"
+	"github.com/pdsgo/pds/repo"
+)
+
+// Blobs: the bytes are in a blobstore.Backend, the metadata (MIME type, size, temporary or referenced, which
+// records use a blob) in each account's repository database, and blobgc.sqlite lists the accounts with blobs to
+// delete. Who changes what, and in which order, so that a crash anywhere leaves nothing inconsistent:
+//
+//   - upload (handle_blob.go): stream into a temporary object while hashing; mark the account in the GC list;
+//     under the blob's lock: BeginBlob (a new row is "uploading"), promote the bytes, FinishBlob (ready). A crash
+//     leaves at worst an uploading row, which expires like an unused upload, or a temporary object, which
+//     CleanTemp removes.
+//   - record writes (repo.Apply): references are checked under the repository's write lock and linked in the
+//     commit's transaction; a commit that leaves a blob unreferenced marks the account in the GC list inside that
+//     transaction (OnBlobsUnreferenced), before it commits.
+//   - collection (collectBlobs): due blobs are claimed ("deleting": no record may reference them any more), then,
+//     under each blob's lock, the bytes are deleted and the row after them. A crash in between leaves a
+//     "deleting" row, claimed again next time.
+//
+// The blob lock serializes an upload and a deletion of the same blob, the only two operations that touch the
+// same bytes.
+
+const (
+	defaultBlobUploadLimit = 100 << 20
+	defaultBlobTempExpiry  = time.Hour
+	defaultBlobGCGrace     = time.Hour
+	// tempObjectMaxAge: a temporary object older than this is left from a crash (a live upload keeps writing
+	// its file, and its object on S3 exists only once complete and is promoted at once).
+	tempObjectMaxAge = time.Hour
+	gcBatch          = 100
+	gcMaxSleep       = time.Minute
+	gcRetry          = time.Minute
+)
+
+// loadBlobConfig reads the blob settings (called by LoadConfig).
+func (c *Config) loadBlobConfig(getenv Getenv) error {
+	c.BlobUploadLimit = defaultBlobUploadLimit
+	if v := getenv("PDS_BLOB_UPLOAD_LIMIT"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("PDS_BLOB_UPLOAD_LIMIT: not a byte count: %q", v)
+		}
+		c.BlobUploadLimit = n
+	}
+	c.BlobstoreDisk = or(getenv("PDS_BLOBSTORE_DISK_LOCATION"), filepath.Join(c.DataDirectory, "blobs"))
+	c.BlobstoreDiskTmp = or(getenv("PDS_BLOBSTORE_DISK_TMP_LOCATION"), filepath.Join(c.BlobstoreDisk, "tmp"))
+	var err error
+	if c.BlobTempExpiry, err = msEnv(getenv, "PDS_BLOB_TEMP_EXPIRY_MS", defaultBlobTempExpiry); err != nil {
+		return err
+	}
+	if c.BlobGCGrace, err = msEnv(getenv, "PDS_BLOB_GC_GRACE_MS", defaultBlobGCGrace); err != nil {
+		return err
+	}
+	if bucket := getenv("PDS_BLOBSTORE_S3_BUCKET"); bucket != "" {
+		s3 := &blobstore.S3Config{
+			Bucket:          bucket,
+			Region:          getenv("PDS_BLOBSTORE_S3_REGION"),
+			Endpoint:        getenv("PDS_BLOBSTORE_S3_ENDPOINT"),
+			AccessKeyID:     getenv("PDS_BLOBSTORE_S3_ACCESS_KEY_ID"),
+			SecretAccessKey: getenv("PDS_BLOBSTORE_S3_SECRET_ACCESS_KEY"),
+		}
+		if s3.ForcePathStyle, err = boolEnv(getenv, "PDS_BLOBSTORE_S3_FORCE_PATH_STYLE", false); err != nil {
+			return err
+		}
+		// The reference bounds a whole upload by 10 s by default, too short for a large video on a slow link.
+		if s3.UploadTimeout, err = msEnv(getenv, "PDS_BLOBSTORE_S3_UPLOAD_TIMEOUT_MS", 10*time.Minute); err != nil {
+			return err
+		}
+		c.BlobstoreS3 = s3
+	}
+	return nil
+}
+
+// msEnv reads a duration in milliseconds; unset is def, 0 is allowed (tests collect at once).
+func msEnv(getenv Getenv, name string, def time.Duration) (time.Duration, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s: not a number of milliseconds: %q", name, v)
+	}
+	return time.Duration(n) * time.Millisecond, nil
+}
+
+// OpenBlobstore opens the backend the configuration selects: S3 when a bucket is set, else the disk.
+func OpenBlobstore(cfg *Config) (blobstore.Backend, error) {
+	if cfg.BlobstoreS3 != nil {
+		return blobstore.NewS3(*cfg.BlobstoreS3)
+	}
+	return blobstore.NewDisk(cfg.BlobstoreDisk, cfg.BlobstoreDiskTmp)
+}
+
+// blobService holds the blob store, the GC list and the locks that order uploads and deletions.
+type blobService struct {
+	store  blobstore.Backend
+	queue  *blobgc.Queue
+	repos  *repo.Store
+	log    *slog.Logger
+	limit  int64
+	expiry time.Duration
+	grace  time.Duration
+
+	locks keyedLocks
+	wake  chan struct{} // a mark asks the collector to look now
+
+	mu       sync.Mutex
+	inflight map[string]int // per DID: marks whose repository change has not finished
+}
+
+// openBlobs opens the blob store and the GC list and starts the collector (called by New).
+func (s *Server) openBlobs(ctx context.Context) (*blobService, error) {
+	store, err := OpenBlobstore(s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	q, err := blobgc.Open(ctx, filepath.Join(s.cfg.DataDirectory, "blobgc.sqlite"))
+	if err != nil {
+		return nil, err
+	}
+	b := &blobService{
+		store:    store,
+		queue:    q,
+		repos:    s.repos,
+		log:      s.log,
+		limit:    s.cfg.BlobUploadLimit,
+		expiry:   s.cfg.BlobTempExpiry,
+		grace:    s.cfg.BlobGCGrace,
+		wake:     make(chan struct{}, 1),
+		inflight: map[string]int{},
+	}
+	s.bg.Go(func() { b.run(s.bg.Quit()) })
+	return b, nil
+}
+
+func (b *blobService) close() {
+	if b != nil && b.queue != nil {
+		b.queue.Close()
+	}
+}
+
+// mark durably notes that did will have blob work due at due, before the change that creates it; release must
+// be called once that change is over (committed or not).
+func (b *blobService) mark(ctx context.Context, did string, due time.Time) (release func(), err error) {
+	b.mu.Lock()
+	b.inflight[did]++
+	b.mu.Unlock()
+	release = func() {
+		b.mu.Lock()
+		if b.inflight[did]--; b.inflight[did] <= 0 {
+			delete(b.inflight, did)
+		}
+		b.mu.Unlock()
+	}
+	if err := b.queue.Mark(ctx, did, due); err != nil {
+		release()
+		return nil, err
+	}
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+	return release, nil
+}
+
+func (b *blobService) busy(did string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inflight[did] > 0
+}
+
+// unreferencedHook is the repo.WriteRequest.OnBlobsUnreferenced of did's commits. The returned release must be
+// called after the commit.
+func (b *blobService) unreferencedHook(did string) (hook func(context.Context) error, release func()) {
+	var rel func()
+	hook = func(ctx context.Context) error {
+		if rel != nil {
+			return nil
+		}
+		r, err := b.mark(ctx, did, time.Now().Add(b.grace))
+		rel = r
+		return err
+	}
+	release = func() {
+		if rel != nil {
+			rel()
+		}
+	}
+	return hook, release
+}
+
+// run is the collector: it collects what is due, then sleeps until the next due time (at most gcMaxSleep), a
+// mark, or the server stopping.
+func (b *blobService) run(quit <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-quit
+		cancel()
+	}()
+	var lastClean time.Time
+	for ctx.Err() == nil {
+		more := b.collectDue(ctx)
+		if time.Since(lastClean) > tempObjectMaxAge {
+			lastClean = time.Now()
+			if n, err := b.store.CleanTemp(ctx, lastClean.Add(-tempObjectMaxAge)); err != nil && ctx.Err() == nil {
+				b.log.Warn("blobs: cleaning temporary objects", "err", err)
+			} else if n > 0 {
+				b.log.Info("blobs: removed temporary objects left by interrupted uploads", "count", n)
+			}
+		}
+		wait := gcMaxSleep
+		if more {
+			wait = 0
+		} else if next, ok, err := b.queue.NextDue(ctx); err == nil && ok {
+			wait = min(wait, max(0, time.Until(next)))
+		}
+		if wait == 0 {
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-quit:
+		case <-b.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// collectDue collects the accounts whose work is due; more reports a full batch (look again at once).
+func (b *blobService) collectDue(ctx context.Context) (more bool) {
+	due, err := b.queue.Due(ctx, time.Now(), gcBatch)
+	if err != nil {
+		if ctx.Err() == nil {
+			b.log.Error("blobs: reading the GC list", "err", err)
+		}
+		return false
+	}
+	for _, e := range due {
+		if ctx.Err() != nil {
+			return false
+		}
+		b.collectAccount(ctx, e)
+	}
+	return len(due) == gcBatch
+}
+
+// collectAccount deletes the due blobs of one account and schedules its next look.
+func (b *blobService) collectAccount(ctx context.Context, e blobgc.Entry) {
+	retry := func(err error) {
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("blobs: collection failed; will retry", "did", e.DID, "err", err)
+		b.queue.Postpone(ctx, e.DID, time.Now().Add(gcRetry))
+	}
+	r, err := b.repos.Repo(ctx, syntax.DID(e.DID))
+	if errors.Is(err, repo.ErrRepoNotFound) {
+		b.queue.Done(ctx, e, time.Time{}, false) // account deleted, and its blobs with it
+		return
+	}
+	if err != nil {
+		retry(err)
+		return
+	}
+	defer r.Release()
+	deleted := 0
+	for {
+		cids, err := r.ClaimDueBlobs(ctx, time.Now(), b.expiry, b.grace, gcBatch)
+		if err != nil {
+			retry(err)
+			return
+		}
+		for _, c := range cids {
+			if err := b.deleteClaimed(ctx, r, e.DID, c); err != nil {
+				retry(fmt.Errorf("deleting blob %s: %w", c, err))
+				return
+			}
+			deleted++
+		}
+		if len(cids) < gcBatch {
+			break
+		}
+	}
+	if deleted > 0 {
+		b.log.Info("blobs: deleted unused blobs", "did", e.DID, "count", deleted)
+	}
+	// Read "busy" before the next due time: a change still in flight now may commit after the read below, so
+	// its mark must stay; one that starts later marks again (a new gen) and Done leaves the row alone.
+	busy := b.busy(e.DID)
+	next, pending, err := r.NextBlobDue(ctx, b.expiry, b.grace)
+	if err != nil {
+		retry(err)
+		return
+	}
+	if busy {
+		soon := time.Now().Add(time.Second)
+		if !pending || next.After(soon) {
+			next = soon
+		}
+		pending = true
+	}
+	if err := b.queue.Done(ctx, e, next, pending); err != nil {
+		retry(err)
+	}
+}
+
+// deleteClaimed deletes the bytes of a claimed blob, then its row, unless an upload revived it meanwhile.
+func (b *blobService) deleteClaimed(ctx context.Context, r *repo.Repo, did string, c cid.Cid) error {
+	unlock := b.locks.lock(did + "/" + c.String())
+	defer unlock()
+	row, err := r.GetBlob(ctx, c)
+	if errors.Is(err, repo.ErrBlobNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if row.State != repo.BlobDeleting {
+		return nil
+	}
+	if err := b.store.Delete(ctx, did, c); err != nil {
+		return err
+	}
+	return r.FinishBlobDelete(ctx, c)
+}
+
+// setBlobQuarantine moves a blob's bytes out of reach (takedown) or back. The admin API records the takedown
+// itself (setBlobTakedown) and calls this; a blob the store does not have is not an error.
+func (s *Server) setBlobQuarantine(ctx context.Context, did string, c cid.Cid, quarantined bool) error {
+	unlock := s.blobs.locks.lock(did + "/" + c.String())
+	defer unlock()
+	var err error
+	if quarantined {
+		err = s.blobs.store.Quarantine(ctx, did, c)
+	} else {
+		err = s.blobs.store.Restore(ctx, did, c)
+	}
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// deleteAccountBlobs deletes every blob of an account (account deletion, after its repository is gone).
+func (s *Server) deleteAccountBlobs(ctx context.Context, did string) error {
+	return s.blobs.store.DeleteAll(ctx, did)
+}
+
+// keyedLocks is a set of mutexes by key, created on demand and dropped when unused.
+type keyedLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	sync.Mutex
+	users int
+}
+
+func (k *keyedLocks) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}

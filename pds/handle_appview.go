@@ -1,0 +1,197 @@
+package pds
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/labstack/echo/v4"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+// app.bsky methods the PDS serves itself: preferences (kept in account.sqlite) and getFeed (which needs a
+// token for the feed generator). The reference serves them only when an AppView is configured; here they
+// are always served, so preferences work on a PDS without an AppView too.
+
+const (
+	prefNamespace       = "app.bsky"
+	prefPersonalDetails = "app.bsky.actor.defs#personalDetailsPref"
+	prefDeclaredAge     = "app.bsky.actor.defs#declaredAgePref" // computed from personalDetailsPref, never stored
+)
+
+// proxiedElsewhere reports whether the atproto-proxy header names a service other than the configured
+// AppView: preferences then live there, and the call is forwarded.
+func (s *Server) proxiedElsewhere(c echo.Context) bool {
+	h := c.Request().Header.Get("atproto-proxy")
+	if h == "" {
+		return false
+	}
+	av := s.cfg.BskyAppView
+	return av == nil || h != av.DID+"#"+serviceIDAppView
+}
+
+func (s *Server) handleGetPreferences(c echo.Context) error {
+	v := viewerOf(c)
+	if s.proxiedElsewhere(c) {
+		return s.proxyCall(c, v, xrpc.MethodNSID(c))
+	}
+	prefs, err := s.accounts.Preferences(c.Request().Context(), v.DID, prefNamespace)
+	if err != nil {
+		return err
+	}
+	full := v.Scope == ScopeAccess
+	out := []json.RawMessage{}
+	var birthDate string
+	for _, p := range prefs {
+		if p.Name == prefPersonalDetails {
+			var pd struct {
+				BirthDate string `json:"birthDate"`
+			}
+			if json.Unmarshal(p.Value, &pd) == nil {
+				birthDate = pd.BirthDate
+			}
+			if !full {
+				continue // personal details are for full-access sessions only
+			}
+		}
+		out = append(out, p.Value)
+	}
+	if birthDate != "" {
+		if born, err := syntax.ParseDatetimeLenient(birthDate); err == nil {
+			age := ageOn(born.Time(), time.Now())
+			b, _ := json.Marshal(map[string]any{"$type": prefDeclaredAge,
+				"isOverAge13": age >= 13, "isOverAge16": age >= 16, "isOverAge18": age >= 18})
+			out = append(out, b)
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"preferences": out})
+}
+
+// ageOn is the age in whole years on the day now, of someone born on born (UTC dates).
+func ageOn(born, now time.Time) int {
+	born, now = born.UTC(), now.UTC()
+	age := now.Year() - born.Year()
+	if now.Month() < born.Month() || now.Month() == born.Month() && now.Day() < born.Day() {
+		age--
+	}
+	return age
+}
+
+func (s *Server) handlePutPreferences(c echo.Context) error {
+	v := viewerOf(c)
+	if s.proxiedElsewhere(c) {
+		return s.proxyCall(c, v, xrpc.MethodNSID(c))
+	}
+	var in struct {
+		Preferences []json.RawMessage `json:"preferences"`
+	}
+	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
+		return err
+	}
+	if in.Preferences == nil {
+		return xrpc.InvalidRequest("Input must have the property \"preferences\"")
+	}
+	full := v.Scope == ScopeAccess
+	var prefs []accountstore.Preference
+	var outside, forbidden []string
+	for _, raw := range in.Preferences {
+		var head struct {
+			Type any `json:"$type"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil {
+			return xrpc.InvalidRequest("Preference must be an object")
+		}
+		name, ok := head.Type.(string)
+		if !ok || name == "" {
+			return xrpc.InvalidRequest("Preference is missing a $type")
+		}
+		switch {
+		case name != prefNamespace && !strings.HasPrefix(name, prefNamespace+"."):
+			outside = append(outside, name)
+		case name == prefPersonalDetails && !full:
+			forbidden = append(forbidden, name)
+		case name == prefDeclaredAge:
+			// read-only: computed on read
+		default:
+			var buf bytes.Buffer
+			if err := json.Compact(&buf, raw); err != nil {
+				return xrpc.InvalidRequest("Preference must be an object")
+			}
+			prefs = append(prefs, accountstore.Preference{Name: name, Value: buf.Bytes()})
+		}
+	}
+	if len(outside) > 0 {
+		return xrpc.InvalidRequest("Some preferences are not in the %s namespace", prefNamespace)
+	}
+	if len(forbidden) > 0 {
+		return xrpc.InvalidRequest("Do not have authorization to set preferences: %s", strings.Join(forbidden, ", "))
+	}
+	var keep []string
+	if !full {
+		keep = []string{prefPersonalDetails} // a session that may not see them may not erase them either
+	}
+	if err := s.accounts.PutPreferences(c.Request().Context(), v.DID, prefNamespace, prefs, keep); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusOK)
+}
+
+// handleGetFeed finds the feed generator's DID from its record (through the AppView) and forwards the call to
+// the AppView with a token for that generator (lxm getFeedSkeleton), which the AppView passes on.
+func (s *Server) handleGetFeed(c echo.Context) error {
+	v := viewerOf(c)
+	nsid := xrpc.MethodNSID(c)
+	if s.cfg.BskyAppView == nil {
+		return s.proxyCall(c, v, nsid) // no AppView to read the generator record from: a plain proxied call
+	}
+	ctx := c.Request().Context()
+	feed, err := syntax.ParseATURI(xrpc.ParamString(c, "feed"))
+	if err != nil {
+		return xrpc.InvalidRequest("feed must be a valid at-uri")
+	}
+	acct, err := s.accountForService(ctx, v.DID)
+	if err != nil {
+		return err
+	}
+	rec, err := s.appViewGet(ctx, acct, "com.atproto.repo.getRecord", url.Values{
+		"repo": {feed.Authority().String()}, "collection": {feed.Collection().String()}, "rkey": {feed.RecordKey().String()},
+	}, false)
+	if err != nil {
+		var ae *appViewError
+		if errors.As(err, &ae) && ae.status < 500 {
+			e := &xrpc.Error{Status: ae.status}
+			var payload struct{ Error, Message string }
+			if json.Unmarshal(ae.body, &payload) == nil {
+				e.Name, e.Message = payload.Error, payload.Message
+			}
+			return e
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.log.Warn("getFeed: reading the feed generator record", "feed", feed.String(), "err", err)
+		return xrpc.UpstreamFailure("could not read the feed generator record")
+	}
+	value, _ := rec["value"].(map[string]any)
+	feedDID, _ := value["did"].(string)
+	if _, err := syntax.ParseDID(feedDID); err != nil {
+		return xrpc.NewError(http.StatusBadRequest, "UnknownFeed", "could not resolve feed did")
+	}
+	target, err := s.resolveProxyTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
+	if err != nil {
+		return err
+	}
+	up, err := s.forward(c, target, acct, feedDID, "app.bsky.feed.getFeedSkeleton", false)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	return s.streamUpstream(c, up)
+}

@@ -1,0 +1,300 @@
+package pds
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/ipfs/go-cid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/blobstore"
+	"github.com/pdsgo/pds/repo"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+// blobOutput is the blob ref of uploadBlob's answer.
+type blobOutput struct {
+	Type     string            `json:"$type"`
+	Ref      map[string]string `json:"ref"`
+	MimeType string            `json:"mimeType"`
+	Size     int64             `json:"size"`
+}
+
+// handleUploadBlob streams the body to temporary storage while hashing it (the blob is never held in memory),
+// then records and promotes it. Deactivated accounts may upload (a migration fills in its blobs before
+// activation); taken-down ones may not.
+func (s *Server) handleUploadBlob(c echo.Context) error {
+	ctx := c.Request().Context()
+	req := c.Request()
+	acct, err := s.accounts.AccountByDID(ctx, viewerOf(c).DID)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
+	}
+	if err != nil {
+		return err
+	}
+	if acct.TakedownRef != "" {
+		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+	}
+	if req.Header.Get("Content-Type") == "" {
+		return xrpc.InvalidRequest("Request encoding (Content-Type) required but not provided")
+	}
+	declared := blobstore.NormalizeMIME(req.Header.Get("Content-Type"))
+	size := req.ContentLength // -1 when chunked
+	if size > s.blobs.limit {
+		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", s.blobs.limit)
+	}
+	if req.Body == nil {
+		req.Body = http.NoBody
+	}
+	tmp, err := blobstore.Put(ctx, s.blobs.store, req.Body, size, s.blobs.limit)
+	var be *blobstore.BodyError
+	switch {
+	case errors.Is(err, blobstore.ErrTooLarge):
+		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", s.blobs.limit)
+	case errors.As(err, &be):
+		return xrpc.InvalidRequest("Could not read the request body")
+	case err != nil:
+		return err
+	}
+	promoted := false
+	defer func() {
+		if !promoted {
+			s.blobs.store.DeleteTemp(context.WithoutCancel(ctx), tmp.Key)
+		}
+	}()
+
+	did := acct.DID
+	if down, err := s.blobTakendown(ctx, did, tmp.CID.String()); err != nil {
+		return err
+	} else if down {
+		return xrpc.InvalidRequest("Blob has been takendown, cannot re-upload")
+	}
+	r, err := s.repos.Repo(ctx, syntax.DID(did))
+	if err != nil {
+		return repoError(err)
+	}
+	defer r.Release()
+
+	// The content decides the type; the declared one is the fallback. For a blob that records already
+	// reference (an imported repository), the declared type is what the migrating client read from the old PDS,
+	// which is what those records declare: keep it, or the records would no longer match their blob.
+	mimeType := blobstore.DetectMIME(tmp.Head)
+	if referenced, err := r.BlobReferenced(ctx, tmp.CID); err != nil {
+		return err
+	} else if referenced && declared != "" {
+		mimeType = declared
+	}
+	if mimeType == "" {
+		mimeType = declared
+	}
+	if mimeType == "" {
+		mimeType = "application/octet-stream"
+	}
+
+	now := time.Now()
+	release, err := s.blobs.mark(ctx, did, now.Add(s.blobs.expiry))
+	if err != nil {
+		return err
+	}
+	defer release()
+	unlock := s.blobs.locks.lock(did + "/" + tmp.CID.String())
+	defer unlock()
+	// Past this point a cancelled request must not leave the row half-way: finish with a detached context.
+	dctx := context.WithoutCancel(ctx)
+	row, err := r.BeginBlob(dctx, repo.BlobRef{CID: tmp.CID, MimeType: mimeType, Size: tmp.Size}, now)
+	if err != nil {
+		return err
+	}
+	if err := s.blobs.store.Promote(dctx, tmp.Key, did, tmp.CID); err != nil {
+		return err
+	}
+	promoted = true
+	if row, err = r.FinishBlob(dctx, tmp.CID, now); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"blob": blobOutput{
+		Type:     "blob",
+		Ref:      map[string]string{"$link": row.CID.String()},
+		MimeType: row.MimeType,
+		Size:     row.Size,
+	}})
+}
+
+// blobNotFound is getBlob's answer for a blob it does not serve.
+func blobNotFound() error {
+	return xrpc.NewError(http.StatusNotFound, "BlobNotFound", "Blob not found")
+}
+
+// handleSyncGetBlob streams a blob with its stored MIME type. Range and conditional requests (ETag = CID) are
+// served by http.ServeContent over a seekable object (ranged reads on S3). The headers keep a blob from ever
+// running as a page of this origin.
+func (s *Server) handleSyncGetBlob(c echo.Context) error {
+	ctx := c.Request().Context()
+	acct, err := s.syncAccount(c)
+	if err != nil {
+		return err
+	}
+	blobCID, err := cid.Decode(xrpc.ParamString(c, "cid"))
+	if err != nil {
+		return xrpc.InvalidRequest("Invalid cid: %s", xrpc.ParamString(c, "cid"))
+	}
+	if !blobstore.ValidCID(blobCID) {
+		return blobNotFound()
+	}
+	row, err := s.blobRow(ctx, acct.DID, blobCID)
+	if err != nil {
+		return err
+	}
+	if row == nil || !row.Servable() {
+		return blobNotFound()
+	}
+	if down, err := s.blobTakendown(ctx, acct.DID, blobCID.String()); err != nil {
+		return err
+	} else if down {
+		return blobNotFound()
+	}
+	obj, err := s.blobs.store.Open(ctx, acct.DID, blobCID)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		s.log.Warn("blob in the database but not in the blob store", "did", acct.DID, "cid", blobCID)
+		return blobNotFound()
+	}
+	if err != nil {
+		return err
+	}
+	defer obj.Close()
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, row.MimeType)
+	h.Set("ETag", `"`+blobCID.String()+`"`)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	http.ServeContent(c.Response(), c.Request(), "", time.Time{}, obj)
+	return nil
+}
+
+// blobRow reads a blob's metadata without pinning the repository while the blob streams; nil when unknown.
+func (s *Server) blobRow(ctx context.Context, did string, c cid.Cid) (*repo.Blob, error) {
+	r, err := s.repos.Repo(ctx, syntax.DID(did))
+	if errors.Is(err, repo.ErrRepoNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.Release()
+	row, err := r.GetBlob(ctx, c)
+	if errors.Is(err, repo.ErrBlobNotFound) {
+		return nil, nil
+	}
+	return row, err
+}
+
+func (s *Server) handleSyncListBlobs(c echo.Context) error {
+	ctx := c.Request().Context()
+	acct, err := s.syncAccount(c)
+	if err != nil {
+		return err
+	}
+	r, err := s.openRepo(c, acct.DID)
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	cids, cursor, err := r.ListBlobs(ctx, xrpc.ParamString(c, "since"), xrpc.ParamString(c, "cursor"), xrpc.ParamInt(c, "limit", 500))
+	if err != nil {
+		return err
+	}
+	out := map[string]any{"cids": nonNil(cids)}
+	if cursor != "" {
+		out["cursor"] = cursor
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+type missingBlob struct {
+	CID       string `json:"cid"`
+	RecordURI string `json:"recordUri"`
+}
+
+// handleListMissingBlobs lists the blobs the caller's records reference that this PDS does not have (account
+// migration). Deactivated accounts may call it: that is when a migration needs it.
+func (s *Server) handleListMissingBlobs(c echo.Context) error {
+	ctx := c.Request().Context()
+	did := viewerOf(c).DID
+	r, err := s.openRepo(c, did)
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	missing, cursor, err := r.ListMissingBlobs(ctx, xrpc.ParamString(c, "cursor"), xrpc.ParamInt(c, "limit", 500))
+	if err != nil {
+		return err
+	}
+	blobs := make([]missingBlob, len(missing))
+	for i, m := range missing {
+		blobs[i] = missingBlob{CID: m.CID, RecordURI: atURI(did, m.Collection, m.RKey)}
+	}
+	out := map[string]any{"blobs": blobs}
+	if cursor != "" {
+		out["cursor"] = cursor
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// recordBlobRefs returns the blob references of a record for repo.WriteOp.Blobs, one per distinct CID. The repo
+// checks them against the stored blobs when it commits.
+func recordBlobRefs(rec *xrpc.RecordData) []repo.BlobRef {
+	var refs []repo.BlobRef
+	seen := map[cid.Cid]bool{}
+	for _, b := range rec.Blobs() {
+		c := cid.Cid(b.Ref)
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		refs = append(refs, repo.BlobRef{CID: c, MimeType: b.MimeType, Size: b.Size})
+	}
+	return refs
+}
+
+// checkBlobTakedowns refuses writes that reference a taken-down blob, as if it did not exist.
+func (s *Server) checkBlobTakedowns(ctx context.Context, did string, ops []repo.WriteOp) error {
+	for _, op := range ops {
+		for _, ref := range op.Blobs {
+			if down, err := s.blobTakendown(ctx, did, ref.CID.String()); err != nil {
+				return err
+			} else if down {
+				return xrpc.NewError(http.StatusBadRequest, "BlobNotFound", "Could not find blob: %s", ref.CID)
+			}
+		}
+	}
+	return nil
+}
+
+// blobWriteError maps the repo's blob errors of a record write to the reference PDS's answers.
+func blobWriteError(err error) error {
+	var mm *repo.BlobMismatchError
+	switch {
+	case errors.Is(err, repo.ErrBlobNotFound):
+		return xrpc.NewError(http.StatusBadRequest, "BlobNotFound", "Could not find blob: %s", trimSentinel(err, repo.ErrBlobNotFound))
+	case errors.As(err, &mm) && mm.Field == "mimeType":
+		return xrpc.NewError(http.StatusBadRequest, "InvalidMimeType",
+			"Referenced Mimetype does not match stored blob. Expected: %s, Got: %s", mm.Stored, mm.Declared)
+	case errors.As(err, &mm):
+		return xrpc.NewError(http.StatusBadRequest, "InvalidSize",
+			"Referenced Size does not match stored blob. Expected: %s, Got: %s", mm.Stored, mm.Declared)
+	}
+	return err
+}
+

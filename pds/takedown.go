@@ -1,0 +1,204 @@
+package pds
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+// takedownCache mirrors the (few) taken-down accounts and records in memory, so the checks on every
+// authenticated request and every record read cost no query. The account store stays the source of truth: the
+// cache is loaded from it on first use and updated after each committed change.
+type takedownCache struct {
+	mu       sync.RWMutex
+	loaded   bool
+	accounts map[string]bool
+	records  map[string]string // at-uri -> takedown ref
+	perDID   map[string]int    // record takedowns per account: most reads skip the map lookup
+}
+
+func (t *takedownCache) ensure(ctx context.Context, store *accountstore.Store) error {
+	t.mu.RLock()
+	loaded := t.loaded
+	t.mu.RUnlock()
+	if loaded {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.loaded {
+		return nil
+	}
+	dids, err := store.TakendownAccounts(ctx)
+	if err != nil {
+		return err
+	}
+	recs, err := store.RecordTakedowns(ctx)
+	if err != nil {
+		return err
+	}
+	t.accounts = map[string]bool{}
+	for _, d := range dids {
+		t.accounts[d] = true
+	}
+	t.records, t.perDID = map[string]string{}, map[string]int{}
+	for _, r := range recs {
+		t.records[r.URI] = r.Ref
+		t.perDID[r.DID]++
+	}
+	t.loaded = true
+	return nil
+}
+
+func (t *takedownCache) setAccount(did string, down bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.loaded {
+		return // loaded from the store on first use, which has the change
+	}
+	if down {
+		t.accounts[did] = true
+	} else {
+		delete(t.accounts, did)
+	}
+}
+
+func (t *takedownCache) setRecord(did, uri, ref string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.loaded {
+		return
+	}
+	_, had := t.records[uri]
+	switch {
+	case ref != "" && !had:
+		t.perDID[did]++
+	case ref == "" && had:
+		if t.perDID[did]--; t.perDID[did] <= 0 {
+			delete(t.perDID, did)
+		}
+	}
+	if ref != "" {
+		t.records[uri] = ref
+	} else {
+		delete(t.records, uri)
+	}
+}
+
+// accountTakendown reports whether did is taken down.
+func (s *Server) accountTakendown(ctx context.Context, did string) (bool, error) {
+	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+		return false, err
+	}
+	s.takedowns.mu.RLock()
+	defer s.takedowns.mu.RUnlock()
+	return s.takedowns.accounts[did], nil
+}
+
+// recordTakedown returns the takedown ref of a record ("" when it is visible).
+func (s *Server) recordTakedown(ctx context.Context, did, uri string) (string, error) {
+	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+		return "", err
+	}
+	s.takedowns.mu.RLock()
+	defer s.takedowns.mu.RUnlock()
+	if s.takedowns.perDID[did] == 0 {
+		return "", nil
+	}
+	return s.takedowns.records[uri], nil
+}
+
+// hiddenRecords returns a filter for an account's record reads: true for a taken-down record (nil when the
+// account has none, the usual case).
+func (s *Server) hiddenRecords(ctx context.Context, did string) (func(uri string) bool, error) {
+	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+		return nil, err
+	}
+	s.takedowns.mu.RLock()
+	n := s.takedowns.perDID[did]
+	s.takedowns.mu.RUnlock()
+	if n == 0 {
+		return nil, nil
+	}
+	return func(uri string) bool {
+		s.takedowns.mu.RLock()
+		defer s.takedowns.mu.RUnlock()
+		return s.takedowns.records[uri] != ""
+	}, nil
+}
+
+// setAccountTakedown takes an account down (ref != "") or restores it (ref == ""): the store revokes its
+// sessions, sync reads and logins see the new state, and the firehose gets #account with the resulting status.
+func (s *Server) setAccountTakedown(ctx context.Context, did, ref string) error {
+	unlock := s.didLocks.lock(did)
+	defer unlock()
+	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+		return err
+	}
+	if err := s.accounts.SetAccountTakedown(ctx, did, ref); err != nil {
+		return err
+	}
+	s.takedowns.setAccount(did, ref != "")
+	acct, err := s.accounts.AccountByDID(ctx, did)
+	if err != nil {
+		return err
+	}
+	return <-s.seq.EnqueueAccount(did, acct.Active(), acct.Status())
+}
+
+// setRecordTakedown hides a record from record reads (getRecord, listRecords, sync.getRecord) or shows it again.
+func (s *Server) setRecordTakedown(ctx context.Context, did, uri, cid, ref string) error {
+	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+		return err
+	}
+	if err := s.accounts.SetRecordTakedown(ctx, did, uri, cid, ref); err != nil {
+		return err
+	}
+	s.takedowns.setRecord(did, uri, ref)
+	return nil
+}
+
+// setBlobTakedown records a blob takedown (ref != "") or lifts it (ref == "") and moves the blob's bytes into
+// quarantine or back (a blob not uploaded yet is only recorded: getBlob and record writes check the record).
+func (s *Server) setBlobTakedown(ctx context.Context, did, blobCID, ref string) error {
+	c, err := cid.Decode(blobCID)
+	if err != nil {
+		return xrpc.InvalidRequest("Invalid blob cid")
+	}
+	if err := s.accounts.SetBlobTakedown(ctx, did, c.String(), ref); err != nil {
+		return err
+	}
+	return s.setBlobQuarantine(ctx, did, c, ref != "")
+}
+
+// blobTakendown reports whether a blob is taken down (getBlob refuses it).
+func (s *Server) blobTakendown(ctx context.Context, did, cid string) (bool, error) {
+	_, err := s.accounts.BlobTakedown(ctx, did, cid)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// takedownRef is the ref stored for an applied takedown without one (the reference uses the time).
+func takedownRef(applied bool, ref string) string {
+	if !applied {
+		return ""
+	}
+	if strings.TrimSpace(ref) == "" {
+		return time.Now().UTC().Format(time.RFC3339Nano)
+	}
+	return ref
+}
+
+func accountNotFound() error {
+	return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
+}
