@@ -110,10 +110,14 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.blobs.store.Promote(dctx, tmp.Key, did, tmp.CID); err != nil {
-		return err
+	// A blob stored already (the same bytes uploaded again) is not rewritten: no copy on S3, and readers of it
+	// are undisturbed. Anything else (new, revived, or bytes lost) is promoted.
+	if n, err := s.blobs.store.Stat(dctx, did, tmp.CID); row.State != repo.BlobReady || err != nil || n != tmp.Size {
+		if err := s.blobs.store.Promote(dctx, tmp.Key, did, tmp.CID); err != nil {
+			return err
+		}
+		promoted = true
 	}
-	promoted = true
 	if row, err = r.FinishBlob(dctx, tmp.CID, now); err != nil {
 		return err
 	}
@@ -297,4 +301,3 @@ func blobWriteError(err error) error {
 	}
 	return err
 }
-

@@ -139,7 +139,8 @@ func TestReadAfterWrite(t *testing.T) {
 	wantStatus(t, p.Procedure("com.atproto.repo.putRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.actor.profile",
 		"rkey": "self", "record": map[string]any{"$type": "app.bsky.actor.profile", "displayName": "Alice New", "description": "new desc"}},
 		alice.AccessJwt), 200, "")
-	p1, _, _ := createPost("second post", nil)
+	p1, _, _ := createPost("second post", map[string]any{"embed": map[string]any{"$type": "app.bsky.embed.external",
+		"external": map[string]any{"uri": "https://example.com/a", "title": "A", "description": "an article"}}})
 	ref := map[string]any{"uri": p0, "cid": p0cid}
 	p2, _, _ := createPost("a reply", map[string]any{"reply": map[string]any{"root": ref, "parent": ref}})
 	p3, _, headRev := createPost("a quote", map[string]any{"embed": map[string]any{"$type": "app.bsky.embed.record",
@@ -162,6 +163,10 @@ func TestReadAfterWrite(t *testing.T) {
 	quoted := embed["record"].(map[string]any)
 	if embed["$type"] != "app.bsky.embed.record#view" || quoted["$type"] != "app.bsky.embed.record#viewRecord" || quoted["uri"] != bobPost {
 		t.Fatalf("quote embed: %v", embed)
+	}
+	ext := r.JSON()["feed"].([]any)[2].(map[string]any)["post"].(map[string]any)["embed"].(map[string]any)
+	if ext["$type"] != "app.bsky.embed.external#view" || ext["external"].(map[string]any)["title"] != "A" {
+		t.Fatalf("external embed: %v", ext)
 	}
 	gotPosts := false
 	for _, c := range av.Calls() {

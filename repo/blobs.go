@@ -100,11 +100,11 @@ const blobColumns = "cid, mime, size, created_at, state, temp, unref_at"
 
 func scanBlob(row interface{ Scan(...any) error }) (*Blob, error) {
 	var (
-		b        Blob
-		cs       string
-		created  int64
-		unref    sql.NullInt64
-		temp     int
+		b       Blob
+		cs      string
+		created int64
+		unref   sql.NullInt64
+		temp    int
 	)
 	if err := row.Scan(&cs, &b.MimeType, &b.Size, &created, &b.State, &temp, &unref); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {

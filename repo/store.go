@@ -119,7 +119,7 @@ func (s *Store) Create(ctx context.Context, did syntax.DID, signer atcrypto.Priv
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	if err := mkdirDurable(s.dir, filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	db, err := openDB(ctx, path, 1, s.opts.BusyTimeout)
@@ -436,4 +436,34 @@ func (r *Repo) close() error {
 		}
 	})
 	return err
+}
+
+// mkdirDurable creates dir (under root) and fsyncs every directory it created and its parent, so a new
+// account's folder survives power loss: SQLite syncs the database's own directory entry, not the folders above.
+func mkdirDurable(root, dir string) error {
+	var created []string
+	for d := dir; d != root && len(d) > len(root); d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
 }

@@ -84,6 +84,9 @@ type Machine struct {
 	CPUModel string `json:"cpu_model"`
 	Kernel   string `json:"kernel"`
 	MemoryMB int64  `json:"memory_mb"`
+	// 1-minute load averages at the start and end of the run: other work on a shared machine skews the figures.
+	LoadStart float64 `json:"load_avg_start"`
+	LoadEnd   float64 `json:"load_avg_end"`
 }
 
 // Server is the server process's memory and CPU over the run.
@@ -392,6 +395,7 @@ func bench(ctx context.Context, f *benchFlags, logw io.Writer) (*Output, error) 
 			return out, fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
+	out.Machine.LoadEnd = loadAvg()
 	if f.pid > 0 {
 		end, err := readProc(f.pid)
 		if err == nil {
@@ -478,7 +482,7 @@ func (f *benchFlags) startProfile(ctx context.Context, scenario string, d time.D
 }
 
 func machine() Machine {
-	m := Machine{CPUs: runtime.NumCPU()}
+	m := Machine{CPUs: runtime.NumCPU(), LoadStart: loadAvg()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
@@ -497,6 +501,15 @@ func machine() Machine {
 		}
 	}
 	return m
+}
+
+// loadAvg is the 1-minute load average (0 if unknown).
+func loadAvg() float64 {
+	var v float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscanf(string(b), "%f", &v)
+	}
+	return v
 }
 
 func randomBase36(n int) string {

@@ -243,10 +243,16 @@ func writeTable(w io.Writer, oursName, refName string, ours, ref []*Output) {
 	fmt.Fprintln(w)
 	if len(all) > 0 {
 		m := all[0].Machine
-		fmt.Fprintf(w, "Medians of %d run(s) of %s and %d of %s, %s. Machine: %d × %s, %d MB, Linux %s. "+
-			"Each scenario ran for %s (at most %d operations) after %d warm-up operations; the firehose wrote for %s.\n",
+		lo, hi := m.LoadStart, m.LoadStart
+		for _, o := range all {
+			lo = min(lo, o.Machine.LoadStart, o.Machine.LoadEnd)
+			hi = max(hi, o.Machine.LoadStart, o.Machine.LoadEnd)
+		}
+		fmt.Fprintf(w, "Medians of %d run(s) of %s and %d of %s, %s. Machine: %d × %s, %d MB, Linux %s; 1-minute load "+
+			"average %.1f–%.1f during the runs (shared machine). Each scenario ran for %s (at most %d operations) after "+
+			"%d warm-up operations; the firehose wrote for %s.\n",
 			len(ours), oursName, len(ref), refName, all[0].Started.Format("2006-01-02"), m.CPUs, m.CPUModel, m.MemoryMB, m.Kernel,
-			cfg.Duration, cfg.Count, cfg.Warmup, cfg.FirehoseDuration)
+			lo, hi, cfg.Duration, cfg.Count, cfg.Warmup, cfg.FirehoseDuration)
 	}
 }
 

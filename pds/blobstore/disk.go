@@ -57,7 +57,9 @@ func (d *Disk) accountDir(did string) string { return filepath.Join(d.dir, shard
 func (d *Disk) quarantineAccountDir(did string) string {
 	return filepath.Join(d.dir, quarantineDir, shard(did), did)
 }
-func (d *Disk) path(did string, c cid.Cid) string { return filepath.Join(d.accountDir(did), c.String()) }
+func (d *Disk) path(did string, c cid.Cid) string {
+	return filepath.Join(d.accountDir(did), c.String())
+}
 func (d *Disk) quarantinePath(did string, c cid.Cid) string {
 	return filepath.Join(d.quarantineAccountDir(did), c.String())
 }

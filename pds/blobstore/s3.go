@@ -235,7 +235,7 @@ func (s *S3) open(ctx context.Context, key string) (Object, error) {
 		}
 		return nil, err
 	}
-	return &s3Object{s: s, ctx: ctx, key: key, etag: info.ETag, size: info.Size}, nil
+	return &s3Object{s: s, ctx: ctx, key: key, size: info.Size}, nil
 }
 
 func (s *S3) Stat(ctx context.Context, did string, c cid.Cid) (int64, error) {
@@ -252,12 +252,12 @@ func (s *S3) Stat(ctx context.Context, did string, c cid.Cid) (int64, error) {
 	return info.Size, nil
 }
 
-// s3Object reads an object from the current offset with one ranged GET, reopened only after a Seek.
+// s3Object reads an object from the current offset with one ranged GET, reopened only after a Seek. No ETag
+// condition: a blob key's content never changes (re-uploads write the same bytes, with another ETag).
 type s3Object struct {
 	s    *S3
 	ctx  context.Context
 	key  string
-	etag string
 	size int64
 	off  int64
 	body io.ReadCloser
@@ -273,11 +273,6 @@ func (o *s3Object) Read(p []byte) (int, error) {
 		opts := minio.GetObjectOptions{}
 		if err := opts.SetRange(o.off, o.size-1); err != nil {
 			return 0, err
-		}
-		// The object must still be the one that was stat'ed (a blob key never changes content, but a delete
-		// and re-upload in between would be caught).
-		if o.etag != "" {
-			opts.SetMatchETag(o.etag)
 		}
 		body, _, _, err := (&minio.Core{Client: o.s.cli}).GetObject(o.ctx, o.s.bucket, o.key, opts)
 		if err != nil {
