@@ -44,6 +44,7 @@ var (
 func BenchmarkFirehose(b *testing.B) {
 	nsubs, nwriters := *benchSubs, *benchWriters
 	srv := startBenchServer(b)
+	b.Logf("server %s, pprof %s (pid %d)", srv.url, srv.pprof, srv.cmd.Process.Pid)
 	accts := make([]*benchAccount, nwriters)
 	for i := range accts {
 		accts[i] = srv.createAccount(b, fmt.Sprintf("bench%d", i))

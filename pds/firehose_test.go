@@ -26,6 +26,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/internal/testpds"
+	"github.com/pdsgo/pds/pds"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/sequencer"
 	pdsrepo "github.com/pdsgo/pds/repo"
@@ -823,4 +824,47 @@ func smallBufferDial(ctx context.Context, network, addr string) (net.Conn, error
 		return serr
 	}
 	return d.DialContext(ctx, network, addr)
+}
+
+// TestFirehoseKeepAlive: the server pings, answers the client's pings, and drops a peer that answers nothing
+// for three ping intervals.
+func TestFirehoseKeepAlive(t *testing.T) {
+	t.Cleanup(pds.SetFirehoseKeepAliveForTest(100 * time.Millisecond)) // runs after the server stops
+	p := testpds.Start(t, testpds.Options{})
+	c := subscribe(t, p, "")
+	var pings atomic.Int32
+	pong := make(chan string, 1)
+	c.conn.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	c.conn.SetPongHandler(func(data string) error {
+		pong <- data
+		return nil
+	})
+	if err := c.conn.WriteControl(websocket.PingMessage, []byte("hello"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	c.start()
+	select {
+	case data := <-pong:
+		if data != "hello" {
+			t.Fatalf("pong %q", data)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no pong")
+	}
+	// An answering client stays connected across several read timeouts.
+	c.expectQuiet(time.Second)
+	if n := pings.Load(); n < 3 {
+		t.Fatalf("%d pings in a second at a 100 ms interval", n)
+	}
+	// A peer that completes the handshake and then reads nothing (so answers no ping) is dropped.
+	dead, _, err := websocket.DefaultDialer.Dial(firehoseURL(p, ""), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	waitUntil(t, 5*time.Second, "two subscribers", func() bool { return p.Server.FirehoseSubscribers() == 2 })
+	waitUntil(t, 5*time.Second, "the silent peer dropped", func() bool { return p.Server.FirehoseSubscribers() == 1 })
 }

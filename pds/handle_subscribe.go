@@ -3,8 +3,8 @@ package pds
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -18,14 +18,18 @@ import (
 const (
 	// replayPage is how many stored events one replay query reads (the reference's backfill page).
 	replayPage = 500
-	// pingInterval: a ping keeps idle connections (and proxies) alive and detects dead peers.
-	pingInterval = 30 * time.Second
-	// readTimeout: a peer that answers no ping (and sends nothing) for this long is gone.
-	readTimeout = 3 * pingInterval
 	// writeTimeout bounds one frame write: a peer that does not read for this long is dropped.
 	writeTimeout = 15 * time.Second
 	// closeTimeout bounds writing the close frame.
 	closeTimeout = time.Second
+)
+
+// Keep-alive (variables for tests).
+var (
+	// pingInterval: a ping keeps idle connections (and proxies) alive and detects dead peers.
+	pingInterval = 30 * time.Second
+	// readTimeout: a peer that answers no ping (and sends nothing) for this long is gone.
+	readTimeout = 3 * pingInterval
 )
 
 // Websocket close codes.
@@ -42,15 +46,10 @@ const (
 	msgOutdatedCursor = "Requested cursor exceeded limit. Possibly missing events"
 )
 
-// wsWriteBuffers is shared by every firehose connection: a connection borrows a write buffer only while
-// writing a frame, so idle subscribers hold none (memory does not grow with the number of subscribers beyond
-// their event queues, which hold pointers to frames shared by all).
-var wsWriteBuffers = &sync.Pool{}
-
+// upgrader: gorilla only does the handshake and reads; frames are written by firehoseConn, so connections
+// hold no write buffer (a subscriber's memory is its event queue: pointers to frames shared by all).
 var upgrader = websocket.Upgrader{
-	ReadBufferSize:  1024,
-	WriteBufferSize: 16 * 1024,
-	WriteBufferPool: wsWriteBuffers,
+	ReadBufferSize: 1024,
 	// The firehose is public and read-only: any origin may subscribe.
 	CheckOrigin: func(*http.Request) bool { return true },
 }
@@ -76,7 +75,7 @@ func (s *Server) handleSubscribeRepos(c echo.Context) error {
 		return nil // the upgrader has answered the request
 	}
 	fc := newFirehoseConn(conn)
-	defer fc.conn.Close()
+	defer fc.ws.Close()
 	// At shutdown the stream loop sends a close frame; a write stuck on a peer that stopped reading would hold
 	// Shutdown for writeTimeout, so after a grace period the socket's deadline is forced.
 	streamDone := make(chan struct{})
@@ -105,67 +104,141 @@ func (s *Server) handleSubscribeRepos(c echo.Context) error {
 // errPeerGone ends a stream whose peer closed or stopped answering.
 var errPeerGone = errors.New("firehose peer gone")
 
-// firehoseConn is one subscriber's websocket: this goroutine writes; a reader goroutine discards what the peer
-// sends (answering pings, noticing close) and cancels ctx when the connection ends.
+// Websocket opcodes (RFC 6455).
+const (
+	opBinary = 0x2
+	opClose  = 0x8
+	opPing   = 0x9
+	opPong   = 0xa
+)
+
+// Write batching: a subscriber that fell behind gets its pending events in one writev.
+const (
+	maxBatchEvents = 512
+	maxBatchBytes  = 4 << 20
+)
+
+// firehoseConn is one subscriber's websocket. gorilla does the handshake and the reading (a goroutine discards
+// what the peer sends, queues pings to answer and cancels ctx when the connection ends); this goroutine writes
+// the frames itself on the raw connection. Server frames are neither masked nor compressed, so an event goes
+// out as the stored bytes behind a few header bytes, shared by all subscribers, and a batch of events costs one
+// writev instead of one write per event.
 type firehoseConn struct {
-	conn   *websocket.Conn
+	ws     *websocket.Conn
+	raw    net.Conn
 	ctx    context.Context
 	cancel context.CancelFunc
 	ping   *time.Ticker
+	pongs  chan []byte // payloads of the peer's pings, answered by the writer
+	hdrs   []byte      // frame headers of the batch being written
+	bufs   net.Buffers // header, payload, header, payload...
 }
 
-func newFirehoseConn(conn *websocket.Conn) *firehoseConn {
+func newFirehoseConn(ws *websocket.Conn) *firehoseConn {
 	ctx, cancel := context.WithCancel(context.Background())
-	fc := &firehoseConn{conn: conn, ctx: ctx, cancel: cancel, ping: time.NewTicker(pingInterval)}
-	conn.SetReadLimit(64 * 1024)
-	conn.SetReadDeadline(time.Now().Add(readTimeout))
-	conn.SetPongHandler(func(string) error {
-		return conn.SetReadDeadline(time.Now().Add(readTimeout))
+	fc := &firehoseConn{
+		ws: ws, raw: ws.NetConn(), ctx: ctx, cancel: cancel,
+		ping:  time.NewTicker(pingInterval),
+		pongs: make(chan []byte, 1),
+	}
+	renew := func() { ws.SetReadDeadline(time.Now().Add(readTimeout)) }
+	renew()
+	ws.SetReadLimit(64 * 1024)
+	ws.SetPongHandler(func(string) error { renew(); return nil })
+	// gorilla's default handlers would write (pong, close) concurrently with this writer: route pings to the
+	// writer; a close from the peer just ends the connection.
+	ws.SetPingHandler(func(data string) error {
+		renew()
+		select {
+		case fc.pongs <- []byte(data):
+		default: // one pending pong answers them all
+		}
+		return nil
 	})
+	ws.SetCloseHandler(func(int, string) error { return nil })
 	go func() {
 		defer cancel()
 		for {
-			if _, _, err := conn.NextReader(); err != nil {
+			if _, _, err := ws.NextReader(); err != nil {
 				return
 			}
-			conn.SetReadDeadline(time.Now().Add(readTimeout))
+			renew()
 		}
 	}()
 	return fc
 }
 
-func (fc *firehoseConn) send(frame []byte) error {
-	fc.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if err := fc.conn.WriteMessage(websocket.BinaryMessage, frame); err != nil {
+// appendFrameHeader appends a final, unmasked frame header (server to client).
+func appendFrameHeader(b []byte, op byte, n int) []byte {
+	b = append(b, 0x80|op)
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n <= 0xffff:
+		return append(b, 126, byte(n>>8), byte(n))
+	default:
+		return append(b, 127, byte(n>>56), byte(n>>48), byte(n>>40), byte(n>>32), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// writeFrames writes frames of one opcode in one writev, within writeTimeout.
+func (fc *firehoseConn) writeFrames(op byte, frames ...[]byte) error {
+	if need := 10 * len(frames); cap(fc.hdrs) < need {
+		fc.hdrs = make([]byte, 0, need) // never grown while headers are referenced below
+	}
+	hdrs, bufs := fc.hdrs[:0], fc.bufs[:0]
+	for _, f := range frames {
+		i := len(hdrs)
+		hdrs = appendFrameHeader(hdrs, op, len(f))
+		bufs = append(bufs, hdrs[i:], f)
+	}
+	fc.bufs = bufs[:0]
+	fc.raw.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_, err := bufs.WriteTo(fc.raw) // consumes bufs, not fc.bufs
+	clear(fc.bufs[:2*len(frames)]) // do not pin shared frames while idle
+	if err != nil {
 		return errors.Join(errPeerGone, err)
 	}
 	return nil
 }
 
-// keepAlive sends a ping when one is due, and reports a connection that has ended.
+// send writes events (and #info frames) in batches.
+func (fc *firehoseConn) send(frames [][]byte) error {
+	for len(frames) > 0 {
+		n, size := 0, 0
+		for n < len(frames) && n < maxBatchEvents && (n == 0 || size+len(frames[n]) <= maxBatchBytes) {
+			size += len(frames[n])
+			n++
+		}
+		if err := fc.writeFrames(opBinary, frames[:n]...); err != nil {
+			return err
+		}
+		frames = frames[n:]
+	}
+	return nil
+}
+
+func (fc *firehoseConn) send1(frame []byte) error { return fc.writeFrames(opBinary, frame) }
+
+// keepAlive answers the peer's pings, sends ours when due, and reports a connection that has ended.
 func (fc *firehoseConn) keepAlive() error {
 	select {
 	case <-fc.ctx.Done():
 		return errPeerGone
+	case data := <-fc.pongs:
+		return fc.writeFrames(opPong, data)
 	case <-fc.ping.C:
-		return fc.sendPing()
+		return fc.writeFrames(opPing, nil)
 	default:
 		return nil
 	}
 }
 
-func (fc *firehoseConn) sendPing() error {
-	if err := fc.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout)); err != nil {
-		return errors.Join(errPeerGone, err)
-	}
-	return nil
-}
-
 func (fc *firehoseConn) close(code int, reason string) {
 	fc.ping.Stop()
 	if code != 0 {
-		msg := websocket.FormatCloseMessage(code, reason)
-		fc.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeTimeout))
+		fc.raw.SetWriteDeadline(time.Now().Add(closeTimeout))
+		fc.writeFrames(opClose, websocket.FormatCloseMessage(code, reason))
 	}
 	fc.cancel()
 }
@@ -183,7 +256,7 @@ func (s *Server) stream(fc *firehoseConn, cursor *int64) (int, string, error) {
 	if cursor != nil {
 		head := s.seq.Head()
 		if *cursor > head {
-			if err := fc.send(sequencer.EncodeErrorFrame("FutureCursor", msgFutureCursor)); err != nil {
+			if err := fc.send1(sequencer.EncodeErrorFrame("FutureCursor", msgFutureCursor)); err != nil {
 				return 0, "", err
 			}
 			return closePolicy, "FutureCursor", nil
@@ -223,6 +296,8 @@ func (s *Server) stream(fc *firehoseConn, cursor *int64) (int, string, error) {
 		}
 	}
 
+	batch := make([]*sequencer.Event, 0, 64)
+	frames := make([][]byte, 0, 64)
 	for {
 		// An ended subscription wins over events still buffered.
 		select {
@@ -232,20 +307,41 @@ func (s *Server) stream(fc *firehoseConn, cursor *int64) (int, string, error) {
 		}
 		select {
 		case e := <-sub.C:
-			if e.Seq <= last {
-				continue
+			batch = append(batch[:0], e)
+		drain:
+			for len(batch) < maxBatchEvents {
+				select {
+				case e := <-sub.C:
+					batch = append(batch, e)
+				default:
+					break drain
+				}
 			}
-			if e.Seq != last+1 {
-				s.log.Error("firehose: live stream skipped events", "after", last, "got", e.Seq)
+			frames = frames[:0]
+			for _, e := range batch {
+				if e.Seq <= last {
+					continue
+				}
+				if e.Seq != last+1 {
+					s.log.Error("firehose: live stream skipped events", "after", last, "got", e.Seq)
+				}
+				frames = append(frames, e.Frame)
+				last = e.Seq
 			}
-			if err := fc.send(e.Frame); err != nil {
+			clear(batch)
+			err := fc.send(frames)
+			clear(frames)
+			if err != nil {
 				return 0, "", err
 			}
-			last = e.Seq
 		case <-sub.Done():
 			return s.subscriptionEnded(fc, sub.Err())
+		case data := <-fc.pongs:
+			if err := fc.writeFrames(opPong, data); err != nil {
+				return 0, "", err
+			}
 		case <-fc.ping.C:
-			if err := fc.sendPing(); err != nil {
+			if err := fc.writeFrames(opPing, nil); err != nil {
 				return 0, "", err
 			}
 		case <-ctx.Done():
@@ -258,7 +354,7 @@ func (s *Server) stream(fc *firehoseConn, cursor *int64) (int, string, error) {
 
 func (s *Server) subscriptionEnded(fc *firehoseConn, err error) (int, string, error) {
 	if errors.Is(err, sequencer.ErrTooSlow) {
-		if err := fc.send(sequencer.EncodeErrorFrame("ConsumerTooSlow", msgConsumerSlow)); err != nil {
+		if err := fc.send1(sequencer.EncodeErrorFrame("ConsumerTooSlow", msgConsumerSlow)); err != nil {
 			return 0, "", err
 		}
 		return closePolicy, "ConsumerTooSlow", sequencer.ErrTooSlow
@@ -284,7 +380,7 @@ func (s *Server) replayStart(ctx context.Context, fc *firehoseConn, cursor, head
 	case len(next) == 1 && next[0].Seq == cursor+1 && !next[0].Time.Before(windowStart):
 		return cursor, nil // the next event is there and recent
 	}
-	if err := fc.send(sequencer.EncodeInfoFrame("OutdatedCursor", msgOutdatedCursor)); err != nil {
+	if err := fc.send1(outdatedCursorFrame); err != nil {
 		return 0, err
 	}
 	first, err := s.seq.EarliestSince(ctx, windowStart)
@@ -297,6 +393,8 @@ func (s *Server) replayStart(ctx context.Context, fc *firehoseConn, cursor, head
 	return first - 1, nil
 }
 
+var outdatedCursorFrame = sequencer.EncodeInfoFrame("OutdatedCursor", msgOutdatedCursor)
+
 // replay sends stored events after *last (one page, and only up to through when through > 0), advancing
 // *last. A jump in seq means events were pruned while the subscriber was reading: it gets #info
 // OutdatedCursor, as for an old cursor.
@@ -308,21 +406,22 @@ func (s *Server) replay(ctx context.Context, fc *firehoseConn, last *int64, thro
 	if err != nil {
 		return 0, err
 	}
-	sent := 0
+	frames := make([][]byte, 0, len(events))
+	sent, next := 0, *last
 	for _, e := range events {
 		if through > 0 && e.Seq > through {
 			break
 		}
-		if e.Seq != *last+1 {
-			if err := fc.send(sequencer.EncodeInfoFrame("OutdatedCursor", msgOutdatedCursor)); err != nil {
-				return sent, err
-			}
+		if e.Seq != next+1 {
+			frames = append(frames, outdatedCursorFrame)
 		}
-		if err := fc.send(e.Frame); err != nil {
-			return sent, err
-		}
-		*last = e.Seq
+		frames = append(frames, e.Frame)
+		next = e.Seq
 		sent++
 	}
+	if err := fc.send(frames); err != nil {
+		return 0, err
+	}
+	*last = next
 	return sent, nil
 }

@@ -34,7 +34,7 @@ type PDS struct {
 type Options struct {
 	Env     map[string]string // extra PDS_* variables
 	DataDir string            // reuse a data directory (restart tests); default a new temp dir
-	PLCURL  string            // reuse a PLC directory; default a new one
+	PLCURL  string            // use this PLC directory; default the process-wide shared one
 	// HTTPClient, if set, is the server's outbound client (pds.Options.HTTPClient): tests route handle and
 	// did:web hosts to loopback servers through its transport.
 	HTTPClient *http.Client
@@ -50,7 +50,7 @@ func Start(t testing.TB, opts Options) *PDS {
 	t.Helper()
 	plcURL := opts.PLCURL
 	if plcURL == "" {
-		plcURL = testplc.Start(t)
+		plcURL = testplc.Shared(t)
 	}
 	dataDir := opts.DataDir
 	if dataDir == "" {

@@ -66,6 +66,30 @@ func Start(t testing.TB) string {
 	return url
 }
 
+var shared struct {
+	once sync.Once
+	url  string
+	err  error
+}
+
+// Shared returns a PLC directory shared by every test of the process, started on first use. Starting one
+// per test costs a Node process each; DIDs are unique, so tests do not see each other's state. The process
+// dies with the test binary (Pdeathsig).
+func Shared(t testing.TB) string {
+	t.Helper()
+	shared.once.Do(func() {
+		if _, err := exec.LookPath("node"); err != nil {
+			shared.err = fmt.Errorf("testplc: `node` not found on PATH: Node.js 20 (with npm) is required to run the reference PLC directory (@did-plc/server): %v", err)
+			return
+		}
+		shared.url, _, shared.err = StartProcess()
+	})
+	if shared.err != nil {
+		t.Fatalf("%v", shared.err)
+	}
+	return shared.url
+}
+
 // StartProcess is Start for non-test use (benchmarks, scripts). It installs
 // node_modules if needed, starts `node plc.js` on a free loopback port and
 // returns the base URL and a stop function (idempotent; kills the process

@@ -23,7 +23,7 @@ type S3Config struct {
 	ForcePathStyle  bool   // path-style URLs (bucket in the path); otherwise chosen by endpoint (virtual-host on AWS)
 	AccessKeyID     string // "" = the AWS environment variables, ~/.aws/credentials, then instance roles
 	SecretAccessKey string
-	UploadTimeout   time.Duration // bound on writing one temporary object (default 20 s per MiB of limit, see PutTemp)
+	UploadTimeout   time.Duration // bound on writing one temporary object (the client's upload); 0 = none
 	// PartSize is the multipart part size, and so the memory held per upload in progress (default and minimum
 	// 5 MiB, S3's minimum).
 	PartSize int64
