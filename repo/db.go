@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	blocks "github.com/ipfs/go-block-format"
@@ -19,6 +17,8 @@ import (
 	"github.com/multiformats/go-multihash"
 
 	_ "modernc.org/sqlite" // driver "sqlite"
+
+	"github.com/pdsgo/pds/internal/sqlitedb"
 )
 
 //go:embed migrations/*.sql
@@ -48,49 +48,13 @@ func openDB(ctx context.Context, path string, maxConns int, busy time.Duration) 
 	return db, nil
 }
 
-// migrate applies the embedded migrations newer than PRAGMA user_version, each in its own
-// transaction together with the version bump.
+// migrate brings the schema up to date with the embedded migrations (see internal/sqlitedb).
 func migrate(ctx context.Context, db *sql.DB) error {
-	var version int
-	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
-		return fmt.Errorf("reading schema version: %w", err)
-	}
-	files, err := fs.Glob(migrationFS, "migrations/*.sql")
+	migrations, err := fs.Sub(migrationFS, "migrations")
 	if err != nil {
 		return err
 	}
-	sort.Strings(files)
-	for _, name := range files {
-		base := strings.TrimPrefix(name, "migrations/")
-		n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			return fmt.Errorf("bad migration name %q", base)
-		}
-		if n <= version {
-			continue
-		}
-		body, err := migrationFS.ReadFile(name)
-		if err != nil {
-			return err
-		}
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %s: %w", base, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", n)); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %s: %w", base, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %s: %w", base, err)
-		}
-		version = n
-	}
-	return nil
+	return sqlitedb.Migrate(ctx, db, migrations)
 }
 
 // querier is the read side shared by *sql.DB and *sql.Tx.
