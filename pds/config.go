@@ -82,6 +82,10 @@ type Config struct {
 	BlobTempExpiry   time.Duration       // PDS_BLOB_TEMP_EXPIRY_MS (default 1 h): unreferenced uploads are deleted
 	BlobGCGrace      time.Duration       // PDS_BLOB_GC_GRACE_MS (default 1 h): a blob no record uses any more is kept so long
 
+	// Repository imports (handle_import.go): account migration into this server.
+	AcceptingRepoImports bool  // PDS_ACCEPTING_REPO_IMPORTS (default true)
+	MaxRepoImportSize    int64 // PDS_MAX_REPO_IMPORT_SIZE (bytes, default 1 GiB)
+
 	// GeneratedSecrets lists what LoadConfig generated and saved in the data directory (for the start-up log).
 	GeneratedSecrets []string
 }
@@ -141,6 +145,9 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 		return nil, err
 	}
 	if err := c.loadBlobConfig(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.loadImportConfig(getenv); err != nil {
 		return nil, err
 	}
 	if err := c.loadServices(getenv); err != nil {

@@ -178,30 +178,13 @@ type benchServer struct {
 	client *http.Client
 }
 
-// pdsBinary is built once per test binary run.
-var pdsBinary struct {
-	once sync.Once
-	path string
-	err  error
-}
-
+// buildPDS builds cmd/pds into the benchmark's temp dir (the build cache makes repeats a link step).
 func buildPDS(b *testing.B) string {
-	pdsBinary.once.Do(func() {
-		dir, err := os.MkdirTemp("", "pds-bench-bin")
-		if err != nil {
-			pdsBinary.err = err
-			return
-		}
-		pdsBinary.path = filepath.Join(dir, "pds")
-		out, err := exec.Command("go", "build", "-o", pdsBinary.path, "github.com/pdsgo/pds/cmd/pds").CombinedOutput()
-		if err != nil {
-			pdsBinary.err = fmt.Errorf("go build ./cmd/pds: %v\n%s", err, out)
-		}
-	})
-	if pdsBinary.err != nil {
-		b.Fatal(pdsBinary.err)
+	path := filepath.Join(b.TempDir(), "pds")
+	if out, err := exec.Command("go", "build", "-o", path, "github.com/pdsgo/pds/cmd/pds").CombinedOutput(); err != nil {
+		b.Fatalf("go build ./cmd/pds: %v\n%s", err, out)
 	}
-	return pdsBinary.path
+	return path
 }
 
 func startBenchServer(b *testing.B) *benchServer {
@@ -404,14 +387,19 @@ func dialBenchSub(b *testing.B, url string) *benchSub {
 	}
 	s := &benchSub{conn: conn, hist: make([]uint32, delayBuckets)}
 	go func() {
+		var buf bytes.Buffer // reused: a thousand subscribers must not measure the client's allocator
 		for {
-			_, raw, err := conn.ReadMessage()
+			_, r, err := conn.NextReader()
+			if err == nil {
+				buf.Reset()
+				_, err = buf.ReadFrom(r)
+			}
 			now := time.Now()
 			if err != nil {
 				s.err.Store(&err)
 				return
 			}
-			_, t, err := frameSeqTime(raw)
+			_, t, err := frameSeqTime(buf.Bytes())
 			if err != nil {
 				s.err.Store(&err)
 				return
@@ -429,26 +417,44 @@ func dialBenchSub(b *testing.B, url string) *benchSub {
 	return s
 }
 
-// frameSeqTime reads a frame's seq and, for #commit frames, its time, without decoding the blocks. An error
-// frame is an error.
+// frameSeqTime reads a frame's seq and, for #commit frames, its time, without decoding the blocks or
+// allocating. An error frame is an error.
 func frameSeqTime(raw []byte) (int64, time.Time, error) {
 	w := cborWalk{b: raw}
-	hdr, err := w.textMap()
-	if err != nil {
+	var op int64
+	var typ []byte
+	if err := w.fields(func(key []byte, maj byte, v uint64, text []byte) {
+		switch string(key) {
+		case "op":
+			op = int64(v)
+			if maj == 1 {
+				op = -1 - int64(v)
+			}
+		case "t":
+			typ = text
+		}
+	}); err != nil {
 		return 0, time.Time{}, err
 	}
-	if hdr["op"] != "1" {
-		return 0, time.Time{}, fmt.Errorf("error frame: %v", hdr)
+	if op != 1 {
+		return 0, time.Time{}, fmt.Errorf("error frame")
 	}
-	body, err := w.textMap()
-	if err != nil {
+	var seq int64
+	var ts []byte
+	if err := w.fields(func(key []byte, maj byte, v uint64, text []byte) {
+		switch string(key) {
+		case "seq":
+			seq = int64(v)
+		case "time":
+			ts = text
+		}
+	}); err != nil {
 		return 0, time.Time{}, err
 	}
-	seq, _ := strconv.ParseInt(body["seq"], 10, 64)
-	if hdr["t"] != "#commit" {
+	if string(typ) != "#commit" {
 		return seq, time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339, body["time"])
+	t, err := time.Parse(time.RFC3339, string(ts))
 	return seq, t, err
 }
 
@@ -524,41 +530,39 @@ func (w *cborWalk) skip() error {
 	return nil
 }
 
-func (w *cborWalk) textMap() (map[string]string, error) {
+// fields walks a map with text keys, calling fn with each integer or text value (others are skipped).
+func (w *cborWalk) fields(fn func(key []byte, maj byte, v uint64, text []byte)) error {
 	maj, n, err := w.head()
 	if err != nil || maj != 5 {
-		return nil, errShortCBOR
+		return errShortCBOR
 	}
-	out := map[string]string{}
 	for range n {
 		maj, l, err := w.head()
 		if err != nil || maj != 3 || w.pos+int(l) > len(w.b) {
-			return nil, errShortCBOR
+			return errShortCBOR
 		}
-		key := string(w.b[w.pos : w.pos+int(l)])
+		key := w.b[w.pos : w.pos+int(l)]
 		w.pos += int(l)
 		start := w.pos
 		maj, v, err := w.head()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		switch maj {
-		case 0:
-			out[key] = strconv.FormatUint(v, 10)
-		case 1:
-			out[key] = strconv.FormatInt(-1-int64(v), 10)
+		case 0, 1:
+			fn(key, maj, v, nil)
 		case 3:
 			if w.pos+int(v) > len(w.b) {
-				return nil, errShortCBOR
+				return errShortCBOR
 			}
-			out[key] = string(w.b[w.pos : w.pos+int(v)])
+			fn(key, maj, 0, w.b[w.pos:w.pos+int(v)])
 			w.pos += int(v)
 		default:
 			w.pos = start
 			if err := w.skip(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	return out, nil
+	return nil
 }

@@ -116,20 +116,22 @@ func (s *Server) serviceAuth(ctx context.Context, token, method string) (syntax.
 	return v.Validate(ctx, token, &lxm)
 }
 
-// createAccountWithDID creates an account for a DID the caller already controls (atproto#2100: did:web). The
-// caller proves control with a service-auth JWT signed by the key in the DID document (lxm createAccount).
-// The account starts deactivated, with a new signing key and an empty repo and nothing on the firehose: the
-// user then puts getRecommendedDidCredentials into the document and calls activateAccount, which checks it.
-// Nothing is ever written to PLC for such an account. (Invite, email and password are checked by the caller.)
+// createAccountWithDID creates an account for a DID the caller already controls: a did:web (atproto#2100), or
+// a did:plc migrating from another PDS (docs/migration.md). The caller proves control with a service-auth JWT
+// signed by the key in the DID document as it is now (for a migration: issued by the old PDS with
+// getServiceAuth, aud this server's DID, lxm createAccount). The account starts deactivated, with a new signing
+// key and an empty repo and nothing on the firehose: the user then imports the repository (importRepo) and
+// blobs, puts getRecommendedDidCredentials into the document (a PLC operation signed by the old PDS, or the
+// did:web document) and calls activateAccount, which checks it. Nothing is written to PLC here. (Invite, email
+// and password are checked by the caller.)
 func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) error {
 	ctx := c.Request().Context()
 	did, err := syntax.ParseDID(in.DID)
 	if err != nil {
 		return xrpc.InvalidRequest("Invalid DID: %s", in.DID)
 	}
-	if did.Method() != "web" {
-		// Migrating an existing did:plc in is the account-migration feature.
-		return xrpc.InvalidRequest("Creating an account for an existing did:plc is not supported yet")
+	if did.Method() != "web" && did.Method() != "plc" {
+		return xrpc.InvalidRequest("Unsupported DID method: %s", did.Method())
 	}
 	raw, ok := xrpc.BearerToken(c.Request())
 	if !ok {

@@ -18,7 +18,7 @@ import (
 const (
 	// replayPage is how many stored events one replay query reads (the reference's backfill page).
 	replayPage = 500
-	// writeTimeout bounds one frame write: a peer that does not read for this long is dropped.
+	// writeTimeout bounds one write (a frame or a batch): a peer that does not read for this long is dropped.
 	writeTimeout = 15 * time.Second
 	// closeTimeout bounds writing the close frame.
 	closeTimeout = time.Second
@@ -34,7 +34,6 @@ var (
 
 // Websocket close codes.
 const (
-	closeNormal    = websocket.CloseNormalClosure
 	closeGoingAway = websocket.CloseGoingAway
 	closePolicy    = websocket.ClosePolicyViolation // after an error frame, as the reference
 )

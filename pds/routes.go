@@ -79,6 +79,7 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("com.atproto.repo.describeRepo", s.handleDescribeRepo)
 	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, auth, s.routeLimit("uploadBlob")) // body streamed, not JSON (handle_blob.go)
 	r.Query("com.atproto.repo.listMissingBlobs", s.handleListMissingBlobs, auth)
+	r.Procedure("com.atproto.repo.importRepo", s.handleImportRepo, authFull) // body streamed, not JSON (handle_import.go)
 
 	// com.atproto.sync
 	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.optionalAuth, s.routeLimit("getRepo"))

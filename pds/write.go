@@ -127,8 +127,13 @@ func (s *Server) recoverSequencer(ctx context.Context) error {
 			r.Release()
 			return err
 		}
-		for _, evt := range events {
-			if err := <-s.seq.EnqueueCommit(evt); err != nil {
+		// Queued in rev order, then awaited together: one group commit, not one fsync per event.
+		done := make([]<-chan error, len(events))
+		for i, evt := range events {
+			done[i] = s.seq.EnqueueCommit(evt)
+		}
+		for _, ch := range done {
+			if err := <-ch; err != nil {
 				r.Release()
 				return err
 			}

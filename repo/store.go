@@ -60,6 +60,9 @@ type Store struct {
 	// writers with diverging in-memory trees).
 	evictedInUse map[syntax.DID]*Repo
 	closed       bool
+	// Imports (import.go): the DIDs being imported, and those whose file is being swapped (Repo waits).
+	importing map[syntax.DID]bool
+	swapping  map[syntax.DID]chan struct{}
 }
 
 // OpenStore opens (creating) the directory dir.
@@ -228,6 +231,16 @@ func (s *Store) Delete(ctx context.Context, did syntax.DID) error {
 // Release exactly once when done.
 func (s *Store) Repo(ctx context.Context, did syntax.DID) (*Repo, error) {
 	s.mu.Lock()
+	for s.swapping[did] != nil { // an import is replacing the file: wait for it
+		ch := s.swapping[did]
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+	}
 	if s.closed {
 		s.mu.Unlock()
 		return nil, ErrStoreClosed

@@ -1,0 +1,147 @@
+package pds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/labstack/echo/v4"
+
+	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/repo"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+// com.atproto.repo.importRepo: the repository of an account migrating here (see repo/import.go and
+// docs/migration.md). Unlike the reference PDS, which verifies neither the commit's DID nor its signature and
+// keeps the imported commit (signed with the old server's key) as the head, this server:
+//   - accepts imports only while the account is deactivated (a migration target starts deactivated), so the
+//     firehose never sees a repository swapped under an active account; activateAccount then announces the new
+//     head with #sync;
+//   - checks every block's hash, the MST's structure, that the commit is the account's and that it is signed
+//     with the key of the DID document as it is now (the old server's key, before the PLC operation);
+//   - re-signs: the head becomes a new commit over the same data root, signed with this server's key for the
+//     account, with a rev after the imported one, so what relays fetch after activation verifies against the
+//     DID document that points here.
+
+const defaultMaxRepoImportSize = 1 << 30
+
+// loadImportConfig reads the import settings (called by LoadConfig).
+func (c *Config) loadImportConfig(getenv Getenv) error {
+	var err error
+	if c.AcceptingRepoImports, err = boolEnv(getenv, "PDS_ACCEPTING_REPO_IMPORTS", true); err != nil {
+		return err
+	}
+	c.MaxRepoImportSize = defaultMaxRepoImportSize
+	if v := getenv("PDS_MAX_REPO_IMPORT_SIZE"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("PDS_MAX_REPO_IMPORT_SIZE: not a byte count: %q", v)
+		}
+		c.MaxRepoImportSize = n
+	}
+	return nil
+}
+
+const carMIME = "application/vnd.ipld.car"
+
+func (s *Server) handleImportRepo(c echo.Context) error {
+	ctx := c.Request().Context()
+	req := c.Request()
+	if !s.cfg.AcceptingRepoImports {
+		return xrpc.InvalidRequest("Service is not accepting repo imports")
+	}
+	ct := req.Header.Get("Content-Type")
+	if ct == "" {
+		return xrpc.InvalidRequest("Request encoding (Content-Type) required but not provided")
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != carMIME {
+		return xrpc.InvalidRequest("Wrong request encoding (Content-Type): %s", ct)
+	}
+	if req.ContentLength > s.cfg.MaxRepoImportSize {
+		return xrpc.PayloadTooLarge("Repository is larger than the import limit (%d bytes)", s.cfg.MaxRepoImportSize)
+	}
+	did := viewerOf(c).DID
+	// The account's lifecycle lock: activation waits for an import in progress, and the account stays
+	// deactivated for the whole import.
+	unlock := s.didLocks.lock(did)
+	defer unlock()
+	acct, err := s.viewerAccount(c)
+	if err != nil {
+		return err
+	}
+	if acct.TakedownRef != "" {
+		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+	}
+	if acct.DeactivatedAt == nil {
+		return xrpc.InvalidRequest("Repo imports are accepted only while the account is deactivated (as after createAccount with an existing DID)")
+	}
+	verifyKey, err := s.currentSigningKey(ctx, acct.DID)
+	if err != nil {
+		return err
+	}
+	signer, err := atcrypto.ParsePrivateBytesK256(acct.SigningKey)
+	if err != nil {
+		return fmt.Errorf("account signing key: %w", err)
+	}
+	hook, release := s.blobs.unreferencedHook(acct.DID) // blobs the old repository used may lose their records
+	defer release()
+	start := time.Now()
+	res, err := s.repos.Import(ctx, syntax.DID(acct.DID), req.Body, repo.ImportOptions{
+		VerifyKey:           verifyKey,
+		Signer:              signer,
+		MaxBytes:            s.cfg.MaxRepoImportSize,
+		OnBlobsUnreferenced: hook,
+	})
+	switch {
+	case errors.Is(err, repo.ErrImportTooLarge):
+		return xrpc.PayloadTooLarge("Repository is larger than the import limit (%d bytes)", s.cfg.MaxRepoImportSize)
+	case errors.Is(err, repo.ErrImportInvalid):
+		return xrpc.InvalidRequest("Invalid repository: %s", trimSentinel(err, repo.ErrImportInvalid))
+	case errors.Is(err, repo.ErrImportInProgress), errors.Is(err, repo.ErrImportConflict):
+		return xrpc.InvalidRequest("%s", err.Error())
+	case err != nil:
+		return repoError(err)
+	}
+	s.log.Info("repository imported", "did", acct.DID, "records", res.Records, "blocks", res.Blocks,
+		"blobs", res.BlobRefs, "bytes", res.Bytes, "importedRev", res.ImportedRev, "rev", res.Head.Rev,
+		"duration", time.Since(start).Round(time.Millisecond))
+	return c.NoContent(http.StatusOK)
+}
+
+// currentSigningKey resolves the account's DID document afresh (no cache): the key that signs its repository
+// according to the document as it is now.
+func (s *Server) currentSigningKey(ctx context.Context, did string) (atcrypto.PublicKey, error) {
+	var key string
+	if isPLC(did) {
+		data, err := s.plc.GetDocumentData(ctx, did)
+		if errors.Is(err, plc.ErrNotFound) || errors.Is(err, plc.ErrTombstoned) {
+			return nil, xrpc.InvalidRequest("Could not resolve DID: %s", did)
+		}
+		if err != nil {
+			return nil, s.plcError(err)
+		}
+		key = data.SigningKey()
+	} else {
+		ident, err := s.resolveDIDDoc(ctx, syntax.DID(did), true)
+		if err != nil {
+			return nil, xrpc.InvalidRequest("Could not resolve DID: %s", did)
+		}
+		pub, err := ident.PublicKey()
+		if err != nil {
+			return nil, xrpc.InvalidRequest("The DID document of %s has no atproto signing key", did)
+		}
+		return pub, nil
+	}
+	pub, err := atcrypto.ParsePublicDIDKey(key)
+	if err != nil {
+		return nil, xrpc.InvalidRequest("The DID document of %s has no valid atproto signing key", did)
+	}
+	return pub, nil
+}
