@@ -135,9 +135,36 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 		SigningKey:   signingKey.Bytes(),
 		CreatedAt:    time.Now(),
 	}
-	// The account row goes in first: it claims the handle and email atomically. Everything after it is undone
-	// if a later step fails, so a failed signup leaves nothing behind.
+	// Order matters for crash safety (see recoverAccount): the DID exists at the PLC directory before
+	// anything local names it; the repo exists (with its genesis commit in the outbox, the account marked
+	// dirty) before the account row; the account row claims the handle and email atomically, and a failure
+	// there undoes the repo. A crash at any point leaves either nothing local (an unused DID at the
+	// directory, as the reference can) or an account whose creation events recovery emits.
+	if in.InviteCode != "" {
+		// Checked again atomically with the account row; checked here so a bad code costs no DID.
+		if err := s.accounts.InviteCodeAvailable(ctx, in.InviteCode); err != nil {
+			return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "Provided invite code not available")
+		}
+	}
+	if err := s.plc.Submit(ctx, did, op); err != nil {
+		s.log.Error("PLC directory refused the genesis operation", "did", did, "err", err)
+		return xrpc.NewError(http.StatusBadGateway, "UpstreamFailure", "The PLC directory did not accept the new DID")
+	}
+	undo := func() {
+		bg := context.WithoutCancel(ctx)
+		s.repos.Delete(bg, syntax.DID(did))
+		s.seq.Forget(bg, did)
+	}
+	if err := s.seq.MarkDirty(ctx, did); err != nil {
+		return err
+	}
+	commit, err := s.repos.Create(ctx, syntax.DID(did), signingKey)
+	if err != nil {
+		undo()
+		return err
+	}
 	if err := s.accounts.CreateAccount(ctx, acct, in.InviteCode); err != nil {
+		undo()
 		switch {
 		case errors.Is(err, accountstore.ErrHandleTaken):
 			return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
@@ -147,25 +174,6 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 			return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "Provided invite code not available")
 		}
 		return err
-	}
-	undo := func() {
-		bg := context.WithoutCancel(ctx)
-		s.repos.Delete(bg, syntax.DID(did))
-		s.accounts.DeleteAccount(bg, did)
-	}
-	if err := s.seq.MarkDirty(ctx, did); err != nil {
-		undo()
-		return err
-	}
-	commit, err := s.repos.Create(ctx, syntax.DID(did), signingKey)
-	if err != nil {
-		undo()
-		return err
-	}
-	if err := s.plc.Submit(ctx, did, op); err != nil {
-		undo()
-		s.log.Error("PLC directory refused the genesis operation", "did", did, "err", err)
-		return xrpc.NewError(http.StatusBadGateway, "UpstreamFailure", "The PLC directory did not accept the new DID")
 	}
 	// Same order as the reference: identity, account, commit, sync.
 	s.seq.EnqueueIdentity(did, handle)

@@ -162,6 +162,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		s.Close()
 		return nil, fmt.Errorf("firehose recovery: %w", err)
 	}
+	if seqOpts.Floor > 0 {
+		if err := s.resyncAfterLostLog(ctx); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("firehose rebuild: %w", err)
+		}
+	}
 	s.echo = s.routes()
 	s.startFirehoseBackground(opts.CrawlNotifyInterval)
 	// Built here, not in Serve, so a Shutdown racing a starting Serve sees it (Serve then returns at once).

@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -112,42 +113,11 @@ func (s *Server) recoverSequencer(ctx context.Context) error {
 	}
 	recovered := 0
 	for _, d := range dirty {
-		r, err := s.repos.Repo(ctx, syntax.DID(d.DID))
-		if errors.Is(err, repo.ErrRepoNotFound) {
-			if err := s.seq.ClearDirty(ctx, d.DID); err != nil {
-				return err
-			}
-			continue
-		}
+		n, err := s.recoverAccount(ctx, d)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", d.DID, err)
 		}
-		events, err := r.PendingEvents(ctx, d.LastRev)
-		if err != nil {
-			r.Release()
-			return err
-		}
-		// Queued in rev order, then awaited together: one group commit, not one fsync per event.
-		done := make([]<-chan error, len(events))
-		for i, evt := range events {
-			done[i] = s.seq.EnqueueCommit(evt)
-		}
-		for _, ch := range done {
-			if err := <-ch; err != nil {
-				r.Release()
-				return err
-			}
-			recovered++
-		}
-		if len(events) > 0 {
-			err = r.TrimOutbox(ctx, events[len(events)-1].Rev)
-		} else if d.LastRev != "" {
-			err = r.TrimOutbox(ctx, d.LastRev)
-		}
-		r.Release()
-		if err != nil {
-			return err
-		}
+		recovered += n
 		if err := s.seq.ClearDirty(ctx, d.DID); err != nil {
 			return err
 		}
@@ -155,5 +125,106 @@ func (s *Server) recoverSequencer(ctx context.Context) error {
 	if recovered > 0 {
 		s.log.Warn("firehose recovery: sequenced commits that were in repos but not on the stream", "commits", recovered)
 	}
+	return nil
+}
+
+// recoverAccount sequences one dirty account's unsequenced commits. A signup interrupted after its repo was
+// created is finished or undone here: without an account row the repo is removed (the signup never
+// answered); with one, its genesis commit goes out with the events a signup emits around it (identity,
+// account, commit, sync), exactly as if the process had not died.
+func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (int, error) {
+	acct, err := s.accounts.AccountByDID(ctx, d.DID)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		if err := s.repos.Delete(ctx, syntax.DID(d.DID)); err != nil && !errors.Is(err, repo.ErrRepoNotFound) {
+			return 0, err
+		}
+		return 0, s.seq.Forget(ctx, d.DID)
+	}
+	if err != nil {
+		return 0, err
+	}
+	r, err := s.repos.Repo(ctx, syntax.DID(d.DID))
+	if errors.Is(err, repo.ErrRepoNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer r.Release()
+	events, err := r.PendingEvents(ctx, d.LastRev)
+	if err != nil {
+		return 0, err
+	}
+	// Queued in rev order, then awaited together: one group commit, not one fsync per event.
+	var done []<-chan error
+	for _, evt := range events {
+		genesis := evt.Since == nil
+		if genesis {
+			done = append(done, s.seq.EnqueueIdentity(acct.DID, acct.Handle), s.seq.EnqueueAccount(acct.DID, acct.Active(), acct.Status()))
+		}
+		done = append(done, s.seq.EnqueueCommit(evt))
+		if genesis {
+			done = append(done, s.seq.EnqueueSync(acct.DID, evt.Rev, commitOnlyCAR(&repo.CommitResult{Commit: cid.Cid(evt.Commit), Event: evt})))
+		}
+	}
+	for _, ch := range done {
+		if err := <-ch; err != nil {
+			return 0, err
+		}
+	}
+	switch {
+	case len(events) > 0:
+		err = r.TrimOutbox(ctx, events[len(events)-1].Rev)
+	case d.LastRev != "":
+		err = r.TrimOutbox(ctx, d.LastRev)
+	}
+	return len(events), err
+}
+
+// resyncAfterLostLog runs when sequencer.sqlite was lost while accounts exist. Whatever the old log held (and
+// whatever the outboxes still held unsequenced) is gone from the stream, so every active account's current
+// head is announced with #sync: a relay then re-fetches the repo instead of waiting for a commit that chains
+// to something it never saw. This is the one start-up path that visits every account.
+func (s *Server) resyncAfterLostLog(ctx context.Context) error {
+	cursor, n := "", 0
+	for {
+		accts, err := s.accounts.ListAccounts(ctx, cursor, 500)
+		if err != nil {
+			return err
+		}
+		if len(accts) == 0 {
+			break
+		}
+		var done []<-chan error
+		for _, a := range accts {
+			cursor = a.DID
+			if !a.Active() {
+				continue
+			}
+			r, err := s.repos.Repo(ctx, syntax.DID(a.DID))
+			if errors.Is(err, repo.ErrRepoNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			head, commitBlock, err := r.CommitBlock(ctx)
+			if err == nil {
+				err = r.TrimOutbox(ctx, head.Rev) // superseded by the #sync
+			}
+			r.Release()
+			if err != nil {
+				return err
+			}
+			done = append(done, s.seq.EnqueueSync(a.DID, head.Rev, singleBlockCAR(head.Commit, commitBlock)))
+			n++
+		}
+		for _, ch := range done {
+			if err := <-ch; err != nil {
+				return err
+			}
+		}
+	}
+	s.log.Warn("firehose log was rebuilt: announced every active account's head with #sync", "accounts", n)
 	return nil
 }
