@@ -61,15 +61,17 @@ type Options struct {
 
 // Result summarizes a completed migration.
 type Result struct {
-	DID           string
-	Handle        string
-	Records       int64
-	Blobs         int64 // blobs the new PDS has for the account
-	BlobsCopied   int   // copied by this run
-	BlobsMissing  []string
-	RepoBytes     int64
-	Preferences   int
-	AlreadyActive bool // the account was already active at the new PDS (a finished migration resumed)
+	DID          string
+	Handle       string
+	Records      int64
+	Blobs        int64 // blobs the new PDS has for the account
+	BlobsCopied  int   // copied by this run
+	BlobsMissing []string
+	RepoBytes    int64
+	Preferences  int
+	// PreferencesNotCopied: preferences the new PDS refused (one without an AppView may not store any).
+	PreferencesNotCopied int
+	AlreadyActive        bool // the account was already active at the new PDS (a finished migration resumed)
 }
 
 // state is the resumable part of a migration.
@@ -159,7 +161,7 @@ func (m *migration) run(ctx context.Context) error {
 			m.st.Done[s] = true
 		}
 	}
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; !m.res.AlreadyActive; attempt++ {
 		if err := m.copyRepo(ctx); err != nil {
 			return err
 		}
@@ -519,8 +521,17 @@ func (m *migration) copyPreferences(ctx context.Context) error {
 		}
 		keep = append(keep, p)
 	}
+	if len(keep) == 0 {
+		return m.done(stepPreferences)
+	}
 	if err := m.new.procedure(ctx, "app.bsky.actor.putPreferences", map[string]any{"preferences": keep}, nil); err != nil {
-		return fmt.Errorf("putPreferences at the new PDS: %w", err)
+		if !isAPIError(err) {
+			return fmt.Errorf("putPreferences at the new PDS: %w", err)
+		}
+		// A PDS without an AppView may not store preferences (the reference): the rest of the account moves.
+		m.p.note("WARNING: %d preferences not copied: the new PDS answered %v", len(keep), err)
+		m.res.PreferencesNotCopied = len(keep)
+		return m.done(stepPreferences)
 	}
 	m.res.Preferences = len(keep)
 	return m.done(stepPreferences)

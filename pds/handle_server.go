@@ -197,7 +197,7 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 // didDocument is the DID document this server maintains for a hosted account.
 func (s *Server) didDocument(acct *accountstore.Account) map[string]any {
 	vm := []any{}
-	if key, err := atcrypto.ParsePrivateBytesK256(acct.SigningKey); err == nil {
+	if key, err := acct.Signer(); err == nil {
 		if pub, err := key.PublicKey(); err == nil {
 			vm = append(vm, map[string]any{
 				"id":                 acct.DID + "#atproto",

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 
 	"github.com/pdsgo/pds/identity/plc"
@@ -70,7 +69,7 @@ func isPLC(did string) bool { return strings.HasPrefix(did, "did:plc:") }
 
 // signingDIDKey is the did:key of the account's repo signing key.
 func signingDIDKey(acct *accountstore.Account) (string, error) {
-	key, err := atcrypto.ParsePrivateBytesK256(acct.SigningKey)
+	key, err := acct.Signer()
 	if err != nil {
 		return "", err
 	}

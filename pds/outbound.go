@@ -6,10 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/auth"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 
@@ -128,7 +126,6 @@ func (c *Config) configuredServices() []*ServiceConfig {
 // overall timeout: the proxy bounds the wait for headers and each pause in the body itself.
 type outbound struct {
 	client *http.Client
-	keys   keyCache
 }
 
 func newOutbound(cfg *Config) *outbound {
@@ -151,7 +148,7 @@ func (o *outbound) Do(req *http.Request) (*http.Response, error) { return o.clie
 // client asked getServiceAuth for that), lxm the method it is good for ("" = any), random jti. exp zero means
 // the default 60 s.
 func (o *outbound) serviceToken(acct *accountstore.Account, aud, lxm string, exp time.Time) (string, error) {
-	key, err := o.keys.get(acct.SigningKey)
+	key, err := acct.Signer() // parsed once per cached account (accountstore)
 	if err != nil {
 		return "", fmt.Errorf("account signing key: %w", err)
 	}
@@ -179,36 +176,4 @@ func (s *Server) accountForService(ctx context.Context, did string) (*accountsto
 		return nil, accountLookupError(err)
 	}
 	return acct, nil
-}
-
-// keyCache keeps parsed signing keys by their bytes: parsing derives the public key, as costly as the
-// signature itself, on every proxied call. Keyed by the bytes, a rotated key is simply another entry.
-type keyCache struct {
-	mu   sync.Mutex
-	keys map[string]*atcrypto.PrivateKeyK256
-}
-
-const keyCacheMax = 4096
-
-func (c *keyCache) get(raw []byte) (*atcrypto.PrivateKeyK256, error) {
-	c.mu.Lock()
-	if c.keys == nil {
-		c.keys = map[string]*atcrypto.PrivateKeyK256{}
-	}
-	k, ok := c.keys[string(raw)]
-	c.mu.Unlock()
-	if ok {
-		return k, nil
-	}
-	k, err := atcrypto.ParsePrivateBytesK256(raw)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if len(c.keys) >= keyCacheMax {
-		clear(c.keys) // crude but bounded; refills with the active accounts
-	}
-	c.keys[string(raw)] = k
-	c.mu.Unlock()
-	return k, nil
 }

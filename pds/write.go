@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
@@ -42,7 +41,7 @@ func (s *Server) writableAccount(ctx context.Context, v *viewer, repoParam strin
 // sequencer before the repo commits, and the commit's event is queued while the repo lock is still held, so
 // the firehose carries every commit in order (see docs/architecture.md).
 func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []repo.WriteOp, swapCommit *cid.Cid) (*repo.CommitResult, error) {
-	key, err := atcrypto.ParsePrivateBytesK256(acct.SigningKey)
+	key, err := acct.Signer()
 	if err != nil {
 		return nil, fmt.Errorf("account signing key: %w", err)
 	}

@@ -865,6 +865,12 @@ func (s *Store) swapIn(ctx context.Context, did syntax.DID, b *buildFile, res *I
 	}
 
 	path := s.repoPath(did)
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: deleted during the import", ErrRepoNotFound)
+		}
+		return err
+	}
 	odb, err := openDB(ctx, path, 1, s.opts.BusyTimeout)
 	if err != nil {
 		return err

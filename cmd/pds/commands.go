@@ -41,6 +41,10 @@ var commands = []command{
 	{name: "account reset-password", args: "DID|HANDLE [--password P]", summary: "set a new password (prints it) and end all sessions", run: runAccountResetPassword},
 	{name: "request-crawl", args: "[RELAY_HOST ...]", summary: "ask relays (default PDS_CRAWLERS) to crawl this PDS", run: runRequestCrawl},
 	{name: "blobs migrate", args: "FROM TO [--verify] [--concurrency N]", summary: "copy every blob between blob stores (disk, disk:PATH, s3), resumable, hash-verified (blobs.go)", run: runBlobsMigrate},
+	{name: "migrate", args: "--from URL --identifier H [--to URL] [--password P] [--plc-token T] [--state FILE]", summary: "move a user's account from another PDS to this one with their credentials, resumable (migrate.go, docs/migration.md)", run: runMigrate},
+	{name: "account export", args: "DID|HANDLE FILE [--deactivate] [--to URL --to-rotation-key KEY]", summary: "write an account's archive (repo, blobs, preferences, keys) to move it to another server of yours", run: runAccountExport},
+	{name: "account import", args: "FILE", summary: "host an account from an archive of `account export` (activated when its DID points here)", run: runAccountImport},
+	{name: "plc rotation-key", summary: "print this server's PLC rotation key (did:key), for `account export --to-rotation-key`", run: runRotationKey},
 }
 
 const commonHelp = `

@@ -246,6 +246,7 @@ func (s *Store) DisableInviteCodes(ctx context.Context, codes, accounts []string
 
 // SetInvitesDisabled turns an account's invite creation off or on (admin disable/enableAccountInvites).
 func (s *Store) SetInvitesDisabled(ctx context.Context, did string, disabled bool) error {
+	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "UPDATE account SET invites_disabled = ? WHERE did = ?", disabled, did)
 	if err != nil {
 		return err

@@ -38,6 +38,8 @@ type Account struct {
 	DeleteAfter      *time.Time
 	TakedownRef      string
 	InvitesDisabled  bool
+
+	signer *signerMemo // see Signer
 }
 
 // Active reports whether the account is neither deactivated nor taken down.
@@ -65,8 +67,9 @@ type RefreshToken struct {
 
 // Store is the account database.
 type Store struct {
-	db  *sql.DB
-	now func() time.Time // nil: time.Now (tests move the clock)
+	db    *sql.DB
+	now   func() time.Time // nil: time.Now (tests move the clock)
+	cache *accountCache
 }
 
 // Open opens (creating if needed) the account database at path.
@@ -76,7 +79,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, cache: newAccountCache(accountCacheSize)}, nil
 }
 
 func (s *Store) Close() error { return s.db.Close() }
@@ -110,6 +113,7 @@ func parseTime(s sql.NullString) *time.Time {
 // CreateAccount inserts a new account; with inviteCode set it also records (and checks) the invite use, in the
 // same transaction.
 func (s *Store) CreateAccount(ctx context.Context, a *Account, inviteCode string) error {
+	defer s.changed(a.DID)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -169,17 +173,37 @@ func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
 	a.EmailConfirmedAt = parseTime(confirmed)
 	a.DeactivatedAt = parseTime(deactivated)
 	a.DeleteAfter = parseTime(deleteAfter)
+	a.signer = &signerMemo{raw: string(a.SigningKey)}
 	return &a, nil
 }
 
-// AccountByDID returns the account or ErrNotFound.
+// AccountByDID returns the account or ErrNotFound. The result is the caller's to modify.
 func (s *Store) AccountByDID(ctx context.Context, did string) (*Account, error) {
-	return scanAccount(s.db.QueryRowContext(ctx, "SELECT "+accountColumns+" FROM account WHERE did = ?", did))
+	if a, ok := s.cache.getDID(did); ok {
+		return a, nil
+	}
+	gen := s.cache.generation()
+	a, err := scanAccount(s.db.QueryRowContext(ctx, "SELECT "+accountColumns+" FROM account WHERE did = ?", did))
+	if err != nil {
+		return nil, err
+	}
+	s.cache.put(a, gen)
+	return a, nil
 }
 
 // AccountByHandle returns the account or ErrNotFound. Handles are stored lower-case.
 func (s *Store) AccountByHandle(ctx context.Context, handle string) (*Account, error) {
-	return scanAccount(s.db.QueryRowContext(ctx, "SELECT "+accountColumns+" FROM account WHERE handle = ?", strings.ToLower(handle)))
+	handle = strings.ToLower(handle)
+	if a, ok := s.cache.getHandle(handle); ok {
+		return a, nil
+	}
+	gen := s.cache.generation()
+	a, err := scanAccount(s.db.QueryRowContext(ctx, "SELECT "+accountColumns+" FROM account WHERE handle = ?", handle))
+	if err != nil {
+		return nil, err
+	}
+	s.cache.put(a, gen)
+	return a, nil
 }
 
 // AccountByEmail returns the account or ErrNotFound (case-insensitive).
@@ -214,6 +238,7 @@ func (s *Store) CountAccounts(ctx context.Context) (int64, error) {
 
 // UpdateHandle changes an account's handle.
 func (s *Store) UpdateHandle(ctx context.Context, did, handle string) error {
+	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "UPDATE account SET handle = ? WHERE did = ?", strings.ToLower(handle), did)
 	if err != nil {
 		return uniqueErr(err)
@@ -223,6 +248,7 @@ func (s *Store) UpdateHandle(ctx context.Context, did, handle string) error {
 
 // SetDeactivated marks an account deactivated (at != nil) or active again (at == nil).
 func (s *Store) SetDeactivated(ctx context.Context, did string, at, deleteAfter *time.Time) error {
+	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "UPDATE account SET deactivated_at = ?, delete_after = ? WHERE did = ?",
 		fmtTime(at), fmtTime(deleteAfter), did)
 	if err != nil {
@@ -233,6 +259,7 @@ func (s *Store) SetDeactivated(ctx context.Context, did string, at, deleteAfter 
 
 // DeleteAccount removes the account and, through foreign keys, its tokens.
 func (s *Store) DeleteAccount(ctx context.Context, did string) error {
+	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "DELETE FROM account WHERE did = ?", did)
 	if err != nil {
 		return err

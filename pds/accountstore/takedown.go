@@ -10,6 +10,7 @@ import (
 // SetAccountTakedown takes an account down (ref != "") or restores it (ref == ""). A takedown revokes every
 // refresh token of the account in the same transaction.
 func (s *Store) SetAccountTakedown(ctx context.Context, did, ref string) error {
+	defer s.changed(did)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
