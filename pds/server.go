@@ -198,6 +198,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.httpSrv != nil {
 		err = s.httpSrv.Shutdown(ctx)
 	}
+	if err == nil {
+		if s.bg != nil {
+			s.bg.stop()
+		}
+		// Nothing writes any more: accounts whose repo head is on the stream need no recovery at the next
+		// start, which then does no per-account work after a clean stop.
+		if err := s.releaseDirtyMarks(ctx); err != nil {
+			s.log.Warn("shutdown: accounts stay marked for recovery at the next start", "err", err)
+		}
+	}
 	s.Close()
 	return err
 }

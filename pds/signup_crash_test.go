@@ -159,3 +159,28 @@ func TestLostSequencerFile(t *testing.T) {
 		t.Fatalf("no #sync for %v", heads)
 	}
 }
+
+// TestCleanStopClearsRecoveryMarks: after a clean stop no account is left marked for start-up recovery, so
+// the next start does no per-account work.
+func TestCleanStopClearsRecoveryMarks(t *testing.T) {
+	dataDir := t.TempDir()
+	p := testpds.Start(t, testpds.Options{DataDir: dataDir})
+	for _, name := range []string{"clean1", "clean2"} {
+		acct := p.CreateAccount(name)
+		w := &writer{t, p, acct}
+		w.create(postColl, "a", note(name))
+	}
+	p.Stop()
+	seq, err := sequencer.Open(context.Background(), filepath.Join(dataDir, "sequencer.sqlite"), sequencer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seq.Close()
+	dirty, err := seq.Dirty(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dirty) != 0 {
+		t.Fatalf("accounts still marked after a clean stop: %v", dirty)
+	}
+}

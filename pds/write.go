@@ -227,3 +227,33 @@ func (s *Server) resyncAfterLostLog(ctx context.Context) error {
 	s.log.Warn("firehose log was rebuilt: announced every active account's head with #sync", "accounts", n)
 	return nil
 }
+
+// releaseDirtyMarks clears the recovery mark of every account whose repo head is the last rev on the stream.
+// Only for a clean stop, after every writer is gone; any account still behind keeps its mark.
+func (s *Server) releaseDirtyMarks(ctx context.Context) error {
+	if err := s.seq.Flush(ctx); err != nil {
+		return err
+	}
+	var clean []string
+	for _, did := range s.seq.DirtyDIDs() {
+		last, err := s.seq.LastRev(ctx, did)
+		if err != nil {
+			return err
+		}
+		var head repo.Head
+		err = s.repos.With(ctx, syntax.DID(did), func(r *repo.Repo) error {
+			var err error
+			head, err = r.Head(ctx)
+			return err
+		})
+		switch {
+		case errors.Is(err, repo.ErrRepoNotFound):
+			clean = append(clean, did)
+		case err != nil:
+			return err
+		case head.Rev == last:
+			clean = append(clean, did)
+		}
+	}
+	return s.seq.ClearDirty(ctx, clean...)
+}

@@ -224,14 +224,27 @@ func (s *Sequencer) Dirty(ctx context.Context) ([]DirtyAccount, error) {
 
 // ClearDirty unmarks accounts whose outbox is known to be fully sequenced (after recovery).
 func (s *Sequencer) ClearDirty(ctx context.Context, dids ...string) error {
+	if len(dids) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil) // one transaction: one fsync however many accounts
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
 	for _, did := range dids {
-		if _, err := s.db.ExecContext(ctx, "UPDATE repo_state SET dirty = 0 WHERE did = ?", did); err != nil {
+		if _, err := tx.ExecContext(ctx, "UPDATE repo_state SET dirty = 0 WHERE did = ?", did); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		delete(s.dirty, did)
-		s.mu.Unlock()
 	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, did := range dids {
+		delete(s.dirty, did)
+	}
+	s.mu.Unlock()
 	return nil
 }
 
@@ -243,6 +256,27 @@ func (s *Sequencer) LastRev(ctx context.Context, did string) (string, error) {
 		return "", nil
 	}
 	return rev, err
+}
+
+// Flush waits until every event queued before the call is stored (nil), or storing failed for good.
+func (s *Sequencer) Flush(ctx context.Context) error {
+	select {
+	case err := <-s.enqueue(&queued{}):
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// DirtyDIDs lists the accounts currently marked dirty.
+func (s *Sequencer) DirtyDIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.dirty))
+	for did := range s.dirty {
+		out = append(out, did)
+	}
+	return out
 }
 
 // SequencedRev is the rev of the account's last commit sequenced since start ("" if none): repo outbox rows up
@@ -356,7 +390,25 @@ func (s *Sequencer) run() {
 // the firehose (and is logged) rather than skipping events. Only when closing does it give up, and then it
 // fails every later batch too: storing a later commit of an account after dropping an earlier one would
 // move the account's last sequenced rev past a commit that start-up recovery must still sequence.
-func (s *Sequencer) storeWithRetry(batch []*queued) {
+func (s *Sequencer) storeWithRetry(all []*queued) {
+	// Barriers (Flush) take no seq: they are answered once everything queued before them is stored.
+	batch := make([]*queued, 0, len(all))
+	var barriers []*queued
+	for _, q := range all {
+		if q.msg == nil {
+			barriers = append(barriers, q)
+		} else {
+			batch = append(batch, q)
+		}
+	}
+	defer func() {
+		for _, q := range barriers {
+			q.done <- s.gaveUp
+		}
+	}()
+	if len(batch) == 0 {
+		return
+	}
 	if s.gaveUp != nil {
 		for _, q := range batch {
 			q.done <- s.gaveUp
@@ -415,7 +467,8 @@ func (s *Sequencer) store(batch []*queued) ([]*Event, error) {
 		if _, err := ins.ExecContext(ctx, seq, q.did, q.typ, t.UnixMilli(), frame); err != nil {
 			return nil, err
 		}
-		if q.typ == TypeCommit {
+		if q.typ == TypeCommit || q.typ == TypeSync {
+			// A #sync announces the repo at its rev: the chain continues from there.
 			revs[q.did] = q.rev
 		}
 		events = append(events, &Event{Seq: seq, DID: q.did, Type: q.typ, Time: t, Frame: frame})
