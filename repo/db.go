@@ -27,6 +27,14 @@ var migrationFS embed.FS
 // cborPrefix is the CID prefix of every block in a repository (CIDv1, dag-cbor, sha2-256).
 var cborPrefix = cid.NewPrefixV1(cid.DagCBOR, multihash.SHA2_256)
 
+// pageCacheKiB is SQLite's page cache per connection of a repository file (its default is 2 MB): with up to
+// MaxConnsPerRepo connections for each of MaxOpenRepos repositories, the default would let caches grow to
+// gigabytes. Repository files are small and the OS caches them too.
+const pageCacheKiB = 256
+
+// connMaxIdle is how long an unused connection of a repository file stays open.
+const connMaxIdle = 30 * time.Second
+
 // openDB opens (creating if needed) the SQLite file at path and migrates it.
 func openDB(ctx context.Context, path string, maxConns int, busy time.Duration) (*sql.DB, error) {
 	q := url.Values{}
@@ -34,6 +42,7 @@ func openDB(ctx context.Context, path string, maxConns int, busy time.Duration) 
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "cache_size(-"+strconv.Itoa(pageCacheKiB)+")")
 	// A plain path (no "file:" prefix) so a DID's ':' and '%' are not read as URI syntax.
 	db, err := sql.Open("sqlite", path+"?"+q.Encode())
 	if err != nil {
@@ -41,6 +50,9 @@ func openDB(ctx context.Context, path string, maxConns int, busy time.Duration) 
 	}
 	db.SetMaxOpenConns(maxConns)
 	db.SetMaxIdleConns(maxConns)
+	// A connection holds ~0.3 MB (page cache, schema, prepared statements): an account that stops being used
+	// gives them back, while a busy one keeps its connections.
+	db.SetConnMaxIdleTime(connMaxIdle)
 	if err := migrate(ctx, db); err != nil {
 		db.Close()
 		return nil, err
@@ -77,7 +89,7 @@ func (b blockSource) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
 
 func getBlock(ctx context.Context, q querier, c cid.Cid) ([]byte, error) {
 	var data []byte
-	err := q.QueryRowContext(ctx, "SELECT data FROM blocks WHERE cid = ?", c.Bytes()).Scan(&data)
+	err := q.QueryRowContext(ctx, sqlGetBlock, c.Bytes()).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, &ipld.ErrNotFound{Cid: c}
 	}
@@ -96,7 +108,7 @@ func cidFromBytes(b []byte) (cid.Cid, error) {
 func headRow(ctx context.Context, q querier) (Head, error) {
 	var cb, db []byte
 	var h Head
-	err := q.QueryRowContext(ctx, "SELECT commit_cid, rev, data_cid FROM head WHERE id = 1").Scan(&cb, &h.Rev, &db)
+	err := q.QueryRowContext(ctx, sqlHead).Scan(&cb, &h.Rev, &db)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Head{}, ErrRepoNotFound
 	}

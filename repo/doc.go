@@ -7,11 +7,17 @@
 //
 // Writes ([Repo.Apply]) are serialised per repository and run in parallel across
 // repositories. Each write builds a signed sync 1.1 commit with indigo's atproto/repo and
-// atproto/repo/mst, and stores in ONE SQLite transaction (synchronous=FULL): the new blocks,
+// atproto/repo/mst, and stores in a SQLite transaction (synchronous=FULL): the new blocks,
 // the records index, the new head, the deletion of blocks the head no longer references, and
 // an outbox row holding the complete #commit event (Seq 0). The sequencer drains the outbox
 // ([Repo.PendingEvents], [Repo.TrimOutbox]), so an event never names a commit the repository
 // does not have.
+//
+// Group commit: the writes that queue up while a repository's writer is busy are taken together
+// by the next writer, applied in order (each its own commit, chained to the previous, checked
+// against the state the previous one left, and failing alone), and stored in ONE transaction:
+// one fsync for the group. Each is acknowledged, and its OnCommit run in order, once that
+// transaction is durable; if it fails, the whole group fails.
 //
 // The MST of a repository is loaded once (lazily, on the first write) and kept in memory,
 // updated in place by every commit; if a commit fails after the tree was mutated, the

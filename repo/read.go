@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"database/sql"
@@ -36,16 +37,23 @@ func (r *Repo) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return fn(tx)
 }
 
+// readSnapshot is readTx with the statement cache (fixed SQL only).
+func (r *Repo) readSnapshot(ctx context.Context, fn func(q *cachedTx) error) error {
+	return r.readTx(ctx, func(tx *sql.Tx) error { return fn(r.cachedTx(tx)) })
+}
+
+// q runs fixed SQL on the database through the statement cache.
+func (r *Repo) q() cachedDB { return cachedDB{r.stmts, r.db} }
+
 // Head returns the current commit.
 func (r *Repo) Head(ctx context.Context) (Head, error) {
-	return headRow(ctx, r.db)
+	return headRow(ctx, r.q())
 }
 
 // GetRecord returns the CID and DAG-CBOR of a record (ErrRecordNotFound).
 func (r *Repo) GetRecord(ctx context.Context, collection, rkey string) (cid.Cid, []byte, error) {
 	var cb, data []byte
-	err := r.db.QueryRowContext(ctx, `SELECT r.cid, b.data FROM records r JOIN blocks b ON b.cid = r.cid
-		WHERE r.collection = ? AND r.rkey = ?`, collection, rkey).Scan(&cb, &data)
+	err := r.q().QueryRowContext(ctx, sqlGetRecord, collection, rkey).Scan(&cb, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return cid.Undef, nil, ErrRecordNotFound
 	}
@@ -67,19 +75,12 @@ func (r *Repo) ListRecords(ctx context.Context, collection string, limit int, cu
 		limit = defaultListLimit
 	}
 	limit = min(limit, maxListLimit)
-	cmp, order := "<", "DESC"
-	if reverse {
-		cmp, order = ">", "ASC"
-	}
-	q := `SELECT r.rkey, r.cid, b.data FROM records r JOIN blocks b ON b.cid = r.cid WHERE r.collection = ?`
 	args := []any{collection}
 	if cursor != "" {
-		q += " AND r.rkey " + cmp + " ?"
 		args = append(args, cursor)
 	}
-	q += " ORDER BY r.rkey " + order + " LIMIT ?"
 	args = append(args, limit+1) // one more: is there a next page?
-	rows, err := r.db.QueryContext(ctx, q, args...)
+	rows, err := r.q().QueryContext(ctx, listRecordsSQL(reverse, cursor != ""), args...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -110,7 +111,7 @@ func (r *Repo) ListRecords(ctx context.Context, collection string, limit int, cu
 
 // Collections lists the collections holding at least one record, sorted.
 func (r *Repo) Collections(ctx context.Context) ([]string, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT DISTINCT collection FROM records ORDER BY collection")
+	rows, err := r.q().QueryContext(ctx, "SELECT DISTINCT collection FROM records ORDER BY collection")
 	if err != nil {
 		return nil, err
 	}
@@ -129,42 +130,44 @@ func (r *Repo) Collections(ctx context.Context) ([]string, error) {
 // RecordCount is the number of records in the head.
 func (r *Repo) RecordCount(ctx context.Context) (int64, error) {
 	var n int64
-	err := r.db.QueryRowContext(ctx, "SELECT count(*) FROM records").Scan(&n)
+	err := r.q().QueryRowContext(ctx, "SELECT count(*) FROM records").Scan(&n)
 	return n, err
 }
 
 // BlockCount is the number of stored blocks (commit + MST nodes + distinct records).
 func (r *Repo) BlockCount(ctx context.Context) (int64, error) {
 	var n int64
-	err := r.db.QueryRowContext(ctx, "SELECT count(*) FROM blocks").Scan(&n)
+	err := r.q().QueryRowContext(ctx, "SELECT count(*) FROM blocks").Scan(&n)
 	return n, err
 }
 
 // WriteCAR streams the repository as a CAR v1 whose root is the head commit: the commit,
-// then the MST nodes depth-first with each record block right after its key. With since
+// then the MST nodes depth-first with each record block right after its key (export.go). With since
 // != "", only the blocks stored by commits with rev > since (getRepo?since=).
 func (r *Repo) WriteCAR(ctx context.Context, w io.Writer, since string) error {
-	return r.readTx(ctx, func(tx *sql.Tx) error {
+	bw := bufio.NewWriterSize(w, 32<<10) // a CAR is many small writes
+	err := r.readSnapshot(ctx, func(tx *cachedTx) error {
 		head, err := headRow(ctx, tx)
 		if err != nil {
 			return err
 		}
-		cw, err := newCARWriter(w, head.Commit)
+		cw, err := newCARWriter(bw, head.Commit)
 		if err != nil {
 			return err
 		}
 		if since != "" {
 			return writeBlocksSince(ctx, tx, cw, since)
 		}
-		if err := copyBlock(ctx, tx, cw, head.Commit); err != nil {
-			return err
-		}
-		seen := map[cid.Cid]bool{} // a record CID can sit at several paths
-		return walkCAR(ctx, tx, cw, head.Data, seen)
+		_, err = writeFullCAR(ctx, tx, cw, head)
+		return err
 	})
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
-func writeBlocksSince(ctx context.Context, tx *sql.Tx, cw *carWriter, since string) error {
+func writeBlocksSince(ctx context.Context, tx querier, cw *carWriter, since string) error {
 	rows, err := tx.QueryContext(ctx, "SELECT cid, data FROM blocks WHERE rev > ? ORDER BY rev", since)
 	if err != nil {
 		return err
@@ -194,47 +197,11 @@ func copyBlock(ctx context.Context, q querier, cw *carWriter, c cid.Cid) error {
 	return cw.put(c, data)
 }
 
-func walkCAR(ctx context.Context, q querier, cw *carWriter, node cid.Cid, seen map[cid.Cid]bool) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	data, err := getBlock(ctx, q, node)
-	if err != nil {
-		return err
-	}
-	if err := cw.put(node, data); err != nil {
-		return err
-	}
-	nd, err := mst.NodeDataFromCBOR(bytes.NewReader(data))
-	if err != nil {
-		return fmt.Errorf("decoding MST node %s: %w", node, err)
-	}
-	if nd.Left != nil {
-		if err := walkCAR(ctx, q, cw, *nd.Left, seen); err != nil {
-			return err
-		}
-	}
-	for _, e := range nd.Entries {
-		if !seen[e.Value] {
-			seen[e.Value] = true
-			if err := copyBlock(ctx, q, cw, e.Value); err != nil {
-				return err
-			}
-		}
-		if e.Right != nil {
-			if err := walkCAR(ctx, q, cw, *e.Right, seen); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // WriteRecordProof writes a CAR (root = head commit) proving the presence or absence of
 // collection/rkey: the commit, the MST nodes on the key's path, and the record if present.
 func (r *Repo) WriteRecordProof(ctx context.Context, w io.Writer, collection, rkey string) error {
 	key := []byte(collection + "/" + rkey)
-	return r.readTx(ctx, func(tx *sql.Tx) error {
+	return r.readSnapshot(ctx, func(tx *cachedTx) error {
 		head, err := headRow(ctx, tx)
 		if err != nil {
 			return err
@@ -288,10 +255,10 @@ func (r *Repo) WriteRecordProof(ctx context.Context, w io.Writer, collection, rk
 // missing, nothing is written and the missing CIDs are returned.
 func (r *Repo) WriteBlocks(ctx context.Context, w io.Writer, cids []cid.Cid) ([]cid.Cid, error) {
 	var missing []cid.Cid
-	err := r.readTx(ctx, func(tx *sql.Tx) error {
+	err := r.readSnapshot(ctx, func(tx *cachedTx) error {
 		for _, c := range cids {
 			var one int
-			err := tx.QueryRowContext(ctx, "SELECT 1 FROM blocks WHERE cid = ?", c.Bytes()).Scan(&one)
+			err := tx.QueryRowContext(ctx, "SELECT 1 FROM blocks WHERE cid = ?", c.Bytes()).Scan(&one) // not hot
 			if errors.Is(err, sql.ErrNoRows) {
 				missing = append(missing, c)
 				continue
@@ -326,7 +293,7 @@ func (r *Repo) WriteBlocks(ctx context.Context, w io.Writer, cids []cid.Cid) ([]
 
 // PendingEvents returns the outbox events with rev > afterRev, in rev order ("" = all).
 func (r *Repo) PendingEvents(ctx context.Context, afterRev string) ([]*comatproto.SyncSubscribeRepos_Commit, error) {
-	rows, err := r.db.QueryContext(ctx, "SELECT rev, event FROM outbox WHERE rev > ? ORDER BY rev", afterRev)
+	rows, err := r.q().QueryContext(ctx, sqlPendingEvents, afterRev)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +316,7 @@ func (r *Repo) PendingEvents(ctx context.Context, afterRev string) ([]*comatprot
 
 // TrimOutbox deletes the outbox events with rev <= throughRev (already sequenced).
 func (r *Repo) TrimOutbox(ctx context.Context, throughRev string) error {
-	_, err := r.db.ExecContext(ctx, "DELETE FROM outbox WHERE rev <= ?", throughRev)
+	_, err := r.q().ExecContext(ctx, sqlTrimOutbox, throughRev)
 	return err
 }
 
@@ -358,7 +325,7 @@ func (r *Repo) TrimOutbox(ctx context.Context, throughRev string) error {
 func (r *Repo) CommitBlock(ctx context.Context) (Head, []byte, error) {
 	var head Head
 	var data []byte
-	err := r.readTx(ctx, func(tx *sql.Tx) error {
+	err := r.readSnapshot(ctx, func(tx *cachedTx) error {
 		var err error
 		if head, err = headRow(ctx, tx); err != nil {
 			return err

@@ -130,10 +130,22 @@ func (s *Store) Create(ctx context.Context, did syntax.DID, signer atcrypto.Priv
 		os.RemoveAll(s.repoDir(did))
 		return nil, err
 	}
-	r := &Repo{did: did, db: db}
+	stmts, err := newStmtCache(ctx, db)
+	if err != nil {
+		db.Close()
+		os.RemoveAll(s.repoDir(did))
+		return nil, err
+	}
+	r := &Repo{did: did, db: db, stmts: stmts}
 	empty := mst.NewEmptyTree()
 	r.st = &writeState{tree: empty, clock: *syntax.NewTIDClock(0)}
-	res, err := r.commit(ctx, r.st, signer, nil, "", nil)
+	var res *CommitResult
+	sc, err := r.stage(ctx, r.st, signer, nil)
+	if err == nil {
+		err = r.storeCommits(ctx, []*stagedCommit{sc})
+		res = sc.res
+	}
+	r.stmts.close()
 	if cerr := db.Close(); err == nil {
 		err = cerr
 	}
@@ -382,6 +394,7 @@ type Repo struct {
 	store *Store
 	did   syntax.DID
 	db    *sql.DB
+	stmts *stmtCache // prepared statements of db
 
 	ready   chan struct{} // closed once open has finished
 	openErr error
@@ -395,6 +408,11 @@ type Repo struct {
 
 	wmu sync.Mutex  // one writer per repository
 	st  *writeState // guarded by wmu; nil until loaded, or after a failed commit
+
+	commitTxs int // transactions that stored commits (guarded by wmu; tests see the grouping)
+
+	qmu   sync.Mutex
+	queue []*pendingWrite // Apply calls waiting for the writer (write.go: group commit)
 }
 
 func (r *Repo) open(ctx context.Context) error {
@@ -410,7 +428,10 @@ func (r *Repo) open(ctx context.Context) error {
 		return err
 	}
 	r.db = db
-	if _, err := headRow(ctx, db); err != nil {
+	if r.stmts, err = newStmtCache(ctx, db); err != nil {
+		return err
+	}
+	if _, err := headRow(ctx, r.q()); err != nil {
 		return err
 	}
 	return nil
@@ -442,6 +463,7 @@ func (r *Repo) close() error {
 	var err error
 	r.once.Do(func() {
 		if r.db != nil {
+			r.stmts.close()
 			err = r.db.Close()
 		}
 		if r.done != nil {

@@ -3,6 +3,7 @@ package repo
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"fmt"
 	"sort"
 	"time"
@@ -156,18 +157,87 @@ func (r *Repo) Apply(ctx context.Context, req WriteRequest) (*CommitResult, erro
 		return nil, fmt.Errorf("%w: %d bytes of records", ErrTooLarge, recordBytes)
 	}
 
+	w := &pendingWrite{ctx: ctx, req: req, changes: changes, done: make(chan struct{})}
+	r.qmu.Lock()
+	r.queue = append(r.queue, w)
+	r.qmu.Unlock()
 	r.wmu.Lock()
-	defer r.wmu.Unlock()
+	select {
+	case <-w.done: // a writer before us took it into its group
+	default:
+		r.writeGroup(ctx)
+	}
+	r.wmu.Unlock()
+	<-w.done
+	return w.res, w.err
+}
+
+// pendingWrite is one Apply call waiting for, or taken into, a group commit.
+type pendingWrite struct {
+	ctx     context.Context
+	req     WriteRequest
+	changes []*change
+	done    chan struct{} // closed when res/err are final
+	res     *CommitResult
+	err     error
+	staged  *stagedCommit // the commit it made, while its group is being stored
+}
+
+func (w *pendingWrite) finish(res *CommitResult, err error) {
+	w.res, w.err = res, err
+	close(w.done)
+}
+
+// writeGroup is group commit: the writer takes every Apply waiting for the repository and applies them in
+// order to the in-memory tree, each as its own signed commit chained to the previous one (so each is checked
+// against the state the previous left: swaps, existing records), then stores all their commits in ONE SQLite
+// transaction (one fsync), calls their OnCommit in order and answers each. A write that fails its checks fails
+// alone. If the transaction fails, the whole group fails and the tree is reloaded. Caller holds wmu.
+func (r *Repo) writeGroup(ctx context.Context) {
+	r.qmu.Lock()
+	group := r.queue
+	r.queue = nil
+	r.qmu.Unlock()
+	// One write's cancelled request must not abort the others' transaction.
+	ctx = context.WithoutCancel(ctx)
+	var staged []*pendingWrite // in this transaction, in order
+	for _, w := range group {
+		res, mutated, err := r.stageWrite(w)
+		switch {
+		case err != nil && mutated:
+			// It failed after changing the tree (too large, say): store what the group made so far, then
+			// reload the tree from SQLite for the rest.
+			w.finish(nil, err)
+			r.storeGroup(ctx, staged)
+			staged = nil
+			r.st = nil
+		case err != nil:
+			w.finish(nil, err)
+		default:
+			w.res = res
+			staged = append(staged, w)
+		}
+	}
+	r.storeGroup(ctx, staged)
+}
+
+// stageWrite checks w against the current state and, unless it changes nothing, applies it to the tree and
+// builds its commit (w.staged). mutated reports whether a failure left the tree changed. Caller holds wmu.
+func (r *Repo) stageWrite(w *pendingWrite) (res *CommitResult, mutated bool, err error) {
+	ctx, req, changes := w.ctx, w.req, w.changes
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
 	st, err := r.loadState(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if req.SwapCommit != nil && !req.SwapCommit.Equals(st.head.Commit) {
-		return nil, fmt.Errorf("%w: commit is %s, not %s", ErrInvalidSwap, st.head.Commit, req.SwapCommit)
+		return nil, false, fmt.Errorf("%w: commit is %s, not %s", ErrInvalidSwap, st.head.Commit, req.SwapCommit)
 	}
 	if !req.MissingBlobsOK {
 		if err := r.checkBlobRefs(ctx, req.Ops); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
 
@@ -176,23 +246,23 @@ func (r *Repo) Apply(ctx context.Context, req WriteRequest) (*CommitResult, erro
 	for i, ch := range changes {
 		cur, err := st.tree.Get([]byte(ch.path))
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if sw := req.Ops[i].SwapRecord; sw != nil {
 			switch {
 			case sw.CID == nil && cur != nil:
-				return nil, fmt.Errorf("%w: record %s exists", ErrInvalidSwap, ch.path)
+				return nil, false, fmt.Errorf("%w: record %s exists", ErrInvalidSwap, ch.path)
 			case sw.CID != nil && cur == nil:
-				return nil, fmt.Errorf("%w: record %s does not exist", ErrInvalidSwap, ch.path)
+				return nil, false, fmt.Errorf("%w: record %s does not exist", ErrInvalidSwap, ch.path)
 			case sw.CID != nil && !sw.CID.Equals(*cur):
-				return nil, fmt.Errorf("%w: record %s is %s, not %s", ErrInvalidSwap, ch.path, cur, sw.CID)
+				return nil, false, fmt.Errorf("%w: record %s is %s, not %s", ErrInvalidSwap, ch.path, cur, sw.CID)
 			}
 		}
 		results[i] = OpResult{Action: ch.action, Collection: ch.collection, RKey: ch.rkey, CID: ch.value, Prev: cur}
 		switch ch.action {
 		case ActionCreate:
 			if cur != nil {
-				return nil, fmt.Errorf("%w: %s", ErrRecordExists, ch.path)
+				return nil, false, fmt.Errorf("%w: %s", ErrRecordExists, ch.path)
 			}
 		case ActionUpdate:
 			if cur == nil {
@@ -203,26 +273,54 @@ func (r *Repo) Apply(ctx context.Context, req WriteRequest) (*CommitResult, erro
 			}
 		case ActionDelete:
 			if cur == nil {
-				return nil, fmt.Errorf("%w: %s", ErrRecordNotFound, ch.path)
+				return nil, false, fmt.Errorf("%w: %s", ErrRecordNotFound, ch.path)
 			}
 		}
 		effective = append(effective, ch)
 	}
 	if len(effective) == 0 {
+		// The head may be a commit of this group, not stored yet: the answer waits for the transaction.
 		return &CommitResult{
 			DID: r.did, Commit: st.head.Commit, Rev: st.head.Rev, Data: st.head.Data,
 			Ops: results, NoChange: true,
-		}, nil
+		}, false, nil
 	}
-	res, err := r.commit(ctx, st, req.Signer, effective, req.TrimOutboxThrough, req.OnBlobsUnreferenced)
+	sc, err := r.stage(ctx, st, req.Signer, effective)
 	if err != nil {
-		return nil, err
+		return nil, true, err
 	}
-	res.Ops = results
-	if req.OnCommit != nil {
-		req.OnCommit(res)
+	sc.trimThrough, sc.onUnref = req.TrimOutboxThrough, req.OnBlobsUnreferenced
+	sc.res.Ops = results
+	w.staged = sc
+	return sc.res, false, nil
+}
+
+// storeGroup stores the staged commits of ws in one transaction, then runs their OnCommit in order and
+// answers every write of ws. If the transaction fails, they all fail and the tree is reloaded on the next
+// write. Caller holds wmu.
+func (r *Repo) storeGroup(ctx context.Context, ws []*pendingWrite) {
+	if len(ws) == 0 {
+		return
 	}
-	return res, nil
+	var commits []*stagedCommit
+	for _, w := range ws {
+		if w.staged != nil {
+			commits = append(commits, w.staged)
+		}
+	}
+	if err := r.storeCommits(ctx, commits); err != nil {
+		r.st = nil
+		for _, w := range ws {
+			w.finish(nil, err)
+		}
+		return
+	}
+	for _, w := range ws {
+		if w.staged != nil && w.req.OnCommit != nil {
+			w.req.OnCommit(w.res)
+		}
+		w.finish(w.res, nil)
+	}
 }
 
 // loadState returns the writer state, loading the MST from SQLite the first time (or after
@@ -231,7 +329,7 @@ func (r *Repo) loadState(ctx context.Context) (*writeState, error) {
 	if r.st != nil {
 		return r.st, nil
 	}
-	head, err := headRow(ctx, r.db)
+	head, err := headRow(ctx, r.q())
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +337,7 @@ func (r *Repo) loadState(ctx context.Context) (*writeState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("corrupt head rev: %w", err)
 	}
-	tree, err := mst.LoadTreeFromStore(ctx, blockSource{r.db}, head.Data)
+	tree, err := mst.LoadTreeFromStore(ctx, blockSource{r.q()}, head.Data)
 	if err != nil {
 		return nil, fmt.Errorf("loading MST: %w", err)
 	}
@@ -258,10 +356,21 @@ func (r *Repo) loadState(ctx context.Context) (*writeState, error) {
 	return r.st, nil
 }
 
-// commit applies changes to st.tree, signs a commit and stores everything in one
-// transaction. On any failure after the tree was touched, r.st is dropped so the next write
-// reloads the tree from SQLite. Caller holds wmu.
-func (r *Repo) commit(ctx context.Context, st *writeState, signer atcrypto.PrivateKey, changes []*change, trimThrough string, onUnref func(context.Context) error) (*CommitResult, error) {
+// stagedCommit is a commit applied to the in-memory state and not stored yet.
+type stagedCommit struct {
+	prev, head  Head
+	blks        []block
+	changes     []*change
+	dead        []cid.Cid
+	event       []byte
+	res         *CommitResult
+	trimThrough string
+	onUnref     func(context.Context) error
+}
+
+// stage applies changes to st.tree, signs a commit chained to st.head and builds its event; st.head moves to
+// the new commit. On failure the tree may have changed: the caller must drop r.st. Caller holds wmu.
+func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.PrivateKey, changes []*change) (*stagedCommit, error) {
 	prev := st.head // zero for the initial commit
 	first := !prev.Commit.Defined()
 
@@ -269,12 +378,6 @@ func (r *Repo) commit(ctx context.Context, st *writeState, signer atcrypto.Priva
 	for i, ch := range changes {
 		tops[i] = treeOp{path: ch.path, value: ch.value}
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			r.st = nil
-		}
-	}()
 	diff, err := applyTreeOps(ctx, &st.tree, tops)
 	if err != nil {
 		return nil, err
@@ -359,39 +462,54 @@ func (r *Repo) commit(ctx context.Context, st *writeState, signer atcrypto.Priva
 	}
 
 	newHead := Head{Commit: commitCID, Rev: c.Rev, Data: diff.root}
-	if err := r.store1(ctx, prev, newHead, blks, changes, diff.dead, evbuf.Bytes(), trimThrough, onUnref); err != nil {
-		return nil, err
-	}
 	st.head = newHead
-	committed = true
-	return res, nil
+	return &stagedCommit{prev: prev, head: newHead, blks: blks, changes: changes, dead: diff.dead, event: evbuf.Bytes(), res: res}, nil
 }
 
-// store1 writes one commit in one transaction.
-func (r *Repo) store1(ctx context.Context, prev, head Head, blks []block, changes []*change, deadNodes []cid.Cid, event []byte, trimThrough string, onUnref func(context.Context) error) error {
+// storeCommits writes consecutive commits in one transaction (one fsync).
+func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit) error {
+	if len(commits) == 0 {
+		return nil
+	}
 	tx, err := r.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-
-	ins, err := tx.PrepareContext(ctx, "INSERT INTO blocks (cid, rev, data) VALUES (?, ?, ?) ON CONFLICT (cid) DO NOTHING")
-	if err != nil {
+	q := r.cachedTx(tx)
+	trim := ""
+	for _, c := range commits {
+		if err := writeCommit(ctx, tx, q, c); err != nil {
+			return err
+		}
+		trim = max(trim, c.trimThrough)
+	}
+	if trim != "" {
+		if _, err := q.ExecContext(ctx, sqlTrimOutbox, trim); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
 		return err
 	}
-	defer ins.Close()
+	r.commitTxs++
+	return nil
+}
+
+// writeCommit writes one commit inside tx: blocks, records index, blob links, GC, head, outbox.
+func writeCommit(ctx context.Context, tx *sql.Tx, q *cachedTx, c *stagedCommit) error {
+	prev, head, blks, changes, deadNodes, onUnref := c.prev, c.head, c.blks, c.changes, c.dead, c.onUnref
 	for _, b := range blks {
-		if _, err := ins.ExecContext(ctx, b.cid.Bytes(), head.Rev, b.data); err != nil {
+		if _, err := q.ExecContext(ctx, sqlInsertBlock, b.cid.Bytes(), head.Rev, b.data); err != nil {
 			return err
 		}
 	}
 	for _, ch := range changes {
+		var err error
 		if ch.value != nil {
-			_, err = tx.ExecContext(ctx, `INSERT INTO records (collection, rkey, cid, rev) VALUES (?, ?, ?, ?)
-				ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, rev = excluded.rev`,
-				ch.collection, ch.rkey, ch.value.Bytes(), head.Rev)
+			_, err = q.ExecContext(ctx, sqlUpsertRecord, ch.collection, ch.rkey, ch.value.Bytes(), head.Rev)
 		} else {
-			_, err = tx.ExecContext(ctx, "DELETE FROM records WHERE collection = ? AND rkey = ?", ch.collection, ch.rkey)
+			_, err = q.ExecContext(ctx, sqlDeleteRecord, ch.collection, ch.rkey)
 		}
 		if err != nil {
 			return err
@@ -405,8 +523,8 @@ func (r *Repo) store1(ctx context.Context, prev, head Head, blks []block, change
 		}
 	}
 	// GC, after the inserts so nothing just written is deleted by a coincidence of CIDs.
-	for _, c := range deadNodes {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE cid = ?", c.Bytes()); err != nil {
+	for _, dead := range deadNodes {
+		if _, err := q.ExecContext(ctx, sqlDeleteBlock, dead.Bytes()); err != nil {
 			return err
 		}
 	}
@@ -415,29 +533,20 @@ func (r *Repo) store1(ctx context.Context, prev, head Head, blks []block, change
 			continue
 		}
 		// The same record CID can sit at several paths: only drop it when no row uses it.
-		if _, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE cid = ?1 AND NOT EXISTS (SELECT 1 FROM records WHERE cid = ?1)", ch.prev.Bytes()); err != nil {
+		if _, err := q.ExecContext(ctx, sqlDeleteRecBlock, ch.prev.Bytes()); err != nil {
 			return err
 		}
 	}
 	if prev.Commit.Defined() {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM blocks WHERE cid = ?", prev.Commit.Bytes()); err != nil {
+		if _, err := q.ExecContext(ctx, sqlDeleteBlock, prev.Commit.Bytes()); err != nil {
 			return err
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO head (id, commit_cid, rev, data_cid) VALUES (1, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET commit_cid = excluded.commit_cid, rev = excluded.rev, data_cid = excluded.data_cid`,
-		head.Commit.Bytes(), head.Rev, head.Data.Bytes()); err != nil {
+	if _, err := q.ExecContext(ctx, sqlUpsertHead, head.Commit.Bytes(), head.Rev, head.Data.Bytes()); err != nil {
 		return err
 	}
-	if trimThrough != "" {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM outbox WHERE rev <= ?", trimThrough); err != nil {
-			return err
-		}
-	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO outbox (rev, event) VALUES (?, ?)", head.Rev, event); err != nil {
-		return err
-	}
-	return tx.Commit()
+	_, err := q.ExecContext(ctx, sqlInsertOutbox, head.Rev, c.event)
+	return err
 }
 
 // treeOp is one MST mutation: value nil deletes path.

@@ -20,7 +20,7 @@ import (
 // applied in order, tracked with PRAGMA user_version).
 func Open(ctx context.Context, path string, migrations fs.FS, maxConns int) (*sql.DB, error) {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)"} {
+	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)", "cache_size(-512)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
