@@ -141,3 +141,33 @@ func BenchmarkGetRecord(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkListRecords: listRecords pages of 100 from a 500-record repo, 1 and 8 clients.
+func BenchmarkListRecords(b *testing.B) {
+	p := testpds.Start(b, testpds.Options{})
+	a := p.CreateAccount("benchlist")
+	for range 5 {
+		writes := make([]map[string]any, 100)
+		for i := range writes {
+			writes[i] = map[string]any{"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post",
+				"value": map[string]any{"$type": "app.bsky.feed.post", "text": fmt.Sprintf("list bench %d", i), "langs": []string{"en"},
+					"createdAt": "2026-11-26T00:00:00.000Z"}}
+		}
+		if resp := p.Procedure("com.atproto.repo.applyWrites", map[string]any{"repo": a.DID, "writes": writes}, a.AccessJwt); resp.Status != http.StatusOK {
+			b.Fatalf("applyWrites: %s", resp)
+		}
+	}
+	hc := benchHTTPClient()
+	list := func(b *testing.B, i int) bool {
+		q := url.Values{"repo": {a.DID}, "collection": {"app.bsky.feed.post"}, "limit": {"100"}}
+		if i%5 != 0 {
+			q.Set("reverse", "true")
+		}
+		return benchCall(b, hc, http.MethodGet, p.URL+"/xrpc/com.atproto.repo.listRecords?"+q.Encode(), "", nil)
+	}
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("clients=%d", n), func(b *testing.B) {
+			runClients(b, n, func(_, i int) bool { return list(b, i) })
+		})
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
@@ -388,15 +387,6 @@ func (s *Server) readableAccount(c echo.Context, repoParam string) (*accountstor
 	return acct, nil
 }
 
-// recordJSON renders a stored record's CBOR as JSON.
-func recordJSON(cbor []byte) (json.RawMessage, error) {
-	val, err := atdata.UnmarshalCBOR(cbor)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(val)
-}
-
 func (s *Server) handleGetRecord(c echo.Context) error {
 	ctx := c.Request().Context()
 	acct, err := s.readableAccount(c, xrpc.ParamString(c, "repo"))
@@ -453,22 +443,42 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	out := make([]map[string]any, 0, len(recs))
+	// The page is written straight into one buffer (recordjson.go), as c.JSON would write the map
+	// {"cursor", "records": [{"cid", "uri", "value"}]}.
+	size := 64
 	for _, rec := range recs {
-		if hidden != nil && hidden(atURI(acct.DID, collection, rec.RKey)) {
+		size += 2*len(rec.Value) + 200
+	}
+	page := make([]byte, 0, size)
+	page = append(page, '{')
+	if cursor != "" {
+		page = append(page, `"cursor":`...)
+		page = appendJSONString(page, []byte(cursor))
+		page = append(page, ',')
+	}
+	page = append(page, `"records":[`...)
+	first := true
+	for _, rec := range recs {
+		uri := atURI(acct.DID, collection, rec.RKey)
+		if hidden != nil && hidden(uri) {
 			continue // taken down by a moderator
 		}
-		val, err := recordJSON(rec.Value)
-		if err != nil {
+		if !first {
+			page = append(page, ',')
+		}
+		first = false
+		page = append(page, `{"cid":"`...)
+		page = append(page, rec.CID.String()...)
+		page = append(page, `","uri":`...)
+		page = appendJSONString(page, []byte(uri))
+		page = append(page, `,"value":`...)
+		if page, err = appendRecordJSON(page, rec.Value); err != nil {
 			return err
 		}
-		out = append(out, map[string]any{"uri": atURI(acct.DID, collection, rec.RKey), "cid": rec.CID.String(), "value": val})
+		page = append(page, '}')
 	}
-	resp := map[string]any{"records": out}
-	if cursor != "" {
-		resp["cursor"] = cursor
-	}
-	return c.JSON(http.StatusOK, resp)
+	page = append(page, "]}"...)
+	return writeJSON(c, page)
 }
 
 func (s *Server) handleDescribeRepo(c echo.Context) error {
