@@ -76,6 +76,7 @@ type Options struct {
 // Sequencer is the firehose log.
 type Sequencer struct {
 	db    *sql.DB
+	stmts storeStmts // the writer's statements, prepared once at Open
 	log   *slog.Logger
 	queue chan *queued
 	wg    sync.WaitGroup
@@ -117,6 +118,10 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if err := s.stmts.prepare(ctx, db); err != nil {
+		db.Close()
+		return nil, err
 	}
 	var metaHead, maxSeq sql.NullInt64
 	if err := db.QueryRowContext(ctx, "SELECT value FROM meta WHERE key = 'head'").Scan(&metaHead); err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -449,11 +454,7 @@ func (s *Sequencer) store(batch []*queued) ([]*Event, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	ins, err := tx.PrepareContext(ctx, "INSERT INTO event (seq, did, type, time, frame) VALUES (?, ?, ?, ?, ?)")
-	if err != nil {
-		return nil, err
-	}
-	defer ins.Close()
+	ins := tx.StmtContext(ctx, s.stmts.insertEvent)
 	events := make([]*Event, 0, len(batch))
 	revs := map[string]string{}
 	t := time.Now()
@@ -474,14 +475,12 @@ func (s *Sequencer) store(batch []*queued) ([]*Event, error) {
 		events = append(events, &Event{Seq: seq, DID: q.did, Type: q.typ, Time: t, Frame: frame})
 	}
 	for did, rev := range revs {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO repo_state (did, last_rev) VALUES (?, ?)
-			ON CONFLICT (did) DO UPDATE SET last_rev = excluded.last_rev`, did, rev); err != nil {
+		if _, err := tx.StmtContext(ctx, s.stmts.setLastRev).ExecContext(ctx, did, rev); err != nil {
 			return nil, err
 		}
 	}
 	newHead := head + int64(len(batch))
-	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('head', ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, newHead); err != nil {
+	if _, err := tx.StmtContext(ctx, s.stmts.setHead).ExecContext(ctx, newHead); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -644,4 +643,24 @@ func (s *Sequencer) PurgeAccount(ctx context.Context, did string) error {
 	delete(s.seqRevs, did)
 	s.mu.Unlock()
 	return nil
+}
+
+// storeStmts are prepared when the log opens, never later: preparing on the pool while a transaction holds a
+// connection can wait forever. Statements bound to a transaction with StmtContext are closed with it.
+type storeStmts struct {
+	insertEvent, setLastRev, setHead *sql.Stmt
+}
+
+func (st *storeStmts) prepare(ctx context.Context, db *sql.DB) error {
+	var err error
+	if st.insertEvent, err = db.PrepareContext(ctx, "INSERT INTO event (seq, did, type, time, frame) VALUES (?, ?, ?, ?, ?)"); err != nil {
+		return err
+	}
+	if st.setLastRev, err = db.PrepareContext(ctx, `INSERT INTO repo_state (did, last_rev) VALUES (?, ?)
+		ON CONFLICT (did) DO UPDATE SET last_rev = excluded.last_rev`); err != nil {
+		return err
+	}
+	st.setHead, err = db.PrepareContext(ctx, `INSERT INTO meta (key, value) VALUES ('head', ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
+	return err
 }
