@@ -199,11 +199,7 @@ func (s *Server) blobRow(ctx context.Context, did string, c cid.Cid) (*repo.Blob
 
 func (s *Server) handleSyncListBlobs(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.syncAccount(c)
-	if err != nil {
-		return err
-	}
-	r, err := s.openRepo(c, acct.DID)
+	_, r, err := s.syncRepo(c)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,19 @@ func (s *Server) syncAccount(c echo.Context) (*accountstore.Account, error) {
 	return acct, nil
 }
 
+// syncRepo is syncAccount plus the account's repo; the caller releases it.
+func (s *Server) syncRepo(c echo.Context) (*accountstore.Account, *repo.Repo, error) {
+	acct, err := s.syncAccount(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := s.openRepo(c, acct.DID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return acct, r, nil
+}
+
 func (s *Server) openRepo(c echo.Context, did string) (*repo.Repo, error) {
 	r, err := s.repos.Repo(c.Request().Context(), syntax.DID(did))
 	if errors.Is(err, repo.ErrRepoNotFound) {
@@ -82,11 +95,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) handleSyncGetRepo(c echo.Context) error {
-	acct, err := s.syncAccount(c)
-	if err != nil {
-		return err
-	}
-	r, err := s.openRepo(c, acct.DID)
+	_, r, err := s.syncRepo(c)
 	if err != nil {
 		return err
 	}
@@ -98,11 +107,7 @@ func (s *Server) handleSyncGetRepo(c echo.Context) error {
 }
 
 func (s *Server) handleSyncGetRecord(c echo.Context) error {
-	acct, err := s.syncAccount(c)
-	if err != nil {
-		return err
-	}
-	r, err := s.openRepo(c, acct.DID)
+	acct, r, err := s.syncRepo(c)
 	if err != nil {
 		return err
 	}
@@ -154,11 +159,7 @@ func (s *Server) handleSyncGetBlocks(c echo.Context) error {
 }
 
 func (s *Server) handleSyncGetLatestCommit(c echo.Context) error {
-	acct, err := s.syncAccount(c)
-	if err != nil {
-		return err
-	}
-	r, err := s.openRepo(c, acct.DID)
+	_, r, err := s.syncRepo(c)
 	if err != nil {
 		return err
 	}

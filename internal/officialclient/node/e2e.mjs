@@ -10,72 +10,11 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import { AtpAgent } from '@atproto/api'
 import { cidForRecord, verifyProofs, verifyRecords, verifyRepoCar } from '@atproto/repo'
+import { CheckError, assert, check, describeError, eq, expectError, mustEnv, run } from './checks.mjs'
 
 const PDS_URL = mustEnv('PDS_URL').replace(/\/$/, '')
 const PLC_URL = mustEnv('PLC_URL').replace(/\/$/, '')
 const JWT_SECRET = process.env.PDS_JWT_SECRET ?? ''
-
-let passed = 0
-let failed = 0
-
-function mustEnv(name) {
-  const v = process.env[name]
-  if (!v) {
-    console.error(`${name} is required`)
-    process.exit(2)
-  }
-  return v
-}
-
-class CheckError extends Error {}
-
-function assert(cond, msg) {
-  if (!cond) throw new CheckError(msg)
-}
-
-function eq(got, want, what) {
-  const g = JSON.stringify(got)
-  const w = JSON.stringify(want)
-  if (g !== w) throw new CheckError(`${what}: got ${g}, want ${w}`)
-}
-
-// check runs one named check and prints its outcome; it returns fn's value, or undefined on failure.
-async function check(name, fn) {
-  try {
-    const v = await fn()
-    passed++
-    console.log(`ok   ${name}`)
-    return v
-  } catch (err) {
-    failed++
-    const detail = err instanceof CheckError ? err.message : describeError(err)
-    console.log(`FAIL ${name}: ${detail}`)
-    return undefined
-  }
-}
-
-function describeError(err) {
-  if (err && typeof err === 'object' && 'status' in err && 'error' in err) {
-    return `XRPC ${err.status} ${err.error}: ${err.message}`
-  }
-  return err?.stack ?? String(err)
-}
-
-// expectError runs fn and checks that it fails with the given XRPC error name and HTTP status.
-async function expectError(name, status, errorName, fn) {
-  return check(`${name} -> ${status} ${errorName}`, async () => {
-    let res
-    try {
-      res = await fn()
-    } catch (err) {
-      assert(err && 'status' in err, `not an XRPC error: ${describeError(err)}`)
-      eq(err.status, status, 'HTTP status')
-      eq(err.error, errorName, `error name (message: ${err.message})`)
-      return
-    }
-    throw new CheckError(`succeeded (${JSON.stringify(res?.data ?? res).slice(0, 200)}), want ${status} ${errorName}`)
-  })
-}
 
 // raw sends an HTTP request without the client, for what the client refuses to send (malformed JSON).
 async function raw(method, nsid, { body, token, contentType = 'application/json' } = {}) {
@@ -553,11 +492,4 @@ async function main() {
   })
 }
 
-try {
-  await main()
-} catch (err) {
-  failed++
-  console.log(`FAIL (unexpected) ${describeError(err)}`)
-}
-console.log(`summary: ${passed} checks ok, ${failed} failed`)
-process.exit(failed === 0 ? 0 : 1)
+await run(main)

@@ -11,69 +11,10 @@
 // "chat". Every check prints one line ("ok   ..." or "FAIL ..."); the exit status is 1 if any check failed.
 import { randomBytes } from 'node:crypto'
 import { AtpAgent } from '@atproto/api'
+import { CheckError, assert, check, describeError, eq, expectError, mustEnv, run } from './checks.mjs'
 
 const PDS_URL = mustEnv('PDS_URL').replace(/\/$/, '')
 const CHAT_DID = mustEnv('CHAT_DID')
-
-let passed = 0
-let failed = 0
-
-function mustEnv(name) {
-  const v = process.env[name]
-  if (!v) {
-    console.error(`${name} is required`)
-    process.exit(2)
-  }
-  return v
-}
-
-class CheckError extends Error {}
-
-function assert(cond, msg) {
-  if (!cond) throw new CheckError(msg)
-}
-
-function eq(got, want, what) {
-  const g = JSON.stringify(got)
-  const w = JSON.stringify(want)
-  if (g !== w) throw new CheckError(`${what}: got ${g}, want ${w}`)
-}
-
-async function check(name, fn) {
-  try {
-    const v = await fn()
-    passed++
-    console.log(`ok   ${name}`)
-    return v
-  } catch (err) {
-    failed++
-    const detail = err instanceof CheckError ? err.message : describeError(err)
-    console.log(`FAIL ${name}: ${detail}`)
-    return undefined
-  }
-}
-
-function describeError(err) {
-  if (err && typeof err === 'object' && 'status' in err && 'error' in err) {
-    return `XRPC ${err.status} ${err.error}: ${err.message}`
-  }
-  return err?.stack ?? String(err)
-}
-
-async function expectError(name, status, error, fn) {
-  return check(name, async () => {
-    let res
-    try {
-      res = await fn()
-    } catch (err) {
-      assert(err && typeof err === 'object' && 'status' in err, `not an XRPC error: ${describeError(err)}`)
-      eq(err.status, status, 'status')
-      eq(err.error, error, 'error')
-      return
-    }
-    throw new CheckError(`succeeded: ${JSON.stringify(res?.data).slice(0, 200)}`)
-  })
-}
 
 async function main() {
   const suffix = randomBytes(3).toString('hex')
@@ -163,11 +104,4 @@ async function main() {
   })
 }
 
-try {
-  await main()
-} catch (err) {
-  failed++
-  console.log(`FAIL (unexpected) ${describeError(err)}`)
-}
-console.log(`summary: ${passed} checks ok, ${failed} failed`)
-process.exit(failed === 0 ? 0 : 1)
+await run(main)
