@@ -48,7 +48,17 @@ func (s *Server) retentionLoop() {
 		cancel()
 	}()
 	for {
-		n, err := s.seq.Prune(ctx, time.Now().Add(-s.cfg.BackfillLimit))
+		// The log is what recovery replays into a repo that lost unsynced commits (DeferSync): repos are made
+		// durable before events go, so every pruned event's commit is on disk in its repo.
+		cutoff := time.Now().Add(-s.cfg.BackfillLimit)
+		var n int64
+		due, err := s.seq.PruneNeeded(ctx, cutoff)
+		if due && err == nil {
+			err = s.repos.Sync()
+		}
+		if due && err == nil {
+			n, err = s.seq.Prune(ctx, cutoff)
+		}
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("firehose retention: pruning failed", "err", err)
 		} else if n > 0 {

@@ -39,7 +39,10 @@ func (s *Server) writableAccount(ctx context.Context, v *viewer, repoParam strin
 
 // commit applies writes to an account's repo: the one write path. The account is marked dirty in the
 // sequencer before the repo commits, and the commit's event is queued while the repo lock is still held, so
-// the firehose carries every commit in order (see docs/architecture.md).
+// the firehose carries every commit in order (see docs/architecture.md). The repo transaction does not wait
+// for fsync (repo.WriteRequest.DeferSync); the write is acknowledged once its event is durable in the log,
+// whose group commit shares one fsync among every write in flight, to any account. Start-up recovery
+// replays logged commits a repo lost to power loss (recoverAccount).
 func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []repo.WriteOp, swapCommit *cid.Cid) (*repo.CommitResult, error) {
 	key, err := acct.Signer()
 	if err != nil {
@@ -58,18 +61,26 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 	defer r.Release()
 	onUnref, releaseUnref := s.blobs.unreferencedHook(acct.DID) // blobs.go: schedules blob GC
 	defer releaseUnref()
+	var logged <-chan error
 	res, err := r.Apply(ctx, repo.WriteRequest{
 		Ops:               ops,
 		SwapCommit:        swapCommit,
 		Signer:            key,
 		TrimOutboxThrough: s.seq.SequencedRev(acct.DID),
 		OnCommit: func(res *repo.CommitResult) {
-			s.seq.EnqueueCommit(res.Event)
+			logged = s.seq.EnqueueCommit(res.Event)
 		},
 		OnBlobsUnreferenced: onUnref,
+		DeferSync:           true,
 	})
 	if err != nil {
 		return nil, repoError(err)
+	}
+	if logged != nil {
+		// Waited for after the repo lock is released, so the account's next writes group-commit meanwhile.
+		if err := <-logged; err != nil {
+			return nil, fmt.Errorf("logging commit %s: %w", res.Rev, err)
+		}
 	}
 	return res, nil
 }
@@ -111,13 +122,22 @@ func (s *Server) recoverSequencer(ctx context.Context) error {
 		return err
 	}
 	recovered := 0
+	dids := make([]string, 0, len(dirty))
 	for _, d := range dirty {
 		n, err := s.recoverAccount(ctx, d)
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.DID, err)
 		}
 		recovered += n
-		if err := s.seq.ClearDirty(ctx, d.DID); err != nil {
+		dids = append(dids, d.DID)
+	}
+	// What the repos hold now may still be only in the page cache (the previous process died, the machine did
+	// not): make it durable before unmarking, or power loss could take commits no recovery would look for.
+	if len(dids) > 0 {
+		if err := s.repos.Sync(); err != nil {
+			return err
+		}
+		if err := s.seq.ClearDirty(ctx, dids...); err != nil {
 			return err
 		}
 	}
@@ -150,6 +170,15 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 		return 0, err
 	}
 	defer r.Release()
+	head, err := r.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if d.LastRev > head.Rev {
+		if err := s.replayLostCommits(ctx, r, acct, d.LastRev, head); err != nil {
+			return 0, err
+		}
+	}
 	events, err := r.PendingEvents(ctx, d.LastRev)
 	if err != nil {
 		return 0, err
@@ -178,6 +207,32 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 		err = r.TrimOutbox(ctx, d.LastRev)
 	}
 	return len(events), err
+}
+
+// replayLostCommits brings a repo that is behind the log (power loss took its unsynced tail after the
+// commits' events were durable and acknowledged) forward by replaying the logged commits. If the log cannot
+// give the missing chain (pruned, which the retention loop's Sync prevents), the repo's head is announced with
+// #sync so consumers resynchronize instead of waiting for a commit that chains to what was lost.
+func (s *Server) replayLostCommits(ctx context.Context, r *repo.Repo, acct *accountstore.Account, lastRev string, head repo.Head) error {
+	events, err := s.seq.CommitsAfter(ctx, acct.DID, head.Rev)
+	if err != nil {
+		return err
+	}
+	n, err := r.ReplayCommits(ctx, events)
+	if err == nil {
+		if now, herr := r.Head(ctx); herr == nil && now.Rev == lastRev {
+			s.log.Warn("recovery: replayed commits the repo lost from the firehose log", "did", acct.DID, "commits", n, "rev", lastRev)
+			return nil
+		}
+		err = fmt.Errorf("%w: the log does not reach %s", repo.ErrReplayGap, lastRev)
+	}
+	s.log.Error("recovery: the repo is behind the firehose log and the log cannot replay it; announcing its head with #sync",
+		"did", acct.DID, "repo_rev", head.Rev, "log_rev", lastRev, "err", err)
+	now, blk, err := r.CommitBlock(ctx)
+	if err != nil {
+		return err
+	}
+	return <-s.seq.EnqueueSync(acct.DID, now.Rev, singleBlockCAR(now.Commit, blk))
 }
 
 // resyncAfterLostLog runs when sequencer.sqlite was lost while accounts exist. Whatever the old log held (and
@@ -254,6 +309,13 @@ func (s *Server) releaseDirtyMarks(ctx context.Context) error {
 		case head.Rev == last:
 			clean = append(clean, did)
 		}
+	}
+	if len(clean) == 0 {
+		return nil
+	}
+	// Commits were stored without fsync (DeferSync): durable before nothing would replay them.
+	if err := s.repos.Sync(); err != nil {
+		return err
 	}
 	return s.seq.ClearDirty(ctx, clean...)
 }

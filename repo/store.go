@@ -142,7 +142,7 @@ func (s *Store) Create(ctx context.Context, did syntax.DID, signer atcrypto.Priv
 	var res *CommitResult
 	sc, err := r.stage(ctx, r.st, signer, nil)
 	if err == nil {
-		err = r.storeCommits(ctx, []*stagedCommit{sc})
+		err = r.storeCommits(ctx, []*stagedCommit{sc}, true)
 		res = sc.res
 	}
 	r.stmts.close()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"sort"
 	"time"
@@ -59,6 +60,13 @@ type WriteRequest struct {
 	// OnBlobsUnreferenced, if set, runs inside the commit's transaction before it commits when the commit leaves
 	// a blob referenced by no record, so the caller can durably schedule its collection; an error aborts the commit.
 	OnBlobsUnreferenced func(context.Context) error
+	// DeferSync commits without waiting for fsync (SQLite synchronous=NORMAL for that transaction): the commit
+	// survives a crash of the process at once, and power loss once the repository's WAL is next synced
+	// (checkpoint, close, Store.Sync). The caller makes the commit durable another way: the server acknowledges
+	// a write once its #commit event (which carries every new block) is fsynced in the firehose log, and
+	// start-up recovery replays logged commits a repository lost (ReplayCommits). Writes to many accounts then
+	// share one fsync. A group commit with any write that does not defer syncs.
+	DeferSync bool
 }
 
 // OpResult reports one request op, in request order. Action is the effective action (an
@@ -303,12 +311,14 @@ func (r *Repo) storeGroup(ctx context.Context, ws []*pendingWrite) {
 		return
 	}
 	var commits []*stagedCommit
+	deferSync := true
 	for _, w := range ws {
 		if w.staged != nil {
 			commits = append(commits, w.staged)
+			deferSync = deferSync && w.req.DeferSync
 		}
 	}
-	if err := r.storeCommits(ctx, commits); err != nil {
+	if err := r.storeCommits(ctx, commits, !deferSync); err != nil {
 		r.st = nil
 		for _, w := range ws {
 			w.finish(nil, err)
@@ -466,14 +476,27 @@ func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.Privat
 	return &stagedCommit{prev: prev, head: newHead, blks: blks, changes: changes, dead: diff.dead, event: evbuf.Bytes(), res: res}, nil
 }
 
-// storeCommits writes consecutive commits in one transaction (one fsync).
-func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit) error {
+// storeCommits writes consecutive commits in one transaction: with durable, one fsync; without, none (see
+// WriteRequest.DeferSync).
+func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit, durable bool) error {
 	if len(commits) == 0 {
 		return nil
 	}
-	tx, err := r.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
+	var tx *sql.Tx
+	if durable {
+		var err error
+		if tx, err = r.db.BeginTx(ctx, nil); err != nil {
+			return err
+		}
+	} else {
+		conn, err := r.relaxedConn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.release(ctx)
+		if tx, err = conn.BeginTx(ctx, nil); err != nil {
+			return err
+		}
 	}
 	defer tx.Rollback()
 	q := r.cachedTx(tx)
@@ -545,8 +568,35 @@ func writeCommit(ctx context.Context, tx *sql.Tx, q *cachedTx, c *stagedCommit) 
 	if _, err := q.ExecContext(ctx, sqlUpsertHead, head.Commit.Bytes(), head.Rev, head.Data.Bytes()); err != nil {
 		return err
 	}
+	if c.event == nil {
+		return nil // a replayed commit: its event is already on the stream
+	}
 	_, err := q.ExecContext(ctx, sqlInsertOutbox, head.Rev, c.event)
 	return err
+}
+
+// relaxedConn is a connection of the pool switched to synchronous=NORMAL until release, which switches it
+// back (the pragma is per connection and the pool's connections are shared by every other writer).
+type relaxedConn struct{ *sql.Conn }
+
+func (r *Repo) relaxedConn(ctx context.Context) (relaxedConn, error) {
+	conn, err := r.db.Conn(ctx)
+	if err != nil {
+		return relaxedConn{}, err
+	}
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+		conn.Close()
+		return relaxedConn{}, err
+	}
+	return relaxedConn{conn}, nil
+}
+
+func (c relaxedConn) release(ctx context.Context) {
+	if _, err := c.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
+		// Never hand a relaxed connection back to the pool: the driver discards a connection that says it is bad.
+		c.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	c.Close()
 }
 
 // treeOp is one MST mutation: value nil deletes path.

@@ -1,0 +1,127 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	comatproto "github.com/bluesky-social/indigo/api/atproto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
+)
+
+// TestDeferSyncConnectionRestored: a DeferSync commit relaxes synchronous on the connection it uses and
+// sets it back, so other writes on that connection (blob uploads, imports) are still fsynced.
+func TestDeferSyncConnectionRestored(t *testing.T) {
+	s := newTestStore(t, StoreOptions{MaxConnsPerRepo: 1})
+	r, _ := createRepo(t, s, "did:plc:defersync", newKey(t))
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := r.Apply(ctx, WriteRequest{Signer: newKey(t), DeferSync: true, Ops: []WriteOp{create(fmt.Sprint("r", i), "x", t)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var level int
+	if err := r.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil {
+		t.Fatal(err)
+	}
+	if level != 2 {
+		t.Fatalf("synchronous = %d after DeferSync commits, want 2 (FULL)", level)
+	}
+}
+
+// TestReplayCommits: a copy of a repository taken before some commits is brought to the same state by
+// replaying those commits' events: same head, same records, exactly the right blocks (GC included).
+func TestReplayCommits(t *testing.T) {
+	ctx := context.Background()
+	did := syntax.DID("did:plc:replay")
+	key := newKey(t)
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a, err := OpenStore(dirA, StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ra, _ := createRepo(t, a, did, key)
+	if _, err := ra.Apply(ctx, WriteRequest{Signer: key, Ops: []WriteOp{create("a", "a", t), create("b", "b", t)}}); err != nil {
+		t.Fatal(err)
+	}
+	// Copy the repository as it is now (a checkpointed file: the copy a power loss could leave).
+	if _, err := ra.db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(dirB, filepath.Base(filepath.Dir(a.repoDir(did))), did.String()), os.DirFS(a.repoDir(did))); err != nil {
+		t.Fatal(err)
+	}
+
+	var events []*comatproto.SyncSubscribeRepos_Commit
+	for i, ops := range [][]WriteOp{
+		{create("c", "c", t)},
+		{update("a", "a2", t), del("b")},
+		{create("d", "same", t), create("e", "same", t)}, // one record CID at two paths
+		{del("d")},
+		{create("f", "f", t), update("c", "c2", t), del("a")},
+	} {
+		res, err := ra.Apply(ctx, WriteRequest{Signer: key, Ops: ops, DeferSync: i%2 == 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, res.Event)
+	}
+	want := mustHead(t, ra)
+
+	b, err := OpenStore(dirB, StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rb, err := b.Repo(ctx, did)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rb.Release()
+
+	if _, err := rb.ReplayCommits(ctx, events[1:]); !errors.Is(err, ErrReplayGap) {
+		t.Fatalf("replay with a missing commit: %v, want ErrReplayGap", err)
+	}
+	n, err := rb.ReplayCommits(ctx, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(events) {
+		t.Fatalf("replayed %d of %d", n, len(events))
+	}
+	if got := mustHead(t, rb); *got != *want {
+		t.Fatalf("head after replay %+v, want %+v", got, want)
+	}
+	assertExactBlocks(t, rb)
+	if got, wantBlocks := storedBlocks(t, rb), storedBlocks(t, ra); len(got) != len(wantBlocks) {
+		t.Fatalf("%d blocks after replay, the original has %d", len(got), len(wantBlocks))
+	}
+	for _, rkey := range []string{"c", "e", "f"} {
+		ga, _, errA := ra.GetRecord(ctx, postNSID.String(), rkey)
+		gb, _, errB := rb.GetRecord(ctx, postNSID.String(), rkey)
+		if errA != nil || errB != nil || !ga.Equals(gb) {
+			t.Fatalf("record %s: original %s %v, replayed %s %v", rkey, ga, errA, gb, errB)
+		}
+	}
+	for _, rkey := range []string{"a", "b", "d"} {
+		if _, _, err := rb.GetRecord(ctx, postNSID.String(), rkey); !errors.Is(err, ErrRecordNotFound) {
+			t.Fatalf("deleted record %s after replay: %v", rkey, err)
+		}
+	}
+	// Again: nothing to do. Then the writer goes on from the replayed head.
+	if n, err := rb.ReplayCommits(ctx, events); err != nil || n != 0 {
+		t.Fatalf("second replay: %d, %v", n, err)
+	}
+	res, err := rb.Apply(ctx, WriteRequest{Signer: key, Ops: []WriteOp{create("g", "g", t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Since == nil || *res.Since != want.Rev || res.Rev <= want.Rev {
+		t.Fatalf("commit after replay since %v rev %s; head was %s", res.Since, res.Rev, want.Rev)
+	}
+	checkEvent(t, res, want, pubKey(t, key))
+}
