@@ -7,16 +7,18 @@
 //
 // Writes ([Repo.Apply]) are serialised per repository and run in parallel across
 // repositories. Each write builds a signed sync 1.1 commit with indigo's atproto/repo and
-// atproto/repo/mst, and stores in a SQLite transaction (synchronous=FULL): the new blocks,
-// the records index, the new head, the deletion of blocks the head no longer references, and
-// an outbox row holding the complete #commit event (Seq 0). The sequencer drains the outbox
-// ([Repo.PendingEvents], [Repo.TrimOutbox]), so an event never names a commit the repository
-// does not have.
+// atproto/repo/mst, and stores in a SQLite transaction (synchronous=FULL, or NORMAL with
+// [WriteRequest.DeferSync] when the caller's log is the durable point): the new blocks, the
+// records index, the new head, the deletion of blocks the head no longer references, and an
+// outbox row holding the complete #commit event (Seq 0). The sequencer drains the outbox
+// ([Repo.PendingEvents], [Repo.TrimOutbox]) after a crash between the two stores, and
+// [Repo.ReplayCommits] brings a repository forward to logged commits power loss took from it;
+// [Store.Sync] makes deferred commits durable.
 //
 // Group commit: the writes that queue up while a repository's writer is busy are taken together
 // by the next writer, applied in order (each its own commit, chained to the previous, checked
 // against the state the previous one left, and failing alone), and stored in ONE transaction:
-// one fsync for the group. Each is acknowledged, and its OnCommit run in order, once that
+// one transaction commit for the group. Each is acknowledged, and its OnCommit run in order, once that
 // transaction is durable; if it fails, the whole group fails.
 //
 // The MST of a repository is loaded once (lazily, on the first write) and kept in memory,

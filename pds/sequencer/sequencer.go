@@ -3,9 +3,11 @@
 // to live subscribers.
 //
 // Writes are group-committed: events are queued by Enqueue (in commit order, under the account's repo lock) and
-// a single goroutine stores everything queued in one transaction. Crash safety comes from the repo outbox: a
-// commit is durable in its repo (with its event in the outbox) before it is queued here, and accounts that may
-// hold unsequenced outbox rows are marked dirty here first (see MarkDirty and Dirty).
+// a single goroutine stores everything queued in one transaction. The log is the write path's durable point: a
+// commit is stored in its repo without fsync (with its event in the repo's outbox), queued here, and
+// acknowledged once stored here. Accounts are marked dirty here before their first such commit (MarkDirty,
+// Dirty), and recovery at start either sequences outbox rows the log lacks or replays logged commits a repo
+// lost (CommitsAfter).
 package sequencer
 
 import (
