@@ -12,11 +12,16 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/repo"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/internal/testpds"
+	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/sequencer"
+	pdsrepo "github.com/pdsgo/pds/repo"
 )
 
 // Power loss cannot be caused in a test, but its effect on this server's files can: commits are stored in the
@@ -214,4 +219,70 @@ func verifyRepoCAR(t *testing.T, body []byte, did string, n int) {
 	if count != n {
 		t.Fatalf("%d records in the CAR, want %d", count, n)
 	}
+}
+
+// TestRecoveryAnnouncesUnloggedCommit: a commit stored without fsync and without an outbox row (DeferSync) that
+// the process died before logging was never acknowledged; it stays in the repo and the stream gets a #sync
+// of the repo's head, after which writes chain to it.
+func TestRecoveryAnnouncesUnloggedCommit(t *testing.T) {
+	dataDir := t.TempDir()
+	p := testpds.Start(t, testpds.Options{DataDir: dataDir})
+	plcURL := p.PLCURL
+	acct := p.CreateAccount("unlogged")
+	(&writer{t, p, acct}).create(postColl, "a", note("a"))
+	head := p.Server.FirehoseHead()
+	p.Stop()
+
+	ctx := context.Background()
+	accounts, err := accountstore.Open(ctx, filepath.Join(dataDir, "account.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := accounts.AccountByDID(ctx, acct.DID)
+	accounts.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := atcrypto.ParsePrivateBytesK256(a.SigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	markDirty(t, dataDir, acct.DID)
+	store, err := pdsrepo.OpenStore(filepath.Join(dataDir, "actors"), pdsrepo.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Repo(ctx, syntax.DID(acct.DID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := atdata.MarshalCBOR(map[string]any{"$type": postColl, "text": "unlogged"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlogged, err := r.Apply(ctx, pdsrepo.WriteRequest{Signer: key, DeferSync: true, Ops: []pdsrepo.WriteOp{{
+		Action: pdsrepo.ActionCreate, Collection: postColl, RKey: "b", Record: rec,
+	}}})
+	r.Release()
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p = testpds.Start(t, testpds.Options{DataDir: dataDir, PLCURL: plcURL})
+	waitHead(t, p, head+1)
+	frames := subscribeAt(t, p, head).take(1)
+	if s := frames[0].Sync; s == nil || s.Did != acct.DID || s.Rev != unlogged.Rev {
+		t.Fatalf("event after recovery %+v, want #sync of %s at %s", frames[0], acct.DID, unlogged.Rev)
+	}
+	if got := listPaths(t, p, acct.DID, postColl); len(got) != 2 {
+		t.Fatalf("records %v, want a and b", got)
+	}
+	_, next := (&writer{t, p, acct}).create(postColl, "c", note("c"))
+	waitHead(t, p, head+2)
+	f := subscribeAt(t, p, head+1).take(1)[0]
+	if f.Commit == nil || f.Commit.Rev != next.Rev || f.Commit.Since == nil || *f.Commit.Since != unlogged.Rev {
+		t.Fatalf("the write after recovery does not chain to the announced head %s: %+v", unlogged.Rev, f)
+	}
+	p.Stop()
 }

@@ -195,16 +195,31 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 			done = append(done, s.seq.EnqueueSync(acct.DID, evt.Rev, commitOnlyCAR(&repo.CommitResult{Commit: cid.Cid(evt.Commit), Event: evt})))
 		}
 	}
+	logged := d.LastRev
+	if len(events) > 0 {
+		logged = events[len(events)-1].Rev
+	}
+	// Commits stored with DeferSync have no outbox row: if the process died after the repo stored one and
+	// before the log did (the write was never acknowledged), the repo is ahead of the stream with no event
+	// to send. Its head is announced with #sync, so consumers fetch the repo instead of breaking on the chain.
+	if head, err := r.Head(ctx); err != nil {
+		return 0, err
+	} else if head.Rev > logged {
+		_, blk, err := r.CommitBlock(ctx)
+		if err != nil {
+			return 0, err
+		}
+		s.log.Warn("recovery: the repo has commits the firehose never got (not acknowledged); announcing its head with #sync",
+			"did", acct.DID, "repo_rev", head.Rev, "log_rev", logged)
+		done = append(done, s.seq.EnqueueSync(acct.DID, head.Rev, singleBlockCAR(head.Commit, blk)))
+	}
 	for _, ch := range done {
 		if err := <-ch; err != nil {
 			return 0, err
 		}
 	}
-	switch {
-	case len(events) > 0:
-		err = r.TrimOutbox(ctx, events[len(events)-1].Rev)
-	case d.LastRev != "":
-		err = r.TrimOutbox(ctx, d.LastRev)
+	if logged != "" {
+		err = r.TrimOutbox(ctx, logged)
 	}
 	return len(events), err
 }

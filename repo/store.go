@@ -140,7 +140,7 @@ func (s *Store) Create(ctx context.Context, did syntax.DID, signer atcrypto.Priv
 	empty := mst.NewEmptyTree()
 	r.st = &writeState{tree: empty, clock: *syntax.NewTIDClock(0)}
 	var res *CommitResult
-	sc, err := r.stage(ctx, r.st, signer, nil)
+	sc, err := r.stage(ctx, r.st, signer, nil, true)
 	if err == nil {
 		err = r.storeCommits(ctx, []*stagedCommit{sc}, true)
 		res = sc.res

@@ -65,7 +65,9 @@ type WriteRequest struct {
 	// (checkpoint, close, Store.Sync). The caller makes the commit durable another way: the server acknowledges
 	// a write once its #commit event (which carries every new block) is fsynced in the firehose log, and
 	// start-up recovery replays logged commits a repository lost (ReplayCommits). Writes to many accounts then
-	// share one fsync. A group commit with any write that does not defer syncs.
+	// share one fsync. A group commit with any write that does not defer syncs. Such a commit gets no outbox
+	// row either (its event is not stored twice): if the process dies after the repository stored it and
+	// before the log did, it was never acknowledged, and the caller's recovery announces the repository's head.
 	DeferSync bool
 }
 
@@ -89,7 +91,7 @@ type CommitResult struct {
 	Data     cid.Cid
 	PrevData *cid.Cid
 	Ops      []OpResult
-	// Event is the complete #commit (Seq 0), also stored in the outbox. Nil with NoChange.
+	// Event is the complete #commit (Seq 0), also stored in the outbox unless DeferSync. Nil with NoChange.
 	Event *comatproto.SyncSubscribeRepos_Commit
 	// NoChange: every op was a no-op, no commit was made; Commit/Rev/Data are the head.
 	NoChange bool
@@ -293,7 +295,9 @@ func (r *Repo) stageWrite(w *pendingWrite) (res *CommitResult, mutated bool, err
 			Ops: results, NoChange: true,
 		}, false, nil
 	}
-	sc, err := r.stage(ctx, st, req.Signer, effective)
+	// A commit whose event the caller makes durable (DeferSync) needs no outbox row: if the process dies
+	// before the event is logged, the write was not acknowledged, and recovery announces the repo with #sync.
+	sc, err := r.stage(ctx, st, req.Signer, effective, !req.DeferSync)
 	if err != nil {
 		return nil, true, err
 	}
@@ -378,9 +382,10 @@ type stagedCommit struct {
 	onUnref     func(context.Context) error
 }
 
-// stage applies changes to st.tree, signs a commit chained to st.head and builds its event; st.head moves to
-// the new commit. On failure the tree may have changed: the caller must drop r.st. Caller holds wmu.
-func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.PrivateKey, changes []*change) (*stagedCommit, error) {
+// stage applies changes to st.tree, signs a commit chained to st.head and builds its event (serialized for
+// the outbox if outbox); st.head moves to the new commit. On failure the tree may have changed: the caller
+// must drop r.st. Caller holds wmu.
+func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.PrivateKey, changes []*change, outbox bool) (*stagedCommit, error) {
 	prev := st.head // zero for the initial commit
 	first := !prev.Commit.Defined()
 
@@ -466,14 +471,18 @@ func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.Privat
 		ev.Ops = append(ev.Ops, op)
 		res.Ops = append(res.Ops, OpResult{Action: ch.action, Collection: ch.collection, RKey: ch.rkey, CID: ch.value, Prev: ch.prev})
 	}
-	var evbuf bytes.Buffer
-	if err := ev.MarshalCBOR(&evbuf); err != nil {
-		return nil, err
+	var event []byte
+	if outbox {
+		var evbuf bytes.Buffer
+		if err := ev.MarshalCBOR(&evbuf); err != nil {
+			return nil, err
+		}
+		event = evbuf.Bytes()
 	}
 
 	newHead := Head{Commit: commitCID, Rev: c.Rev, Data: diff.root}
 	st.head = newHead
-	return &stagedCommit{prev: prev, head: newHead, blks: blks, changes: changes, dead: diff.dead, event: evbuf.Bytes(), res: res}, nil
+	return &stagedCommit{prev: prev, head: newHead, blks: blks, changes: changes, dead: diff.dead, event: event, res: res}, nil
 }
 
 // storeCommits writes consecutive commits in one transaction: with durable, one fsync; without, none (see
@@ -569,7 +578,7 @@ func writeCommit(ctx context.Context, tx *sql.Tx, q *cachedTx, c *stagedCommit) 
 		return err
 	}
 	if c.event == nil {
-		return nil // a replayed commit: its event is already on the stream
+		return nil // a replayed or DeferSync commit: no outbox row (see stageWrite)
 	}
 	_, err := q.ExecContext(ctx, sqlInsertOutbox, head.Rev, c.event)
 	return err
