@@ -411,6 +411,8 @@ type Repo struct {
 
 	commitTxs int // transactions that stored commits (guarded by wmu; tests see the grouping)
 
+	ckpt checkpointer // background WAL checkpoints (checkpoint.go)
+
 	qmu   sync.Mutex
 	queue []*pendingWrite // Apply calls waiting for the writer (write.go: group commit)
 }
@@ -463,6 +465,7 @@ func (r *Repo) close() error {
 	var err error
 	r.once.Do(func() {
 		if r.db != nil {
+			r.stopCheckpoints()
 			r.stmts.close()
 			err = r.db.Close()
 		}

@@ -525,6 +525,7 @@ func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit, durabl
 		return err
 	}
 	r.commitTxs++
+	r.wrote(commitWeight(commits))
 	return nil
 }
 
