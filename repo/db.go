@@ -41,7 +41,7 @@ func openDB(ctx context.Context, path string, maxConns int, busy time.Duration) 
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
-	q.Add("_pragma", "wal_autocheckpoint(0)") // checkpoints run in the background: checkpoint.go
+	q.Add("_pragma", sqlitedb.AutoCheckpointOff) // checkpoints run in the background: checkpoint.go
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "cache_size(-"+strconv.Itoa(pageCacheKiB)+")")
 	// A plain path (no "file:" prefix) so a DID's ':' and '%' are not read as URI syntax.

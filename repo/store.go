@@ -411,7 +411,7 @@ type Repo struct {
 
 	commitTxs int // transactions that stored commits (guarded by wmu; tests see the grouping)
 
-	ckpt checkpointer // background WAL checkpoints (checkpoint.go)
+	ckpt *checkpointer // background WAL checkpoints (checkpoint.go); nil for Create's handle
 
 	qmu   sync.Mutex
 	queue []*pendingWrite // Apply calls waiting for the writer (write.go: group commit)
@@ -430,6 +430,7 @@ func (r *Repo) open(ctx context.Context) error {
 		return err
 	}
 	r.db = db
+	r.ckpt = newCheckpointer(db)
 	if r.stmts, err = newStmtCache(ctx, db); err != nil {
 		return err
 	}
@@ -465,7 +466,7 @@ func (r *Repo) close() error {
 	var err error
 	r.once.Do(func() {
 		if r.db != nil {
-			r.stopCheckpoints()
+			r.ckpt.Close()
 			r.stmts.close()
 			err = r.db.Close()
 		}

@@ -525,7 +525,7 @@ func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit, durabl
 		return err
 	}
 	r.commitTxs++
-	r.wrote(commitWeight(commits))
+	r.ckpt.Wrote(commitWeight(commits))
 	return nil
 }
 

@@ -17,10 +17,10 @@ import (
 
 // Open opens the database file at path in WAL mode with synchronous=FULL, so a committed transaction survives
 // power loss, and brings its schema up to date with the *.sql files in migrations (named NNN_description.sql,
-// applied in order, tracked with PRAGMA user_version).
-func Open(ctx context.Context, path string, migrations fs.FS, maxConns int) (*sql.DB, error) {
+// applied in order, tracked with PRAGMA user_version). extraPragmas are set on every connection too.
+func Open(ctx context.Context, path string, migrations fs.FS, maxConns int, extraPragmas ...string) (*sql.DB, error) {
 	q := url.Values{}
-	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)", "cache_size(-512)"} {
+	for _, p := range append([]string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(ON)", "cache_size(-512)"}, extraPragmas...) {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")

@@ -99,17 +99,25 @@ type Sequencer struct {
 	subs    map[*Subscription]struct{}
 	seqRevs map[string]string // rev of each account's last sequenced commit, since start
 	watch   []chan<- struct{}
+
+	ckpt *sqlitedb.Checkpointer
 }
+
+// checkpointEvery is the number of stored events (~1 WAL page each, a batch adding ~2 more) after which a
+// background checkpoint runs: about SQLite's default of 1,000 pages.
+const checkpointEvery = 600
 
 // Open opens the log at path and starts the writer goroutine.
 func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 	migrations, _ := fs.Sub(migrationFiles, "migrations")
-	db, err := sqlitedb.Open(ctx, path, migrations, 4)
+	// The writer's transaction is every write's acknowledgement: WAL checkpoints run beside it, not in it.
+	db, err := sqlitedb.Open(ctx, path, migrations, 4, sqlitedb.AutoCheckpointOff)
 	if err != nil {
 		return nil, err
 	}
 	s := &Sequencer{
 		db:       db,
+		ckpt:     sqlitedb.NewCheckpointer(db, checkpointEvery),
 		log:      opts.Logger,
 		queue:    make(chan *queued, 4096),
 		stopping: make(chan struct{}),
@@ -176,6 +184,7 @@ func (s *Sequencer) Close() error {
 		sub.close(ErrClosed)
 	}
 	s.mu.Unlock()
+	s.ckpt.Close()
 	return s.db.Close()
 }
 
@@ -428,6 +437,7 @@ func (s *Sequencer) storeWithRetry(all []*queued) {
 			for _, q := range batch {
 				q.done <- nil
 			}
+			s.ckpt.Wrote(len(batch) + 2)
 			return
 		}
 		s.log.Error("sequencer: storing events failed; retrying", "err", err, "events", len(batch))
