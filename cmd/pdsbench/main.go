@@ -2,6 +2,8 @@
 //
 //	pdsbench -url http://127.0.0.1:2583 [-pid PID] [-name pdsgo] [-out result.json] [flags]
 //	pdsbench report [-md table.md] [-ours pdsgo] [-ref reference] result.json...
+//	pdsbench seed -data DIR [-accounts 100000]     accounts written straight into a data directory (seed.go)
+//	pdsbench startup -bin pds -data DIR [-runs 5]  start-up time, open files and RSS with that directory
 //
 // It creates accounts (handle domain from describeServer), then runs, each bounded by -duration and -count:
 // createRecord from 1 client, from N clients on N accounts and from N clients on one account; getRecord (1 and N
@@ -108,6 +110,13 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "report" {
 		if err := reportMain(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "pdsbench report:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && manyAccountsCommands[os.Args[1]] != nil { // seed, startup (manyaccounts.go)
+		if err := manyAccountsCommands[os.Args[1]](os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "pdsbench %s: %v\n", os.Args[1], err)
 			os.Exit(1)
 		}
 		return
