@@ -72,7 +72,7 @@ func BenchmarkWriteCAR(b *testing.B) {
 // BenchmarkMSTUpdate: applyTreeOps (one insert + diff + dead-node set) on a 10k-key tree.
 func BenchmarkMSTUpdate(b *testing.B) {
 	ctx := context.Background()
-	tree := mst.NewEmptyTree()
+	tree := completeTree(mst.NewEmptyTree())
 	v := cidOf(b, []byte{0xa0})
 	var ops []treeOp
 	for i := range 10000 {

@@ -21,10 +21,14 @@
 // one transaction commit for the group. Each is acknowledged, and its OnCommit run in order, once that
 // transaction is durable; if it fails, the whole group fails.
 //
-// The MST of a repository is loaded once (lazily, on the first write) and kept in memory,
-// updated in place by every commit; if a commit fails after the tree was mutated, the
-// in-memory state is dropped and reloaded from SQLite on the next write, so memory never
-// diverges from disk.
+// The writer keeps the MST of the head in memory, updated in place by every commit, and loads it
+// lazily (lazytree.go): it starts from the root node, and each write first loads from SQLite the
+// nodes its keys may touch, so its commits are those of a complete tree. Once the tree holds more
+// than a bound of nodes (a few MB) and everything is stored, it is trimmed back to its root: memory
+// per open repository is bounded whatever the repository's size, and the first write after opening
+// a repository of a million records reads a handful of nodes, not the whole tree. If a commit
+// fails after the tree was mutated, the in-memory state is dropped and reloaded from SQLite on the
+// next write, so memory never diverges from disk.
 //
 // Reads (records, CAR export, proofs) run inside a SQLite read transaction and see a
 // consistent snapshot without taking the write lock.

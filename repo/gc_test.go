@@ -28,7 +28,7 @@ func TestDeadNodesExact(t *testing.T) {
 	for i := range vals {
 		vals[i] = cidOf(t, []byte{0xa1, 0x61, 'v', byte(i)})
 	}
-	tree := mst.NewEmptyTree()
+	tree := completeTree(mst.NewEmptyTree())
 	live := map[string]bool{}
 	keyspace := 400
 	for round := range 600 {

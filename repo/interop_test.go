@@ -44,7 +44,7 @@ func TestInteropCommitProofs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tree := mst.NewEmptyTree()
+			tree := completeTree(mst.NewEmptyTree())
 			var setup []treeOp
 			for _, k := range f.Keys {
 				setup = append(setup, treeOp{path: k, value: &leaf})

@@ -138,7 +138,7 @@ func (s *Store) Create(ctx context.Context, did syntax.DID, signer atcrypto.Priv
 	}
 	r := &Repo{did: did, db: db, stmts: stmts}
 	empty := mst.NewEmptyTree()
-	r.st = &writeState{tree: empty, clock: *syntax.NewTIDClock(0)}
+	r.st = &writeState{tree: completeTree(empty), clock: *syntax.NewTIDClock(0)}
 	var res *CommitResult
 	sc, err := r.stage(ctx, r.st, signer, nil, true)
 	if err == nil {

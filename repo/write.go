@@ -104,9 +104,9 @@ type Head struct {
 	Data   cid.Cid
 }
 
-// writeState is the in-memory state of the writer: a complete, clean MST of the head.
+// writeState is the in-memory state of the writer: the clean MST of the head, loaded lazily (lazytree.go).
 type writeState struct {
-	tree  mst.Tree
+	tree  lazyTree
 	head  Head
 	clock syntax.TIDClock // restored from head.Rev: revs never go backwards
 }
@@ -254,7 +254,7 @@ func (r *Repo) stageWrite(w *pendingWrite) (res *CommitResult, mutated bool, err
 	results := make([]OpResult, len(changes))
 	effective := make([]*change, 0, len(changes))
 	for i, ch := range changes {
-		cur, err := st.tree.Get([]byte(ch.path))
+		cur, err := st.tree.lookup(ctx, ch.path)
 		if err != nil {
 			return nil, false, err
 		}
@@ -337,10 +337,18 @@ func (r *Repo) storeGroup(ctx context.Context, ws []*pendingWrite) {
 	}
 }
 
-// loadState returns the writer state, loading the MST from SQLite the first time (or after
-// a failed commit dropped it). Caller holds wmu.
+// loadState returns the writer state, opening the MST from SQLite the first time (or after a failed commit
+// dropped it) with only its root node in memory (lazytree.go): the nodes each write needs are loaded by that
+// write. A tree grown past its bound is trimmed back to its root here, before a write, once SQLite's head is
+// the in-memory head: then every node is stored (not so between the writes of one group commit). Caller holds
+// wmu.
 func (r *Repo) loadState(ctx context.Context) (*writeState, error) {
 	if r.st != nil {
+		if r.st.tree.overLimit() {
+			if h, err := headRow(ctx, r.q()); err == nil && h.Commit.Equals(r.st.head.Commit) {
+				r.st.tree.trim()
+			}
+		}
 		return r.st, nil
 	}
 	head, err := headRow(ctx, r.q())
@@ -351,22 +359,11 @@ func (r *Repo) loadState(ctx context.Context) (*writeState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("corrupt head rev: %w", err)
 	}
-	tree, err := mst.LoadTreeFromStore(ctx, blockSource{r.q()}, head.Data)
+	tree, err := openLazyTree(ctx, blockSource{r.q()}, head.Data, defaultMaxTreeNodes)
 	if err != nil {
 		return nil, fmt.Errorf("loading MST: %w", err)
 	}
-	if tree.IsPartial() {
-		return nil, fmt.Errorf("loading MST: %w", mst.ErrPartialTree)
-	}
-	if tree.IsEmpty() {
-		// A decoded empty node has height -1; indigo's insert expects the fresh empty tree.
-		empty := mst.NewEmptyTree()
-		tree = &empty
-		if _, err := tree.RootCID(); err != nil {
-			return nil, err
-		}
-	}
-	r.st = &writeState{tree: *tree, head: head, clock: syntax.ClockFromTID(rev)}
+	r.st = &writeState{tree: tree, head: head, clock: syntax.ClockFromTID(rev)}
 	return r.st, nil
 }
 
@@ -623,22 +620,31 @@ type treeDiff struct {
 	dead  []cid.Cid           // MST nodes of the old tree that are not in the new one
 }
 
-// applyTreeOps mutates tree (which must be complete and clean) and returns the diff. It is
-// the only way the write path changes a tree; the interop commit-proof tests call it
-// directly, because their keys are not valid repo paths.
-func applyTreeOps(ctx context.Context, tree *mst.Tree, ops []treeOp) (*treeDiff, error) {
+// applyTreeOps mutates tree (clean: the head's) and returns the diff. It is the only way the write path
+// changes a tree; the interop commit-proof tests call it directly, because their keys are not valid repo
+// paths. Before the ops, and before each op (an earlier op may have moved nodes next to its key), it loads
+// the nodes the ops may touch (lazyTree.hydrate).
+func applyTreeOps(ctx context.Context, tree *lazyTree, ops []treeOp) (*treeDiff, error) {
 	keys := make([]string, len(ops))
 	for i, op := range ops {
 		keys[i] = op.path
 	}
 	sort.Strings(keys)
+	if err := tree.hydrate(ctx, keys); err != nil {
+		return nil, err
+	}
 	before := map[cid.Cid]bool{}
 	if err := nodesCovering(tree.Root, nil, nil, keys, before); err != nil {
 		return nil, err
 	}
 	d := &treeDiff{ops: make([]*atrepo.Operation, len(ops))}
 	for i, op := range ops {
-		o, err := atrepo.ApplyOp(tree, op.path, op.value)
+		if len(ops) > 1 {
+			if err := tree.hydrate(ctx, []string{op.path}); err != nil {
+				return nil, err
+			}
+		}
+		o, err := atrepo.ApplyOp(&tree.Tree, op.path, op.value)
 		if err != nil {
 			return nil, fmt.Errorf("applying %s: %w", op.path, err)
 		}
@@ -646,7 +652,7 @@ func applyTreeOps(ctx context.Context, tree *mst.Tree, ops []treeOp) (*treeDiff,
 		if tree.IsEmpty() && tree.Root.Height != 0 {
 			// indigo leaves an emptied root at its old height; keys inserted later would then hang below
 			// empty layers: a non-canonical tree whose root no consumer can reproduce.
-			*tree = mst.NewEmptyTree()
+			tree.Tree = mst.NewEmptyTree()
 		}
 	}
 	col := &collector{seen: map[cid.Cid]bool{}}
@@ -655,6 +661,7 @@ func applyTreeOps(ctx context.Context, tree *mst.Tree, ops []treeOp) (*treeDiff,
 		return nil, err
 	}
 	d.root, d.nodes = *root, col.blocks
+	tree.nodes += len(col.blocks)
 	after := map[cid.Cid]bool{}
 	if err := nodesCovering(tree.Root, nil, nil, keys, after); err != nil {
 		return nil, err
