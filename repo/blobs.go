@@ -154,14 +154,14 @@ func (r *Repo) BeginBlob(ctx context.Context, ref BlobRef, now time.Time) (*Blob
 	cur, err := getBlobRow(ctx, r.db, ref.CID)
 	switch {
 	case errors.Is(err, ErrBlobNotFound):
-		_, err = r.db.ExecContext(ctx, `INSERT INTO blobs (cid, mime, size, created_at, state, temp, unref_at)
+		_, err = r.execDurable(ctx, `INSERT INTO blobs (cid, mime, size, created_at, state, temp, unref_at)
 			VALUES (?, ?, ?, ?, ?, 1, ?)`, ref.CID.String(), ref.MimeType, ref.Size, ms(now), BlobUploading, ms(now))
 	case err != nil:
 		return nil, err
 	case cur.State == BlobDeleting:
 		// The GC has not deleted the bytes yet (the caller holds the blob's lock, so it is not doing so now):
 		// start over as a new upload.
-		_, err = r.db.ExecContext(ctx, `UPDATE blobs SET mime = ?, size = ?, state = ?, temp = 1, unref_at = ?
+		_, err = r.execDurable(ctx, `UPDATE blobs SET mime = ?, size = ?, state = ?, temp = 1, unref_at = ?
 			WHERE cid = ?`, ref.MimeType, ref.Size, BlobUploading, ms(now), ref.CID.String())
 	default:
 		return cur, nil
@@ -178,7 +178,8 @@ func (r *Repo) BeginBlob(ctx context.Context, ref BlobRef, now time.Time) (*Blob
 func (r *Repo) FinishBlob(ctx context.Context, c cid.Cid, now time.Time) (*Blob, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
-	res, err := r.db.ExecContext(ctx, `UPDATE blobs SET state = ?1,
+	// Durable: the upload is acknowledged next, and records may reference the blob at once.
+	res, err := r.execDurable(ctx, `UPDATE blobs SET state = ?1,
 			temp     = CASE WHEN EXISTS (SELECT 1 FROM record_blobs WHERE blob_cid = ?3) THEN 0 ELSE 1 END,
 			unref_at = CASE WHEN EXISTS (SELECT 1 FROM record_blobs WHERE blob_cid = ?3) THEN NULL ELSE ?2 END
 		WHERE cid = ?3`, BlobReady, ms(now), c.String())

@@ -35,12 +35,21 @@ const pageCacheKiB = 256
 // connMaxIdle is how long an unused connection of a repository file stays open.
 const connMaxIdle = 30 * time.Second
 
-// openDB opens (creating if needed) the SQLite file at path and migrates it.
-func openDB(ctx context.Context, path string, maxConns int, busy time.Duration) (*sql.DB, error) {
+// Synchronous levels of a repository file's connections (SQLite's PRAGMA synchronous).
+const (
+	syncFull   = "FULL"   // every commit is fsynced
+	syncNormal = "NORMAL" // WAL: commits are not fsynced; the WAL is at checkpoints
+)
+
+// openDB opens (creating if needed) the SQLite file at path with every connection at the synchronous level
+// sync, and migrates it. An open repository's pool runs NORMAL: its commits are made durable by the caller's
+// log (WriteRequest.DeferSync), and the writes that must be durable on their own switch their connection to
+// FULL (durableConn).
+func openDB(ctx context.Context, path string, maxConns int, busy time.Duration, sync string) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
-	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "synchronous("+sync+")")
 	q.Add("_pragma", sqlitedb.AutoCheckpointOff) // checkpoints run in the background: checkpoint.go
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "cache_size(-"+strconv.Itoa(pageCacheKiB)+")")

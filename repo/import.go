@@ -871,7 +871,7 @@ func (s *Store) swapIn(ctx context.Context, did syntax.DID, b *buildFile, res *I
 		}
 		return err
 	}
-	odb, err := openDB(ctx, path, 1, s.opts.BusyTimeout)
+	odb, err := openDB(ctx, path, 1, s.opts.BusyTimeout, syncFull)
 	if err != nil {
 		return err
 	}

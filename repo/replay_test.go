@@ -12,24 +12,39 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
-// TestDeferSyncConnectionRestored: a DeferSync commit relaxes synchronous on the connection it uses and
-// sets it back, so other writes on that connection (blob uploads, imports) are still fsynced.
-func TestDeferSyncConnectionRestored(t *testing.T) {
+// TestDurableConnectionRestored: an open repository's connections run synchronous=NORMAL (DeferSync commits
+// need no more); a commit that must be durable on its own switches its connection to FULL and back.
+func TestDurableConnectionRestored(t *testing.T) {
 	s := newTestStore(t, StoreOptions{MaxConnsPerRepo: 1})
 	r, _ := createRepo(t, s, "did:plc:defersync", newKey(t))
 	ctx := context.Background()
-	for i := range 3 {
-		if _, err := r.Apply(ctx, WriteRequest{Signer: newKey(t), DeferSync: true, Ops: []WriteOp{create(fmt.Sprint("r", i), "x", t)}}); err != nil {
+	level := func() int {
+		var l int
+		if err := r.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&l); err != nil {
 			t.Fatal(err)
 		}
+		return l
 	}
-	var level int
-	if err := r.db.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&level); err != nil {
+	if l := level(); l != 1 {
+		t.Fatalf("synchronous = %d on an open repository, want 1 (NORMAL)", l)
+	}
+	for i := range 4 {
+		if _, err := r.Apply(ctx, WriteRequest{Signer: newKey(t), DeferSync: i%2 == 0, Ops: []WriteOp{create(fmt.Sprint("r", i), "x", t)}}); err != nil {
+			t.Fatal(err)
+		}
+		if l := level(); l != 1 {
+			t.Fatalf("synchronous = %d after a commit (DeferSync %v), want 1 (NORMAL)", l, i%2 == 0)
+		}
+	}
+	conn, err := r.durableConn(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if level != 2 {
-		t.Fatalf("synchronous = %d after DeferSync commits, want 2 (FULL)", level)
+	var l int
+	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&l); err != nil || l != 2 {
+		t.Fatalf("durableConn: synchronous = %d (%v), want 2 (FULL)", l, err)
 	}
+	conn.release(ctx)
 }
 
 // TestReplayCommits: a copy of a repository taken before some commits is brought to the same state by

@@ -17,7 +17,7 @@ func BenchmarkSQLiteBlockWrite(b *testing.B) {
 	for _, per := range []int{1, 8} {
 		b.Run(fmt.Sprintf("commits=%d", per), func(b *testing.B) {
 			ctx := context.Background()
-			db, err := openDB(ctx, filepath.Join(b.TempDir(), "repo.sqlite"), 1, 5*time.Second)
+			db, err := openDB(ctx, filepath.Join(b.TempDir(), "repo.sqlite"), 1, 5*time.Second, syncFull)
 			if err != nil {
 				b.Fatal(err)
 			}

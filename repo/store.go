@@ -125,7 +125,7 @@ func (s *Store) Create(ctx context.Context, did syntax.DID, signer atcrypto.Priv
 	if err := mkdirDurable(s.dir, filepath.Dir(path)); err != nil {
 		return nil, err
 	}
-	db, err := openDB(ctx, path, 1, s.opts.BusyTimeout)
+	db, err := openDB(ctx, path, 1, s.opts.BusyTimeout, syncFull)
 	if err != nil {
 		os.RemoveAll(s.repoDir(did))
 		return nil, err
@@ -168,7 +168,7 @@ func (s *Store) checkLeftover(ctx context.Context, did syntax.DID) error {
 	if open {
 		return ErrRepoExists
 	}
-	db, err := openDB(ctx, s.repoPath(did), 1, s.opts.BusyTimeout)
+	db, err := openDB(ctx, s.repoPath(did), 1, s.opts.BusyTimeout, syncFull)
 	if err != nil {
 		return err
 	}
@@ -411,6 +411,8 @@ type Repo struct {
 
 	commitTxs int // transactions that stored commits (guarded by wmu; tests see the grouping)
 
+	relaxed bool // the pool's connections run synchronous=NORMAL (openDB); durable writes use durableConn
+
 	ckpt *checkpointer // background WAL checkpoints (checkpoint.go); nil for Create's handle
 
 	qmu   sync.Mutex
@@ -425,11 +427,11 @@ func (r *Repo) open(ctx context.Context) error {
 		}
 		return err
 	}
-	db, err := openDB(ctx, path, r.store.opts.MaxConnsPerRepo, r.store.opts.BusyTimeout)
+	db, err := openDB(ctx, path, r.store.opts.MaxConnsPerRepo, r.store.opts.BusyTimeout, syncNormal)
 	if err != nil {
 		return err
 	}
-	r.db = db
+	r.db, r.relaxed = db, true
 	r.ckpt = newCheckpointer(db)
 	if r.stmts, err = newStmtCache(ctx, db); err != nil {
 		return err

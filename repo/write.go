@@ -489,18 +489,18 @@ func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit, durabl
 		return nil
 	}
 	var tx *sql.Tx
-	if durable {
-		var err error
-		if tx, err = r.db.BeginTx(ctx, nil); err != nil {
-			return err
-		}
-	} else {
-		conn, err := r.relaxedConn(ctx)
+	if durable && r.relaxed {
+		conn, err := r.durableConn(ctx)
 		if err != nil {
 			return err
 		}
 		defer conn.release(ctx)
 		if tx, err = conn.BeginTx(ctx, nil); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if tx, err = r.db.BeginTx(ctx, nil); err != nil {
 			return err
 		}
 	}
@@ -582,28 +582,43 @@ func writeCommit(ctx context.Context, tx *sql.Tx, q *cachedTx, c *stagedCommit) 
 	return err
 }
 
-// relaxedConn is a connection of the pool switched to synchronous=NORMAL until release, which switches it
-// back (the pragma is per connection and the pool's connections are shared by every other writer).
-type relaxedConn struct{ *sql.Conn }
+// durableConn is a connection of a relaxed pool (synchronous=NORMAL) switched to FULL until release, which
+// switches it back: for the writes that must survive power loss on their own (commits without DeferSync,
+// replayed commits, blob uploads). The pragma is per connection, and the commit path (DeferSync, the hot one)
+// then pays nothing for it.
+type durableConn struct{ *sql.Conn }
 
-func (r *Repo) relaxedConn(ctx context.Context) (relaxedConn, error) {
+func (r *Repo) durableConn(ctx context.Context) (durableConn, error) {
 	conn, err := r.db.Conn(ctx)
 	if err != nil {
-		return relaxedConn{}, err
+		return durableConn{}, err
 	}
-	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+	if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = "+syncFull); err != nil {
 		conn.Close()
-		return relaxedConn{}, err
+		return durableConn{}, err
 	}
-	return relaxedConn{conn}, nil
+	return durableConn{conn}, nil
 }
 
-func (c relaxedConn) release(ctx context.Context) {
-	if _, err := c.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = FULL"); err != nil {
-		// Never hand a relaxed connection back to the pool: the driver discards a connection that says it is bad.
+func (c durableConn) release(ctx context.Context) {
+	if _, err := c.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = "+syncNormal); err != nil {
+		// Never hand a FULL connection back to the pool as it is: the driver discards one that says it is bad.
 		c.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	c.Close()
+}
+
+// execDurable runs one statement that must be durable when it returns (fsync), whatever the pool's level.
+func (r *Repo) execDurable(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if !r.relaxed {
+		return r.db.ExecContext(ctx, query, args...)
+	}
+	conn, err := r.durableConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.release(ctx)
+	return conn.ExecContext(ctx, query, args...)
 }
 
 // treeOp is one MST mutation: value nil deletes path.

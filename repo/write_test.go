@@ -90,7 +90,7 @@ func TestCreateRepo(t *testing.T) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	db, err := openDB(ctx, p, 1, time.Second)
+	db, err := openDB(ctx, p, 1, time.Second, syncFull)
 	if err != nil {
 		t.Fatal(err)
 	}
