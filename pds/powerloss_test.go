@@ -286,3 +286,58 @@ func TestRecoveryAnnouncesUnloggedCommit(t *testing.T) {
 	}
 	p.Stop()
 }
+
+// TestFailedRepoTransactionCatchesUp: a commit is logged while its repo transaction runs; if the transaction
+// fails, the write answers with an error, the repo takes no write until it has replayed the logged commit, and
+// the stream and the repo agree afterwards.
+func TestFailedRepoTransactionCatchesUp(t *testing.T) {
+	p := testpds.Start(t, testpds.Options{})
+	acct := p.CreateAccount("txfail")
+	w := &writer{t, p, acct}
+	w.create(postColl, "a", note("a"))
+
+	db, err := sql.Open("sqlite", filepath.Join(repoDirOf(p.Config.DataDirectory, acct.DID), "repo.sqlite")+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON records
+		WHEN NEW.rkey IN ('b', 'c') BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	r := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": acct.DID, "collection": postColl, "rkey": "b", "record": note("b")}, acct.AccessJwt)
+	if r.Status != 500 {
+		t.Fatalf("write with a failing repo transaction: %s, want 500", r)
+	}
+	// The catch-up after the failure fails too (the trigger refuses the replay): the next write is refused
+	// until the repo has the logged commit.
+	r = p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": acct.DID, "collection": postColl, "rkey": "d", "record": note("d")}, acct.AccessJwt)
+	if r.Status != 500 {
+		t.Fatalf("write while the repo is behind: %s, want 500", r)
+	}
+	if _, err := db.Exec("DROP TRIGGER refuse"); err != nil {
+		t.Fatal(err)
+	}
+	_, last := w.create(postColl, "e", note("e"))
+
+	// "b" was logged, so it stands; "d" never got past the check.
+	got := listPaths(t, p, acct.DID, postColl)
+	if len(got) != 3 {
+		t.Fatalf("records %v, want a, b, e", got)
+	}
+	head := p.Server.FirehoseHead()
+	cc := newCommitChecker(p)
+	var revs []string
+	for _, f := range subscribeAt(t, p, 0).take(int(head)) {
+		cc.check(t, f)
+		if f.Commit != nil && f.Commit.Repo == acct.DID {
+			revs = append(revs, f.Commit.Rev)
+		}
+	}
+	if len(revs) != 4 || revs[3] != last.Rev {
+		t.Fatalf("commits on the stream %v, want genesis, a, b, e", revs)
+	}
+	if got := latestCommit(t, p, acct.DID); got != last {
+		t.Fatalf("head %+v, want %+v", got, last)
+	}
+}

@@ -41,8 +41,11 @@ func (s *Server) writableAccount(ctx context.Context, v *viewer, repoParam strin
 // sequencer before the repo commits, and the commit's event is queued while the repo lock is still held, so
 // the firehose carries every commit in order (see docs/architecture.md). The repo transaction does not wait
 // for fsync (repo.WriteRequest.DeferSync); the write is acknowledged once its event is durable in the log,
-// whose group commit shares one fsync among every write in flight, to any account. Start-up recovery
-// replays logged commits a repo lost to power loss (recoverAccount).
+// whose group commit shares one fsync among every write in flight, to any account. The event is queued as
+// soon as the commit is built (OnStaged), so the log's fsync overlaps the repo's transaction; it is
+// published only once that transaction is over (EnqueueCommitGated). Start-up recovery replays logged
+// commits a repo lost to power loss (recoverAccount); a repo whose transaction failed after its commit was
+// logged is brought forward the same way before its next write (catchUp).
 func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []repo.WriteOp, swapCommit *cid.Cid) (*repo.CommitResult, error) {
 	key, err := acct.Signer()
 	if err != nil {
@@ -62,18 +65,37 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 	onUnref, releaseUnref := s.blobs.unreferencedHook(acct.DID) // blobs.go: schedules blob GC
 	defer releaseUnref()
 	var logged <-chan error
-	res, err := r.Apply(ctx, repo.WriteRequest{
+	req := repo.WriteRequest{
 		Ops:               ops,
 		SwapCommit:        swapCommit,
 		Signer:            key,
 		TrimOutboxThrough: s.seq.SequencedRev(acct.DID),
-		OnCommit: func(res *repo.CommitResult) {
-			logged = s.seq.EnqueueCommit(res.Event)
+		OnStaged: func(res *repo.CommitResult) func(error) {
+			gate := make(chan struct{})
+			logged = s.seq.EnqueueCommitGated(res.Event, gate)
+			return func(error) { close(gate) }
 		},
 		OnBlobsUnreferenced: onUnref,
 		DeferSync:           true,
-	})
+	}
+	res, err := r.Apply(ctx, req)
+	if errors.Is(err, repo.ErrBehind) {
+		if err := s.catchUp(ctx, r, acct.DID); err != nil {
+			return nil, err
+		}
+		logged = nil
+		res, err = r.Apply(ctx, req)
+	}
 	if err != nil {
+		if logged != nil {
+			// The commit was logged but the repo transaction failed: the log is the truth. Bring the repo
+			// forward now (the write still answers with the error: its outcome was not known in time).
+			if lerr := <-logged; lerr == nil {
+				if cerr := s.catchUp(ctx, r, acct.DID); cerr != nil {
+					s.log.Error("repo behind the firehose log; its next write retries", "did", acct.DID, "err", cerr)
+				}
+			}
+		}
 		return nil, repoError(err)
 	}
 	if logged != nil {
@@ -83,6 +105,28 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 		}
 	}
 	return res, nil
+}
+
+// catchUp replays into r the logged commits it does not have (a transaction that failed after its commit was
+// logged): repo.ErrBehind until it has.
+func (s *Server) catchUp(ctx context.Context, r *repo.Repo, did string) error {
+	if err := s.seq.Flush(ctx); err != nil {
+		return err
+	}
+	head, err := r.Head(ctx)
+	if err != nil {
+		return err
+	}
+	events, err := s.seq.CommitsAfter(ctx, did, head.Rev)
+	if err != nil {
+		return err
+	}
+	n, err := r.ReplayCommits(ctx, events)
+	if err != nil {
+		return fmt.Errorf("replaying logged commits into the repo: %w", err)
+	}
+	s.log.Warn("repo brought forward to the firehose log after a failed transaction", "did", did, "commits", n)
+	return nil
 }
 
 // repoError maps the repo package's sentinel errors to XRPC errors.

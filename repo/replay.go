@@ -23,7 +23,8 @@ var ErrReplayGap = errors.New("replayed commits do not continue the repository h
 // many commits were replayed.
 //
 // This is how a write acknowledged after its event was logged (WriteRequest.DeferSync) survives power loss
-// that took the repository's unsynced tail.
+// that took the repository's unsynced tail, and how a repository whose transaction failed after OnStaged
+// (ErrBehind) catches up; it then takes writes again.
 func (r *Repo) ReplayCommits(ctx context.Context, events []*comatproto.SyncSubscribeRepos_Commit) (int, error) {
 	r.wmu.Lock()
 	defer r.wmu.Unlock()
@@ -43,14 +44,14 @@ func (r *Repo) ReplayCommits(ctx context.Context, events []*comatproto.SyncSubsc
 		}
 		staged = append(staged, sc)
 	}
-	if len(staged) == 0 {
-		return 0, nil
+	if len(staged) > 0 {
+		err = r.storeCommits(ctx, staged, true)
+		r.st = nil // reload on the next write: the clock restarts from the replayed head
+		if err != nil {
+			return 0, err
+		}
 	}
-	err = r.storeCommits(ctx, staged, true)
-	r.st = nil // reload on the next write: the clock restarts from the replayed head
-	if err != nil {
-		return 0, err
-	}
+	r.behind = false
 	return len(staged), nil
 }
 

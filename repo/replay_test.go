@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
@@ -139,4 +140,55 @@ func TestReplayCommits(t *testing.T) {
 		t.Fatalf("commit after replay since %v rev %s; head was %s", res.Since, res.Rev, want.Rev)
 	}
 	checkEvent(t, res, want, pubKey(t, key))
+}
+
+// TestOnStagedFailureLeavesRepoBehind: a transaction that fails after OnStaged handed its commit out (to a log)
+// leaves the repository refusing writes with ErrBehind until ReplayCommits brings it to that commit; the
+// commit then stands as logged, and writes chain to it.
+func TestOnStagedFailureLeavesRepoBehind(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t, StoreOptions{})
+	key := newKey(t)
+	r, _ := createRepo(t, s, "did:plc:behind", key)
+	var logged []*comatproto.SyncSubscribeRepos_Commit
+	var outcomes []error
+	req := func(rkey string) WriteRequest {
+		return WriteRequest{Signer: key, DeferSync: true, Ops: []WriteOp{create(rkey, rkey, t)},
+			OnStaged: func(res *CommitResult) func(error) {
+				logged = append(logged, res.Event)
+				return func(err error) { outcomes = append(outcomes, err) }
+			}}
+	}
+	if _, err := r.Apply(ctx, req("a")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.db.ExecContext(ctx, `CREATE TRIGGER refuse BEFORE INSERT ON records
+		WHEN NEW.rkey = 'b' BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(ctx, req("b")); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("write b: %v, want the transaction's error", err)
+	}
+	if len(logged) != 2 || len(outcomes) != 2 || outcomes[0] != nil || outcomes[1] == nil {
+		t.Fatalf("OnStaged saw %d commits, outcomes %v", len(logged), outcomes)
+	}
+	if _, err := r.Apply(ctx, req("c")); !errors.Is(err, ErrBehind) {
+		t.Fatalf("write after the failure: %v, want ErrBehind", err)
+	}
+	if _, err := r.db.ExecContext(ctx, "DROP TRIGGER refuse"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.ReplayCommits(ctx, logged); err != nil || n != 1 {
+		t.Fatalf("replay: %d, %v", n, err)
+	}
+	head := *mustHead(t, r)
+	if head.Rev != logged[1].Rev {
+		t.Fatalf("head %s after replay, want the logged %s", head.Rev, logged[1].Rev)
+	}
+	res, err := r.Apply(ctx, req("c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkEvent(t, res, &head, pubKey(t, key))
+	assertExactBlocks(t, r)
 }

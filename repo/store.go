@@ -30,6 +30,9 @@ var (
 	// duplicate path, no signer). Wrapped with details.
 	ErrInvalidWrite = errors.New("invalid write")
 	ErrStoreClosed  = errors.New("repo store closed")
+	// ErrBehind: a transaction failed after its commits were handed out (WriteRequest.OnStaged); the repository
+	// takes no write until ReplayCommits brings it forward to them.
+	ErrBehind = errors.New("repo is behind commits already logged")
 )
 
 const (
@@ -408,6 +411,8 @@ type Repo struct {
 
 	wmu sync.Mutex  // one writer per repository
 	st  *writeState // guarded by wmu; nil until loaded, or after a failed commit
+	// behind (guarded by wmu): a failed transaction's commits were handed out by OnStaged (ErrBehind).
+	behind bool
 
 	commitTxs int // transactions that stored commits (guarded by wmu; tests see the grouping)
 

@@ -54,6 +54,11 @@ type WriteRequest struct {
 	// OnCommit, if set, runs after the commit is durable and before the repo's write lock is released, so
 	// callers can hand commits to the firehose in commit order.
 	OnCommit func(*CommitResult)
+	// OnStaged, if set, runs for the commit once it is built and before its transaction, in commit order under
+	// the write lock; the function it returns runs when the transaction is over, with its error. The server
+	// logs the commit there, so the log's fsync and this transaction overlap. If the transaction fails, the
+	// repository refuses writes (ErrBehind) until ReplayCommits has brought it forward to what was logged.
+	OnStaged func(*CommitResult) (stored func(error))
 	// MissingBlobsOK lets records reference blobs the account does not have (a repository import: the blobs
 	// are uploaded afterwards, see ListMissingBlobs).
 	MissingBlobsOK bool
@@ -238,6 +243,9 @@ func (r *Repo) stageWrite(w *pendingWrite) (res *CommitResult, mutated bool, err
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
+	if r.behind {
+		return nil, false, ErrBehind
+	}
 	st, err := r.loadState(ctx)
 	if err != nil {
 		return nil, false, err
@@ -315,15 +323,24 @@ func (r *Repo) storeGroup(ctx context.Context, ws []*pendingWrite) {
 		return
 	}
 	var commits []*stagedCommit
+	var stored []func(error)
 	deferSync := true
 	for _, w := range ws {
 		if w.staged != nil {
 			commits = append(commits, w.staged)
 			deferSync = deferSync && w.req.DeferSync
+			if w.req.OnStaged != nil {
+				stored = append(stored, w.req.OnStaged(w.res))
+			}
 		}
 	}
-	if err := r.storeCommits(ctx, commits, !deferSync); err != nil {
+	err := r.storeCommits(ctx, commits, !deferSync)
+	for _, f := range stored {
+		f(err)
+	}
+	if err != nil {
 		r.st = nil
+		r.behind = len(stored) > 0
 		for _, w := range ws {
 			w.finish(nil, err)
 		}

@@ -65,6 +65,57 @@ type queued struct {
 	msg  body
 	seq  func(int64) // sets the message's seq before marshalling
 	done chan error  // optional: closed once durable
+	// gate, if set, is closed when what the event describes is visible elsewhere (a commit's repo transaction
+	// is done): the event is stored at once but published (head, subscribers) only after its gate.
+	gate <-chan struct{}
+}
+
+// publishLine is an unbounded FIFO from the writer to the publisher: the writer must never wait for the
+// publisher, which waits for gates that a group commit closes only after queueing all its events.
+type publishLine struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	items  []storedBatch
+	closed bool
+}
+
+func (l *publishLine) put(b storedBatch) {
+	l.mu.Lock()
+	l.items = append(l.items, b)
+	l.mu.Unlock()
+	l.cond.Signal()
+}
+
+func (l *publishLine) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	l.cond.Signal()
+}
+
+// take returns the next batch; false once closed and drained.
+func (l *publishLine) take() (storedBatch, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.items) == 0 && !l.closed {
+		l.cond.Wait()
+	}
+	if len(l.items) == 0 {
+		return storedBatch{}, false
+	}
+	b := l.items[0]
+	l.items[0] = storedBatch{}
+	l.items = l.items[1:]
+	return b, true
+}
+
+// stored is a batch in the log waiting to be published in order (publisher).
+type storedBatch struct {
+	events []*Event
+	revs   map[string]string
+	gates  []<-chan struct{}
+	head   int64
+	answer []*queued // answered (done <- nil) once published
 }
 
 // Options tune the sequencer.
@@ -93,8 +144,11 @@ type Sequencer struct {
 	isClosing bool
 	gaveUp    error // set by the writer when it stopped retrying at Close
 
+	stored  int64       // the writer's head: the highest seq in the file (writer goroutine only)
+	publish publishLine // writer -> publisher, in seq order
+
 	mu      sync.Mutex
-	head    int64
+	head    int64           // the published head: every event up to it is visible to readers and subscribers
 	dirty   map[string]bool // accounts marked dirty in the file
 	subs    map[*Subscription]struct{}
 	seqRevs map[string]string // rev of each account's last sequenced commit, since start
@@ -162,8 +216,11 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 		}
 	}
 	rows.Close()
-	s.wg.Add(1)
+	s.stored = s.head
+	s.publish.cond = sync.NewCond(&s.publish.mu)
+	s.wg.Add(2)
 	go s.run()
+	go s.publisher()
 	return s, nil
 }
 
@@ -188,7 +245,8 @@ func (s *Sequencer) Close() error {
 	return s.db.Close()
 }
 
-// Head is the highest seq assigned and durable.
+// Head is the highest seq published: durable, and visible to subscribers and replays (a commit's event is
+// published once its repo transaction is done, see EnqueueCommitGated).
 func (s *Sequencer) Head() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -325,6 +383,21 @@ func (s *Sequencer) EnqueueCommit(evt *comatproto.SyncSubscribeRepos_Commit) <-c
 	return s.enqueue(&queued{did: evt.Repo, typ: TypeCommit, rev: evt.Rev, msg: evt, seq: func(n int64) { evt.Seq = n }})
 }
 
+// EnqueueCommitGated queues a #commit whose repo transaction may still be running: the event is stored (and
+// the returned channel answered) without waiting, so the log's fsync overlaps the repo's transaction, but it
+// is published (Head, subscribers, replays) only once gate is closed, so nobody reads an event before the
+// repo has the commit. Close gate whether the transaction succeeded or not: the logged event is the truth
+// either way (a repo that failed to store it is brought forward from the log).
+func (s *Sequencer) EnqueueCommitGated(evt *comatproto.SyncSubscribeRepos_Commit, gate <-chan struct{}) <-chan error {
+	if evt.Time == "" {
+		evt.Time = now()
+	}
+	if evt.Blobs == nil {
+		evt.Blobs = []lexutil.LexLink{}
+	}
+	return s.enqueue(&queued{did: evt.Repo, typ: TypeCommit, rev: evt.Rev, msg: evt, seq: func(n int64) { evt.Seq = n }, gate: gate})
+}
+
 // EnqueueSync queues a #sync event (blocks: a CAR holding only the commit block).
 func (s *Sequencer) EnqueueSync(did, rev string, blocks []byte) <-chan error {
 	evt := &comatproto.SyncSubscribeRepos_Sync{Did: did, Rev: rev, Blocks: blocks, Time: now()}
@@ -368,6 +441,7 @@ func (s *Sequencer) enqueue(q *queued) <-chan error {
 // run is the single writer: it takes everything queued, stores it in one transaction, then publishes.
 func (s *Sequencer) run() {
 	defer s.wg.Done()
+	defer s.publish.close() // the publisher publishes what was stored, then ends
 	for {
 		var batch []*queued
 		select {
@@ -407,7 +481,9 @@ func (s *Sequencer) run() {
 // fails every later batch too: storing a later commit of an account after dropping an earlier one would
 // move the account's last sequenced rev past a commit that start-up recovery must still sequence.
 func (s *Sequencer) storeWithRetry(all []*queued) {
-	// Barriers (Flush) take no seq: they are answered once everything queued before them is stored.
+	// Barriers (Flush) take no seq: they are answered once everything queued before them is published. Every
+	// other event is answered once published too (the publisher answers after the fan-out), so a write
+	// acknowledged after its event is on the stream.
 	batch := make([]*queued, 0, len(all))
 	var barriers []*queued
 	for _, q := range all {
@@ -417,26 +493,29 @@ func (s *Sequencer) storeWithRetry(all []*queued) {
 			batch = append(batch, q)
 		}
 	}
-	defer func() {
-		for _, q := range barriers {
-			q.done <- s.gaveUp
+	answer := func(err error) {
+		for _, q := range batch {
+			q.done <- err
 		}
-	}()
+		for _, q := range barriers {
+			q.done <- err
+		}
+	}
 	if len(batch) == 0 {
+		if s.gaveUp != nil {
+			answer(s.gaveUp)
+		} else {
+			s.publish.put(storedBatch{answer: barriers})
+		}
 		return
 	}
 	if s.gaveUp != nil {
-		for _, q := range batch {
-			q.done <- s.gaveUp
-		}
+		answer(s.gaveUp)
 		return
 	}
 	for attempt := 0; ; attempt++ {
-		_, err := s.store(batch)
+		_, err := s.store(batch, barriers)
 		if err == nil {
-			for _, q := range batch {
-				q.done <- nil
-			}
 			s.ckpt.Wrote(len(batch) + 2)
 			return
 		}
@@ -445,9 +524,7 @@ func (s *Sequencer) storeWithRetry(all []*queued) {
 		case <-s.stopping:
 			if attempt >= 3 {
 				s.gaveUp = fmt.Errorf("%w: storing events failed: %w", ErrClosed, err)
-				for _, q := range batch {
-					q.done <- s.gaveUp
-				}
+				answer(s.gaveUp)
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -456,10 +533,9 @@ func (s *Sequencer) storeWithRetry(all []*queued) {
 	}
 }
 
-func (s *Sequencer) store(batch []*queued) ([]*Event, error) {
-	s.mu.Lock()
-	head := s.head
-	s.mu.Unlock()
+// store writes batch durably and hands it to the publisher, which answers batch and then barriers.
+func (s *Sequencer) store(batch, barriers []*queued) ([]*Event, error) {
+	head := s.stored
 	ctx := context.Background()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -498,16 +574,45 @@ func (s *Sequencer) store(batch []*queued) ([]*Event, error) {
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
-	// The new head and the fan-out happen under one lock, so Subscribe's head is exact: a subscriber gets
-	// every event above it from the channel and none at or below it.
-	s.mu.Lock()
-	s.head = newHead
-	for did, rev := range revs {
-		s.seqRevs[did] = rev
+	s.stored = newHead
+	var gates []<-chan struct{}
+	for _, q := range batch {
+		if q.gate != nil {
+			gates = append(gates, q.gate)
+		}
 	}
-	s.publishLocked(events)
-	s.mu.Unlock()
+	// Never blocks on a gate here: the writer keeps storing (a gate may belong to a group commit whose later
+	// events are still waiting to be queued), and the publisher waits instead.
+	s.publish.put(storedBatch{events: events, revs: revs, gates: gates, head: newHead, answer: append(batch, barriers...)})
 	return events, nil
+}
+
+// publisher makes stored batches visible in seq order, each once its gates are closed. The new head and the
+// fan-out happen under one lock, so Subscribe's head is exact: a subscriber gets every event above it from
+// its queue and none at or below it.
+func (s *Sequencer) publisher() {
+	defer s.wg.Done()
+	for {
+		b, ok := s.publish.take()
+		if !ok {
+			return
+		}
+		for _, g := range b.gates {
+			<-g
+		}
+		if len(b.events) > 0 {
+			s.mu.Lock()
+			s.head = b.head
+			for did, rev := range b.revs {
+				s.seqRevs[did] = rev
+			}
+			s.publishLocked(b.events)
+			s.mu.Unlock()
+		}
+		for _, q := range b.answer {
+			q.done <- nil
+		}
+	}
 }
 
 // EncodeFrame serializes a message frame: the CBOR header {t, op: 1} followed by the CBOR body.
