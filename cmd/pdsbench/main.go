@@ -1,15 +1,19 @@
 // Command pdsbench is a load tool for any PDS on this machine (this one or the reference @atproto/pds).
 //
 //	pdsbench -url http://127.0.0.1:2583 [-pid PID] [-name pdsgo] [-out result.json] [flags]
+//	pdsbench -url ... -login HANDLE:PASSWORD -scenarios create_1  write as an existing account (a seeded one)
 //	pdsbench report [-md table.md] [-ours pdsgo] [-ref reference] result.json...
 //	pdsbench seed -data DIR [-accounts 100000]     accounts written straight into a data directory (seed.go)
+//	pdsbench seed -data DIR -records 1000000       ... and a repository of that many records (records.go)
 //	pdsbench startup -bin pds -data DIR [-runs 5]  start-up time, open files and RSS with that directory
 //
 // It creates accounts (handle domain from describeServer), then runs, each bounded by -duration and -count:
 // createRecord from 1 client, from N clients on N accounts and from N clients on one account; getRecord (1 and N
 // clients) and listRecords on a repo of -repo-records records; sync.getRepo of that repo; and createRecord from
 // N clients while -subscribers firehose subscribers measure delivery. With -pid it samples the server's RSS and
-// CPU from /proc; with -pprof it saves a CPU profile of the server for each scenario. Only loopback targets.
+// CPU from /proc; with -pprof it saves a CPU profile of the server for each scenario. With -login it creates
+// no accounts: it logs in as that one, times its first createRecord (cold, when the server just started) and
+// runs the createRecord scenarios that need one account. Only loopback targets.
 // See docs/performance.md.
 package main
 
@@ -44,6 +48,8 @@ const (
 	scFirehose      = "firehose"
 	allScenarioList = scCreate1 + "," + scCreateN + "," + scCreateNOne + "," + scGetRecord1 + "," + scGetRecordN + "," +
 		scListRecordsN + "," + scGetRepo + "," + scFirehose
+	// With -login only these run: they write to one account.
+	loginScenarios = scCreate1 + "," + scCreateNOne
 )
 
 // Config is what the run was asked to do (recorded in the JSON).
@@ -104,6 +110,11 @@ type Setup struct {
 	Accounts         int     `json:"accounts"`
 	AccountsSeconds  float64 `json:"accounts_seconds"`
 	RepoBuildSeconds float64 `json:"repo_build_seconds"`
+	// With -login: the account, and its first createRecord (before any warm-up: on a server that just started,
+	// the write that opens the repository).
+	Login        string  `json:"login,omitempty"`
+	LoginDID     string  `json:"login_did,omitempty"`
+	FirstWriteMS float64 `json:"first_write_ms,omitempty"`
 }
 
 func main() {
@@ -129,6 +140,7 @@ func main() {
 
 type benchFlags struct {
 	url, name, out, invite, adminPass, prefix, scenarios, pprofURL, pprofDir string
+	login                                                                    string
 	pid                                                                      int
 	timeout                                                                  time.Duration
 	cfg                                                                      Config
@@ -145,6 +157,7 @@ func benchMain(args []string) error {
 	fs.StringVar(&f.adminPass, "admin-password", "", "admin password: create an invite code when the server requires one")
 	fs.StringVar(&f.prefix, "prefix", "", "handle prefix (default random)")
 	fs.StringVar(&f.scenarios, "scenarios", allScenarioList, "comma-separated scenarios to run")
+	fs.StringVar(&f.login, "login", "", "HANDLE:PASSWORD: write as this existing account instead of creating accounts (scenarios "+loginScenarios+" only)")
 	fs.StringVar(&f.pprofURL, "pprof", "", "server's net/http/pprof base URL (loopback): save a CPU profile per scenario")
 	fs.StringVar(&f.pprofDir, "pprof-dir", ".", "directory for the CPU profiles (<name>-<scenario>.pprof)")
 	fs.DurationVar(&f.timeout, "timeout", 20*time.Minute, "hard limit on the whole run")
@@ -184,6 +197,12 @@ func benchMain(args []string) error {
 		if !known[s] {
 			return fmt.Errorf("unknown scenario %q (known: %s)", s, allScenarioList)
 		}
+		if f.login != "" && !strings.Contains(","+loginScenarios+",", ","+s+",") {
+			return fmt.Errorf("-login: scenario %s needs accounts of its own (with -login: %s)", s, loginScenarios)
+		}
+	}
+	if h, p, ok := strings.Cut(f.login, ":"); f.login != "" && (!ok || h == "" || p == "") {
+		return errors.New("-login must be HANDLE:PASSWORD")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -239,35 +258,18 @@ func bench(ctx context.Context, f *benchFlags, logw io.Writer) (*Output, error) 
 	domain := desc.AvailableUserDomains[0]
 	out.Target.ServiceDID, out.Target.HandleDomain = desc.DID, domain
 
-	// Accounts: N writers (the first is also the one-client and one-account target) and one read repo.
-	nAcc := f.cfg.Clients + 1
-	invite := f.invite
-	if desc.InviteCodeRequired && invite == "" {
-		if f.adminPass == "" {
-			return nil, errors.New("the server requires invite codes: pass -invite-code or -admin-password")
-		}
-		if invite, err = c.createInviteCode(ctx, f.adminPass, nAcc); err != nil {
-			return nil, fmt.Errorf("createInviteCode: %w", err)
-		}
-	}
-	prefix := f.prefix
-	if prefix == "" {
-		prefix = "pb" + randomBase36(5)
-	}
-	t0 := time.Now()
-	accts := make([]*account, nAcc)
-	for i := range accts {
-		handle := fmt.Sprintf("%s%d%s", prefix, i, domain)
-		a, err := c.createAccount(ctx, handle, fmt.Sprintf("%s%d@example.com", prefix, i), "bench-password-"+prefix, invite)
+	var writers []*account
+	var readAcct *account
+	if f.login != "" {
+		a, err := loginAndFirstWrite(ctx, c, f.login, out)
 		if err != nil {
-			return nil, fmt.Errorf("createAccount %s: %w", handle, err)
+			return nil, err
 		}
-		accts[i] = a
+		logf("logged in as %s (%s); first createRecord %.2f ms", a.Handle, a.DID, out.Setup.FirstWriteMS)
+		writers = []*account{a}
+	} else if writers, readAcct, err = createAccounts(ctx, f, c, desc, out, logf); err != nil {
+		return nil, err
 	}
-	out.Setup.Accounts = nAcc
-	out.Setup.AccountsSeconds = time.Since(t0).Seconds()
-	writers, readAcct := accts[:f.cfg.Clients], accts[f.cfg.Clients]
-	logf("created %d accounts in %.1fs", nAcc, out.Setup.AccountsSeconds)
 
 	var rkeys []string
 	if want[scGetRecord1] || want[scGetRecordN] || want[scListRecordsN] || want[scGetRepo] {
@@ -413,6 +415,58 @@ func bench(ctx context.Context, f *benchFlags, logw io.Writer) (*Output, error) 
 		}
 	}
 	return out, nil
+}
+
+// createAccounts creates the run's accounts: N writers (the first is also the one-client and one-account
+// target) and one read repo.
+func createAccounts(ctx context.Context, f *benchFlags, c *client, desc *serverDescription, out *Output,
+	logf func(string, ...any)) (writers []*account, readAcct *account, err error) {
+	domain := desc.AvailableUserDomains[0]
+	nAcc := f.cfg.Clients + 1
+	invite := f.invite
+	if desc.InviteCodeRequired && invite == "" {
+		if f.adminPass == "" {
+			return nil, nil, errors.New("the server requires invite codes: pass -invite-code or -admin-password")
+		}
+		if invite, err = c.createInviteCode(ctx, f.adminPass, nAcc); err != nil {
+			return nil, nil, fmt.Errorf("createInviteCode: %w", err)
+		}
+	}
+	prefix := f.prefix
+	if prefix == "" {
+		prefix = "pb" + randomBase36(5)
+	}
+	t0 := time.Now()
+	accts := make([]*account, nAcc)
+	for i := range accts {
+		handle := fmt.Sprintf("%s%d%s", prefix, i, domain)
+		a, err := c.createAccount(ctx, handle, fmt.Sprintf("%s%d@example.com", prefix, i), "bench-password-"+prefix, invite)
+		if err != nil {
+			return nil, nil, fmt.Errorf("createAccount %s: %w", handle, err)
+		}
+		accts[i] = a
+	}
+	out.Setup.Accounts = nAcc
+	out.Setup.AccountsSeconds = time.Since(t0).Seconds()
+	logf("created %d accounts in %.1fs", nAcc, out.Setup.AccountsSeconds)
+	return accts[:f.cfg.Clients], accts[f.cfg.Clients], nil
+}
+
+// loginAndFirstWrite logs in as an existing account (-login HANDLE:PASSWORD) and times its first createRecord.
+func loginAndFirstWrite(ctx context.Context, c *client, login string, out *Output) (*account, error) {
+	handle, password, _ := strings.Cut(login, ":")
+	var a account
+	if _, err := c.call(ctx, http.MethodPost, "com.atproto.server.createSession", nil,
+		map[string]any{"identifier": handle, "password": password}, &a, reqOpts{}); err != nil {
+		return nil, fmt.Errorf("createSession %s: %w", handle, err)
+	}
+	out.Setup.Login, out.Setup.LoginDID = a.Handle, a.DID
+	t0 := time.Now()
+	if _, err := c.createRecord(ctx, &a, post("first write after login")); err != nil {
+		return nil, fmt.Errorf("first createRecord as %s: %w", handle, err)
+	}
+	out.Setup.FirstWriteMS = ms(time.Since(t0))
+	return &a, nil
 }
 
 // sample reads the server's and the tool's own /proc stats.

@@ -65,12 +65,17 @@ machine crashes while it runs, delete the directory. If only the tool stops (err
 completes the accounts (an account whose events were not stored yet misses them on the firehose: delete the
 directory for an exact state).
 
+With -records N, the first account (<prefix>0000000) gets a repository of N records (topped up to N): likes,
+posts and follows with TID keys from 2023, in commits of 200 signed with the account's key, then one #sync of
+the final head on the firehose, as after an import (records.go). 1M records take ~2 minutes on 2 cores and ~630 MB.
+
 flags:
 `
 
 type seedFlags struct {
 	data, prefix, password string
 	accounts, workers      int
+	records                int
 	durable, quiet         bool
 }
 
@@ -86,6 +91,7 @@ func seedMain(args []string) error {
 	fs.StringVar(&f.prefix, "prefix", "seed", "handle prefix (handles are <prefix><7 digits><domain>)")
 	fs.StringVar(&f.password, "password", "seed-password", "password of every seeded account")
 	fs.IntVar(&f.workers, "workers", 2*runtime.GOMAXPROCS(0), "accounts created in parallel")
+	fs.IntVar(&f.records, "records", 0, "records in the first account's repository (topped up to this many)")
 	fs.BoolVar(&f.durable, "durable", false, "keep the server's fsync per transaction (slower)")
 	fs.BoolVar(&f.quiet, "q", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
@@ -94,8 +100,11 @@ func seedMain(args []string) error {
 	if f.data == "" {
 		return errors.New("-data is required")
 	}
-	if f.accounts < 0 || f.workers < 1 {
-		return errors.New("-accounts must be >= 0 and -workers >= 1")
+	if f.accounts < 0 || f.workers < 1 || f.records < 0 {
+		return errors.New("-accounts and -records must be >= 0 and -workers >= 1")
+	}
+	if f.records > 0 && f.accounts < 1 {
+		return errors.New("-records needs -accounts >= 1")
 	}
 	if front := f.prefix + "0000000"; len(front) > 18 || strings.ContainsAny(front, ".") {
 		return fmt.Errorf("-prefix %q: handles would be invalid (at most 11 characters, no dots)", f.prefix)
@@ -110,6 +119,9 @@ func seedMain(args []string) error {
 	if res != nil {
 		fmt.Printf("seeded %s: %d accounts created, %d already there, in %.1fs (%.0f accounts/s)\n",
 			f.data, res.Created, res.Existing, res.Elapsed.Seconds(), float64(res.Created)/max(res.Elapsed.Seconds(), 1e-9))
+		if f.records > 0 {
+			fmt.Printf("%s: %d records added (%d wanted) in %.1fs\n", seedHandle(f.prefix, 0, ""), res.Records, f.records, res.RecordsElapsed.Seconds())
+		}
 	}
 	return err
 }
@@ -131,6 +143,8 @@ func relaxSync() {
 type seedResult struct {
 	Created, Existing int
 	Elapsed           time.Duration
+	Records           int           // added to the first account's repository (-records)
+	RecordsElapsed    time.Duration // of which filling it
 }
 
 // seed creates f.accounts accounts in f.data; getenv supplies the rest of the server's configuration (handle
@@ -269,6 +283,15 @@ func seed(ctx context.Context, f *seedFlags, getenv func(string) string, progres
 	if err := ctx.Err(); err != nil {
 		res.Elapsed = time.Since(start)
 		return res, err
+	}
+	if f.records > 0 {
+		t := time.Now()
+		res.Records, err = a.fillRecords(ctx, 0, f.records, progress)
+		res.RecordsElapsed = time.Since(t)
+		if err != nil {
+			res.Elapsed = time.Since(start)
+			return res, fmt.Errorf("filling %s: %w", seedHandle(f.prefix, 0, domain), err)
+		}
 	}
 	// Every event stored, every file closed, then everything on disk.
 	if err := seq.Flush(ctx); err != nil {
@@ -409,10 +432,15 @@ func seedCommitCAR(res *repo.CommitResult) []byte {
 			return nil
 		}
 		if blk.Cid().Equals(res.Commit) {
-			var buf bytes.Buffer
-			car.WriteHeader(&car.CarHeader{Roots: []cid.Cid{res.Commit}, Version: 1}, &buf)
-			carutil.LdWrite(&buf, res.Commit.Bytes(), blk.RawData())
-			return buf.Bytes()
+			return seedBlockCAR(res.Commit, blk.RawData())
 		}
 	}
+}
+
+// seedBlockCAR is a CAR of one block, its root (pds/car.go singleBlockCAR).
+func seedBlockCAR(c cid.Cid, data []byte) []byte {
+	var buf bytes.Buffer
+	car.WriteHeader(&car.CarHeader{Roots: []cid.Cid{c}, Version: 1}, &buf)
+	carutil.LdWrite(&buf, c.Bytes(), data)
+	return buf.Bytes()
 }
