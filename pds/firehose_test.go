@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/repo/mst"
 	"github.com/bluesky-social/indigo/atproto/syntax"
@@ -27,7 +26,6 @@ import (
 
 	"github.com/pdsgo/pds/internal/testpds"
 	"github.com/pdsgo/pds/pds"
-	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/sequencer"
 	pdsrepo "github.com/pdsgo/pds/repo"
 )
@@ -659,19 +657,7 @@ func TestFirehoseRecoversUnsequencedCommit(t *testing.T) {
 
 	// The "crashed" write.
 	ctx := context.Background()
-	accounts, err := accountstore.Open(ctx, filepath.Join(dataDir, "account.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := accounts.AccountByDID(ctx, acct.DID)
-	accounts.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := atcrypto.ParsePrivateBytesK256(a.SigningKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := signingKeyOf(t, dataDir, acct.DID)
 	seq, err := sequencer.Open(ctx, filepath.Join(dataDir, "sequencer.sqlite"), sequencer.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -45,6 +45,25 @@ func copyDir(t *testing.T, from, to string) {
 	}
 }
 
+// signingKeyOf reads an account's repo signing key from a stopped server's data directory.
+func signingKeyOf(t *testing.T, dataDir, did string) atcrypto.PrivateKey {
+	t.Helper()
+	accounts, err := accountstore.Open(context.Background(), filepath.Join(dataDir, "account.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := accounts.AccountByDID(context.Background(), did)
+	accounts.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := atcrypto.ParsePrivateBytesK256(a.SigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // markDirty sets the recovery mark a power loss would have left set.
 func markDirty(t *testing.T, dataDir, did string) {
 	t.Helper()
@@ -234,19 +253,7 @@ func TestRecoveryAnnouncesUnloggedCommit(t *testing.T) {
 	p.Stop()
 
 	ctx := context.Background()
-	accounts, err := accountstore.Open(ctx, filepath.Join(dataDir, "account.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := accounts.AccountByDID(ctx, acct.DID)
-	accounts.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := atcrypto.ParsePrivateBytesK256(a.SigningKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := signingKeyOf(t, dataDir, acct.DID)
 	markDirty(t, dataDir, acct.DID)
 	store, err := pdsrepo.OpenStore(filepath.Join(dataDir, "actors"), pdsrepo.StoreOptions{})
 	if err != nil {

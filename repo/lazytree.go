@@ -126,6 +126,25 @@ func (t *lazyTree) hydrateNode(ctx context.Context, n *mst.Node, lo, hi []byte, 
 	if !anyKeyIn(keys, lo, hi) {
 		return nil
 	}
+	return eachChild(n, lo, hi, func(e *mst.NodeEntry, left, right []byte) error {
+		if !anyKeyIn(keys, left, right) {
+			return nil
+		}
+		if e.Child == nil {
+			child, err := t.load(ctx, *e.ChildCID)
+			if err != nil {
+				return err
+			}
+			child.Height = n.Height - 1
+			e.Child = child
+		}
+		return t.hydrateNode(ctx, e.Child, left, right, keys)
+	})
+}
+
+// eachChild calls fn for every child entry of n (whose range is [lo, hi]) with the child's closed key range:
+// bounded by the keys of its neighbouring entries in n, or n's own bounds (nil: open).
+func eachChild(n *mst.Node, lo, hi []byte, fn func(e *mst.NodeEntry, left, right []byte) error) error {
 	left := lo
 	for j := range n.Entries {
 		e := &n.Entries[j]
@@ -143,18 +162,7 @@ func (t *lazyTree) hydrateNode(ctx context.Context, n *mst.Node, lo, hi []byte, 
 				break
 			}
 		}
-		if !anyKeyIn(keys, left, right) {
-			continue
-		}
-		if e.Child == nil {
-			child, err := t.load(ctx, *e.ChildCID)
-			if err != nil {
-				return err
-			}
-			child.Height = n.Height - 1
-			e.Child = child
-		}
-		if err := t.hydrateNode(ctx, e.Child, left, right, keys); err != nil {
+		if err := fn(e, left, right); err != nil {
 			return err
 		}
 	}

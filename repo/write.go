@@ -716,41 +716,21 @@ func nodesCovering(n *mst.Node, lo, hi []byte, keys []string, out map[cid.Cid]bo
 	if n == nil {
 		return mst.ErrPartialTree
 	}
-	i := sort.SearchStrings(keys, string(lo))
-	if i == len(keys) || (hi != nil && keys[i] > string(hi)) {
+	if !anyKeyIn(keys, lo, hi) {
 		return nil
 	}
 	if n.CID != nil {
 		out[*n.CID] = true
 	}
-	left := lo
-	for j, e := range n.Entries {
-		if e.IsValue() {
-			left = e.Key
-			continue
-		}
-		if !e.IsChild() {
-			continue
-		}
-		right := hi
-		for k := j + 1; k < len(n.Entries); k++ {
-			if n.Entries[k].IsValue() {
-				right = n.Entries[k].Key
-				break
-			}
-		}
+	return eachChild(n, lo, hi, func(e *mst.NodeEntry, left, right []byte) error {
 		if e.Child == nil {
-			// Only an error if the range matters.
-			if i := sort.SearchStrings(keys, string(left)); i < len(keys) && (right == nil || keys[i] <= string(right)) {
+			if anyKeyIn(keys, left, right) { // only an error if the range matters
 				return mst.ErrPartialTree
 			}
-			continue
+			return nil
 		}
-		if err := nodesCovering(e.Child, left, right, keys, out); err != nil {
-			return err
-		}
-	}
-	return nil
+		return nodesCovering(e.Child, left, right, keys, out)
+	})
 }
 
 type block struct {
