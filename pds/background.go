@@ -1,6 +1,7 @@
 package pds
 
 import (
+	"context"
 	"sync"
 )
 
@@ -11,14 +12,21 @@ type background struct {
 	stopped bool
 	quit    chan struct{}
 	wg      sync.WaitGroup
+	// ctx is canceled with quit: context.AfterFunc on it reacts to the stop without a goroutine per waiter.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 func newBackground() *background {
-	return &background{quit: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &background{quit: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
 // Quit is closed when the server stops.
 func (b *background) Quit() <-chan struct{} { return b.quit }
+
+// Context is canceled when the server stops (when Quit is closed).
+func (b *background) Context() context.Context { return b.ctx }
 
 // enter registers a goroutine; false once the server is stopping (the caller must not start its work).
 // Every successful enter must be matched by leave.
@@ -51,6 +59,7 @@ func (b *background) stop() {
 	if !b.stopped {
 		b.stopped = true
 		close(b.quit)
+		b.cancel()
 	}
 	b.mu.Unlock()
 	b.wg.Wait()

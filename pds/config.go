@@ -86,6 +86,10 @@ type Config struct {
 	AcceptingRepoImports bool  // PDS_ACCEPTING_REPO_IMPORTS (default true)
 	MaxRepoImportSize    int64 // PDS_MAX_REPO_IMPORT_SIZE (bytes, default 1 GiB)
 
+	// MemoryLimit is the Go runtime's soft memory limit in bytes that cmd/pds applies when GOMEMLIMIT is not
+	// set (PDS_MEMORY_LIMIT, default 64 MiB; 0 = none). See docs/operators.md.
+	MemoryLimit int64
+
 	// GeneratedSecrets lists what LoadConfig generated and saved in the data directory (for the start-up log).
 	GeneratedSecrets []string
 }
@@ -148,6 +152,9 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 		return nil, err
 	}
 	if err := c.loadImportConfig(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.loadMemoryLimit(getenv); err != nil {
 		return nil, err
 	}
 	if err := c.loadServices(getenv); err != nil {

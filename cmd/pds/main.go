@@ -45,6 +45,7 @@ func serve() error {
 	if len(cfg.GeneratedSecrets) > 0 {
 		log.Warn("generated secrets and saved them in the data directory's secrets.json", "secrets", cfg.GeneratedSecrets)
 	}
+	defer startMemoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT"), log)()
 	_, stopPprof, err := startPprof(os.Getenv("PDS_PPROF_ADDR"), log)
 	if err != nil {
 		ln.Close()
