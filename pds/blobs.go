@@ -206,6 +206,17 @@ func (b *blobService) unreferencedHook(did string) (hook func(context.Context) e
 	return hook, release
 }
 
+// markReplayed schedules the collector for an account after commits were replayed into its repo: a replay has
+// no OnBlobsUnreferenced hook, and one of its commits may have left a blob unreferenced (the collector finds
+// nothing to do otherwise).
+func (b *blobService) markReplayed(ctx context.Context, did string) error {
+	release, err := b.mark(ctx, did, time.Now().Add(b.grace))
+	if err == nil {
+		release()
+	}
+	return err
+}
+
 // run is the collector: it collects what is due, then sleeps until the next due time (at most gcMaxSleep), a
 // mark, or the server stopping.
 func (b *blobService) run(quit <-chan struct{}) {

@@ -125,6 +125,11 @@ func (s *Server) catchUp(ctx context.Context, r *repo.Repo, did string) error {
 	if err != nil {
 		return fmt.Errorf("replaying logged commits into the repo: %w", err)
 	}
+	if n > 0 {
+		if err := s.blobs.markReplayed(ctx, did); err != nil {
+			return err
+		}
+	}
 	s.log.Warn("repo brought forward to the firehose log after a failed transaction", "did", did, "commits", n)
 	return nil
 }
@@ -278,6 +283,11 @@ func (s *Server) replayLostCommits(ctx context.Context, r *repo.Repo, acct *acco
 		return err
 	}
 	n, err := r.ReplayCommits(ctx, events)
+	if err == nil && n > 0 {
+		if merr := s.blobs.markReplayed(ctx, acct.DID); merr != nil {
+			s.log.Error("recovery: scheduling the blob GC after a replay", "did", acct.DID, "err", merr)
+		}
+	}
 	if err == nil {
 		if now, herr := r.Head(ctx); herr == nil && now.Rev == lastRev {
 			s.log.Warn("recovery: replayed commits the repo lost from the firehose log", "did", acct.DID, "commits", n, "rev", lastRev)
