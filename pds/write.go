@@ -126,11 +126,11 @@ func (s *Server) catchUp(ctx context.Context, r *repo.Repo, did string) error {
 		return fmt.Errorf("replaying logged commits into the repo: %w", err)
 	}
 	if n > 0 {
+		s.log.Warn("repo brought forward to the firehose log after a failed transaction", "did", did, "commits", n)
 		if err := s.blobs.markReplayed(ctx, did); err != nil {
 			return err
 		}
 	}
-	s.log.Warn("repo brought forward to the firehose log after a failed transaction", "did", did, "commits", n)
 	return nil
 }
 
