@@ -415,11 +415,18 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	} else if ref != "" {
 		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
 	}
-	val, err := recordJSON(data)
-	if err != nil {
+	// Written as listRecords writes each record (the bytes encoding/json gives for these keys, sorted), without
+	// encoding/json compacting the record's JSON once more.
+	doc := make([]byte, 0, 160+2*len(data))
+	doc = append(doc, `{"cid":"`...)
+	doc = append(doc, recCID.String()...)
+	doc = append(doc, `","uri":`...)
+	doc = appendJSONString(doc, []byte(uri))
+	doc = append(doc, `,"value":`...)
+	if doc, err = appendRecordJSON(doc, data); err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"uri": uri, "cid": recCID.String(), "value": val})
+	return writeJSON(c, append(doc, '}'))
 }
 
 func (s *Server) handleListRecords(c echo.Context) error {
