@@ -567,10 +567,9 @@ func (s *Sequencer) store(batch, barriers []*queued) ([]*Event, error) {
 			return nil, err
 		}
 	}
+	// The head is max(seq) of the events; the meta row only keeps it when pruning deletes them (Prune), so a
+	// batch writes no page for it.
 	newHead := head + int64(len(batch))
-	if _, err := tx.StmtContext(ctx, s.stmts.setHead).ExecContext(ctx, newHead); err != nil {
-		return nil, err
-	}
 	if err := tx.Commit(); err != nil {
 		return nil, err
 	}
@@ -729,21 +728,40 @@ func (s *Sequencer) EarliestSince(ctx context.Context, t time.Time) (int64, erro
 var pruneBatch = 5000
 
 // Prune deletes events sequenced before before, oldest first; the head (and so the next seq) is unaffected:
-// it lives in the meta table, not in the events.
+// each deleting transaction first records the highest seq in the meta row, which Open reads along with the
+// events' max(seq).
 func (s *Sequencer) Prune(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {
-		res, err := s.db.ExecContext(ctx, `DELETE FROM event WHERE seq IN
-			(SELECT seq FROM event WHERE time < ? ORDER BY seq LIMIT ?)`, before.UnixMilli(), pruneBatch)
-		if err != nil {
-			return total, err
-		}
-		n, err := res.RowsAffected()
+		n, err := s.pruneOnce(ctx, before)
 		total += n
 		if err != nil || n < int64(pruneBatch) {
 			return total, err
 		}
 	}
+}
+
+func (s *Sequencer) pruneOnce(ctx context.Context, before time.Time) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) SELECT 'head', max(seq) FROM event
+		WHERE true HAVING max(seq) IS NOT NULL
+		ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)`); err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM event WHERE seq IN
+		(SELECT seq FROM event WHERE time < ? ORDER BY seq LIMIT ?)`, before.UnixMilli(), pruneBatch)
+	if err != nil {
+		return 0, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
 }
 
 // PurgeAccount removes what the log holds of a deleted account, as the reference does: every stored event of
@@ -765,7 +783,7 @@ func (s *Sequencer) PurgeAccount(ctx context.Context, did string) error {
 // storeStmts are prepared when the log opens, never later: preparing on the pool while a transaction holds a
 // connection can wait forever. Statements bound to a transaction with StmtContext are closed with it.
 type storeStmts struct {
-	insertEvent, setLastRev, setHead *sql.Stmt
+	insertEvent, setLastRev *sql.Stmt
 }
 
 func (st *storeStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -773,11 +791,7 @@ func (st *storeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	if st.insertEvent, err = db.PrepareContext(ctx, "INSERT INTO event (seq, did, type, time, frame) VALUES (?, ?, ?, ?, ?)"); err != nil {
 		return err
 	}
-	if st.setLastRev, err = db.PrepareContext(ctx, `INSERT INTO repo_state (did, last_rev) VALUES (?, ?)
-		ON CONFLICT (did) DO UPDATE SET last_rev = excluded.last_rev`); err != nil {
-		return err
-	}
-	st.setHead, err = db.PrepareContext(ctx, `INSERT INTO meta (key, value) VALUES ('head', ?)
-		ON CONFLICT (key) DO UPDATE SET value = excluded.value`)
+	st.setLastRev, err = db.PrepareContext(ctx, `INSERT INTO repo_state (did, last_rev) VALUES (?, ?)
+		ON CONFLICT (did) DO UPDATE SET last_rev = excluded.last_rev`)
 	return err
 }
