@@ -162,7 +162,7 @@ func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) er
 	if err != nil {
 		return err
 	}
-	passwordHash, err := hashPassword(in.Password)
+	passwordHash, err := HashPassword(in.Password)
 	if err != nil {
 		return err
 	}

@@ -232,7 +232,7 @@ const maxPasswordLength = 256
 
 // setPassword changes an account's password and revokes every session (resetPassword, admin update).
 func (s *Server) setPassword(ctx context.Context, did, password string) error {
-	hash, err := hashPassword(password)
+	hash, err := HashPassword(password)
 	if err != nil {
 		return err
 	}

@@ -123,7 +123,7 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	passwordHash, err := hashPassword(in.Password)
+	passwordHash, err := HashPassword(in.Password)
 	if err != nil {
 		return err
 	}
@@ -179,7 +179,7 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	s.seq.EnqueueIdentity(did, handle)
 	s.seq.EnqueueAccount(did, true, "")
 	s.seq.EnqueueCommit(commit.Event)
-	s.seq.EnqueueSync(did, commit.Rev, commitOnlyCAR(commit))
+	s.seq.EnqueueSync(did, commit.Rev, commit.SyncCAR())
 
 	tokens, err := s.createSessionTokens(ctx, acct, "")
 	if err != nil {

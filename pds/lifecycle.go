@@ -323,7 +323,7 @@ func (s *Server) syncEventBlocks(ctx context.Context, did string) ([]byte, strin
 	if err != nil {
 		return nil, "", err
 	}
-	return singleBlockCAR(head.Commit, blk), head.Rev, nil
+	return repo.SyncCAR(head.Commit, blk), head.Rev, nil
 }
 
 // deactivateAccount marks the account deactivated (deleteAfter, if set, is when the deletion job removes it)

@@ -12,7 +12,8 @@ import (
 // Passwords are hashed with scrypt in the reference PDS's format ("<hex salt>:<hex hash>", N=16384, r=8, p=1,
 // 64-byte key, the salt used as its hex text), so hashes carried over from a reference installation verify.
 
-func hashPassword(password string) (string, error) {
+// HashPassword hashes a password in that format (also used by tools that write accounts, cmd/pdsbench seed).
+func HashPassword(password string) (string, error) {
 	salt := make([]byte, 16)
 	if _, err := rand.Read(salt); err != nil {
 		return "", err

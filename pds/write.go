@@ -241,7 +241,7 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 		}
 		done = append(done, s.seq.EnqueueCommit(evt))
 		if genesis {
-			done = append(done, s.seq.EnqueueSync(acct.DID, evt.Rev, commitOnlyCAR(&repo.CommitResult{Commit: cid.Cid(evt.Commit), Event: evt})))
+			done = append(done, s.seq.EnqueueSync(acct.DID, evt.Rev, (&repo.CommitResult{Commit: cid.Cid(evt.Commit), Event: evt}).SyncCAR()))
 		}
 	}
 	logged := d.LastRev
@@ -260,7 +260,7 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 		}
 		s.log.Warn("recovery: the repo has commits the firehose never got (not acknowledged); announcing its head with #sync",
 			"did", acct.DID, "repo_rev", head.Rev, "log_rev", logged)
-		done = append(done, s.seq.EnqueueSync(acct.DID, head.Rev, singleBlockCAR(head.Commit, blk)))
+		done = append(done, s.seq.EnqueueSync(acct.DID, head.Rev, repo.SyncCAR(head.Commit, blk)))
 	}
 	for _, ch := range done {
 		if err := <-ch; err != nil {
@@ -301,7 +301,7 @@ func (s *Server) replayLostCommits(ctx context.Context, r *repo.Repo, acct *acco
 	if err != nil {
 		return err
 	}
-	return <-s.seq.EnqueueSync(acct.DID, now.Rev, singleBlockCAR(now.Commit, blk))
+	return <-s.seq.EnqueueSync(acct.DID, now.Rev, repo.SyncCAR(now.Commit, blk))
 }
 
 // resyncAfterLostLog runs when sequencer.sqlite was lost while accounts exist. Whatever the old log held (and
@@ -339,7 +339,7 @@ func (s *Server) resyncAfterLostLog(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			done = append(done, s.seq.EnqueueSync(a.DID, head.Rev, singleBlockCAR(head.Commit, commitBlock)))
+			done = append(done, s.seq.EnqueueSync(a.DID, head.Rev, repo.SyncCAR(head.Commit, commitBlock)))
 			n++
 		}
 		for _, ch := range done {

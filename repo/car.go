@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -77,6 +78,32 @@ func newCARWriter(w io.Writer, root cid.Cid) (*carWriter, error) {
 
 func (cw *carWriter) put(c cid.Cid, data []byte) error {
 	return carutil.LdWrite(cw.w, c.Bytes(), data)
+}
+
+// SyncCAR is what a #sync event carries: a CAR holding only the commit block, its root.
+func SyncCAR(commit cid.Cid, commitBlock []byte) []byte {
+	var buf bytes.Buffer
+	writeCARBlocks(&buf, commit, []block{{commit, commitBlock}}) // writes to memory: no error
+	return buf.Bytes()
+}
+
+// SyncCAR is the commit's #sync blocks (see the function SyncCAR), taken from its event's CAR; nil if the
+// event does not hold the commit block.
+func (res *CommitResult) SyncCAR() []byte {
+	if res.Event == nil {
+		return nil
+	}
+	var found []byte
+	streamCAR(context.Background(), bytes.NewReader(res.Event.Blocks), int64(len(res.Event.Blocks)), func(_ context.Context, c cid.Cid, data []byte) error {
+		if c.Equals(res.Commit) {
+			found = bytes.Clone(data)
+		}
+		return nil
+	})
+	if found == nil {
+		return nil
+	}
+	return SyncCAR(res.Commit, found)
 }
 
 func writeCARBlocks(w io.Writer, root cid.Cid, blks []block) error {

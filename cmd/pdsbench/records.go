@@ -111,7 +111,7 @@ func (a *seeder) fillRecords(ctx context.Context, i, n int, progress io.Writer) 
 	if err != nil {
 		return added, err
 	}
-	if err := <-a.seq.EnqueueSync(acct.DID, head.Rev, seedBlockCAR(head.Commit, blk)); err != nil {
+	if err := <-a.seq.EnqueueSync(acct.DID, head.Rev, repo.SyncCAR(head.Commit, blk)); err != nil {
 		return added, err
 	}
 	// The genesis commit's outbox row is superseded by the #sync (as in the server's resync after a lost log).

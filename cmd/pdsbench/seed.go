@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"database/sql/driver"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,10 +21,6 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
-	"github.com/ipfs/go-cid"
-	car "github.com/ipld/go-car"
-	carutil "github.com/ipld/go-car/util"
-	"golang.org/x/crypto/scrypt"
 	"modernc.org/sqlite"
 
 	"github.com/pdsgo/pds/identity/plc"
@@ -209,7 +202,7 @@ func seed(ctx context.Context, f *seedFlags, getenv func(string) string, progres
 		}
 	}
 
-	passwordHash, err := seedPasswordHash(f.password)
+	passwordHash, err := pds.HashPassword(f.password)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +378,7 @@ func (a *seeder) account(ctx context.Context, i int) (bool, error) {
 	a.seq.EnqueueIdentity(did, handle)
 	a.seq.EnqueueAccount(did, true, "")
 	a.seq.EnqueueCommit(commit.Event)
-	a.seq.EnqueueSync(did, commit.Rev, seedCommitCAR(commit))
+	a.seq.EnqueueSync(did, commit.Rev, commit.SyncCAR())
 	return true, nil
 }
 
@@ -402,45 +395,4 @@ func (a *seeder) signingKey(i int) (*atcrypto.PrivateKeyK256, error) {
 		}
 	}
 	return nil, errors.New("could not derive a signing key")
-}
-
-// seedPasswordHash hashes password in the server's format (pds/password.go, the reference's: "<hex salt>:<hex
-// scrypt key>", N=16384, r=8, p=1, 64 bytes, the salt's hex text as salt). The seed test logs in with it.
-func seedPasswordHash(password string) (string, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	saltHex := hex.EncodeToString(salt)
-	key, err := scrypt.Key([]byte(password), []byte(saltHex), 16384, 8, 1, 64)
-	if err != nil {
-		return "", err
-	}
-	return saltHex + ":" + hex.EncodeToString(key), nil
-}
-
-// seedCommitCAR is the #sync event's blocks: a CAR of the commit block alone, taken from the commit's event
-// (pds/car.go commitOnlyCAR).
-func seedCommitCAR(res *repo.CommitResult) []byte {
-	rd, err := car.NewCarReader(bytes.NewReader(res.Event.Blocks))
-	if err != nil {
-		return nil
-	}
-	for {
-		blk, err := rd.Next()
-		if err != nil {
-			return nil
-		}
-		if blk.Cid().Equals(res.Commit) {
-			return seedBlockCAR(res.Commit, blk.RawData())
-		}
-	}
-}
-
-// seedBlockCAR is a CAR of one block, its root (pds/car.go singleBlockCAR).
-func seedBlockCAR(c cid.Cid, data []byte) []byte {
-	var buf bytes.Buffer
-	car.WriteHeader(&car.CarHeader{Roots: []cid.Cid{c}, Version: 1}, &buf)
-	carutil.LdWrite(&buf, c.Bytes(), data)
-	return buf.Bytes()
 }
