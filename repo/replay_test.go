@@ -192,3 +192,57 @@ func TestOnStagedFailureLeavesRepoBehind(t *testing.T) {
 	checkEvent(t, res, &head, pubKey(t, key))
 	assertExactBlocks(t, r)
 }
+
+// TestOutboxTrimmedOnlyWhenItHoldsRows: outbox rows (the genesis's, non-DeferSync commits') are trimmed by the
+// next commit through TrimOutboxThrough, including rows found at open; DeferSync commits add none, and the
+// bookkeeping that skips the trim of an empty outbox does not lose a row that still needs one.
+func TestOutboxTrimmedOnlyWhenItHoldsRows(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	key := newKey(t)
+	did := syntax.DID("did:plc:outboxtrim")
+	count := func(r *Repo) int {
+		var n int
+		if err := r.db.QueryRowContext(ctx, "SELECT count(*) FROM outbox").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	s, err := OpenStore(dir, StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	genesis, err := s.Create(ctx, did, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Repo(ctx, did)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.outboxMax != genesis.Rev || count(r) != 1 {
+		t.Fatalf("at open: outboxMax %q, %d rows; want the genesis row %s", r.outboxMax, count(r), genesis.Rev)
+	}
+	durable, err := r.Apply(ctx, WriteRequest{Signer: key, Ops: []WriteOp{create("a", "a", t)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if count(r) != 2 || r.outboxMax != durable.Rev {
+		t.Fatalf("after a commit without DeferSync: %d rows, outboxMax %q", count(r), r.outboxMax)
+	}
+	// Trims through the genesis only: the other row stays, and so does the need to trim.
+	if _, err := r.Apply(ctx, WriteRequest{Signer: key, DeferSync: true, TrimOutboxThrough: genesis.Rev, Ops: []WriteOp{create("b", "b", t)}}); err != nil {
+		t.Fatal(err)
+	}
+	if count(r) != 1 || r.outboxMax != durable.Rev {
+		t.Fatalf("after a partial trim: %d rows, outboxMax %q", count(r), r.outboxMax)
+	}
+	if _, err := r.Apply(ctx, WriteRequest{Signer: key, DeferSync: true, TrimOutboxThrough: durable.Rev, Ops: []WriteOp{create("c", "c", t)}}); err != nil {
+		t.Fatal(err)
+	}
+	if count(r) != 0 || r.outboxMax != "" {
+		t.Fatalf("after the full trim: %d rows, outboxMax %q", count(r), r.outboxMax)
+	}
+	r.Release()
+	s.Close()
+}

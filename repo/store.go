@@ -413,6 +413,9 @@ type Repo struct {
 	st  *writeState // guarded by wmu; nil until loaded, or after a failed commit
 	// behind (guarded by wmu): a failed transaction's commits were handed out by OnStaged (ErrBehind).
 	behind bool
+	// outboxMax (guarded by wmu) is the highest rev the outbox may hold, "" when it is empty: read at open,
+	// kept by storeCommits, so a commit trims the outbox only when there is something to trim.
+	outboxMax string
 
 	commitTxs int // transactions that stored commits (guarded by wmu; tests see the grouping)
 
@@ -444,7 +447,7 @@ func (r *Repo) open(ctx context.Context) error {
 	if _, err := headRow(ctx, r.q()); err != nil {
 		return err
 	}
-	return nil
+	return r.db.QueryRowContext(ctx, "SELECT coalesce(max(rev), '') FROM outbox").Scan(&r.outboxMax)
 }
 
 // DID is the account of this repository.

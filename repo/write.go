@@ -65,7 +65,7 @@ type WriteRequest struct {
 	// OnBlobsUnreferenced, if set, runs inside the commit's transaction before it commits when the commit leaves
 	// a blob referenced by no record, so the caller can durably schedule its collection; an error aborts the commit.
 	OnBlobsUnreferenced func(context.Context) error
-	// DeferSync commits without waiting for fsync (SQLite synchronous=NORMAL for that transaction): the commit
+	// DeferSync commits without waiting for fsync (an open repository's connections run synchronous=NORMAL): the commit
 	// survives a crash of the process at once, and power loss once the repository's WAL is next synced
 	// (checkpoint, close, Store.Sync). The caller makes the commit durable another way: the server acknowledges
 	// a write once its #commit event (which carries every new block) is fsynced in the firehose log, and
@@ -523,14 +523,18 @@ func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit, durabl
 	}
 	defer tx.Rollback()
 	q := r.cachedTx(tx)
-	trim := ""
+	trim, inserted := "", ""
 	for _, c := range commits {
 		if err := writeCommit(ctx, tx, q, c); err != nil {
 			return err
 		}
 		trim = max(trim, c.trimThrough)
+		if c.event != nil {
+			inserted = max(inserted, c.head.Rev)
+		}
 	}
-	if trim != "" {
+	// The outbox is almost always empty now (DeferSync commits add no row): no DELETE per commit then.
+	if trim != "" && r.outboxMax != "" {
 		if _, err := q.ExecContext(ctx, sqlTrimOutbox, trim); err != nil {
 			return err
 		}
@@ -538,6 +542,10 @@ func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit, durabl
 	if err := tx.Commit(); err != nil {
 		return err
 	}
+	if trim >= r.outboxMax {
+		r.outboxMax = ""
+	}
+	r.outboxMax = max(r.outboxMax, inserted)
 	r.commitTxs++
 	r.ckpt.Wrote(commitWeight(commits))
 	return nil

@@ -374,13 +374,7 @@ func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000Z") }
 
 // EnqueueCommit queues a #commit event. Call it in commit order per account (under the repo lock).
 func (s *Sequencer) EnqueueCommit(evt *comatproto.SyncSubscribeRepos_Commit) <-chan error {
-	if evt.Time == "" {
-		evt.Time = now()
-	}
-	if evt.Blobs == nil {
-		evt.Blobs = []lexutil.LexLink{}
-	}
-	return s.enqueue(&queued{did: evt.Repo, typ: TypeCommit, rev: evt.Rev, msg: evt, seq: func(n int64) { evt.Seq = n }})
+	return s.EnqueueCommitGated(evt, nil)
 }
 
 // EnqueueCommitGated queues a #commit whose repo transaction may still be running: the event is stored (and
