@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -46,6 +47,7 @@ func serve() error {
 		log.Warn("generated secrets and saved them in the data directory's secrets.json", "secrets", cfg.GeneratedSecrets)
 	}
 	defer startMemoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT"), log)()
+	defer startMemoryTrim(trimInterval, trimQuiet, trimMinExcess, debug.FreeOSMemory)()
 	_, stopPprof, err := startPprof(os.Getenv("PDS_PPROF_ADDR"), log)
 	if err != nil {
 		ln.Close()
@@ -57,6 +59,7 @@ func serve() error {
 		ln.Close()
 		return err
 	}
+	debug.FreeOSMemory() // start-up's garbage (migrations, schemas), before the first request
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
