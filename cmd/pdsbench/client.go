@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -53,10 +54,13 @@ func loopbackDialer() func(ctx context.Context, network, addr string) (net.Conn,
 	}
 }
 
-// client is a minimal XRPC client for the methods the load uses.
+// client is a minimal XRPC client for the methods the load uses. The measured calls (getRecord, createRecord,
+// listRecords, getRepo) go through lean, one connection per concurrent caller (lean.go); the set-up calls through
+// net/http (call).
 type client struct {
 	base string
 	http *http.Client
+	lean *leanPool
 }
 
 func newClient(base string, conns int) *client {
@@ -67,7 +71,14 @@ func newClient(base string, conns int) *client {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true, // measure the server, not gzip on both ends
 	}
-	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+	return &client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: 60 * time.Second},
+		lean: newLeanPool(base)}
+}
+
+// closeIdle closes the connections not in use.
+func (c *client) closeIdle() {
+	c.http.CloseIdleConnections()
+	c.lean.closeIdle()
 }
 
 // xrpcError is a non-2xx answer.
@@ -82,11 +93,10 @@ func (e *xrpcError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e
 type reqOpts struct {
 	token     string // bearer token
 	adminPass string // HTTP Basic admin:<pass>
-	sink      io.Writer
 }
 
-// call sends one XRPC request. in (POST only) is JSON-encoded; out, if non-nil, receives the JSON answer.
-// With o.sink set the body is copied there instead and the byte count returned.
+// call sends one XRPC request through net/http (set-up calls; the measured ones are in lean.go). in (POST only)
+// is JSON-encoded; out, if non-nil, receives the JSON answer.
 func (c *client) call(ctx context.Context, method, nsid string, params url.Values, in, out any, o reqOpts) (int64, error) {
 	u := c.base + "/xrpc/" + nsid
 	if len(params) > 0 {
@@ -120,14 +130,7 @@ func (c *client) call(ctx context.Context, method, nsid string, params url.Value
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		e := &xrpcError{Status: resp.StatusCode}
-		if json.Unmarshal(raw, e) != nil || e.Name == "" {
-			e.Message = strings.TrimSpace(string(raw))
-		}
-		return 0, e
-	}
-	if o.sink != nil {
-		return io.Copy(o.sink, resp.Body)
+		return 0, newXRPCError(resp.StatusCode, raw)
 	}
 	if out == nil {
 		n, err := io.Copy(io.Discard, resp.Body)
@@ -178,11 +181,14 @@ func (c *client) createAccount(ctx context.Context, handle, email, password, inv
 
 const benchCollection = "app.bsky.feed.post"
 
+// createdAtLayout is the posts' createdAt: a fresh timestamp with milliseconds, in UTC.
+const createdAtLayout = "2006-01-02T15:04:05.000Z"
+
 func post(text string) map[string]any {
 	return map[string]any{
 		"$type":     benchCollection,
 		"text":      text,
-		"createdAt": time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+		"createdAt": time.Now().UTC().Format(createdAtLayout),
 	}
 }
 
@@ -191,11 +197,32 @@ type writeResult struct {
 	CID string `json:"cid"`
 }
 
-func (c *client) createRecord(ctx context.Context, a *account, rec map[string]any) (*writeResult, error) {
+// createRecord writes a post with this text and a fresh createdAt. The body is the JSON that json.Marshal writes
+// for {"repo", "collection", "record": post(text)}, appended by hand into a reused buffer.
+func (c *client) createRecord(ctx context.Context, a *account, text string) (writeResult, error) {
+	lc := c.lean.get()
+	defer c.lean.put(lc)
+	b := append(lc.post[:0], `{"collection":`...)
+	b = appendJSONString(b, benchCollection)
+	b = append(b, `,"record":{"$type":`...)
+	b = appendJSONString(b, benchCollection)
+	b = append(b, `,"createdAt":"`...)
+	b = time.Now().UTC().AppendFormat(b, createdAtLayout)
+	b = append(b, `","text":`...)
+	b = appendJSONString(b, text)
+	b = append(b, `},"repo":`...)
+	b = appendJSONString(b, a.DID)
+	lc.post = append(b, '}')
+	lc.begin(http.MethodPost, "com.atproto.repo.createRecord")
+	lc.end(a.AccessJwt, lc.post)
 	var out writeResult
-	_, err := c.call(ctx, http.MethodPost, "com.atproto.repo.createRecord", nil,
-		map[string]any{"repo": a.DID, "collection": benchCollection, "record": rec}, &out, reqOpts{token: a.AccessJwt})
-	return &out, err
+	if _, err := lc.roundTrip(ctx, nil, true); err != nil {
+		return out, err
+	}
+	if err := json.Unmarshal(lc.resp, &out); err != nil {
+		return out, fmt.Errorf("createRecord: %w", err)
+	}
+	return out, nil
 }
 
 // applyCreates writes records in one applyWrites call and returns their record keys.
@@ -222,27 +249,51 @@ func (c *client) applyCreates(ctx context.Context, a *account, recs []map[string
 	return rkeys, nil
 }
 
+// getRecord reads one post; the answer is read in full and discarded.
 func (c *client) getRecord(ctx context.Context, did, rkey string) error {
-	_, err := c.call(ctx, http.MethodGet, "com.atproto.repo.getRecord",
-		url.Values{"repo": {did}, "collection": {benchCollection}, "rkey": {rkey}}, nil, nil, reqOpts{})
+	lc := c.lean.get()
+	defer c.lean.put(lc)
+	// The parameters in url.Values.Encode's order (sorted by name), as net/http sent them.
+	lc.begin(http.MethodGet, "com.atproto.repo.getRecord")
+	lc.query('?', "collection", benchCollection)
+	lc.query('&', "repo", did)
+	lc.query('&', "rkey", rkey)
+	lc.end("", nil)
+	_, err := lc.roundTrip(ctx, nil, false)
 	return err
 }
 
-// listRecords reads one page and returns the next cursor.
+// listRecords reads one page and returns the next cursor and the number of records.
 func (c *client) listRecords(ctx context.Context, did string, limit int, cursor string) (string, int, error) {
-	p := url.Values{"repo": {did}, "collection": {benchCollection}, "limit": {fmt.Sprint(limit)}}
+	lc := c.lean.get()
+	defer c.lean.put(lc)
+	lc.begin(http.MethodGet, "com.atproto.repo.listRecords")
+	lc.query('?', "collection", benchCollection)
 	if cursor != "" {
-		p.Set("cursor", cursor)
+		lc.query('&', "cursor", cursor)
+	}
+	lc.query('&', "limit", strconv.Itoa(limit))
+	lc.query('&', "repo", did)
+	lc.end("", nil)
+	if _, err := lc.roundTrip(ctx, nil, true); err != nil {
+		return "", 0, err
 	}
 	var out struct {
-		Cursor  string            `json:"cursor"`
-		Records []json.RawMessage `json:"records"`
+		Cursor  string     `json:"cursor"`
+		Records []struct{} `json:"records"`
 	}
-	_, err := c.call(ctx, http.MethodGet, "com.atproto.repo.listRecords", p, nil, &out, reqOpts{})
-	return out.Cursor, len(out.Records), err
+	if err := json.Unmarshal(lc.resp, &out); err != nil {
+		return "", 0, fmt.Errorf("listRecords: %w", err)
+	}
+	return out.Cursor, len(out.Records), nil
 }
 
-// getRepo downloads the account's whole repository and returns its size.
-func (c *client) getRepo(ctx context.Context, did string) (int64, error) {
-	return c.call(ctx, http.MethodGet, "com.atproto.sync.getRepo", url.Values{"did": {did}}, nil, nil, reqOpts{sink: io.Discard})
+// getRepo downloads the account's whole repository into sink and returns its size.
+func (c *client) getRepo(ctx context.Context, did string, sink io.Writer) (int64, error) {
+	lc := c.lean.get()
+	defer c.lean.put(lc)
+	lc.begin(http.MethodGet, "com.atproto.sync.getRepo")
+	lc.query('?', "did", did)
+	lc.end("", nil)
+	return lc.roundTrip(ctx, sink, false)
 }

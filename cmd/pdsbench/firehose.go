@@ -188,7 +188,7 @@ func runFirehose(ctx context.Context, c *client, base string, o firehoseOpts) (*
 	writeStart := time.Now()
 	res := run(ctx, "firehose", len(o.Writers), o.Limits, func(ctx context.Context, w, i int) error {
 		t0 := time.Now()
-		out, err := c.createRecord(ctx, o.Writers[w], post(fmt.Sprintf("firehose %d", i)))
+		out, err := c.createRecord(ctx, o.Writers[w], fmt.Sprintf("firehose %d", i))
 		if err != nil {
 			return err
 		}

@@ -31,6 +31,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -140,7 +141,7 @@ func main() {
 
 type benchFlags struct {
 	url, name, out, invite, adminPass, prefix, scenarios, pprofURL, pprofDir string
-	login                                                                    string
+	login, selfProfile                                                       string
 	pid                                                                      int
 	timeout                                                                  time.Duration
 	cfg                                                                      Config
@@ -160,6 +161,7 @@ func benchMain(args []string) error {
 	fs.StringVar(&f.login, "login", "", "HANDLE:PASSWORD: write as this existing account instead of creating accounts (scenarios "+loginScenarios+" only)")
 	fs.StringVar(&f.pprofURL, "pprof", "", "server's net/http/pprof base URL (loopback): save a CPU profile per scenario")
 	fs.StringVar(&f.pprofDir, "pprof-dir", ".", "directory for the CPU profiles (<name>-<scenario>.pprof)")
+	fs.StringVar(&f.selfProfile, "self-cpuprofile", "", "write a CPU profile of the tool itself (the whole run) to this file")
 	fs.DurationVar(&f.timeout, "timeout", 20*time.Minute, "hard limit on the whole run")
 	fs.IntVar(&f.cfg.Clients, "clients", 8, "concurrent clients (and accounts) of the concurrent scenarios")
 	fs.DurationVar(&f.cfg.Duration, "duration", 10*time.Second, "length of each scenario")
@@ -203,6 +205,17 @@ func benchMain(args []string) error {
 	}
 	if h, p, ok := strings.Cut(f.login, ":"); f.login != "" && (!ok || h == "" || p == "") {
 		return errors.New("-login must be HANDLE:PASSWORD")
+	}
+	if f.selfProfile != "" {
+		pf, err := os.Create(f.selfProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -311,7 +324,7 @@ func bench(ctx context.Context, f *benchFlags, logw io.Writer) (*Output, error) 
 	}
 	createOn := func(pick func(w int) *account) op {
 		return func(ctx context.Context, w, i int) error {
-			_, err := c.createRecord(ctx, pick(w), post(fmt.Sprintf("bench post %d", i)))
+			_, err := c.createRecord(ctx, pick(w), fmt.Sprintf("bench post %d", i))
 			return err
 		}
 	}
@@ -363,7 +376,7 @@ func bench(ctx context.Context, f *benchFlags, logw io.Writer) (*Output, error) 
 			var total int64
 			r, err := measure(scGetRepo, 1, limits{Duration: f.cfg.Duration, Count: f.cfg.GetRepoCount}, 1,
 				func(ctx context.Context, w, i int) error {
-					n, err := c.getRepo(ctx, readAcct.DID)
+					n, err := c.getRepo(ctx, readAcct.DID, io.Discard)
 					mu.Lock()
 					total = n
 					mu.Unlock()
@@ -462,7 +475,7 @@ func loginAndFirstWrite(ctx context.Context, c *client, login string, out *Outpu
 	}
 	out.Setup.Login, out.Setup.LoginDID = a.Handle, a.DID
 	t0 := time.Now()
-	if _, err := c.createRecord(ctx, &a, post("first write after login")); err != nil {
+	if _, err := c.createRecord(ctx, &a, "first write after login"); err != nil {
 		return nil, fmt.Errorf("first createRecord as %s: %w", handle, err)
 	}
 	out.Setup.FirstWriteMS = ms(time.Since(t0))

@@ -407,7 +407,7 @@ func touchAccounts(f *startupFlags, c *client, pid int) (*Touch, error) {
 		t.RSSKBAfter = st.RSSKB
 	}
 	if f.idleWait > 0 {
-		c.http.CloseIdleConnections()
+		c.closeIdle()
 		time.Sleep(f.idleWait)
 		t.FDsAfterIdle, t.RepoFDsIdle, _ = countFDs(pid)
 		if st, err := readProc(pid); err == nil {
@@ -452,7 +452,7 @@ func writeOne(ctx context.Context, c *client, handle, password string) error {
 		map[string]any{"identifier": handle, "password": password}, &a, reqOpts{}); err != nil {
 		return fmt.Errorf("createSession %s: %w", handle, err)
 	}
-	if _, err := c.createRecord(ctx, &a, post("hello from "+handle)); err != nil {
+	if _, err := c.createRecord(ctx, &a, "hello from "+handle); err != nil {
 		return fmt.Errorf("createRecord %s: %w", handle, err)
 	}
 	return nil
