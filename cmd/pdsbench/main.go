@@ -65,6 +65,7 @@ type Config struct {
 	Subscribers      int           `json:"subscribers"`
 	FirehoseDuration time.Duration `json:"firehose_duration_ns"`
 	Settle           time.Duration `json:"settle_ns"`
+	RSSSettle        time.Duration `json:"rss_settle_ns"`
 	Scenarios        []string      `json:"scenarios"`
 }
 
@@ -100,9 +101,12 @@ type Machine struct {
 
 // Server is the server process's memory and CPU over the run.
 type Server struct {
-	IdleRSSKB       int64   `json:"idle_rss_kb"`  // at the start, before any load
-	AfterRSSKB      int64   `json:"after_rss_kb"` // at the end of the run
-	PeakRSSKB       int64   `json:"peak_rss_kb"`  // VmHWM at the end
+	IdleRSSKB  int64 `json:"idle_rss_kb"`  // at the start, before any load
+	AfterRSSKB int64 `json:"after_rss_kb"` // at the end of the run
+	// SettledRSSKB is RSS once the run is over and the server has been left alone for Config.RSSSettle: what
+	// an operator sees after a burst (a runtime that frees memory lazily shows it here, not at the end).
+	SettledRSSKB    int64   `json:"settled_rss_kb,omitempty"`
+	PeakRSSKB       int64   `json:"peak_rss_kb"` // VmHWM at the end
 	IdleThreads     int64   `json:"idle_threads"`
 	CPUSecondsTotal float64 `json:"cpu_seconds_total"` // during the run
 }
@@ -173,6 +177,7 @@ func benchMain(args []string) error {
 	fs.IntVar(&f.cfg.Subscribers, "subscribers", 1000, "firehose subscribers")
 	fs.DurationVar(&f.cfg.FirehoseDuration, "firehose-duration", 10*time.Second, "length of the firehose write phase")
 	fs.DurationVar(&f.cfg.Settle, "settle", 15*time.Second, "longest wait for subscribers to catch up after the writes")
+	fs.DurationVar(&f.cfg.RSSSettle, "rss-settle", 5*time.Second, "with -pid: after the run, leave the server alone this long and read its RSS again (0: do not)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -425,6 +430,15 @@ func bench(ctx context.Context, f *benchFlags, logw io.Writer) (*Output, error) 
 		if err == nil {
 			out.Server.AfterRSSKB, out.Server.PeakRSSKB = end.RSSKB, end.PeakRSSKB
 			out.Server.CPUSecondsTotal = end.CPUSeconds - idle.CPUSeconds
+		}
+		if f.cfg.RSSSettle > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(f.cfg.RSSSettle):
+				if settled, err := readProc(f.pid); err == nil {
+					out.Server.SettledRSSKB = settled.RSSKB
+				}
+			}
 		}
 	}
 	return out, nil

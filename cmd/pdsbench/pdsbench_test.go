@@ -102,7 +102,7 @@ func TestOnlyLoopbackTargets(t *testing.T) {
 func TestReportMediansAndRatios(t *testing.T) {
 	mk := func(name string, rate, getRepo float64, idleKB int64) *Output {
 		return &Output{Target: Target{Name: name}, Config: Config{Clients: 8, Subscribers: 10, RepoRecords: 2000, ListLimit: 100},
-			Server: &Server{IdleRSSKB: idleKB, AfterRSSKB: idleKB * 2},
+			Server: &Server{IdleRSSKB: idleKB, AfterRSSKB: idleKB * 3, SettledRSSKB: idleKB * 2},
 			Scenarios: []*Result{
 				{Name: scCreate1, Ops: 10, Rate: rate},
 				{Name: scGetRepo, Ops: 5, Latency: Dist{P50: getRepo}},
@@ -120,6 +120,8 @@ func TestReportMediansAndRatios(t *testing.T) {
 		"| sync.getRepo, 2,000 records (p50) | 7.00 ms",
 		"| 40.0x |", // 280 / 7: lower is better
 		"| RSS idle | 20.0 MB | 200 MB | 10.0x |",
+		"| RSS at the end of the load run | 60.0 MB",
+		"| RSS after the load run (left alone for -rss-settle) | 40.0 MB | 400 MB | 10.0x |",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -136,14 +138,15 @@ func TestBenchAgainstOurServer(t *testing.T) {
 	u, _ := url.Parse(p.URL)
 	f := &benchFlags{url: "http://127.0.0.1:" + u.Port(), name: "pdsgo", pid: os.Getpid(), cfg: Config{
 		Clients: 2, Duration: 300 * time.Millisecond, Count: 40, Warmup: 2, RepoRecords: 250, GetRepoCount: 3, ListLimit: 100,
-		Subscribers: 3, FirehoseDuration: 300 * time.Millisecond, Settle: 5 * time.Second,
+		Subscribers: 3, FirehoseDuration: 300 * time.Millisecond, Settle: 5 * time.Second, RSSSettle: 50 * time.Millisecond,
 		Scenarios: strings.Split(allScenarioList, ","),
 	}}
 	out, err := bench(context.Background(), f, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out.Scenarios) != len(f.cfg.Scenarios) || out.Target.HandleDomain != ".test" || out.Server.IdleRSSKB <= 0 {
+	if len(out.Scenarios) != len(f.cfg.Scenarios) || out.Target.HandleDomain != ".test" || out.Server.IdleRSSKB <= 0 ||
+		out.Server.SettledRSSKB <= 0 {
 		t.Fatalf("output %+v", out)
 	}
 	for _, r := range out.Scenarios {
