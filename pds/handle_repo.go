@@ -53,14 +53,14 @@ type preparedRecord struct {
 // prepareRecord validates one record write: collection and rkey syntax and the lexicon's key type, the data
 // model, $type, and the lexicon (per validate mode).
 func (s *Server) prepareRecord(action repo.Action, collection, rkey string, raw json.RawMessage, mode xrpc.ValidationMode) (*preparedRecord, error) {
-	nsid, err := syntax.ParseNSID(collection)
+	nsid, err := xrpc.ParseNSID(collection)
 	if err != nil {
 		return nil, xrpc.InvalidRequest("Invalid collection: %s", collection)
 	}
 	if rkey == "" {
 		rkey = s.nextRKey()
 	}
-	rk, err := syntax.ParseRecordKey(rkey)
+	rk, err := xrpc.ParseRecordKey(rkey)
 	if err != nil {
 		return nil, xrpc.InvalidRequest("Invalid record key: %s", rkey)
 	}
@@ -247,11 +247,11 @@ func (s *Server) handleDeleteRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	nsid, err := syntax.ParseNSID(in.Collection)
+	nsid, err := xrpc.ParseNSID(in.Collection)
 	if err != nil {
 		return xrpc.InvalidRequest("Invalid collection: %s", in.Collection)
 	}
-	rk, err := syntax.ParseRecordKey(in.RKey)
+	rk, err := xrpc.ParseRecordKey(in.RKey)
 	if err != nil {
 		return xrpc.InvalidRequest("Invalid record key: %s", in.RKey)
 	}
@@ -342,11 +342,11 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 			}
 			results = append(results, result)
 		case "com.atproto.repo.applyWrites#delete":
-			nsid, err := syntax.ParseNSID(w.Collection)
+			nsid, err := xrpc.ParseNSID(w.Collection)
 			if err != nil {
 				return xrpc.InvalidRequest("writes[%d]: invalid collection: %s", i, w.Collection)
 			}
-			rk, err := syntax.ParseRecordKey(w.RKey)
+			rk, err := xrpc.ParseRecordKey(w.RKey)
 			if err != nil {
 				return xrpc.InvalidRequest("writes[%d]: invalid record key: %s", i, w.RKey)
 			}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/lexicon"
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
 )
@@ -151,7 +150,7 @@ func checkValue(v any, depth int) error {
 // "unknown" for an unknown one; require -> unknown lexicon is an error.
 // Failures are 400 InvalidRequest "Invalid <nsid> record: <reason>".
 func ValidateRecord(cat lexicon.Catalog, collection string, rec *RecordData, mode ValidationMode) (string, error) {
-	if _, err := syntax.ParseNSID(collection); err != nil {
+	if _, err := ParseNSID(collection); err != nil {
 		return "", InvalidRequest("Invalid collection: must be an NSID")
 	}
 	if rec.Type != collection {
@@ -184,7 +183,7 @@ func ValidateRecord(cat lexicon.Catalog, collection string, rec *RecordData, mod
 // lexicon, its key type: "tid", "nsid", "any" or "literal:<value>".
 // Unknown collections accept any valid record key.
 func CheckRecordKey(cat lexicon.Catalog, collection, rkey string) error {
-	if _, err := syntax.ParseRecordKey(rkey); err != nil {
+	if _, err := ParseRecordKey(rkey); err != nil {
 		return InvalidRequest("Invalid record key")
 	}
 	if cat == nil {
@@ -200,11 +199,11 @@ func CheckRecordKey(cat lexicon.Catalog, collection, rkey string) error {
 	}
 	switch {
 	case rs.Key == "tid":
-		if _, err := syntax.ParseTID(rkey); err != nil {
+		if _, err := ParseTID(rkey); err != nil {
 			return InvalidRequest("Invalid record key for %s: must be a TID", collection)
 		}
 	case rs.Key == "nsid":
-		if _, err := syntax.ParseNSID(rkey); err != nil {
+		if _, err := ParseNSID(rkey); err != nil {
 			return InvalidRequest("Invalid record key for %s: must be an NSID", collection)
 		}
 	case strings.HasPrefix(rs.Key, "literal:"):

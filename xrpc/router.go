@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/bluesky-social/indigo/atproto/lexicon"
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 )
 
@@ -91,7 +90,7 @@ func (r *Router) Registered(nsid string) bool {
 // register panics on programming errors (bad NSID, duplicate, verb not
 // matching the lexicon): they must fail at startup, not per request.
 func (r *Router) register(nsid string, procedure bool, h echo.HandlerFunc, mw []echo.MiddlewareFunc) {
-	if _, err := syntax.ParseNSID(nsid); err != nil {
+	if _, err := ParseNSID(nsid); err != nil {
 		panic(fmt.Sprintf("xrpc: invalid method NSID %q: %v", nsid, err))
 	}
 	m := &method{nsid: nsid, procedure: procedure}
@@ -133,7 +132,7 @@ func (r *Router) register(nsid string, procedure bool, h echo.HandlerFunc, mw []
 
 func (r *Router) dispatch(c echo.Context) error {
 	nsid := c.Param("nsid")
-	if _, err := syntax.ParseNSID(nsid); err != nil {
+	if _, err := ParseNSID(nsid); err != nil {
 		return InvalidRequest("Invalid XRPC method name: not an NSID")
 	}
 	c.Set(ctxMethod, nsid)
@@ -276,7 +275,7 @@ func validateParams(s *lexicon.SchemaParams, q map[string][]string) (map[string]
 			if _, isStr := d.Items.Inner.(lexicon.SchemaString); isStr {
 				arr := make([]string, len(vs))
 				for i, v := range vs {
-					if _, err := parseParam(fmt.Sprintf("%s/%d", name, i), d.Items.Inner, v); err != nil {
+					if _, err := parseParam(name, i, d.Items.Inner, v); err != nil {
 						return nil, err
 					}
 					arr[i] = v
@@ -286,7 +285,7 @@ func validateParams(s *lexicon.SchemaParams, q map[string][]string) (map[string]
 			}
 			arr := make([]any, len(vs))
 			for i, v := range vs {
-				x, err := parseParam(fmt.Sprintf("%s/%d", name, i), d.Items.Inner, v)
+				x, err := parseParam(name, i, d.Items.Inner, v)
 				if err != nil {
 					return nil, err
 				}
@@ -294,7 +293,7 @@ func validateParams(s *lexicon.SchemaParams, q map[string][]string) (map[string]
 			}
 			out[name] = arr
 		default:
-			x, err := parseParam(name, def.Inner, vs[0])
+			x, err := parseParam(name, -1, def.Inner, vs[0])
 			if err != nil {
 				return nil, err
 			}
@@ -322,24 +321,26 @@ func paramDefault(def any) any {
 	return nil
 }
 
-func parseParam(path string, def any, v string) (any, error) {
+// parseParam checks one parameter value; idx is its position in an array
+// parameter, or -1.
+func parseParam(name string, idx int, def any, v string) (any, error) {
 	switch d := def.(type) {
 	case lexicon.SchemaInteger:
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return nil, InvalidRequest("%s must be an integer", path)
+			return nil, InvalidRequest("%s must be an integer", paramPath(name, idx))
 		}
 		if d.Const != nil && n != int64(*d.Const) {
-			return nil, InvalidRequest("%s must be %d", path, *d.Const)
+			return nil, InvalidRequest("%s must be %d", paramPath(name, idx), *d.Const)
 		}
 		if d.Minimum != nil && n < int64(*d.Minimum) {
-			return nil, InvalidRequest("%s can not be less than %d", path, *d.Minimum)
+			return nil, InvalidRequest("%s can not be less than %d", paramPath(name, idx), *d.Minimum)
 		}
 		if d.Maximum != nil && n > int64(*d.Maximum) {
-			return nil, InvalidRequest("%s can not be greater than %d", path, *d.Maximum)
+			return nil, InvalidRequest("%s can not be greater than %d", paramPath(name, idx), *d.Maximum)
 		}
 		if len(d.Enum) > 0 && !containsInt(d.Enum, n) {
-			return nil, InvalidRequest("%s must be one of %v", path, d.Enum)
+			return nil, InvalidRequest("%s must be one of %v", paramPath(name, idx), d.Enum)
 		}
 		return n, nil
 	case lexicon.SchemaBoolean:
@@ -350,24 +351,36 @@ func parseParam(path string, def any, v string) (any, error) {
 		case "false":
 			b = false
 		default:
-			return nil, InvalidRequest("%s must be a boolean", path)
+			return nil, InvalidRequest("%s must be a boolean", paramPath(name, idx))
 		}
 		if d.Const != nil && b != *d.Const {
-			return nil, InvalidRequest("%s must be %v", path, *d.Const)
+			return nil, InvalidRequest("%s must be %v", paramPath(name, idx), *d.Const)
 		}
 		return b, nil
 	case lexicon.SchemaString:
+		if fastStringValid(&d, v) {
+			return v, nil
+		}
 		// Reuse indigo's string rules (lengths, graphemes, enum, const,
 		// formats) and only rewrite its message into a parameter message.
 		if err := d.Validate(v, 0); err != nil {
 			if !(d.Format != nil && *d.Format == "language" && privateUseLang.MatchString(v) && validWithoutFormat(d, v)) {
-				return nil, stringParamError(path, d, v)
+				return nil, stringParamError(paramPath(name, idx), d, v)
 			}
 		}
 		return v, nil
 	}
 	// Lexicons only allow boolean/integer/string (or arrays of them) here.
 	return v, nil
+}
+
+// paramPath names a parameter in errors: "name", or "name/idx" for an array
+// item (built only when there is an error to report).
+func paramPath(name string, idx int) string {
+	if idx < 0 {
+		return name
+	}
+	return name + "/" + strconv.Itoa(idx)
 }
 
 func stringParamError(path string, d lexicon.SchemaString, v string) *Error {
