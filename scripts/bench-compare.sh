@@ -69,7 +69,9 @@ wait_http() {
 }
 
 log "building cmd/pds and cmd/pdsbench"
-go build -o "$OUT/bin/pds" ./cmd/pds
+# The server as the Dockerfile builds it (static, no libc mapped: ~1.5 MB less RSS than a default cgo-linked
+# build on a machine with a C compiler); it keeps Go's symbol table, so profiles symbolize as before.
+CGO_ENABLED=0 go build -trimpath -o "$OUT/bin/pds" ./cmd/pds
 go build -o "$OUT/bin/pdsbench" ./cmd/pdsbench
 
 # The reference PDS: npm ci without install scripts, then better-sqlite3 built for Node 22 (its prebuilt binaries
