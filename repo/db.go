@@ -45,6 +45,18 @@ const (
 	syncNormal = "NORMAL" // WAL: commits are not fsynced; the WAL is at checkpoints
 )
 
+// sqlContext is ctx without its cancellation, for SQLite calls on the request paths. Given a context that can
+// end, modernc's driver starts a goroutine per statement to interrupt SQLite when it does, and database/sql one
+// per result set and per transaction: a getRecord query took 12.4 µs that way against 5.1 µs (8 goroutines on 2
+// cores). These statements take microseconds, a commit's transaction must not be cut short by a client hanging
+// up (its event may already be in the log), and an export stops at its next write to a closed connection.
+func sqlContext(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
+}
+
 // openDB opens (creating if needed) the SQLite file at path with every connection at the synchronous level
 // sync, and migrates it. An open repository's pool runs NORMAL: its commits are made durable by the caller's
 // log (WriteRequest.DeferSync), and the writes that must be durable on their own switch their connection to

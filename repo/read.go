@@ -29,7 +29,7 @@ const (
 
 // readTx runs fn in a read transaction: one consistent snapshot (WAL), no write lock.
 func (r *Repo) readTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := r.db.BeginTx(ctx, nil)
+	tx, err := r.db.BeginTx(sqlContext(ctx), nil)
 	if err != nil {
 		return err
 	}

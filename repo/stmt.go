@@ -101,6 +101,7 @@ type cachedDB struct {
 }
 
 func (q cachedDB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = sqlContext(ctx)
 	if st := q.c.get(query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -108,6 +109,7 @@ func (q cachedDB) QueryRowContext(ctx context.Context, query string, args ...any
 }
 
 func (q cachedDB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = sqlContext(ctx)
 	if st := q.c.get(query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -115,6 +117,7 @@ func (q cachedDB) QueryContext(ctx context.Context, query string, args ...any) (
 }
 
 func (q cachedDB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = sqlContext(ctx)
 	if st := q.c.get(query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -148,6 +151,7 @@ func (q *cachedTx) stmt(ctx context.Context, query string) *sql.Stmt {
 }
 
 func (q *cachedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = sqlContext(ctx)
 	if st := q.stmt(ctx, query); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -155,6 +159,7 @@ func (q *cachedTx) QueryRowContext(ctx context.Context, query string, args ...an
 }
 
 func (q *cachedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = sqlContext(ctx)
 	if st := q.stmt(ctx, query); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -162,6 +167,7 @@ func (q *cachedTx) QueryContext(ctx context.Context, query string, args ...any) 
 }
 
 func (q *cachedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = sqlContext(ctx)
 	if st := q.stmt(ctx, query); st != nil {
 		return st.ExecContext(ctx, args...)
 	}

@@ -505,6 +505,7 @@ func (r *Repo) storeCommits(ctx context.Context, commits []*stagedCommit, durabl
 	if len(commits) == 0 {
 		return nil
 	}
+	ctx = sqlContext(ctx)
 	var tx *sql.Tx
 	if durable && r.relaxed {
 		conn, err := r.durableConn(ctx)
