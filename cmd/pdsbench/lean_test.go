@@ -499,16 +499,6 @@ func TestLeanTLS(t *testing.T) {
 	}
 }
 
-func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
-	for _, s := range []string{"", "bench post 12", `q"b\s/`, "<a href='x'>&</a>", "\x00\x01\b\f\n\r\t\x1f\x7f",
-		"é ü 日本 🦋", "\u2028\u2029", "bad \xff\xfe utf8 \xe6\x97", "mix \"\u2028\xc0 end"} {
-		want, _ := json.Marshal(s)
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Errorf("%q: %s, want %s", s, got, want)
-		}
-	}
-}
-
 func TestAppendQueryEscape(t *testing.T) {
 	var all []byte
 	for i := range 256 {
