@@ -47,8 +47,8 @@ const (
 
 // sqlContext is ctx without its cancellation, for SQLite calls on the request paths. Given a context that can
 // end, modernc's driver starts a goroutine per statement to interrupt SQLite when it does, and database/sql one
-// per result set and per transaction: a getRecord query took 12.4 µs that way against 5.1 µs (8 goroutines on 2
-// cores). These statements take microseconds, a commit's transaction must not be cut short by a client hanging
+// per result set and per transaction: ~5% of the server's CPU under getRecord load. These statements take
+// microseconds, a commit's transaction must not be cut short by a client hanging
 // up (its event may already be in the log), and an export stops at its next write to a closed connection.
 func sqlContext(ctx context.Context) context.Context {
 	if ctx.Done() == nil {
