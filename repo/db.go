@@ -36,7 +36,9 @@ const pageCacheKiB = 256
 // SQLite memory (page cache, lookaside, schema, prepared statements) and reopening one costs ~0.4 ms (open, the
 // pragmas, the schema, re-preparing): an account's burst of requests (a session's writes and reads) keeps its
 // connections, an account that went quiet gives the memory back within seconds instead of holding it for every
-// account a burst touched. (The reference PDS opens an account's database for each request.)
+// account a burst touched. Closing an account's last connection checkpoints its WAL and removes the -wal and
+// -shm files (SQLite does that on the last close), off the request path. (The reference PDS opens an account's
+// database for each request.)
 const connMaxIdle = 2 * time.Second
 
 // Synchronous levels of a repository file's connections (SQLite's PRAGMA synchronous).
