@@ -9,6 +9,8 @@ import (
 	"github.com/bluesky-social/indigo/atproto/repo/mst"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
+	car "github.com/ipld/go-car"
+	"github.com/multiformats/go-multihash"
 )
 
 // referenceCAR is the export order spelled out one block at a time: the commit, then each MST node followed
@@ -183,5 +185,34 @@ func TestGetBlocksBatches(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCARHeaderMatchesGoCar: the hand-written CAR header is byte for byte what go-car writes, for the usual
+// CIDs (sha2-256 dag-cbor and raw) and for CIDs long enough to need a two-byte CBOR length.
+func TestCARHeaderMatchesGoCar(t *testing.T) {
+	var roots []cid.Cid
+	for _, p := range []cid.Prefix{
+		cid.NewPrefixV1(cid.DagCBOR, multihash.SHA2_256),
+		cid.NewPrefixV1(cid.Raw, multihash.SHA2_256),
+		cid.NewPrefixV1(cid.DagCBOR, multihash.SHA2_512),
+		{Version: 1, Codec: cid.DagCBOR, MhType: multihash.IDENTITY, MhLength: -1},
+	} {
+		for _, data := range [][]byte{[]byte("x"), bytes.Repeat([]byte("y"), 300)} {
+			c, err := p.Sum(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots = append(roots, c)
+		}
+	}
+	for _, root := range roots {
+		var want bytes.Buffer
+		if err := car.WriteHeader(&car.CarHeader{Roots: []cid.Cid{root}, Version: 1}, &want); err != nil {
+			t.Fatal(err)
+		}
+		if got := carHeader(root); !bytes.Equal(got, want.Bytes()) {
+			t.Errorf("%s (%d bytes): header\n%x, go-car\n%x", root, len(root.Bytes()), got, want.Bytes())
+		}
 	}
 }
