@@ -16,8 +16,7 @@
 //   - Records: ParseRecord enforces the AT data model and builds DAG-CBOR + CID;
 //     ValidateRecord applies the validate=auto/true/false semantics with the
 //     lexicon catalog; CheckRecordKey checks the record-key type.
-//   - Syntax: ParseNSID, ParseRecordKey, ParseDID, ParseHandle,
-//     ParseAtIdentifier, ParseTID, ParseDatetime, ParseATURI are indigo's
+//   - Syntax: ParseNSID, ParseRecordKey, ParseTID are indigo's
 //     syntax.ParseX (same results, same errors) with a hand-written check in
 //     front, so valid input costs no regexp; parameter validation uses the
 //     same checks before falling back to indigo's SchemaString.Validate.

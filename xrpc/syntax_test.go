@@ -152,21 +152,6 @@ func TestParseWrappers(t *testing.T) {
 		"tid": {func(s string) (string, error) { v, err := ParseTID(s); return string(v), err },
 			func(s string) (string, error) { v, err := syntax.ParseTID(s); return string(v), err },
 			[]string{"3jzfcijpj2z2a", "", "3jzfcijpj2z2", "kjzfcijpj2z2a"}},
-		"did": {func(s string) (string, error) { v, err := ParseDID(s); return string(v), err },
-			func(s string) (string, error) { v, err := syntax.ParseDID(s); return string(v), err },
-			[]string{"did:plc:ewvi7nxzyoun6zhxrhs64oiz", "did:web:x", "", "did:plc:"}},
-		"handle": {func(s string) (string, error) { v, err := ParseHandle(s); return string(v), err },
-			func(s string) (string, error) { v, err := syntax.ParseHandle(s); return string(v), err },
-			[]string{"alice.test", "", "alice", "-a.test"}},
-		"atid": {func(s string) (string, error) { v, err := ParseAtIdentifier(s); return string(v), err },
-			func(s string) (string, error) { v, err := syntax.ParseAtIdentifier(s); return string(v), err },
-			[]string{"alice.test", "did:plc:abc", "", "did:plc:", "alice"}},
-		"datetime": {func(s string) (string, error) { v, err := ParseDatetime(s); return string(v), err },
-			func(s string) (string, error) { v, err := syntax.ParseDatetime(s); return string(v), err },
-			[]string{"2024-01-01T00:00:00Z", "2024-01-01T00:00:00,5Z", "", "2024-13-01T00:00:00Z"}},
-		"aturi": {func(s string) (string, error) { v, err := ParseATURI(s); return string(v), err },
-			func(s string) (string, error) { v, err := syntax.ParseATURI(s); return string(v), err },
-			[]string{"at://alice.test/app.bsky.feed.post/3jzfcijpj2z2a", "at://alice.test/", "", "at://alice"}},
 	}
 	for name, w := range ws {
 		for _, in := range w.in {
