@@ -33,13 +33,16 @@ var memMetricNames = []string{
 
 func readMemSample(ms []metrics.Sample) memSample {
 	metrics.Read(ms)
-	u := func(i int) uint64 {
-		if ms[i].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return ms[i].Value.Uint64()
-	}
+	u := func(i int) uint64 { return metricUint64(ms[i]) }
 	return memSample{cycles: u(0), live: int64(u(1)), stack: int64(u(2)), globals: int64(u(3)), gogc: int64(u(4))}
+}
+
+// metricUint64 is a sample's value, 0 if the runtime does not have that metric.
+func metricUint64(s metrics.Sample) uint64 {
+	if s.Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s.Value.Uint64()
 }
 
 // memoryLimitFor is the limit to apply: the configured one, raised to GOGC's own reach (see above).

@@ -35,12 +35,7 @@ type trimSample struct {
 
 func readTrimSample(ms []metrics.Sample) trimSample {
 	metrics.Read(ms)
-	u := func(i int) uint64 {
-		if ms[i].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return ms[i].Value.Uint64()
-	}
+	u := func(i int) uint64 { return metricUint64(ms[i]) }
 	return trimSample{cycles: u(0), mapped: u(1) + u(2), live: u(3)}
 }
 
