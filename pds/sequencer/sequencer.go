@@ -158,7 +158,9 @@ type Sequencer struct {
 }
 
 // checkpointEvery is the number of stored events (~1 WAL page each, a batch adding ~2 more) after which a
-// background checkpoint runs: about SQLite's default of 1,000 pages.
+// background checkpoint runs: about SQLite's default of 1,000 pages. After each, the writer starts the WAL
+// over (restart 0 in sqlitedb.NewCheckpointer): every commit of the log is fsynced, and an fsync that extends
+// the file costs about twice one that overwrites it (~0.3 against ~0.12 ms here).
 const checkpointEvery = 600
 
 // Open opens the log at path and starts the writer goroutine.
@@ -171,7 +173,7 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 	}
 	s := &Sequencer{
 		db:       db,
-		ckpt:     sqlitedb.NewCheckpointer(db, checkpointEvery),
+		ckpt:     sqlitedb.NewCheckpointer(db, checkpointEvery, 0),
 		log:      opts.Logger,
 		queue:    make(chan *queued, 4096),
 		stopping: make(chan struct{}),
