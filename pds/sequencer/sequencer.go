@@ -612,16 +612,26 @@ func (s *Sequencer) publisher() {
 
 // EncodeFrame serializes a message frame: the CBOR header {t, op: 1} followed by the CBOR body.
 func EncodeFrame(typ string, msg body) ([]byte, error) {
-	hdr, err := atdata.MarshalCBOR(map[string]any{"op": int64(1), "t": typ})
-	if err != nil {
-		return nil, err
-	}
 	var buf bytes.Buffer
-	buf.Write(hdr)
+	writeMessageHeader(&buf, typ)
 	if err := msg.MarshalCBOR(&buf); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// writeMessageHeader writes a message frame's header {t: typ, op: 1} as atdata.MarshalCBOR encodes that map
+// (DAG-CBOR: the shorter key first), without its reflection: ~12 µs of every commit's event.
+func writeMessageHeader(buf *bytes.Buffer, typ string) {
+	cw := cbg.NewCborWriter(buf)
+	cw.WriteMajorTypeHeader(cbg.MajMap, 2) // writes to a bytes.Buffer do not fail
+	cw.WriteMajorTypeHeader(cbg.MajTextString, 1)
+	cw.WriteString("t")
+	cw.WriteMajorTypeHeader(cbg.MajTextString, uint64(len(typ)))
+	cw.WriteString(typ)
+	cw.WriteMajorTypeHeader(cbg.MajTextString, 2)
+	cw.WriteString("op")
+	cw.WriteMajorTypeHeader(cbg.MajUnsignedInt, 1)
 }
 
 // ReadHeader reads a frame's CBOR header from r, leaving r at the body: op is 1 for a message (t is its type,
