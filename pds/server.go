@@ -47,8 +47,9 @@ type Server struct {
 
 	// Operator features (email, moderation, rate limits).
 	mailer    mailer.Mailer
-	takedowns takedownCache // taken-down accounts and records (see takedown.go)
-	limits    *rateLimits   // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
+	takedowns takedownCache  // taken-down accounts and records (see takedown.go)
+	tokens    verifiedTokens // access tokens already verified (see tokencache.go)
+	limits    *rateLimits    // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
 
 	// httpClient makes outbound requests (requestCrawl); bg runs the background goroutines.
 	httpClient *http.Client
