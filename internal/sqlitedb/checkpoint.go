@@ -91,6 +91,9 @@ func (c *Checkpointer) Wrote(w int) {
 				break
 			}
 			finish = frames >= c.restartFrames
+			if !finish {
+				break // the WAL may grow on: one pass, as a plain background checkpoint
+			}
 			if last >= 0 && frames-last <= finishFrames {
 				break // this pass had little to copy: the writer added even less meanwhile
 			}
