@@ -27,10 +27,11 @@ const maxPasses = 4
 // But SQLite starts the WAL over from its beginning only when a write transaction begins with every frame
 // already copied into the database, and a background checkpoint never sees that while a writer keeps
 // committing: its copy ends behind the frames written meanwhile. Under steady writes the WAL then grew
-// forever (tens of MB in a 10 s benchmark) and each commit's fsync had to extend the file, which costs twice
-// as much as overwriting it. So the background passes copy all but a few frames, and the writer copies the
-// rest itself, between two of its transactions (Wrote): its next transaction then starts the WAL over. Only a
-// reader holding an old snapshot through all of it keeps the WAL growing, until the next checkpoint.
+// forever (hundreds of MB in a 10 s benchmark) and each commit's fsync had to extend the file, which costs
+// twice as much as overwriting it. So once the WAL is due to start over (restartFrames), the background
+// passes copy all but a few frames, and the writer copies the rest itself, between two of its transactions
+// (Wrote): its next transaction then starts the WAL over. Otherwise a checkpoint is one background pass. Only
+// a reader holding an old snapshot through all of it keeps the WAL growing, until the next checkpoint.
 //
 // The last connection to close a database still checkpoints it as usual. Methods are safe on nil (no-ops).
 type Checkpointer struct {
@@ -42,7 +43,7 @@ type Checkpointer struct {
 	pending int
 	running bool
 	closed  bool
-	finish  bool // the background passes are over: Wrote copies what they left
+	finish  bool // a restart is due and the background passes are over: Wrote copies what they left
 	wg      sync.WaitGroup
 }
 
@@ -57,8 +58,8 @@ func NewCheckpointer(db *sql.DB, every, restartFrames int) *Checkpointer {
 
 // Wrote records committed writes of weight w, and starts a checkpoint when enough have accumulated and none
 // is running. The database's writer calls it after each of its transactions, before beginning the next:
-// when a background checkpoint has left only a few frames, Wrote copies them there and then, so that the
-// writer's next transaction starts the WAL over.
+// when a checkpoint that is to restart the WAL has left only a few frames, Wrote copies them there and then,
+// so that the writer's next transaction starts the WAL over.
 func (c *Checkpointer) Wrote(w int) {
 	if c == nil {
 		return
