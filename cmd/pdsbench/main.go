@@ -101,7 +101,12 @@ type Machine struct {
 
 // Server is the server process's memory and CPU over the run.
 type Server struct {
-	IdleRSSKB  int64 `json:"idle_rss_kb"`  // at the start, before any load
+	IdleRSSKB int64 `json:"idle_rss_kb"` // at the start, before any load
+	// IdleRSS split in two (Linux RssAnon, RssFile): the process's own memory, and the pages of the program's
+	// files (its binary, libraries) the kernel has mapped, which other processes share and memory pressure
+	// takes back.
+	IdleAnonKB int64 `json:"idle_rss_anon_kb,omitempty"`
+	IdleFileKB int64 `json:"idle_rss_file_kb,omitempty"`
 	AfterRSSKB int64 `json:"after_rss_kb"` // at the end of the run
 	// SettledRSSKB is RSS once the run is over and the server has been left alone for Config.RSSSettle: what
 	// an operator sees after a burst (a runtime that frees memory lazily shows it here, not at the end).
@@ -264,7 +269,7 @@ func bench(ctx context.Context, f *benchFlags, logw io.Writer) (*Output, error) 
 		if idle, err = readProc(f.pid); err != nil {
 			return nil, fmt.Errorf("-pid %d: %w", f.pid, err)
 		}
-		out.Server = &Server{IdleRSSKB: idle.RSSKB, IdleThreads: idle.Threads}
+		out.Server = &Server{IdleRSSKB: idle.RSSKB, IdleAnonKB: idle.AnonKB, IdleFileKB: idle.FileKB, IdleThreads: idle.Threads}
 	}
 	desc, err := c.describeServer(ctx)
 	if err != nil {

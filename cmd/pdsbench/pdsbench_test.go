@@ -81,6 +81,10 @@ func TestParseStatCPU(t *testing.T) {
 	if err != nil || st.RSSKB <= 0 || st.PeakRSSKB < st.RSSKB || st.Threads < 1 {
 		t.Fatalf("own /proc stats %+v %v", st, err)
 	}
+	// RSS is RssAnon + RssFile + RssShmem: the two parts are read and add up to no more than the whole.
+	if st.AnonKB <= 0 || st.FileKB <= 0 || st.AnonKB+st.FileKB > st.RSSKB {
+		t.Fatalf("own RSS split: anon %d + file %d KB of %d KB", st.AnonKB, st.FileKB, st.RSSKB)
+	}
 }
 
 func TestOnlyLoopbackTargets(t *testing.T) {
@@ -102,7 +106,7 @@ func TestOnlyLoopbackTargets(t *testing.T) {
 func TestReportMediansAndRatios(t *testing.T) {
 	mk := func(name string, rate, getRepo float64, idleKB int64) *Output {
 		return &Output{Target: Target{Name: name}, Config: Config{Clients: 8, Subscribers: 10, RepoRecords: 2000, ListLimit: 100},
-			Server: &Server{IdleRSSKB: idleKB, AfterRSSKB: idleKB * 3, SettledRSSKB: idleKB * 2},
+			Server: &Server{IdleRSSKB: idleKB, IdleAnonKB: idleKB / 4, IdleFileKB: idleKB - idleKB/4, AfterRSSKB: idleKB * 3, SettledRSSKB: idleKB * 2},
 			Scenarios: []*Result{
 				{Name: scCreate1, Ops: 10, Rate: rate},
 				{Name: scGetRepo, Ops: 5, Latency: Dist{P50: getRepo}},
@@ -120,6 +124,7 @@ func TestReportMediansAndRatios(t *testing.T) {
 		"| sync.getRepo, 2,000 records (p50) | 7.00 ms",
 		"| 40.0x |", // 280 / 7: lower is better
 		"| RSS idle | 20.0 MB | 200 MB | 10.0x |",
+		"| RSS idle: anonymous (the process's own memory; the rest is mapped program files) | 5.00 MB (files 15.0 MB) | 50.0 MB (files 150 MB) | 10.0x |",
 		"| RSS at the end of the load run | 60.0 MB",
 		"| RSS after the load run (left alone for -rss-settle) | 40.0 MB | 400 MB | 10.0x |",
 	} {

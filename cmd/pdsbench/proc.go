@@ -17,6 +17,8 @@ const clockTicks = 100
 type procStats struct {
 	RSSKB      int64   // VmRSS
 	PeakRSSKB  int64   // VmHWM: the high-water mark since the process started
+	AnonKB     int64   // RssAnon: the process's own memory (heap, stacks, runtime)
+	FileKB     int64   // RssFile: pages of mapped files (the program and its libraries), shared and reclaimable
 	CPUSeconds float64 // utime + stime, all threads
 	Threads    int64
 }
@@ -44,6 +46,10 @@ func readProc(pid int) (procStats, error) {
 			st.RSSKB = n
 		case "VmHWM":
 			st.PeakRSSKB = n
+		case "RssAnon":
+			st.AnonKB = n
+		case "RssFile":
+			st.FileKB = n
 		case "Threads":
 			st.Threads = n
 		}

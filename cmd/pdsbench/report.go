@@ -95,6 +95,19 @@ func figures(cfg Config) []figure {
 				}
 				return float64(o.Server.IdleRSSKB) / 1024, true
 			}},
+		{Label: "RSS idle: anonymous (the process's own memory; the rest is mapped program files)", Unit: " MB",
+			Value: func(o *Output) (float64, bool) {
+				if o.Server == nil || o.Server.IdleAnonKB == 0 {
+					return 0, false
+				}
+				return float64(o.Server.IdleAnonKB) / 1024, true
+			},
+			Detail: func(o *Output) string {
+				if o.Server == nil || o.Server.IdleFileKB == 0 {
+					return ""
+				}
+				return fmt.Sprintf("files %s MB", num(float64(o.Server.IdleFileKB)/1024))
+			}},
 		{Label: "RSS at the end of the load run", Unit: " MB",
 			Value: func(o *Output) (float64, bool) {
 				if o.Server == nil || o.Server.AfterRSSKB == 0 {
