@@ -41,6 +41,16 @@ func rateOf(name string) func(o *Output) (float64, bool) {
 	}
 }
 
+// memoryMB is a server memory figure in MB; absent without -pid or when never sampled.
+func memoryMB(kb func(*Server) int64) func(o *Output) (float64, bool) {
+	return func(o *Output) (float64, bool) {
+		if o.Server == nil || kb(o.Server) == 0 {
+			return 0, false
+		}
+		return float64(kb(o.Server)) / 1024, true
+	}
+}
+
 func latencyOf(name string) func(o *Output) string {
 	return func(o *Output) string {
 		r := scenario(o, name)
@@ -89,19 +99,9 @@ func figures(cfg Config) []figure {
 				return r.ServerCPUPerOpMS, true
 			}},
 		{Label: "RSS idle", Unit: " MB", Target: "<= 1/10",
-			Value: func(o *Output) (float64, bool) {
-				if o.Server == nil {
-					return 0, false
-				}
-				return float64(o.Server.IdleRSSKB) / 1024, true
-			}},
+			Value: memoryMB(func(s *Server) int64 { return s.IdleRSSKB })},
 		{Label: "RSS idle: anonymous (the process's own memory; the rest is mapped program files)", Unit: " MB",
-			Value: func(o *Output) (float64, bool) {
-				if o.Server == nil || o.Server.IdleAnonKB == 0 {
-					return 0, false
-				}
-				return float64(o.Server.IdleAnonKB) / 1024, true
-			},
+			Value: memoryMB(func(s *Server) int64 { return s.IdleAnonKB }),
 			Detail: func(o *Output) string {
 				if o.Server == nil || o.Server.IdleFileKB == 0 {
 					return ""
@@ -109,12 +109,7 @@ func figures(cfg Config) []figure {
 				return fmt.Sprintf("files %s MB", num(float64(o.Server.IdleFileKB)/1024))
 			}},
 		{Label: "RSS at the end of the load run", Unit: " MB",
-			Value: func(o *Output) (float64, bool) {
-				if o.Server == nil || o.Server.AfterRSSKB == 0 {
-					return 0, false
-				}
-				return float64(o.Server.AfterRSSKB) / 1024, true
-			},
+			Value: memoryMB(func(s *Server) int64 { return s.AfterRSSKB }),
 			Detail: func(o *Output) string {
 				if o.Server == nil {
 					return ""
@@ -122,12 +117,7 @@ func figures(cfg Config) []figure {
 				return fmt.Sprintf("peak %s MB", num(float64(o.Server.PeakRSSKB)/1024))
 			}},
 		{Label: "RSS after the load run (left alone for -rss-settle)", Unit: " MB", Target: "<= 1/10",
-			Value: func(o *Output) (float64, bool) {
-				if o.Server == nil || o.Server.SettledRSSKB == 0 {
-					return 0, false
-				}
-				return float64(o.Server.SettledRSSKB) / 1024, true
-			}},
+			Value: memoryMB(func(s *Server) int64 { return s.SettledRSSKB })},
 		{Label: fmt.Sprintf("firehose, %d subscribers: writes (%s clients)", subscribers, n), Unit: "/s", Higher: true,
 			Value: rateOf(scFirehose)},
 		{Label: fmt.Sprintf("firehose, %d subscribers: frames delivered", subscribers), Unit: "/s", Higher: true,
