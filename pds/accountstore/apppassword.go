@@ -37,22 +37,15 @@ func (s *Store) CreateAppPassword(ctx context.Context, did, name, passwordHash s
 
 // ListAppPasswords returns an account's app passwords, newest first.
 func (s *Store) ListAppPasswords(ctx context.Context, did string) ([]AppPassword, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT name, created_at, privileged FROM app_password WHERE did = ? ORDER BY created_at DESC, name", did)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []AppPassword{}
-	for rows.Next() {
+	return orEmpty(queryRows(ctx, s.db, func(row rowScanner) (AppPassword, error) {
 		var a AppPassword
 		var created string
-		if err := rows.Scan(&a.Name, &created, &a.Privileged); err != nil {
-			return nil, err
+		if err := row.Scan(&a.Name, &created, &a.Privileged); err != nil {
+			return a, err
 		}
 		a.CreatedAt, _ = time.Parse(timeFormat, created)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, nil
+	}, "SELECT name, created_at, privileged FROM app_password WHERE did = ? ORDER BY created_at DESC, name", did))
 }
 
 // AppPasswordByHash finds the app password of did whose stored hash is passwordHash (app passwords are hashed

@@ -87,23 +87,19 @@ func (s *Store) checkTokenAge(requested string) error {
 // CheckEmailToken validates did's token for purpose without using it up (for flows that must check the token
 // before doing work that may still fail; they call ConsumeEmailToken or DeleteEmailToken after).
 func (s *Store) CheckEmailToken(ctx context.Context, did string, purpose TokenPurpose, token string) error {
-	var requested string
-	err := s.db.QueryRowContext(ctx, "SELECT requested_at FROM email_token WHERE purpose = ? AND did = ? AND token = ?",
-		string(purpose), did, normalizeToken(token)).Scan(&requested)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrInvalidToken
-	}
-	if err != nil {
-		return err
-	}
-	return s.checkTokenAge(requested)
+	return s.tokenRow(ctx, "SELECT requested_at FROM email_token WHERE purpose = ? AND did = ? AND token = ?", did, purpose, token)
 }
 
 // ConsumeEmailToken validates did's token for purpose and deletes it: a token works once.
 func (s *Store) ConsumeEmailToken(ctx context.Context, did string, purpose TokenPurpose, token string) error {
+	return s.tokenRow(ctx, "DELETE FROM email_token WHERE purpose = ? AND did = ? AND token = ? RETURNING requested_at", did, purpose, token)
+}
+
+// tokenRow runs query (selecting or deleting did's token for purpose, returning its requested_at) and checks
+// the token: ErrInvalidToken if there is none, ErrExpiredToken if it is too old.
+func (s *Store) tokenRow(ctx context.Context, query, did string, purpose TokenPurpose, token string) error {
 	var requested string
-	err := s.db.QueryRowContext(ctx, "DELETE FROM email_token WHERE purpose = ? AND did = ? AND token = ? RETURNING requested_at",
-		string(purpose), did, normalizeToken(token)).Scan(&requested)
+	err := s.db.QueryRowContext(ctx, query, string(purpose), did, normalizeToken(token)).Scan(&requested)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrInvalidToken
 	}

@@ -18,42 +18,30 @@ type AppPasswordHash struct {
 
 // AppPasswordHashes returns the account's app passwords with their hashes.
 func (s *Store) AppPasswordHashes(ctx context.Context, did string) ([]AppPasswordHash, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT name, password_hash, privileged, created_at FROM app_password WHERE did = ? ORDER BY name", did)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []AppPasswordHash
-	for rows.Next() {
+	return queryRows(ctx, s.db, func(row rowScanner) (AppPasswordHash, error) {
 		var ap AppPasswordHash
 		var created string
-		if err := rows.Scan(&ap.Name, &ap.PasswordHash, &ap.Privileged, &created); err != nil {
-			return nil, err
+		if err := row.Scan(&ap.Name, &ap.PasswordHash, &ap.Privileged, &created); err != nil {
+			return ap, err
 		}
 		ap.CreatedAt, _ = time.Parse(timeFormat, created)
-		out = append(out, ap)
-	}
-	return out, rows.Err()
+		return ap, nil
+	}, "SELECT name, password_hash, privileged, created_at FROM app_password WHERE did = ? ORDER BY name", did)
 }
 
 // AllPreferences returns every stored preference of the account, of every namespace, in stored order.
 func (s *Store) AllPreferences(ctx context.Context, did string) ([]Preference, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT name, value_json FROM account_pref WHERE did = ? ORDER BY id", did)
-	if err != nil {
-		return nil, err
+	return orEmpty(queryRows(ctx, s.db, scanPreference, "SELECT name, value_json FROM account_pref WHERE did = ? ORDER BY id", did))
+}
+
+func scanPreference(row rowScanner) (Preference, error) {
+	var p Preference
+	var v string
+	if err := row.Scan(&p.Name, &v); err != nil {
+		return p, err
 	}
-	defer rows.Close()
-	out := []Preference{}
-	for rows.Next() {
-		var p Preference
-		var v string
-		if err := rows.Scan(&p.Name, &v); err != nil {
-			return nil, err
-		}
-		p.Value = json.RawMessage(v)
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	p.Value = json.RawMessage(v)
+	return p, nil
 }
 
 // ReplaceAllPreferences replaces every preference of the account with prefs, in one transaction.

@@ -49,7 +49,7 @@ func (s *Store) CreateInviteCodes(ctx context.Context, codes []string, available
 
 const inviteColumns = "code, available, disabled, for_account, created_by, created_at"
 
-func scanInvite(row interface{ Scan(...any) error }) (*InviteCode, error) {
+func scanInvite(row rowScanner) (*InviteCode, error) {
 	var c InviteCode
 	var created string
 	if err := row.Scan(&c.Code, &c.Available, &c.Disabled, &c.ForAccount, &c.CreatedBy, &created); err != nil {
@@ -60,21 +60,8 @@ func scanInvite(row interface{ Scan(...any) error }) (*InviteCode, error) {
 }
 
 func (s *Store) queryInvites(ctx context.Context, q string, args ...any) ([]*InviteCode, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	out, err := queryRows(ctx, s.db, scanInvite, q, args...)
 	if err != nil {
-		return nil, err
-	}
-	var out []*InviteCode
-	for rows.Next() {
-		c, err := scanInvite(rows)
-		if err != nil {
-			rows.Close()
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	return out, s.attachUses(ctx, out)

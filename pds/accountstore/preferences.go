@@ -21,24 +21,17 @@ func inNamespace(namespace, name string) bool {
 
 // Preferences returns the account's preferences in namespace, in the order they were stored.
 func (s *Store) Preferences(ctx context.Context, did, namespace string) ([]Preference, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT name, value_json FROM account_pref WHERE did = ? ORDER BY id", did)
+	all, err := s.AllPreferences(ctx, did)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
 	out := []Preference{}
-	for rows.Next() {
-		var p Preference
-		var v string
-		if err := rows.Scan(&p.Name, &v); err != nil {
-			return nil, err
-		}
+	for _, p := range all {
 		if inNamespace(namespace, p.Name) {
-			p.Value = json.RawMessage(v)
 			out = append(out, p)
 		}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // PutPreferences replaces, in one transaction, the account's preferences in namespace with prefs, except the

@@ -12,19 +12,6 @@ func (s *Store) SearchAccounts(ctx context.Context, emailPrefix, cursor string, 
 		return s.ListAccounts(ctx, cursor, limit)
 	}
 	esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(emailPrefix)
-	rows, err := s.db.QueryContext(ctx, "SELECT "+accountColumns+` FROM account WHERE email LIKE ? ESCAPE '\' AND did > ?
+	return queryRows(ctx, s.db, scanAccount, "SELECT "+accountColumns+` FROM account WHERE email LIKE ? ESCAPE '\' AND did > ?
 		ORDER BY did LIMIT ?`, esc+"%", cursor, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
 }

@@ -153,7 +153,7 @@ func uniqueErr(err error) error {
 const accountColumns = `did, handle, email, password_hash, signing_key, created_at, email_confirmed_at,
 	deactivated_at, delete_after, takedown_ref, invites_disabled`
 
-func scanAccount(row interface{ Scan(...any) error }) (*Account, error) {
+func scanAccount(row rowScanner) (*Account, error) {
 	var a Account
 	var email, takedown sql.NullString
 	var created string
@@ -213,20 +213,7 @@ func (s *Store) AccountByEmail(ctx context.Context, email string) (*Account, err
 
 // ListAccounts pages through accounts in DID order, after cursor (a DID; "" for the first page).
 func (s *Store) ListAccounts(ctx context.Context, cursor string, limit int) ([]*Account, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+accountColumns+" FROM account WHERE did > ? ORDER BY did LIMIT ?", cursor, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryRows(ctx, s.db, scanAccount, "SELECT "+accountColumns+" FROM account WHERE did > ? ORDER BY did LIMIT ?", cursor, limit)
 }
 
 // CountAccounts returns the number of accounts.

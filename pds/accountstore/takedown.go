@@ -37,20 +37,11 @@ func (s *Store) TakendownAccounts(ctx context.Context) ([]string, error) {
 }
 
 func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
+	return queryRows(ctx, s.db, func(row rowScanner) (string, error) {
 		var v string
-		if err := rows.Scan(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
+		err := row.Scan(&v)
+		return v, err
+	}, q, args...)
 }
 
 // Takedown is a moderation takedown of one record or blob.
@@ -78,20 +69,11 @@ func (s *Store) SetRecordTakedown(ctx context.Context, did, uri, cid, ref string
 
 // RecordTakedowns lists every record takedown (cached by the server).
 func (s *Store) RecordTakedowns(ctx context.Context) ([]Takedown, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT did, uri, cid, takedown_ref FROM record_takedown")
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Takedown
-	for rows.Next() {
+	return queryRows(ctx, s.db, func(row rowScanner) (Takedown, error) {
 		var t Takedown
-		if err := rows.Scan(&t.DID, &t.URI, &t.CID, &t.Ref); err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+		err := row.Scan(&t.DID, &t.URI, &t.CID, &t.Ref)
+		return t, err
+	}, "SELECT did, uri, cid, takedown_ref FROM record_takedown")
 }
 
 // SetBlobTakedown records a blob takedown (ref != "") or removes it (ref == "").
