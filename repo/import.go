@@ -547,19 +547,11 @@ func (b *buildFile) build(ctx context.Context, st *staging, did syntax.DID, impo
 		return nil, err
 	}
 
-	c := atrepo.Commit{DID: did.String(), Version: atrepo.ATPROTO_REPO_VERSION, Data: imported.Data, Rev: rev}
-	if err := c.Sign(signer); err != nil {
-		return nil, fmt.Errorf("signing commit: %w", err)
-	}
-	var cbuf bytes.Buffer
-	if err := c.MarshalCBOR(&cbuf); err != nil {
-		return nil, err
-	}
-	commitCID, err := cborPrefix.Sum(cbuf.Bytes())
+	commitCID, commitBytes, err := signedCommitBlock(did, imported.Data, rev, signer)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := w.insBlock.ExecContext(ctx, commitCID.Bytes(), rev, cbuf.Bytes()); err != nil {
+	if _, err := w.insBlock.ExecContext(ctx, commitCID.Bytes(), rev, commitBytes); err != nil {
 		return nil, err
 	}
 	head := Head{Commit: commitCID, Rev: rev, Data: imported.Data}

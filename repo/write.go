@@ -396,6 +396,24 @@ type stagedCommit struct {
 	onUnref     func(context.Context) error
 }
 
+// signedCommitBlock signs a v3 commit of did over the data root at rev and returns its CID and DAG-CBOR bytes: the
+// head block of every write and of an import.
+func signedCommitBlock(did syntax.DID, data cid.Cid, rev string, signer atcrypto.PrivateKey) (cid.Cid, []byte, error) {
+	c := atrepo.Commit{DID: did.String(), Version: atrepo.ATPROTO_REPO_VERSION, Data: data, Rev: rev}
+	if err := c.Sign(signer); err != nil {
+		return cid.Undef, nil, fmt.Errorf("signing commit: %w", err)
+	}
+	var cbuf bytes.Buffer
+	if err := c.MarshalCBOR(&cbuf); err != nil {
+		return cid.Undef, nil, err
+	}
+	commitCID, err := cborPrefix.Sum(cbuf.Bytes())
+	if err != nil {
+		return cid.Undef, nil, err
+	}
+	return commitCID, cbuf.Bytes(), nil
+}
+
 // stage applies changes to st.tree, signs a commit chained to st.head and builds its event (serialized for
 // the outbox if outbox); st.head moves to the new commit. On failure the tree may have changed: the caller
 // must drop r.st. Caller holds wmu.
@@ -419,15 +437,8 @@ func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.Privat
 	}
 
 	// Commit() order matters: the diff was written before anything cleared the dirty flags.
-	c := atrepo.Commit{DID: r.did.String(), Version: atrepo.ATPROTO_REPO_VERSION, Data: diff.root, Rev: st.clock.Next().String()}
-	if err := c.Sign(signer); err != nil {
-		return nil, fmt.Errorf("signing commit: %w", err)
-	}
-	var cbuf bytes.Buffer
-	if err := c.MarshalCBOR(&cbuf); err != nil {
-		return nil, err
-	}
-	commitCID, err := cborPrefix.Sum(cbuf.Bytes())
+	rev := st.clock.Next().String()
+	commitCID, commitBytes, err := signedCommitBlock(r.did, diff.root, rev, signer)
 	if err != nil {
 		return nil, err
 	}
@@ -435,7 +446,7 @@ func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.Privat
 	// The commit's blocks: commit, every MST block of the diff (with the unchanged neighbours
 	// needed for inversion), new record blocks.
 	blks := make([]block, 0, 1+len(diff.nodes)+len(changes))
-	blks = append(blks, block{commitCID, cbuf.Bytes()})
+	blks = append(blks, block{commitCID, commitBytes})
 	blks = append(blks, diff.nodes...)
 	inBlks := make(map[cid.Cid]bool, len(blks))
 	for _, b := range blks {
@@ -461,14 +472,14 @@ func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.Privat
 	}
 	ev := &comatproto.SyncSubscribeRepos_Commit{
 		Repo:   r.did.String(),
-		Rev:    c.Rev,
+		Rev:    rev,
 		Commit: lexutil.LexLink(commitCID),
 		Blocks: car.Bytes(),
 		Ops:    make([]*comatproto.SyncSubscribeRepos_RepoOp, 0, len(changes)),
 		Time:   time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
 		Blobs:  []lexutil.LexLink{},
 	}
-	res := &CommitResult{DID: r.did, Commit: commitCID, Rev: c.Rev, Data: diff.root, Event: ev}
+	res := &CommitResult{DID: r.did, Commit: commitCID, Rev: rev, Data: diff.root, Event: ev}
 	if !first {
 		since, pd := prev.Rev, prev.Data
 		ev.Since, res.Since = &since, &since
@@ -494,7 +505,7 @@ func (r *Repo) stage(ctx context.Context, st *writeState, signer atcrypto.Privat
 		event = evbuf.Bytes()
 	}
 
-	newHead := Head{Commit: commitCID, Rev: c.Rev, Data: diff.root}
+	newHead := Head{Commit: commitCID, Rev: rev, Data: diff.root}
 	st.head = newHead
 	return &stagedCommit{prev: prev, head: newHead, blks: blks, changes: changes, dead: diff.dead, event: event, res: res}, nil
 }
