@@ -47,10 +47,27 @@ type adminFlags struct {
 	json             bool
 }
 
-func (f *adminFlags) register(fs *flag.FlagSet) {
+// adminFlagSet is an admin command's flag set, with the flags every admin command takes already registered.
+func (cl *cli) adminFlagSet(name string) (*flag.FlagSet, *adminFlags) {
+	fs := cl.flagSet(name)
+	f := &adminFlags{}
 	fs.StringVar(&f.server, "server", "", "server URL (default http://127.0.0.1:$PDS_PORT)")
 	fs.StringVar(&f.password, "admin-password", "", "admin password (default $PDS_ADMIN_PASSWORD or the data directory's secrets.json)")
 	fs.BoolVar(&f.json, "json", false, "print JSON")
+	return fs, f
+}
+
+// account builds the admin client and resolves the account an admin command names (a DID or a handle).
+func (f *adminFlags) account(ctx context.Context, cl *cli, id string) (*adminClient, string, error) {
+	c, err := f.client(cl)
+	if err != nil {
+		return nil, "", err
+	}
+	did, err := c.resolveDID(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, did, nil
 }
 
 // client builds the admin client from flags, then the server's own environment. It never creates or changes
@@ -203,10 +220,7 @@ func randomPassword() string {
 // ---- invites ----
 
 func runCreateInvite(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("create-invite", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
-	var af adminFlags
-	af.register(fs)
+	fs, af := cl.adminFlagSet("create-invite")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -217,14 +231,11 @@ func runCreateInvite(ctx context.Context, cl *cli, args []string) error {
 			return errors.New("N must be a positive integer")
 		}
 	}
-	return createInvites(ctx, cl, &af, uses, 1, nil)
+	return createInvites(ctx, cl, af, uses, 1, nil)
 }
 
 func runInviteCreate(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("invite create", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
-	var af adminFlags
-	af.register(fs)
+	fs, af := cl.adminFlagSet("invite create")
 	uses := fs.Int("uses", 1, "how many accounts each code can create")
 	count := fs.Int("count", 1, "how many codes")
 	forAccounts := fs.String("for", "", "comma-separated DIDs the codes belong to (default: admin)")
@@ -240,7 +251,7 @@ func runInviteCreate(ctx context.Context, cl *cli, args []string) error {
 			accts = append(accts, a)
 		}
 	}
-	return createInvites(ctx, cl, &af, *uses, *count, accts)
+	return createInvites(ctx, cl, af, *uses, *count, accts)
 }
 
 func createInvites(ctx context.Context, cl *cli, af *adminFlags, uses, count int, forAccounts []string) error {
@@ -291,10 +302,7 @@ type listedAccount struct {
 }
 
 func runAccountList(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("account list", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
-	var af adminFlags
-	af.register(fs)
+	fs, af := cl.adminFlagSet("account list")
 	limit := fs.Int("limit", 0, "stop after this many accounts (0: all)")
 	email := fs.String("email", "", "only accounts whose email starts with this")
 	pageSize := fs.Int("page-size", 100, "accounts per request")
@@ -397,10 +405,7 @@ func (c *adminClient) withStatus(ctx context.Context, accts []accountView) ([]li
 }
 
 func runAccountCreate(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("account create", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
-	var af adminFlags
-	af.register(fs)
+	fs, af := cl.adminFlagSet("account create")
 	handle := fs.String("handle", "", "handle, e.g. alice.example.com")
 	email := fs.String("email", "", "email address")
 	password := fs.String("password", "", "password (default: a random one, printed)")
@@ -465,10 +470,7 @@ func runAccountCreate(ctx context.Context, cl *cli, args []string) error {
 }
 
 func runAccountDelete(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("account delete", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
-	var af adminFlags
-	af.register(fs)
+	fs, af := cl.adminFlagSet("account delete")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -477,11 +479,7 @@ func runAccountDelete(ctx context.Context, cl *cli, args []string) error {
 	if len(pos) != 1 {
 		return errors.New("give one DID or handle")
 	}
-	c, err := af.client(cl)
-	if err != nil {
-		return err
-	}
-	did, err := c.resolveDID(ctx, pos[0])
+	c, did, err := af.account(ctx, cl, pos[0])
 	if err != nil {
 		return err
 	}
@@ -529,10 +527,7 @@ func runAccountTakedown(apply bool) func(ctx context.Context, cl *cli, args []st
 		if !apply {
 			name = "account untakedown"
 		}
-		fs := flag.NewFlagSet(name, flag.ContinueOnError)
-		fs.SetOutput(cl.stderr)
-		var af adminFlags
-		af.register(fs)
+		fs, af := cl.adminFlagSet(name)
 		ref := fs.String("ref", "", "takedown reference (e.g. a ticket); default the current time")
 		pos, err := parseFlags(fs, args)
 		if err != nil {
@@ -541,11 +536,7 @@ func runAccountTakedown(apply bool) func(ctx context.Context, cl *cli, args []st
 		if len(pos) != 1 {
 			return errors.New("give one DID or handle")
 		}
-		c, err := af.client(cl)
-		if err != nil {
-			return err
-		}
-		did, err := c.resolveDID(ctx, pos[0])
+		c, did, err := af.account(ctx, cl, pos[0])
 		if err != nil {
 			return err
 		}
@@ -566,10 +557,7 @@ func runAccountTakedown(apply bool) func(ctx context.Context, cl *cli, args []st
 }
 
 func runAccountResetPassword(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("account reset-password", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
-	var af adminFlags
-	af.register(fs)
+	fs, af := cl.adminFlagSet("account reset-password")
 	password := fs.String("password", "", "new password (default: a random one, printed)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -578,11 +566,7 @@ func runAccountResetPassword(ctx context.Context, cl *cli, args []string) error 
 	if len(pos) != 1 {
 		return errors.New("give one DID or handle")
 	}
-	c, err := af.client(cl)
-	if err != nil {
-		return err
-	}
-	did, err := c.resolveDID(ctx, pos[0])
+	c, did, err := af.account(ctx, cl, pos[0])
 	if err != nil {
 		return err
 	}
@@ -599,8 +583,7 @@ func runAccountResetPassword(ctx context.Context, cl *cli, args []string) error 
 // ---- relays ----
 
 func runRequestCrawl(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("request-crawl", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
+	fs := cl.flagSet("request-crawl")
 	asJSON := fs.Bool("json", false, "print JSON")
 	hostname := fs.String("hostname", "", "this PDS's public hostname (default $PDS_HOSTNAME)")
 	relays, err := parseFlags(fs, args)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,8 +26,7 @@ again after stopping the server, then switch the configuration to the new store.
 `
 
 func runBlobsMigrate(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("blobs migrate", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
+	fs := cl.flagSet("blobs migrate")
 	fs.Usage = func() { fmt.Fprint(cl.stderr, blobsMigrateHelp) }
 	verify := fs.Bool("verify", false, "re-hash blobs already at the destination")
 	concurrency := fs.Int("concurrency", 4, "blobs copied at once")

@@ -138,6 +138,14 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// flagSet is a subcommand's flag set: errors and -h go to stderr; run turns them into exit codes (-h 0, a
+// bad flag 1).
+func (cl *cli) flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(cl.stderr)
+	return fs
+}
+
 func defaultCLI() *cli {
 	return &cli{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,8 +24,7 @@ import (
 // ---- pds migrate ----
 
 func runMigrate(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
+	fs := cl.flagSet("migrate")
 	var o migrate.Options
 	fs.StringVar(&o.OldPDS, "from", "", "URL of the PDS the account is on now (required)")
 	fs.StringVar(&o.NewPDS, "to", "", "URL of the PDS to move to (default this server: $PDS_ADMIN_SERVER_URL or http://127.0.0.1:$PDS_PORT)")
@@ -107,10 +105,7 @@ func localServerURL(cl *cli) string {
 // ---- pds account export / import ----
 
 func runAccountExport(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("account export", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
-	var af adminFlags
-	af.register(fs)
+	fs, af := cl.adminFlagSet("account export")
 	deactivate := fs.Bool("deactivate", false, "deactivate the account first if it is active (required for an active account)")
 	to := fs.String("to", "", "URL of the server the account moves to: the archive then carries the PLC operation that hands the DID over")
 	toKey := fs.String("to-rotation-key", "", "that server's PLC rotation key (did:key; `pds plc rotation-key` there prints it)")
@@ -124,11 +119,7 @@ func runAccountExport(ctx context.Context, cl *cli, args []string) error {
 	if (*to == "") != (*toKey == "") {
 		return errors.New("--to and --to-rotation-key go together")
 	}
-	c, err := af.client(cl)
-	if err != nil {
-		return err
-	}
-	did, err := c.resolveDID(ctx, pos[0])
+	c, did, err := af.account(ctx, cl, pos[0])
 	if err != nil {
 		return err
 	}
@@ -169,10 +160,7 @@ func runAccountExport(ctx context.Context, cl *cli, args []string) error {
 }
 
 func runAccountImport(ctx context.Context, cl *cli, args []string) error {
-	fs := flag.NewFlagSet("account import", flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
-	var af adminFlags
-	af.register(fs)
+	fs, af := cl.adminFlagSet("account import")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
