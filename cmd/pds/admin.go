@@ -57,6 +57,18 @@ func (cl *cli) adminFlagSet(name string) (*flag.FlagSet, *adminFlags) {
 	return fs, f
 }
 
+// parseAccount parses an account command's flags and its one argument (DID or handle), then resolves it.
+func (f *adminFlags) parseAccount(ctx context.Context, cl *cli, fs *flag.FlagSet, args []string) (*adminClient, string, error) {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(pos) != 1 {
+		return nil, "", errors.New("give one DID or handle")
+	}
+	return f.account(ctx, cl, pos[0])
+}
+
 // account builds the admin client and resolves the account an admin command names (a DID or a handle).
 func (f *adminFlags) account(ctx context.Context, cl *cli, id string) (*adminClient, string, error) {
 	c, err := f.client(cl)
@@ -472,14 +484,7 @@ func runAccountCreate(ctx context.Context, cl *cli, args []string) error {
 func runAccountDelete(ctx context.Context, cl *cli, args []string) error {
 	fs, af := cl.adminFlagSet("account delete")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("give one DID or handle")
-	}
-	c, did, err := af.account(ctx, cl, pos[0])
+	c, did, err := af.parseAccount(ctx, cl, fs, args)
 	if err != nil {
 		return err
 	}
@@ -529,14 +534,7 @@ func runAccountTakedown(apply bool) func(ctx context.Context, cl *cli, args []st
 		}
 		fs, af := cl.adminFlagSet(name)
 		ref := fs.String("ref", "", "takedown reference (e.g. a ticket); default the current time")
-		pos, err := parseFlags(fs, args)
-		if err != nil {
-			return err
-		}
-		if len(pos) != 1 {
-			return errors.New("give one DID or handle")
-		}
-		c, did, err := af.account(ctx, cl, pos[0])
+		c, did, err := af.parseAccount(ctx, cl, fs, args)
 		if err != nil {
 			return err
 		}
@@ -559,14 +557,7 @@ func runAccountTakedown(apply bool) func(ctx context.Context, cl *cli, args []st
 func runAccountResetPassword(ctx context.Context, cl *cli, args []string) error {
 	fs, af := cl.adminFlagSet("account reset-password")
 	password := fs.String("password", "", "new password (default: a random one, printed)")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("give one DID or handle")
-	}
-	c, did, err := af.account(ctx, cl, pos[0])
+	c, did, err := af.parseAccount(ctx, cl, fs, args)
 	if err != nil {
 		return err
 	}
