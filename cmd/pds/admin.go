@@ -82,19 +82,24 @@ func (f *adminFlags) account(ctx context.Context, cl *cli, id string) (*adminCli
 	return c, did, nil
 }
 
+// localServerURL is the address admin commands use for this server.
+func localServerURL(cl *cli) string {
+	if u := cl.getenv("PDS_ADMIN_SERVER_URL"); u != "" {
+		return u
+	}
+	port := cl.getenv("PDS_PORT")
+	if port == "" {
+		port = "2583"
+	}
+	return "http://127.0.0.1:" + port
+}
+
 // client builds the admin client from flags, then the server's own environment. It never creates or changes
 // configuration: a missing password is an error, not a freshly generated one.
 func (f *adminFlags) client(cl *cli) (*adminClient, error) {
 	base := f.server
 	if base == "" {
-		base = cl.getenv("PDS_ADMIN_SERVER_URL")
-	}
-	if base == "" {
-		port := cl.getenv("PDS_PORT")
-		if port == "" {
-			port = "2583"
-		}
-		base = "http://127.0.0.1:" + port
+		base = localServerURL(cl)
 	}
 	pw := f.password
 	if pw == "" {

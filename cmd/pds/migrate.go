@@ -90,18 +90,6 @@ func runMigrate(ctx context.Context, cl *cli, args []string) error {
 	return nil
 }
 
-// localServerURL is the address admin commands use for this server.
-func localServerURL(cl *cli) string {
-	if u := cl.getenv("PDS_ADMIN_SERVER_URL"); u != "" {
-		return u
-	}
-	port := cl.getenv("PDS_PORT")
-	if port == "" {
-		port = "2583"
-	}
-	return "http://127.0.0.1:" + port
-}
-
 // ---- pds account export / import ----
 
 func runAccountExport(ctx context.Context, cl *cli, args []string) error {
