@@ -43,15 +43,15 @@ func TestAdminAuthRequired(t *testing.T) {
 		if m.query {
 			verb, b, q = http.MethodGet, nil, params
 		}
-		wantStatus(t, adminCall(t, p, verb, m.nsid, q, b, ""), 401, "AuthMissing")
-		wantStatus(t, adminCall(t, p, verb, m.nsid, q, b, "wrong"), 401, "AuthenticationRequired")
-		wantStatus(t, adminCall(t, p, verb, m.nsid, q, b, adminPass+"x"), 401, "AuthenticationRequired")
+		testpds.WantStatus(t, testpds.AdminCall(t, p, verb, m.nsid, q, b, ""), 401, "AuthMissing")
+		testpds.WantStatus(t, testpds.AdminCall(t, p, verb, m.nsid, q, b, "wrong"), 401, "AuthenticationRequired")
+		testpds.WantStatus(t, testpds.AdminCall(t, p, verb, m.nsid, q, b, testpds.AdminPassword+"x"), 401, "AuthenticationRequired")
 		// Right password, wrong user.
 		u := p.URL + "/xrpc/" + m.nsid + "?" + q.Encode()
 		req, _ := http.NewRequest(verb, u, strings.NewReader(`{}`))
 		req.Header.Set("Content-Type", "application/json")
-		req.SetBasicAuth("root", adminPass)
-		wantStatus(t, p.Do(req, ""), 401, "AuthenticationRequired")
+		req.SetBasicAuth("root", testpds.AdminPassword)
+		testpds.WantStatus(t, p.Do(req, ""), 401, "AuthenticationRequired")
 		// A user's session is not admin.
 		req, _ = http.NewRequest(verb, u, strings.NewReader(`{}`))
 		req.Header.Set("Content-Type", "application/json")
@@ -60,7 +60,7 @@ func TestAdminAuthRequired(t *testing.T) {
 		}
 	}
 	// Nothing above changed the account.
-	s := mustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt))
+	s := testpds.MustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt))
 	if s["handle"] != alice.Handle || s["email"] != alice.Email || s["active"] != true {
 		t.Fatalf("account changed by refused admin calls: %v", s)
 	}
@@ -68,73 +68,64 @@ func TestAdminAuthRequired(t *testing.T) {
 
 func TestAdminAccounts(t *testing.T) {
 	t.Parallel()
-	p, mail := startWithMail(t, nil)
+	p, mail := testpds.StartWithMail(t, nil)
 	alice := p.CreateAccount("alice")
 	bob := p.CreateAccount("bob")
 	carol := p.CreateAccount("carol")
 
-	info := mustOK(t, adminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {alice.DID}}))
+	info := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {alice.DID}}))
 	if info["did"] != alice.DID || info["handle"] != alice.Handle || info["email"] != alice.Email || info["indexedAt"] == nil {
 		t.Fatalf("getAccountInfo: %v", info)
 	}
-	wantStatus(t, adminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {"did:plc:nobody"}}), 400, "NotFound")
-	infos := mustOK(t, adminQuery(t, p, "com.atproto.admin.getAccountInfos", url.Values{"dids": {alice.DID, "did:plc:nobody", bob.DID}}))["infos"].([]any)
+	testpds.WantStatus(t, testpds.AdminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {"did:plc:nobody"}}), 400, "NotFound")
+	infos := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.getAccountInfos", url.Values{"dids": {alice.DID, "did:plc:nobody", bob.DID}}))["infos"].([]any)
 	if len(infos) != 2 {
 		t.Fatalf("getAccountInfos: %v", infos)
 	}
 
 	// searchAccounts: by email prefix, and paging through everyone.
-	found := mustOK(t, adminQuery(t, p, "com.atproto.admin.searchAccounts", url.Values{"email": {"BO"}}))["accounts"].([]any)
+	found := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.searchAccounts", url.Values{"email": {"BO"}}))["accounts"].([]any)
 	if len(found) != 1 || found[0].(map[string]any)["did"] != bob.DID {
 		t.Fatalf("searchAccounts email=bo: %v", found)
 	}
-	if none := mustOK(t, adminQuery(t, p, "com.atproto.admin.searchAccounts", url.Values{"email": {"%"}}))["accounts"].([]any); len(none) != 0 {
+	if none := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.searchAccounts", url.Values{"email": {"%"}}))["accounts"].([]any); len(none) != 0 {
 		t.Fatalf("LIKE wildcard not escaped: %v", none)
 	}
 	seen := map[string]bool{}
-	cursor := ""
-	for range 10 {
-		q := url.Values{"limit": {"2"}}
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		page := mustOK(t, adminQuery(t, p, "com.atproto.admin.searchAccounts", q))
+	testpds.AdminPages(t, p, "com.atproto.admin.searchAccounts", 2, 10, func(page map[string]any) {
 		for _, a := range page["accounts"].([]any) {
 			seen[a.(map[string]any)["did"].(string)] = true
 		}
-		if cursor, _ = page["cursor"].(string); cursor == "" {
-			break
-		}
-	}
+	})
 	if len(seen) != 3 || !seen[carol.DID] {
 		t.Fatalf("paging searchAccounts saw %v", seen)
 	}
 
 	// updateAccountEmail (by handle): the new address is unconfirmed and logs in.
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.updateAccountEmail", map[string]any{"account": alice.Handle, "email": "alice.new@example.com"}))
-	mustOK(t, login(t, p, "alice.new@example.com", alice.Password))
-	wantStatus(t, adminProcedure(t, p, "com.atproto.admin.updateAccountEmail", map[string]any{"account": alice.DID, "email": bob.Email}), 400, "InvalidRequest")
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.updateAccountEmail", map[string]any{"account": alice.Handle, "email": "alice.new@example.com"}))
+	testpds.MustOK(t, testpds.Login(t, p, "alice.new@example.com", alice.Password))
+	testpds.WantStatus(t, testpds.AdminProcedure(t, p, "com.atproto.admin.updateAccountEmail", map[string]any{"account": alice.DID, "email": bob.Email}), 400, "InvalidRequest")
 
 	// updateAccountPassword revokes every session.
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.updateAccountPassword", map[string]any{"did": bob.DID, "password": "reset-by-admin"}))
-	wantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, bob.RefreshJwt), 400, "ExpiredToken")
-	wantStatus(t, login(t, p, bob.Handle, bob.Password), 401, "AuthenticationRequired")
-	mustOK(t, login(t, p, bob.Handle, "reset-by-admin"))
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.updateAccountPassword", map[string]any{"did": bob.DID, "password": "reset-by-admin"}))
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, bob.RefreshJwt), 400, "ExpiredToken")
+	testpds.WantStatus(t, testpds.Login(t, p, bob.Handle, bob.Password), 401, "AuthenticationRequired")
+	testpds.MustOK(t, testpds.Login(t, p, bob.Handle, "reset-by-admin"))
 
 	// updateAccountHandle: the handle changes everywhere, with an #identity event.
-	fh := subscribe(t, p, "")
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.updateAccountHandle", map[string]any{"did": carol.DID, "handle": "carol2.test"}))
-	f := nextFor(t, fh, "#identity", carol.DID)
+	fh := testpds.Subscribe(t, p, "")
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.updateAccountHandle", map[string]any{"did": carol.DID, "handle": "carol2.test"}))
+	f := testpds.NextFor(t, fh, "#identity", carol.DID)
 	if f.Identity == nil || f.Identity.Did != carol.DID || f.Identity.Handle == nil || *f.Identity.Handle != "carol2.test" {
 		t.Fatalf("after updateAccountHandle: %+v", f)
 	}
-	if r := mustOK(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"carol2.test"}}, "")); r["did"] != carol.DID {
+	if r := testpds.MustOK(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"carol2.test"}}, "")); r["did"] != carol.DID {
 		t.Fatalf("resolveHandle: %v", r)
 	}
-	wantStatus(t, adminProcedure(t, p, "com.atproto.admin.updateAccountHandle", map[string]any{"did": carol.DID, "handle": "alice.test"}), 400, "HandleNotAvailable")
+	testpds.WantStatus(t, testpds.AdminProcedure(t, p, "com.atproto.admin.updateAccountHandle", map[string]any{"did": carol.DID, "handle": "alice.test"}), 400, "HandleNotAvailable")
 
 	// sendEmail reaches the account's address.
-	out := mustOK(t, adminProcedure(t, p, "com.atproto.admin.sendEmail", map[string]any{
+	out := testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.sendEmail", map[string]any{
 		"recipientDid": carol.DID, "senderDid": "did:plc:moderator", "subject": "About your account", "content": "Please read the rules.",
 	}))
 	if out["sent"] != true {
@@ -144,15 +135,15 @@ func TestAdminAccounts(t *testing.T) {
 	if msg.To[0] != carol.Email || msg.Subject != "About your account" || !strings.Contains(msg.Text, "Please read the rules.") {
 		t.Fatalf("admin mail: to %v subject %q text %q", msg.To, msg.Subject, msg.Text)
 	}
-	wantStatus(t, adminProcedure(t, p, "com.atproto.admin.sendEmail", map[string]any{"recipientDid": "did:plc:nobody", "senderDid": "did:plc:x", "content": "x"}), 400, "InvalidRequest")
+	testpds.WantStatus(t, testpds.AdminProcedure(t, p, "com.atproto.admin.sendEmail", map[string]any{"recipientDid": "did:plc:nobody", "senderDid": "did:plc:x", "content": "x"}), 400, "InvalidRequest")
 
 	// deleteAccount removes the account, with #account deleted.
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.deleteAccount", map[string]any{"did": carol.DID}))
-	f = nextFor(t, fh, "#account", carol.DID)
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.deleteAccount", map[string]any{"did": carol.DID}))
+	f = testpds.NextFor(t, fh, "#account", carol.DID)
 	if f.Account == nil || f.Account.Did != carol.DID || f.Account.Active || f.Account.Status == nil || *f.Account.Status != "deleted" {
 		t.Fatalf("after deleteAccount: %+v", f)
 	}
-	wantStatus(t, adminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {carol.DID}}), 400, "NotFound")
-	wantStatus(t, login(t, p, carol.Handle, carol.Password), 401, "AuthenticationRequired")
-	wantStatus(t, adminProcedure(t, p, "com.atproto.admin.deleteAccount", map[string]any{"did": carol.DID}), 400, "AccountNotFound")
+	testpds.WantStatus(t, testpds.AdminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {carol.DID}}), 400, "NotFound")
+	testpds.WantStatus(t, testpds.Login(t, p, carol.Handle, carol.Password), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, testpds.AdminProcedure(t, p, "com.atproto.admin.deleteAccount", map[string]any{"did": carol.DID}), 400, "AccountNotFound")
 }

@@ -13,17 +13,17 @@ func TestAppPasswords(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{})
 	alice := p.CreateAccount("alice")
 
-	created := mustOK(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "client"}, alice.AccessJwt))
+	created := testpds.MustOK(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "client"}, alice.AccessJwt))
 	pw, _ := created["password"].(string)
 	if !regexp.MustCompile(`^[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}-[a-z2-7]{4}$`).MatchString(pw) || created["name"] != "client" || created["privileged"] != false || created["createdAt"] == nil {
 		t.Fatalf("createAppPassword: %v", created)
 	}
-	priv := mustOK(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "trusted", "privileged": true}, alice.AccessJwt))
+	priv := testpds.MustOK(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "trusted", "privileged": true}, alice.AccessJwt))
 	privPW := priv["password"].(string)
-	wantStatus(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "client"}, alice.AccessJwt), 400, "InvalidRequest")
-	wantStatus(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "  "}, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "client"}, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "  "}, alice.AccessJwt), 400, "InvalidRequest")
 
-	list := mustOK(t, p.Query("com.atproto.server.listAppPasswords", nil, alice.AccessJwt))["passwords"].([]any)
+	list := testpds.MustOK(t, p.Query("com.atproto.server.listAppPasswords", nil, alice.AccessJwt))["passwords"].([]any)
 	if len(list) != 2 {
 		t.Fatalf("listAppPasswords: %v", list)
 	}
@@ -34,22 +34,22 @@ func TestAppPasswords(t *testing.T) {
 	}
 
 	// Logins: the account password gives full access, app passwords their scopes.
-	full := mustOK(t, login(t, p, alice.Handle, alice.Password))
-	app := mustOK(t, login(t, p, alice.Handle, pw))
-	privSess := mustOK(t, login(t, p, alice.Email, privPW))
-	if s := jwtScope(t, full["accessJwt"].(string)); s != "com.atproto.access" {
+	full := testpds.MustOK(t, testpds.Login(t, p, alice.Handle, alice.Password))
+	app := testpds.MustOK(t, testpds.Login(t, p, alice.Handle, pw))
+	privSess := testpds.MustOK(t, testpds.Login(t, p, alice.Email, privPW))
+	if s := testpds.JWTScope(t, full["accessJwt"].(string)); s != "com.atproto.access" {
 		t.Fatalf("password session scope %q", s)
 	}
 	appTok, privTok := app["accessJwt"].(string), privSess["accessJwt"].(string)
-	if s := jwtScope(t, appTok); s != "com.atproto.appPass" {
+	if s := testpds.JWTScope(t, appTok); s != "com.atproto.appPass" {
 		t.Fatalf("app password session scope %q", s)
 	}
-	if s := jwtScope(t, privTok); s != "com.atproto.appPassPrivileged" {
+	if s := testpds.JWTScope(t, privTok); s != "com.atproto.appPassPrivileged" {
 		t.Fatalf("privileged app password session scope %q", s)
 	}
 	// Another account's app password does not open this one.
 	bob := p.CreateAccount("bob")
-	wantStatus(t, login(t, p, bob.Handle, pw), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, testpds.Login(t, p, bob.Handle, pw), 401, "AuthenticationRequired")
 
 	// Scope matrix: standard methods take app passwords; account settings take only full access.
 	type call struct {
@@ -59,7 +59,7 @@ func TestAppPasswords(t *testing.T) {
 	standard := []call{
 		{"getSession", func(tok string) *testpds.Response { return p.Query("com.atproto.server.getSession", nil, tok) }},
 		{"createRecord", func(tok string) *testpds.Response {
-			return p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("hi")}, tok)
+			return p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("hi")}, tok)
 		}},
 	}
 	fullOnly := []call{
@@ -104,13 +104,13 @@ func TestAppPasswords(t *testing.T) {
 	for _, tok := range []string{appTok, privTok} {
 		for _, c := range standard {
 			if r := c.do(tok); r.Status != http.StatusOK {
-				t.Errorf("%s with scope %s: %s", c.name, jwtScope(t, tok), r)
+				t.Errorf("%s with scope %s: %s", c.name, testpds.JWTScope(t, tok), r)
 			}
 		}
 		for _, c := range fullOnly {
 			r := c.do(tok)
 			if r.Status != http.StatusBadRequest || r.ErrorName() != "InvalidToken" || r.JSON()["message"] != "Bad token scope" {
-				t.Errorf("%s with scope %s: want 400 InvalidToken, got %s", c.name, jwtScope(t, tok), r)
+				t.Errorf("%s with scope %s: want 400 InvalidToken, got %s", c.name, testpds.JWTScope(t, tok), r)
 			}
 		}
 	}
@@ -125,25 +125,25 @@ func TestAppPasswords(t *testing.T) {
 	}
 
 	// Without SMTP configured, mail is logged and the request succeeds (a local install still works).
-	mustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
 
 	// Refreshing keeps the app-password scope.
-	ref := mustOK(t, p.Procedure("com.atproto.server.refreshSession", nil, app["refreshJwt"].(string)))
-	if s := jwtScope(t, ref["accessJwt"].(string)); s != "com.atproto.appPass" {
+	ref := testpds.MustOK(t, p.Procedure("com.atproto.server.refreshSession", nil, app["refreshJwt"].(string)))
+	if s := testpds.JWTScope(t, ref["accessJwt"].(string)); s != "com.atproto.appPass" {
 		t.Fatalf("refreshed app password session has scope %q", s)
 	}
-	privRef := mustOK(t, p.Procedure("com.atproto.server.refreshSession", nil, privSess["refreshJwt"].(string)))
-	if s := jwtScope(t, privRef["accessJwt"].(string)); s != "com.atproto.appPassPrivileged" {
+	privRef := testpds.MustOK(t, p.Procedure("com.atproto.server.refreshSession", nil, privSess["refreshJwt"].(string)))
+	if s := testpds.JWTScope(t, privRef["accessJwt"].(string)); s != "com.atproto.appPassPrivileged" {
 		t.Fatalf("refreshed privileged session has scope %q", s)
 	}
 
 	// Revoking ends that password's sessions and logins, and nothing else.
-	mustOK(t, p.Procedure("com.atproto.server.revokeAppPassword", map[string]any{"name": "client"}, alice.AccessJwt))
-	wantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, ref["refreshJwt"].(string)), 400, "ExpiredToken")
-	wantStatus(t, login(t, p, alice.Handle, pw), 401, "AuthenticationRequired")
-	mustOK(t, p.Procedure("com.atproto.server.refreshSession", nil, privRef["refreshJwt"].(string)))
-	mustOK(t, p.Procedure("com.atproto.server.refreshSession", nil, full["refreshJwt"].(string)))
-	list = mustOK(t, p.Query("com.atproto.server.listAppPasswords", nil, alice.AccessJwt))["passwords"].([]any)
+	testpds.MustOK(t, p.Procedure("com.atproto.server.revokeAppPassword", map[string]any{"name": "client"}, alice.AccessJwt))
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, ref["refreshJwt"].(string)), 400, "ExpiredToken")
+	testpds.WantStatus(t, testpds.Login(t, p, alice.Handle, pw), 401, "AuthenticationRequired")
+	testpds.MustOK(t, p.Procedure("com.atproto.server.refreshSession", nil, privRef["refreshJwt"].(string)))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.refreshSession", nil, full["refreshJwt"].(string)))
+	list = testpds.MustOK(t, p.Query("com.atproto.server.listAppPasswords", nil, alice.AccessJwt))["passwords"].([]any)
 	if len(list) != 1 || list[0].(map[string]any)["name"] != "trusted" || list[0].(map[string]any)["privileged"] != true {
 		t.Fatalf("after revoke: %v", list)
 	}

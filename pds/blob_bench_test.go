@@ -23,11 +23,11 @@ import (
 func BenchmarkBlobUpload50MB(b *testing.B) {
 	p := testpds.Start(b, testpds.Options{})
 	alice := p.CreateAccount("alice")
-	data := blRandom(1, 50_000_000)
+	data := testpds.RandomBytes(1, 50_000_000)
 	b.SetBytes(int64(len(data)))
 	b.ResetTimer()
 	for range b.N {
-		r := blUpload(b, p, alice.AccessJwt, "video/mp4", bytes.NewReader(data))
+		r := testpds.UploadBlob(b, p, alice.AccessJwt, "video/mp4", bytes.NewReader(data))
 		if r.Status != http.StatusOK {
 			b.Fatal(r)
 		}
@@ -38,9 +38,9 @@ func BenchmarkBlobUpload50MB(b *testing.B) {
 func BenchmarkBlobDownload50MB(b *testing.B) {
 	p := testpds.Start(b, testpds.Options{})
 	alice := p.CreateAccount("alice")
-	data := blRandom(2, 50_000_000)
-	ref := blUploadOK(b, p, alice.AccessJwt, "application/x-large", data)
-	if r := blCreate(b, p, alice, "com.example.attachment", map[string]any{"file": ref}); r.Status != http.StatusOK {
+	data := testpds.RandomBytes(2, 50_000_000)
+	ref := testpds.UploadBlobOK(b, p, alice.AccessJwt, "application/x-large", data)
+	if r := testpds.CreateRecord(b, p, alice, "com.example.attachment", map[string]any{"file": ref}); r.Status != http.StatusOK {
 		b.Fatal(r)
 	}
 	u := p.URL + "/xrpc/com.atproto.sync.getBlob?did=" + alice.DID + "&cid=" + ref.CID()
@@ -65,7 +65,7 @@ func BenchmarkBlobUploadRSS(b *testing.B) {
 	p := testpds.Start(b, testpds.Options{})
 	alice := p.CreateAccount("alice")
 	const size = 100_000_000
-	block := blRandom(3, 1<<20)
+	block := testpds.RandomBytes(3, 1<<20)
 	var peak atomic.Int64
 	var worst int64
 	for i := range b.N {
@@ -88,7 +88,7 @@ func BenchmarkBlobUploadRSS(b *testing.B) {
 				}
 			}
 		}()
-		r := blUpload(b, p, alice.AccessJwt, "application/x-large", hideLength{&generator{block: block, left: size, seed: byte(i)}})
+		r := testpds.UploadBlob(b, p, alice.AccessJwt, "application/x-large", testpds.HideLength{R: &generator{block: block, left: size, seed: byte(i)}})
 		close(stop)
 		<-done
 		if r.Status != http.StatusOK {

@@ -6,9 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
-	"io"
-	"io/fs"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -29,97 +26,11 @@ import (
 
 // ---- helpers ----
 
-func blRandom(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
-// blPNG is n bytes that start like a PNG image.
-func blPNG(seed uint64, n int) []byte {
-	b := blRandom(seed, n)
-	copy(b, "\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
-	return b
-}
-
 // blMP4 is n bytes that start like an MP4 video.
 func blMP4(seed uint64, n int) []byte {
-	b := blRandom(seed, n)
+	b := testpds.RandomBytes(seed, n)
 	copy(b, "\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2")
 	return b
-}
-
-// hideLength makes a body whose length the HTTP client does not know (sent chunked).
-type hideLength struct{ r io.Reader }
-
-func (h hideLength) Read(p []byte) (int, error) { return h.r.Read(p) }
-
-func blUpload(t testing.TB, p *testpds.PDS, token, contentType string, body io.Reader) *testpds.Response {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, p.URL+"/xrpc/com.atproto.repo.uploadBlob", body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	return p.Do(req, token)
-}
-
-// blobRef is the "blob" of an uploadBlob answer.
-type blobRef struct {
-	Type     string            `json:"$type"`
-	Ref      map[string]string `json:"ref"`
-	MimeType string            `json:"mimeType"`
-	Size     int64             `json:"size"`
-}
-
-func (b blobRef) CID() string { return b.Ref["$link"] }
-
-func blUploadOK(t testing.TB, p *testpds.PDS, token, contentType string, data []byte) blobRef {
-	t.Helper()
-	r := blUpload(t, p, token, contentType, bytes.NewReader(data))
-	if r.Status != http.StatusOK {
-		t.Fatalf("uploadBlob: %s", r)
-	}
-	var out struct{ Blob blobRef }
-	if err := json.Unmarshal(r.Body, &out); err != nil {
-		t.Fatal(err)
-	}
-	if out.Blob.Type != "blob" || out.Blob.CID() != blobstore.CIDOf(data).String() || out.Blob.Size != int64(len(data)) {
-		t.Fatalf("uploadBlob answered %s for %d bytes with CID %s", r.Body, len(data), blobstore.CIDOf(data))
-	}
-	return out.Blob
-}
-
-func blGet(t testing.TB, p *testpds.PDS, did, cid string, header http.Header, token string) *testpds.Response {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, p.URL+"/xrpc/com.atproto.sync.getBlob?"+url.Values{"did": {did}, "cid": {cid}}.Encode(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	return p.Do(req, token)
-}
-
-func blImagePost(text string, refs ...blobRef) map[string]any {
-	images := []any{}
-	for _, r := range refs {
-		images = append(images, map[string]any{"alt": "", "image": r})
-	}
-	p := post(text)
-	p["embed"] = map[string]any{"$type": "app.bsky.embed.images", "images": images}
-	return p
-}
-
-func blCreate(t testing.TB, p *testpds.PDS, a *testpds.Account, collection string, record map[string]any) *testpds.Response {
-	t.Helper()
-	return p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": a.DID, "collection": collection, "record": record}, a.AccessJwt)
 }
 
 func blRKey(t testing.TB, r *testpds.Response) string {
@@ -131,28 +42,8 @@ func blRKey(t testing.TB, r *testpds.Response) string {
 	return uri[strings.LastIndex(uri, "/")+1:]
 }
 
-// blFiles lists the blob files of the disk store (excluding temporary uploads).
-func blFiles(t testing.TB, p *testpds.PDS) []string {
-	t.Helper()
-	var out []string
-	root := p.Config.BlobstoreDisk
-	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		if d.IsDir() && path == p.Config.BlobstoreDiskTmp {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() {
-			out = append(out, path)
-		}
-		return nil
-	})
-	return out
-}
-
 func blHasFile(t testing.TB, p *testpds.PDS, cid string) bool {
-	for _, f := range blFiles(t, p) {
+	for _, f := range testpds.BlobFiles(t, p) {
 		if filepath.Base(f) == cid {
 			return true
 		}
@@ -180,34 +71,34 @@ func TestBlobUploadAndGet(t *testing.T) {
 	alice := p.CreateAccount("alice")
 
 	// The content decides the type: a PNG declared as JPEG is stored as PNG.
-	png := blPNG(1, 5000)
-	ref := blUploadOK(t, p, alice.AccessJwt, "image/jpeg", png)
+	png := testpds.PNG(1, 5000)
+	ref := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/jpeg", png)
 	if ref.MimeType != "image/png" {
 		t.Fatalf("sniffed type %q, want image/png", ref.MimeType)
 	}
 	// Unknown content keeps the declared type (without parameters).
-	if r := blUploadOK(t, p, alice.AccessJwt, "Application/X-Custom; v=1", blRandom(2, 100)); r.MimeType != "application/x-custom" {
+	if r := testpds.UploadBlobOK(t, p, alice.AccessJwt, "Application/X-Custom; v=1", testpds.RandomBytes(2, 100)); r.MimeType != "application/x-custom" {
 		t.Fatalf("declared type %q, want application/x-custom", r.MimeType)
 	}
-	if r := blUploadOK(t, p, alice.AccessJwt, "*/*", blRandom(3, 100)); r.MimeType != "application/octet-stream" {
+	if r := testpds.UploadBlobOK(t, p, alice.AccessJwt, "*/*", testpds.RandomBytes(3, 100)); r.MimeType != "application/octet-stream" {
 		t.Fatalf("wildcard declared type gave %q", r.MimeType)
 	}
-	wantStatus(t, blUpload(t, p, alice.AccessJwt, "", bytes.NewReader(png)), 400, "InvalidRequest")
-	wantStatus(t, blUpload(t, p, "", "image/png", bytes.NewReader(png)), 401, "AuthMissing")
+	testpds.WantStatus(t, testpds.UploadBlob(t, p, alice.AccessJwt, "", bytes.NewReader(png)), 400, "InvalidRequest")
+	testpds.WantStatus(t, testpds.UploadBlob(t, p, "", "image/png", bytes.NewReader(png)), 401, "AuthMissing")
 
 	// Empty.
-	empty := blUploadOK(t, p, alice.AccessJwt, "application/octet-stream", nil)
+	empty := testpds.UploadBlobOK(t, p, alice.AccessJwt, "application/octet-stream", nil)
 	if empty.CID() != "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku" {
 		t.Fatalf("empty blob %s", empty.CID())
 	}
 
 	// The same bytes twice are stored once.
-	again := blUploadOK(t, p, alice.AccessJwt, "image/png", png)
+	again := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", png)
 	if again.CID() != ref.CID() {
 		t.Fatal("same bytes, different CID")
 	}
 	n := 0
-	for _, f := range blFiles(t, p) {
+	for _, f := range testpds.BlobFiles(t, p) {
 		if filepath.Base(f) == ref.CID() {
 			n++
 		}
@@ -217,17 +108,17 @@ func TestBlobUploadAndGet(t *testing.T) {
 	}
 
 	// An upload nobody references is not published.
-	wantStatus(t, blGet(t, p, alice.DID, ref.CID(), nil, ""), 404, "BlobNotFound")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, ref.CID(), nil, ""), 404, "BlobNotFound")
 
 	// Large: 20 MB, streamed both ways, chunked on the way in.
-	large := blRandom(4, 20_000_000)
-	r := blUpload(t, p, alice.AccessJwt, "application/x-large", hideLength{bytes.NewReader(large)})
+	large := testpds.RandomBytes(4, 20_000_000)
+	r := testpds.UploadBlob(t, p, alice.AccessJwt, "application/x-large", testpds.HideLength{R: bytes.NewReader(large)})
 	if r.Status != 200 || !strings.Contains(string(r.Body), blobstore.CIDOf(large).String()) {
 		t.Fatalf("large upload: %s", r)
 	}
-	largeRef := blobRef{Type: "blob", Ref: map[string]string{"$link": blobstore.CIDOf(large).String()}, MimeType: "application/x-large", Size: int64(len(large))}
-	wantStatus(t, blCreate(t, p, alice, "com.example.attachment", map[string]any{"file": largeRef}), 200, "")
-	g := blGet(t, p, alice.DID, largeRef.CID(), nil, "")
+	largeRef := testpds.BlobRef{Type: "blob", Ref: map[string]string{"$link": blobstore.CIDOf(large).String()}, MimeType: "application/x-large", Size: int64(len(large))}
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "com.example.attachment", map[string]any{"file": largeRef}), 200, "")
+	g := testpds.GetBlob(t, p, alice.DID, largeRef.CID(), nil, "")
 	if g.Status != 200 || sha256.Sum256(g.Body) != sha256.Sum256(large) {
 		t.Fatalf("large getBlob: %d, %d bytes", g.Status, len(g.Body))
 	}
@@ -246,19 +137,19 @@ func TestBlobUploadAndGet(t *testing.T) {
 	}
 
 	// Range requests (video players), suffix ranges, conditional requests, HEAD.
-	g = blGet(t, p, alice.DID, largeRef.CID(), http.Header{"Range": {"bytes=1000000-1999999"}}, "")
+	g = testpds.GetBlob(t, p, alice.DID, largeRef.CID(), http.Header{"Range": {"bytes=1000000-1999999"}}, "")
 	if g.Status != 206 || g.Header.Get("Content-Range") != "bytes 1000000-1999999/20000000" || !bytes.Equal(g.Body, large[1000000:2000000]) {
 		t.Fatalf("range: %d %q %d bytes", g.Status, g.Header.Get("Content-Range"), len(g.Body))
 	}
-	g = blGet(t, p, alice.DID, largeRef.CID(), http.Header{"Range": {"bytes=-100"}}, "")
+	g = testpds.GetBlob(t, p, alice.DID, largeRef.CID(), http.Header{"Range": {"bytes=-100"}}, "")
 	if g.Status != 206 || !bytes.Equal(g.Body, large[len(large)-100:]) {
 		t.Fatalf("suffix range: %d", g.Status)
 	}
-	g = blGet(t, p, alice.DID, largeRef.CID(), http.Header{"Range": {"bytes=30000000-"}}, "")
+	g = testpds.GetBlob(t, p, alice.DID, largeRef.CID(), http.Header{"Range": {"bytes=30000000-"}}, "")
 	if g.Status != http.StatusRequestedRangeNotSatisfiable {
 		t.Fatalf("range past the end: %d", g.Status)
 	}
-	g = blGet(t, p, alice.DID, largeRef.CID(), http.Header{"If-None-Match": {`"` + largeRef.CID() + `"`}}, "")
+	g = testpds.GetBlob(t, p, alice.DID, largeRef.CID(), http.Header{"If-None-Match": {`"` + largeRef.CID() + `"`}}, "")
 	if g.Status != http.StatusNotModified || len(g.Body) != 0 {
 		t.Fatalf("If-None-Match: %d", g.Status)
 	}
@@ -268,78 +159,78 @@ func TestBlobUploadAndGet(t *testing.T) {
 	}
 
 	// Over the limit: 413, whether the length is announced or not, and nothing is kept.
-	over := blRandom(5, limit+1)
-	wantStatus(t, blUpload(t, p, alice.AccessJwt, "application/x-large", bytes.NewReader(over)), 413, "PayloadTooLarge")
-	wantStatus(t, blUpload(t, p, alice.AccessJwt, "application/x-large", hideLength{bytes.NewReader(over)}), 413, "PayloadTooLarge")
-	blUploadOK(t, p, alice.AccessJwt, "application/x-large", over[:limit]) // exactly the limit is fine
+	over := testpds.RandomBytes(5, limit+1)
+	testpds.WantStatus(t, testpds.UploadBlob(t, p, alice.AccessJwt, "application/x-large", bytes.NewReader(over)), 413, "PayloadTooLarge")
+	testpds.WantStatus(t, testpds.UploadBlob(t, p, alice.AccessJwt, "application/x-large", testpds.HideLength{R: bytes.NewReader(over)}), 413, "PayloadTooLarge")
+	testpds.UploadBlobOK(t, p, alice.AccessJwt, "application/x-large", over[:limit]) // exactly the limit is fine
 	if tmp, _ := os.ReadDir(p.Config.BlobstoreDiskTmp); len(tmp) != 0 {
 		t.Fatalf("%d temporary files left after refused uploads", len(tmp))
 	}
 
 	// Bad requests.
-	wantStatus(t, blGet(t, p, alice.DID, "not-a-cid", nil, ""), 400, "InvalidRequest")
-	wantStatus(t, blGet(t, p, alice.DID, blobstore.CIDOf([]byte("unknown")).String(), nil, ""), 404, "BlobNotFound")
-	wantStatus(t, blGet(t, p, "did:plc:nobodyhereatallxxxxxxxxx", ref.CID(), nil, ""), 400, "RepoNotFound")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, "not-a-cid", nil, ""), 400, "InvalidRequest")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, blobstore.CIDOf([]byte("unknown")).String(), nil, ""), 404, "BlobNotFound")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, "did:plc:nobodyhereatallxxxxxxxxx", ref.CID(), nil, ""), 400, "RepoNotFound")
 	bob := p.CreateAccount("bob")
-	wantStatus(t, blGet(t, p, bob.DID, largeRef.CID(), nil, ""), 404, "BlobNotFound") // blobs belong to an account
+	testpds.WantStatus(t, testpds.GetBlob(t, p, bob.DID, largeRef.CID(), nil, ""), 404, "BlobNotFound") // blobs belong to an account
 }
 
 func TestBlobReferences(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{})
 	alice := p.CreateAccount("alice")
 	bob := p.CreateAccount("bob")
-	png := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(10, 3000))
-	video := blUploadOK(t, p, alice.AccessJwt, "video/mp4", blMP4(11, 4000))
-	big := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(12, 2_000_001)) // images: maxSize 2,000,000
+	png := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(10, 3000))
+	video := testpds.UploadBlobOK(t, p, alice.AccessJwt, "video/mp4", blMP4(11, 4000))
+	big := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(12, 2_000_001)) // images: maxSize 2,000,000
 	if video.MimeType != "video/mp4" {
 		t.Fatalf("video sniffed as %q", video.MimeType)
 	}
 
 	// A blob that does not exist, or that another account uploaded.
-	ghost := blobRef{Type: "blob", Ref: map[string]string{"$link": blobstore.CIDOf([]byte("ghost")).String()}, MimeType: "image/png", Size: 5}
-	r := blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("ghost", ghost))
-	wantStatus(t, r, 400, "BlobNotFound")
+	ghost := testpds.BlobRef{Type: "blob", Ref: map[string]string{"$link": blobstore.CIDOf([]byte("ghost")).String()}, MimeType: "image/png", Size: 5}
+	r := testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("ghost", ghost))
+	testpds.WantStatus(t, r, 400, "BlobNotFound")
 	if !strings.Contains(r.JSON()["message"].(string), ghost.CID()) {
 		t.Fatalf("message does not name the blob: %s", r)
 	}
-	wantStatus(t, blCreate(t, p, bob, "app.bsky.feed.post", blImagePost("not mine", png)), 400, "BlobNotFound")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, bob, "app.bsky.feed.post", testpds.ImagePost("not mine", png)), 400, "BlobNotFound")
 
 	// The stored blob's real type and size are what count.
 	lie := png
 	lie.MimeType = "image/jpeg"
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("lie", lie)), 400, "InvalidMimeType")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("lie", lie)), 400, "InvalidMimeType")
 	lie = png
 	lie.Size = 10
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("lie", lie)), 400, "InvalidSize")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("lie", lie)), 400, "InvalidSize")
 	// A video declared as what it is breaks the images lexicon's accept; one declared as an image is a lie.
-	r = blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("video", video))
-	wantStatus(t, r, 400, "InvalidRequest")
+	r = testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("video", video))
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "mimetype") {
 		t.Fatalf("accept violation message: %s", r)
 	}
 	lie = video
 	lie.MimeType = "image/png"
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("video as image", lie)), 400, "InvalidMimeType")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("video as image", lie)), 400, "InvalidMimeType")
 	// maxSize.
-	r = blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("big", big))
-	wantStatus(t, r, 400, "InvalidRequest")
+	r = testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("big", big))
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "size") {
 		t.Fatalf("maxSize violation message: %s", r)
 	}
 	// applyWrites goes through the same checks.
-	wantStatus(t, p.Procedure("com.atproto.repo.applyWrites", map[string]any{"repo": alice.DID, "writes": []any{
-		map[string]any{"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "value": blImagePost("ok", png)},
-		map[string]any{"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "value": blImagePost("ghost", ghost)},
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.applyWrites", map[string]any{"repo": alice.DID, "writes": []any{
+		map[string]any{"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "value": testpds.ImagePost("ok", png)},
+		map[string]any{"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "value": testpds.ImagePost("ghost", ghost)},
 	}}, alice.AccessJwt), 400, "BlobNotFound")
-	wantStatus(t, blGet(t, p, alice.DID, png.CID(), nil, ""), 404, "BlobNotFound") // the refused batch linked nothing
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, png.CID(), nil, ""), 404, "BlobNotFound") // the refused batch linked nothing
 
 	// A good post with an image and a video post: both blobs are served from then on.
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("hello", png)), 200, "")
-	vp := post("a video")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("hello", png)), 200, "")
+	vp := testpds.Post("a video")
 	vp["embed"] = map[string]any{"$type": "app.bsky.embed.video", "video": video}
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", vp), 200, "")
-	for _, b := range []blobRef{png, video} {
-		g := blGet(t, p, alice.DID, b.CID(), nil, "")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", vp), 200, "")
+	for _, b := range []testpds.BlobRef{png, video} {
+		g := testpds.GetBlob(t, p, alice.DID, b.CID(), nil, "")
 		if g.Status != 200 || g.Header.Get("Content-Type") != b.MimeType || int64(len(g.Body)) != b.Size {
 			t.Fatalf("getBlob %s: %d %q", b.CID(), g.Status, g.Header.Get("Content-Type"))
 		}
@@ -349,36 +240,36 @@ func TestBlobReferences(t *testing.T) {
 func TestBlobGarbageCollection(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{Env: map[string]string{"PDS_BLOB_GC_GRACE_MS": "0"}})
 	alice := p.CreateAccount("alice")
-	shared := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(20, 2000))
-	only := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(21, 2000))
-	a := blRKey(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("a", shared)))
-	b := blRKey(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("b", shared, only)))
-	wantStatus(t, blGet(t, p, alice.DID, only.CID(), nil, ""), 200, "")
+	shared := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(20, 2000))
+	only := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(21, 2000))
+	a := blRKey(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("a", shared)))
+	b := blRKey(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("b", shared, only)))
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, only.CID(), nil, ""), 200, "")
 
 	// Deleting b drops the last reference to "only", not to "shared" (a still uses it).
-	wantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": b}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": b}, alice.AccessJwt), 200, "")
 	blEventually(t, "the unreferenced blob is deleted", func() bool { return !blHasFile(t, p, only.CID()) })
-	wantStatus(t, blGet(t, p, alice.DID, only.CID(), nil, ""), 404, "BlobNotFound")
-	wantStatus(t, blGet(t, p, alice.DID, shared.CID(), nil, ""), 200, "")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, only.CID(), nil, ""), 404, "BlobNotFound")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, shared.CID(), nil, ""), 200, "")
 	// Collected means gone from the metadata too: it can not be referenced again without a new upload.
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("again", only)), 400, "BlobNotFound")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("again", only)), 400, "BlobNotFound")
 
 	// Updated away: a profile changes its avatar.
-	av1 := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(22, 1000))
-	av2 := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(23, 1000))
-	profile := func(avatar blobRef) map[string]any {
+	av1 := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(22, 1000))
+	av2 := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(23, 1000))
+	profile := func(avatar testpds.BlobRef) map[string]any {
 		return map[string]any{"repo": alice.DID, "collection": "app.bsky.actor.profile", "rkey": "self",
 			"record": map[string]any{"$type": "app.bsky.actor.profile", "displayName": "Alice", "avatar": avatar}}
 	}
-	wantStatus(t, p.Procedure("com.atproto.repo.putRecord", profile(av1), alice.AccessJwt), 200, "")
-	wantStatus(t, p.Procedure("com.atproto.repo.putRecord", profile(av2), alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.putRecord", profile(av1), alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.putRecord", profile(av2), alice.AccessJwt), 200, "")
 	blEventually(t, "the replaced avatar is deleted", func() bool { return !blHasFile(t, p, av1.CID()) })
-	wantStatus(t, blGet(t, p, alice.DID, av2.CID(), nil, ""), 200, "")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, av2.CID(), nil, ""), 200, "")
 
 	// The last reference goes.
-	wantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": a}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": a}, alice.AccessJwt), 200, "")
 	blEventually(t, "the shared blob is deleted", func() bool { return !blHasFile(t, p, shared.CID()) })
-	if files := blFiles(t, p); len(files) != 1 || filepath.Base(files[0]) != av2.CID() {
+	if files := testpds.BlobFiles(t, p); len(files) != 1 || filepath.Base(files[0]) != av2.CID() {
 		t.Fatalf("blob files left: %v, want only the current avatar", files)
 	}
 }
@@ -386,27 +277,27 @@ func TestBlobGarbageCollection(t *testing.T) {
 func TestBlobGracePeriodAllowsReference(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{}) // default grace: 1 hour
 	alice := p.CreateAccount("alice")
-	img := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(30, 2000))
-	rkey := blRKey(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("draft", img)))
-	wantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": rkey}, alice.AccessJwt), 200, "")
+	img := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(30, 2000))
+	rkey := blRKey(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("draft", img)))
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": rkey}, alice.AccessJwt), 200, "")
 	// Unreferenced: no longer published, but kept for the grace period...
-	wantStatus(t, blGet(t, p, alice.DID, img.CID(), nil, ""), 404, "BlobNotFound")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, img.CID(), nil, ""), 404, "BlobNotFound")
 	if !blHasFile(t, p, img.CID()) {
 		t.Fatal("blob deleted before the grace period")
 	}
 	// ...so the client can use it again without uploading it again.
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("final", img)), 200, "")
-	wantStatus(t, blGet(t, p, alice.DID, img.CID(), nil, ""), 200, "")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("final", img)), 200, "")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, img.CID(), nil, ""), 200, "")
 }
 
 func TestBlobTemporaryUploadsExpire(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{Env: map[string]string{"PDS_BLOB_TEMP_EXPIRY_MS": "0"}})
 	alice := p.CreateAccount("alice")
-	img := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(40, 2000))
+	img := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(40, 2000))
 	blEventually(t, "the unreferenced upload expires", func() bool { return !blHasFile(t, p, img.CID()) })
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("late", img)), 400, "BlobNotFound")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("late", img)), 400, "BlobNotFound")
 	// Uploading it again works (and it expires again).
-	blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(40, 2000))
+	testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(40, 2000))
 	blEventually(t, "the second upload expires too", func() bool { return !blHasFile(t, p, img.CID()) })
 }
 
@@ -416,20 +307,20 @@ func TestListBlobsAndMissingBlobs(t *testing.T) {
 	alice := p.CreateAccount("alice")
 	var cids []string
 	for i := range 5 {
-		img := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(uint64(50+i), 1000))
+		img := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(uint64(50+i), 1000))
 		cids = append(cids, img.CID())
-		wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost(fmt.Sprint(i), img)), 200, "")
+		testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost(fmt.Sprint(i), img)), 200, "")
 	}
 	rev := p.Query("com.atproto.sync.getLatestCommit", url.Values{"did": {alice.DID}}, "").JSON()["rev"].(string)
-	late := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(60, 1000))
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("late", late)), 200, "")
-	blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(61, 1000)) // unreferenced: not listed
+	late := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(60, 1000))
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("late", late)), 200, "")
+	testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(61, 1000)) // unreferenced: not listed
 
 	listAll := func(params url.Values) []string {
 		var out []string
 		for pages := 0; ; pages++ {
 			r := p.Query("com.atproto.sync.listBlobs", params, "")
-			wantStatus(t, r, 200, "")
+			testpds.WantStatus(t, r, 200, "")
 			var page struct {
 				CIDs   []string `json:"cids"`
 				Cursor string   `json:"cursor"`
@@ -453,28 +344,28 @@ func TestListBlobsAndMissingBlobs(t *testing.T) {
 	if len(since) != 1 || since[0] != late.CID() {
 		t.Fatalf("listBlobs since %s = %v, want only %s", rev, since, late.CID())
 	}
-	wantStatus(t, p.Query("com.atproto.sync.listBlobs", url.Values{"did": {"did:plc:nobodyhereatallxxxxxxxxx"}}, ""), 400, "RepoNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.listBlobs", url.Values{"did": {"did:plc:nobodyhereatallxxxxxxxxx"}}, ""), 400, "RepoNotFound")
 
 	// Records imported with the blobs not there yet (a migration).
 	var missing [][]byte
 	records := map[string]json.RawMessage{}
 	for i := range 5 {
-		data := blPNG(uint64(70+i), 700)
+		data := testpds.PNG(uint64(70+i), 700)
 		missing = append(missing, data)
-		ref := blobRef{Type: "blob", Ref: map[string]string{"$link": blobstore.CIDOf(data).String()}, MimeType: "image/png", Size: 700}
-		raw, _ := json.Marshal(blImagePost(fmt.Sprint("imported ", i), ref))
+		ref := testpds.BlobRef{Type: "blob", Ref: map[string]string{"$link": blobstore.CIDOf(data).String()}, MimeType: "image/png", Size: 700}
+		raw, _ := json.Marshal(testpds.ImagePost(fmt.Sprint("imported ", i), ref))
 		records[fmt.Sprintf("3kimport%05d", i)] = raw
 	}
 	if err := p.Server.CommitImportedRecordsForTest(ctx, alice.DID, "app.bsky.feed.post", records); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, p.Query("com.atproto.repo.listMissingBlobs", nil, ""), 401, "AuthMissing")
+	testpds.WantStatus(t, p.Query("com.atproto.repo.listMissingBlobs", nil, ""), 401, "AuthMissing")
 	listMissing := func() map[string]string {
 		out := map[string]string{}
 		params := url.Values{"limit": {"2"}}
 		for pages := 0; pages < 10; pages++ {
 			r := p.Query("com.atproto.repo.listMissingBlobs", params, alice.AccessJwt)
-			wantStatus(t, r, 200, "")
+			testpds.WantStatus(t, r, 200, "")
 			var page struct {
 				Blobs []struct {
 					CID       string `json:"cid"`
@@ -503,11 +394,11 @@ func TestListBlobsAndMissingBlobs(t *testing.T) {
 		t.Fatalf("recordUri %q", got[first])
 	}
 	// Uploading a missing blob fills the gap; it is referenced, so it is permanent and served at once.
-	blUploadOK(t, p, alice.AccessJwt, "image/png", missing[0])
+	testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", missing[0])
 	if got := listMissing(); len(got) != 4 || got[first] != "" {
 		t.Fatalf("after uploading one: %v", got)
 	}
-	wantStatus(t, blGet(t, p, alice.DID, first, nil, ""), 200, "")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, first, nil, ""), 200, "")
 	if all := listAll(url.Values{"did": {alice.DID}, "limit": {"2"}}); len(all) != 11 {
 		t.Fatalf("listBlobs lists every referenced blob, present or not: %d, want 11", len(all))
 	}
@@ -516,18 +407,18 @@ func TestListBlobsAndMissingBlobs(t *testing.T) {
 func TestBlobAccountStates(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{})
 	alice := p.CreateAccount("alice")
-	img := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(80, 1500))
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("hi", img)), 200, "")
+	img := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(80, 1500))
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("hi", img)), 200, "")
 
 	// Deactivated: hidden from others, visible to the owner; uploads still work (migrations upload blobs
 	// before the account is activated).
-	wantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt), 200, "")
-	wantStatus(t, blGet(t, p, alice.DID, img.CID(), nil, ""), 400, "RepoDeactivated")
-	wantStatus(t, p.Query("com.atproto.sync.listBlobs", url.Values{"did": {alice.DID}}, ""), 400, "RepoDeactivated")
-	wantStatus(t, blGet(t, p, alice.DID, img.CID(), nil, alice.AccessJwt), 200, "")
-	blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(81, 100))
-	wantStatus(t, p.Procedure("com.atproto.server.activateAccount", map[string]any{}, alice.AccessJwt), 200, "")
-	wantStatus(t, blGet(t, p, alice.DID, img.CID(), nil, ""), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, img.CID(), nil, ""), 400, "RepoDeactivated")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.listBlobs", url.Values{"did": {alice.DID}}, ""), 400, "RepoDeactivated")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, img.CID(), nil, alice.AccessJwt), 200, "")
+	testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(81, 100))
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.activateAccount", map[string]any{}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, img.CID(), nil, ""), 200, "")
 
 	// A blob taken down by a moderator: not served, can not be uploaded again or referenced.
 	admin := func(body map[string]any) *testpds.Response {
@@ -538,17 +429,17 @@ func TestBlobAccountStates(t *testing.T) {
 		return p.Do(req, "")
 	}
 	blobSubject := map[string]any{"$type": "com.atproto.admin.defs#repoBlobRef", "did": alice.DID, "cid": img.CID()}
-	wantStatus(t, admin(map[string]any{"subject": blobSubject, "takedown": map[string]any{"applied": true, "ref": "spam"}}), 200, "")
-	wantStatus(t, blGet(t, p, alice.DID, img.CID(), nil, ""), 404, "BlobNotFound")
-	wantStatus(t, blUpload(t, p, alice.AccessJwt, "image/png", bytes.NewReader(blPNG(80, 1500))), 400, "InvalidRequest")
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("again", img)), 400, "BlobNotFound")
-	wantStatus(t, admin(map[string]any{"subject": blobSubject, "takedown": map[string]any{"applied": false}}), 200, "")
-	wantStatus(t, blGet(t, p, alice.DID, img.CID(), nil, ""), 200, "")
+	testpds.WantStatus(t, admin(map[string]any{"subject": blobSubject, "takedown": map[string]any{"applied": true, "ref": "spam"}}), 200, "")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, img.CID(), nil, ""), 404, "BlobNotFound")
+	testpds.WantStatus(t, testpds.UploadBlob(t, p, alice.AccessJwt, "image/png", bytes.NewReader(testpds.PNG(80, 1500))), 400, "InvalidRequest")
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("again", img)), 400, "BlobNotFound")
+	testpds.WantStatus(t, admin(map[string]any{"subject": blobSubject, "takedown": map[string]any{"applied": false}}), 200, "")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, img.CID(), nil, ""), 200, "")
 
 	// A taken-down account's blobs are not served.
-	wantStatus(t, admin(map[string]any{"subject": map[string]any{"$type": "com.atproto.admin.defs#repoRef", "did": alice.DID},
+	testpds.WantStatus(t, admin(map[string]any{"subject": map[string]any{"$type": "com.atproto.admin.defs#repoRef", "did": alice.DID},
 		"takedown": map[string]any{"applied": true}}), 200, "")
-	wantStatus(t, blGet(t, p, alice.DID, img.CID(), nil, ""), 400, "RepoTakendown")
+	testpds.WantStatus(t, testpds.GetBlob(t, p, alice.DID, img.CID(), nil, ""), 400, "RepoTakendown")
 }
 
 // TestBlobsOnS3 runs the server on the S3 backend (an in-process S3 server on a loopback socket): upload, serve
@@ -575,23 +466,23 @@ func TestBlobsOnS3(t *testing.T) {
 	}})
 	alice := p.CreateAccount("alice")
 	data := blMP4(90, 7_000_000) // more than one multipart part
-	video := blUploadOK(t, p, alice.AccessJwt, "video/mp4", data)
-	vp := post("a video")
+	video := testpds.UploadBlobOK(t, p, alice.AccessJwt, "video/mp4", data)
+	vp := testpds.Post("a video")
 	vp["embed"] = map[string]any{"$type": "app.bsky.embed.video", "video": video}
-	rkey := blRKey(t, blCreate(t, p, alice, "app.bsky.feed.post", vp))
+	rkey := blRKey(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", vp))
 	key := "blocks/" + alice.DID + "/" + video.CID()
 	if _, err := mc.StatObject(ctx, "pds-blobs", key, minio.StatObjectOptions{}); err != nil {
 		t.Fatalf("blob not at %s in the bucket: %v", key, err)
 	}
-	g := blGet(t, p, alice.DID, video.CID(), http.Header{"Range": {"bytes=6000000-6000099"}}, "")
+	g := testpds.GetBlob(t, p, alice.DID, video.CID(), http.Header{"Range": {"bytes=6000000-6000099"}}, "")
 	if g.Status != 206 || !bytes.Equal(g.Body, data[6000000:6000100]) {
 		t.Fatalf("ranged getBlob from S3: %d, %d bytes", g.Status, len(g.Body))
 	}
-	g = blGet(t, p, alice.DID, video.CID(), nil, "")
+	g = testpds.GetBlob(t, p, alice.DID, video.CID(), nil, "")
 	if g.Status != 200 || !bytes.Equal(g.Body, data) {
 		t.Fatalf("getBlob from S3: %d, %d bytes", g.Status, len(g.Body))
 	}
-	wantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": rkey}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": rkey}, alice.AccessJwt), 200, "")
 	blEventually(t, "the blob is deleted from the bucket", func() bool {
 		_, err := mc.StatObject(ctx, "pds-blobs", key, minio.StatObjectOptions{})
 		return err != nil

@@ -12,7 +12,7 @@ import (
 // The email flows share one server and mail server; each uses its own accounts.
 func TestEmailFlows(t *testing.T) {
 	t.Parallel()
-	p, mail := startWithMail(t, nil)
+	p, mail := testpds.StartWithMail(t, nil)
 	t.Run("confirm and update", func(t *testing.T) { testEmailConfirmAndUpdate(t, p, mail) })
 	t.Run("password reset", func(t *testing.T) { testPasswordReset(t, p, mail) })
 	t.Run("purposes do not mix", func(t *testing.T) { testEmailTokenPurposesDoNotMix(t, p, mail) })
@@ -23,7 +23,7 @@ func testEmailConfirmAndUpdate(t *testing.T, p *testpds.PDS, mail *testsmtp.Serv
 	alice := p.CreateAccount("alice")
 
 	// Confirmation: the token arrives by SMTP at the account's address.
-	mustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
 	msg := mail.Next(t)
 	if len(msg.To) != 1 || msg.To[0] != alice.Email || msg.From != "noreply@pds.test" || msg.Subject != "Email Confirmation" {
 		t.Fatalf("confirmation mail: from %q to %v subject %q", msg.From, msg.To, msg.Subject)
@@ -32,20 +32,20 @@ func testEmailConfirmAndUpdate(t *testing.T, p *testpds.PDS, mail *testsmtp.Serv
 	if !strings.Contains(msg.HTML, token) {
 		t.Fatalf("html part lacks the token: %q", msg.HTML)
 	}
-	wantStatus(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": "other@example.com", "token": token}, alice.AccessJwt), 400, "InvalidEmail")
-	wantStatus(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": "AAAAA-AAAAA"}, alice.AccessJwt), 400, "InvalidToken")
-	if s := mustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt)); s["emailConfirmed"] != false {
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": "other@example.com", "token": token}, alice.AccessJwt), 400, "InvalidEmail")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": "AAAAA-AAAAA"}, alice.AccessJwt), 400, "InvalidToken")
+	if s := testpds.MustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt)); s["emailConfirmed"] != false {
 		t.Fatalf("confirmed before confirmEmail: %v", s)
 	}
 	// Tokens are accepted in any case (users retype them).
-	mustOK(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": strings.ToUpper(alice.Email), "token": strings.ToLower(token)}, alice.AccessJwt))
-	if s := mustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt)); s["emailConfirmed"] != true {
+	testpds.MustOK(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": strings.ToUpper(alice.Email), "token": strings.ToLower(token)}, alice.AccessJwt))
+	if s := testpds.MustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt)); s["emailConfirmed"] != true {
 		t.Fatalf("not confirmed after confirmEmail: %v", s)
 	}
-	wantStatus(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": token}, alice.AccessJwt), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": token}, alice.AccessJwt), 400, "InvalidToken")
 
 	// A confirmed address needs a token (sent to the current address) to change.
-	out := mustOK(t, p.Procedure("com.atproto.server.requestEmailUpdate", nil, alice.AccessJwt))
+	out := testpds.MustOK(t, p.Procedure("com.atproto.server.requestEmailUpdate", nil, alice.AccessJwt))
 	if out["tokenRequired"] != true {
 		t.Fatalf("requestEmailUpdate: %v", out)
 	}
@@ -54,70 +54,70 @@ func testEmailConfirmAndUpdate(t *testing.T, p *testpds.PDS, mail *testsmtp.Serv
 		t.Fatalf("update mail to %v: %q", msg.To, msg.Subject)
 	}
 	upd := msg.Token(t)
-	wantStatus(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "alice2@example.com"}, alice.AccessJwt), 400, "TokenRequired")
-	wantStatus(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "alice2@example.com", "token": "BBBBB-BBBBB"}, alice.AccessJwt), 400, "InvalidToken")
-	wantStatus(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "not-an-email", "token": upd}, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "alice2@example.com"}, alice.AccessJwt), 400, "TokenRequired")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "alice2@example.com", "token": "BBBBB-BBBBB"}, alice.AccessJwt), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "not-an-email", "token": upd}, alice.AccessJwt), 400, "InvalidRequest")
 	bob := p.CreateAccount("bob")
 	// Taken address: refused, and the token is not used up by the failure.
-	wantStatus(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": bob.Email, "token": upd}, alice.AccessJwt), 400, "InvalidRequest")
-	mustOK(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "Alice2@Example.com", "token": upd}, alice.AccessJwt))
-	s := mustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt))
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": bob.Email, "token": upd}, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.MustOK(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "Alice2@Example.com", "token": upd}, alice.AccessJwt))
+	s := testpds.MustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt))
 	if s["email"] != "alice2@example.com" || s["emailConfirmed"] != false {
 		t.Fatalf("after updateEmail: %v", s)
 	}
 
 	// An unconfirmed address changes without a token, and no mail is sent.
-	out = mustOK(t, p.Procedure("com.atproto.server.requestEmailUpdate", nil, bob.AccessJwt))
+	out = testpds.MustOK(t, p.Procedure("com.atproto.server.requestEmailUpdate", nil, bob.AccessJwt))
 	if out["tokenRequired"] != false {
 		t.Fatalf("unconfirmed requestEmailUpdate: %v", out)
 	}
-	mustOK(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "bob2@example.com"}, bob.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.updateEmail", map[string]any{"email": "bob2@example.com"}, bob.AccessJwt))
 	mail.None(t)
-	if a := login(t, p, "bob2@example.com", bob.Password); a.Status != 200 {
+	if a := testpds.Login(t, p, "bob2@example.com", bob.Password); a.Status != 200 {
 		t.Fatalf("login with the new address: %s", a)
 	}
 }
 
 func testPasswordReset(t *testing.T, p *testpds.PDS, mail *testsmtp.Server) {
 	alice := p.CreateAccount("rita")
-	second := mustOK(t, login(t, p, alice.Handle, alice.Password))
+	second := testpds.MustOK(t, testpds.Login(t, p, alice.Handle, alice.Password))
 
-	wantStatus(t, p.Procedure("com.atproto.server.requestPasswordReset", map[string]any{"email": "nobody@example.com"}, ""), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.requestPasswordReset", map[string]any{"email": "nobody@example.com"}, ""), 400, "InvalidRequest")
 	mail.None(t)
-	mustOK(t, p.Procedure("com.atproto.server.requestPasswordReset", map[string]any{"email": "RITA@example.com"}, ""))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.requestPasswordReset", map[string]any{"email": "RITA@example.com"}, ""))
 	msg := mail.Next(t)
 	if msg.To[0] != alice.Email || msg.Subject != "Password Reset Requested" {
 		t.Fatalf("reset mail to %v: %q", msg.To, msg.Subject)
 	}
 	token := msg.Token(t)
 
-	wantStatus(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": "CCCCC-CCCCC", "password": "new-pass"}, ""), 400, "InvalidToken")
-	wantStatus(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": token, "password": strings.Repeat("x", 257)}, ""), 400, "InvalidRequest")
-	mustOK(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": token, "password": "new-pass"}, ""))
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": "CCCCC-CCCCC", "password": "new-pass"}, ""), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": token, "password": strings.Repeat("x", 257)}, ""), 400, "InvalidRequest")
+	testpds.MustOK(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": token, "password": "new-pass"}, ""))
 	// Single use.
-	wantStatus(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": token, "password": "newer-pass"}, ""), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": token, "password": "newer-pass"}, ""), 400, "InvalidToken")
 
 	// Every session is revoked; the old password is gone; the new one works.
 	for _, rt := range []string{alice.RefreshJwt, second["refreshJwt"].(string)} {
-		wantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, rt), 400, "ExpiredToken")
+		testpds.WantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, rt), 400, "ExpiredToken")
 	}
-	wantStatus(t, login(t, p, alice.Handle, alice.Password), 401, "AuthenticationRequired")
-	mustOK(t, login(t, p, alice.Handle, "new-pass"))
+	testpds.WantStatus(t, testpds.Login(t, p, alice.Handle, alice.Password), 401, "AuthenticationRequired")
+	testpds.MustOK(t, testpds.Login(t, p, alice.Handle, "new-pass"))
 }
 
 func testEmailTokenPurposesDoNotMix(t *testing.T, p *testpds.PDS, mail *testsmtp.Server) {
 	alice := p.CreateAccount("pat")
-	mustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
 	confirm := mail.Next(t).Token(t)
 	// A confirmation token does not reset a password.
-	wantStatus(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": confirm, "password": "x-pass"}, ""), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.resetPassword", map[string]any{"token": confirm, "password": "x-pass"}, ""), 400, "InvalidToken")
 	// A second request replaces the first token.
-	mustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
 	confirm2 := mail.Next(t).Token(t)
 	if confirm2 != confirm {
-		wantStatus(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": confirm}, alice.AccessJwt), 400, "InvalidToken")
+		testpds.WantStatus(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": confirm}, alice.AccessJwt), 400, "InvalidToken")
 	}
-	mustOK(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": confirm2}, alice.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": confirm2}, alice.AccessJwt))
 }
 
 // A mail server that refuses the message makes the request fail: the user must not wait for a token that
@@ -125,9 +125,9 @@ func testEmailTokenPurposesDoNotMix(t *testing.T, p *testpds.PDS, mail *testsmtp
 func testEmailSendFailureIsAnError(t *testing.T, p *testpds.PDS, mail *testsmtp.Server) {
 	alice := p.CreateAccount("fay")
 	mail.FailWith("mailbox unavailable")
-	wantStatus(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt), http.StatusBadGateway, "UpstreamFailure")
-	wantStatus(t, p.Procedure("com.atproto.server.requestPasswordReset", map[string]any{"email": alice.Email}, ""), http.StatusBadGateway, "UpstreamFailure")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt), http.StatusBadGateway, "UpstreamFailure")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.requestPasswordReset", map[string]any{"email": alice.Email}, ""), http.StatusBadGateway, "UpstreamFailure")
 	mail.FailWith("")
-	mustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
 	mail.Next(t)
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/pdsgo/pds/internal/testpds"
 	"github.com/pdsgo/pds/internal/testplc"
 )
 
@@ -222,17 +223,7 @@ func startBenchServer(b *testing.B) *benchServer {
 		Timeout:   time.Minute,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 	}}
-	b.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	b.Cleanup(func() { testpds.StopProcess(cmd) })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := s.client.Get(s.url + "/xrpc/_health")
@@ -352,7 +343,7 @@ func (s *benchServer) createRecord(a *benchAccount, i int64) error {
 	}, nil)
 }
 
-// waitHead waits until a replay from 0 has reached seq.
+// WaitHead waits until a replay from 0 has reached seq.
 func (s *benchServer) waitHead(b *testing.B, seq int64) {
 	conn, _, err := websocket.DefaultDialer.Dial(strings.Replace(s.url, "http", "ws", 1)+"/xrpc/com.atproto.sync.subscribeRepos?cursor=0", nil)
 	if err != nil {

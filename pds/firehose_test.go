@@ -3,6 +3,7 @@ package pds_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -30,71 +31,7 @@ import (
 	pdsrepo "github.com/pdsgo/pds/repo"
 )
 
-// writer drives one account's writes through the XRPC API.
-type writer struct {
-	t    testing.TB
-	p    *testpds.PDS
-	acct *testpds.Account
-}
-
-type commitOut struct {
-	CID, Rev string
-}
-
-func (w *writer) call(nsid string, body map[string]any) (map[string]any, commitOut) {
-	w.t.Helper()
-	body["repo"] = w.acct.DID
-	r := w.p.Procedure(nsid, body, w.acct.AccessJwt)
-	if r.Status != http.StatusOK {
-		w.t.Fatalf("%s: %s", nsid, r)
-	}
-	out := r.JSON()
-	cm, _ := out["commit"].(map[string]any)
-	if cm == nil {
-		w.t.Fatalf("%s: no commit in %s", nsid, r)
-	}
-	return out, commitOut{cm["cid"].(string), cm["rev"].(string)}
-}
-
-func (w *writer) create(coll, rkey string, rec map[string]any) (string, commitOut) {
-	out, c := w.call("com.atproto.repo.createRecord", map[string]any{"collection": coll, "rkey": rkey, "record": rec})
-	return out["cid"].(string), c
-}
-
-func (w *writer) put(coll, rkey string, rec map[string]any) (string, commitOut) {
-	out, c := w.call("com.atproto.repo.putRecord", map[string]any{"collection": coll, "rkey": rkey, "record": rec})
-	return out["cid"].(string), c
-}
-
-func (w *writer) del(coll, rkey string) commitOut {
-	_, c := w.call("com.atproto.repo.deleteRecord", map[string]any{"collection": coll, "rkey": rkey})
-	return c
-}
-
-// apply runs applyWrites; each write is "create|update|delete coll/rkey".
-func (w *writer) apply(rec map[string]any, writes ...string) commitOut {
-	w.t.Helper()
-	return w.applyFn(func(string) map[string]any { return rec }, writes...)
-}
-
-// applyFn is apply with a record per collection.
-func (w *writer) applyFn(recFor func(coll string) map[string]any, writes ...string) commitOut {
-	w.t.Helper()
-	var ws []map[string]any
-	for _, spec := range writes {
-		action, path, _ := strings.Cut(spec, " ")
-		coll, rkey, _ := strings.Cut(path, "/")
-		m := map[string]any{"$type": "com.atproto.repo.applyWrites#" + action, "collection": coll, "rkey": rkey}
-		if action != "delete" {
-			m["value"] = recFor(coll)
-		}
-		ws = append(ws, m)
-	}
-	_, c := w.call("com.atproto.repo.applyWrites", map[string]any{"writes": ws})
-	return c
-}
-
-func opsOf(f *fhFrame) []string {
+func opsOf(f *testpds.Frame) []string {
 	var out []string
 	for _, op := range f.Commit.Ops {
 		out = append(out, op.Action+" "+op.Path)
@@ -109,41 +46,18 @@ func sorted(xs ...string) []string {
 	return out
 }
 
-// postColl is an unknown collection: records keys are free, unlike app.bsky.feed.post's TIDs.
-const postColl = "com.example.post"
-
-func note(text string) map[string]any {
-	return map[string]any{"$type": postColl, "text": text}
-}
-
-// waitHead waits until the firehose head reaches seq: a write is acknowledged once durable in its repo, and
-// sequenced (group commit) just after.
-func waitHead(t testing.TB, p *testpds.PDS, seq int64) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Server.FirehoseHead() < seq {
-		if time.Now().After(deadline) {
-			t.Fatalf("firehose head %d, want %d", p.Server.FirehoseHead(), seq)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	if h := p.Server.FirehoseHead(); h != seq {
-		t.Fatalf("firehose head %d, want exactly %d", h, seq)
-	}
-}
-
 // TestFirehoseCommits subscribes over a real websocket, writes through the XRPC API (creates, updates, deletes,
 // applyWrites batches, two accounts), and checks every event as a relay would.
 func TestFirehoseCommits(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{})
-	live := subscribe(t, p, "")
-	cc := newCommitChecker(p)
-	var all []*fhFrame
-	nextCommit := func(did string, c commitOut, wantOps ...string) *fhFrame {
+	live := testpds.Subscribe(t, p, "")
+	cc := testpds.NewCommitChecker(p)
+	var all []*testpds.Frame
+	nextCommit := func(did string, c testpds.CommitRef, wantOps ...string) *testpds.Frame {
 		t.Helper()
-		f := live.next()
+		f := live.Next()
 		all = append(all, f)
-		cc.check(t, f)
+		cc.Check(t, f)
 		if f.Commit == nil || f.Commit.Repo != did {
 			t.Fatalf("want a #commit of %s, got %s %s", did, f.Type, f.DID())
 		}
@@ -158,13 +72,13 @@ func TestFirehoseCommits(t *testing.T) {
 
 	// Account creation: identity, account, commit, sync, in that order.
 	alice := p.CreateAccount("alice")
-	created := live.take(4)
+	created := live.Take(4)
 	all = append(all, created...)
 	for i, want := range []string{"#identity", "#account", "#commit", "#sync"} {
 		if created[i].Type != want || created[i].DID() != alice.DID {
 			t.Fatalf("account creation event %d: %s of %s, want %s of %s", i, created[i].Type, created[i].DID(), want, alice.DID)
 		}
-		cc.check(t, created[i])
+		cc.Check(t, created[i])
 	}
 	if h := created[0].Identity.Handle; h == nil || *h != alice.Handle {
 		t.Fatalf("#identity handle %v", h)
@@ -179,35 +93,35 @@ func TestFirehoseCommits(t *testing.T) {
 		t.Fatalf("#sync rev %s, commit rev %s", created[3].Sync.Rev, created[2].Commit.Rev)
 	}
 	bob := p.CreateAccount("bob")
-	for _, f := range live.take(4) {
+	for _, f := range live.Take(4) {
 		all = append(all, f)
-		cc.check(t, f)
+		cc.Check(t, f)
 	}
 
-	a := &writer{t, p, alice}
-	b := &writer{t, p, bob}
-	cid1, c := a.create(postColl, "p1", note("one"))
+	a := testpds.NewWriter(t, p, alice)
+	b := testpds.NewWriter(t, p, bob)
+	cid1, c := a.Create(testpds.NoteCollection, "p1", testpds.Note("one"))
 	nextCommit(alice.DID, c, "create com.example.post/p1")
-	cid2, c := a.create(postColl, "p2", note("two"))
+	cid2, c := a.Create(testpds.NoteCollection, "p2", testpds.Note("two"))
 	nextCommit(alice.DID, c, "create com.example.post/p2")
-	cid3, c := a.create(postColl, "p3", note("three"))
+	cid3, c := a.Create(testpds.NoteCollection, "p3", testpds.Note("three"))
 	nextCommit(alice.DID, c, "create com.example.post/p3")
-	_, c = b.create(postColl, "b1", note("bob"))
+	_, c = b.Create(testpds.NoteCollection, "b1", testpds.Note("bob"))
 	nextCommit(bob.DID, c, "create com.example.post/b1")
 
-	cid1b, c := a.put(postColl, "p1", note("one, edited"))
+	cid1b, c := a.Put(testpds.NoteCollection, "p1", testpds.Note("one, edited"))
 	f := nextCommit(alice.DID, c, "update com.example.post/p1")
 	if op := f.Commit.Ops[0]; cid.Cid(*op.Prev).String() != cid1 || cid.Cid(*op.Cid).String() != cid1b {
 		t.Fatalf("update op: prev %v cid %v, want %s -> %s", op.Prev, op.Cid, cid1, cid1b)
 	}
-	_, c = a.put(postColl, "p4", note("four"))
+	_, c = a.Put(testpds.NoteCollection, "p4", testpds.Note("four"))
 	nextCommit(alice.DID, c, "create com.example.post/p4")
-	c = a.del(postColl, "p2")
+	c = a.Delete(testpds.NoteCollection, "p2")
 	f = nextCommit(alice.DID, c, "delete com.example.post/p2")
 	if op := f.Commit.Ops[0]; cid.Cid(*op.Prev).String() != cid2 {
 		t.Fatalf("delete op prev %v, want %s", op.Prev, cid2)
 	}
-	c = a.apply(note("batch"), "create com.example.post/p5", "create com.example.post/p6",
+	c = a.Apply(testpds.Note("batch"), "create com.example.post/p5", "create com.example.post/p6",
 		"update com.example.post/p1", "delete com.example.post/p3")
 	f = nextCommit(alice.DID, c, "create com.example.post/p5", "create com.example.post/p6",
 		"update com.example.post/p1", "delete com.example.post/p3")
@@ -225,27 +139,27 @@ func TestFirehoseCommits(t *testing.T) {
 		path := fmt.Sprintf("com.example.post/m%03d", i)
 		creates, deletes = append(creates, "create "+path), append(deletes, "delete "+path)
 	}
-	c = a.apply(note("many"), creates...)
+	c = a.Apply(testpds.Note("many"), creates...)
 	nextCommit(alice.DID, c, creates...)
-	_, c = b.put(postColl, "b1", note("bob, edited"))
+	_, c = b.Put(testpds.NoteCollection, "b1", testpds.Note("bob, edited"))
 	nextCommit(bob.DID, c, "update com.example.post/b1")
-	c = a.apply(nil, deletes...)
+	c = a.Apply(nil, deletes...)
 	nextCommit(alice.DID, c, deletes...)
 	// A no-op write (same record again) makes no commit and no event.
-	if r := p.Procedure("com.atproto.repo.putRecord", map[string]any{"repo": bob.DID, "collection": postColl, "rkey": "b1", "record": note("bob, edited")}, bob.AccessJwt); r.Status != 200 {
+	if r := p.Procedure("com.atproto.repo.putRecord", map[string]any{"repo": bob.DID, "collection": testpds.NoteCollection, "rkey": "b1", "record": testpds.Note("bob, edited")}, bob.AccessJwt); r.Status != 200 {
 		t.Fatalf("no-op put: %s", r)
 	}
-	live.expectQuiet(200 * time.Millisecond)
+	live.ExpectQuiet(200 * time.Millisecond)
 
 	// The last event of each account is its repo's head.
 	for _, acct := range []*testpds.Account{alice, bob} {
 		r := p.Query("com.atproto.sync.getLatestCommit", map[string][]string{"did": {acct.DID}}, "")
-		if r.Status != 200 || r.JSON()["rev"] != cc.lastRev[acct.DID] {
-			t.Fatalf("getLatestCommit %s: %s, last event rev %s", acct.Handle, r, cc.lastRev[acct.DID])
+		if r.Status != 200 || r.JSON()["rev"] != cc.LastRev(acct.DID) {
+			t.Fatalf("getLatestCommit %s: %s, last event rev %s", acct.Handle, r, cc.LastRev(acct.DID))
 		}
 	}
-	if cc.commits != 2+9+2 {
-		t.Fatalf("checked %d commits", cc.commits)
+	if cc.Commits != 2+9+2 {
+		t.Fatalf("checked %d commits", cc.Commits)
 	}
 
 	// Replay from 0 gives the same bytes, from seq 1.
@@ -253,7 +167,7 @@ func TestFirehoseCommits(t *testing.T) {
 	if all[0].Seq != 1 {
 		t.Fatalf("first seq %d", all[0].Seq)
 	}
-	replay := subscribeAt(t, p, 0).take(int(head))
+	replay := testpds.SubscribeAt(t, p, 0).Take(int(head))
 	for i, f := range replay {
 		if !bytes.Equal(f.Raw, all[i].Raw) {
 			t.Fatalf("replayed frame %d (seq %d) differs from the live one (seq %d)", i, f.Seq, all[i].Seq)
@@ -261,34 +175,34 @@ func TestFirehoseCommits(t *testing.T) {
 	}
 	// From the middle.
 	mid := head / 2
-	fromMid := subscribeAt(t, p, mid)
+	fromMid := testpds.SubscribeAt(t, p, mid)
 	for _, want := range all[mid:] {
-		if f := fromMid.next(); !bytes.Equal(f.Raw, want.Raw) {
+		if f := fromMid.Next(); !bytes.Equal(f.Raw, want.Raw) {
 			t.Fatalf("replay from %d: got seq %d, want %d", mid, f.Seq, want.Seq)
 		}
 	}
 	// From the head: nothing until the next write, which then arrives once.
-	atHead := subscribeAt(t, p, head)
-	fromMid.expectQuiet(100 * time.Millisecond)
-	_, c = b.create(postColl, "b2", note("after replay"))
+	atHead := testpds.SubscribeAt(t, p, head)
+	fromMid.ExpectQuiet(100 * time.Millisecond)
+	_, c = b.Create(testpds.NoteCollection, "b2", testpds.Note("after replay"))
 	nextCommit(bob.DID, c, "create com.example.post/b2")
-	for _, s := range []*fhClient{fromMid, atHead} {
-		if f := s.next(); f.Seq != head+1 || !bytes.Equal(f.Raw, all[len(all)-1].Raw) {
+	for _, s := range []*testpds.Subscriber{fromMid, atHead} {
+		if f := s.Next(); f.Seq != head+1 || !bytes.Equal(f.Raw, all[len(all)-1].Raw) {
 			t.Fatalf("after replay: seq %d, want %d", f.Seq, head+1)
 		}
-		s.expectQuiet(100 * time.Millisecond)
+		s.ExpectQuiet(100 * time.Millisecond)
 	}
 	// From the future: error frame FutureCursor, then close 1008.
-	future := subscribeAt(t, p, head+10)
-	if f := future.next(); f.Op != -1 || f.ErrName != "FutureCursor" {
+	future := testpds.SubscribeAt(t, p, head+10)
+	if f := future.Next(); f.Op != -1 || f.ErrName != "FutureCursor" {
 		t.Fatalf("future cursor: %+v", f)
 	}
-	if code := future.closeCode(); code != websocket.ClosePolicyViolation {
+	if code := future.CloseCode(); code != websocket.ClosePolicyViolation {
 		t.Fatalf("future cursor close code %d", code)
 	}
 	// Not a websocket: an XRPC error; a bad cursor: an XRPC error before any upgrade.
-	wantStatus(t, p.Query("com.atproto.sync.subscribeRepos", nil, ""), 400, "InvalidRequest")
-	if _, resp, err := websocket.DefaultDialer.Dial(firehoseURL(p, "abc"), nil); err == nil || resp == nil || resp.StatusCode != 400 {
+	testpds.WantStatus(t, p.Query("com.atproto.sync.subscribeRepos", nil, ""), 400, "InvalidRequest")
+	if _, resp, err := websocket.DefaultDialer.Dial(testpds.FirehoseURL(p, "abc"), nil); err == nil || resp == nil || resp.StatusCode != 400 {
 		t.Fatalf("cursor=abc: %v %v", resp, err)
 	}
 }
@@ -333,10 +247,10 @@ func TestFirehoseCommitProofFixtures(t *testing.T) {
 	}
 	p := testpds.Start(t, testpds.Options{})
 	acct := p.CreateAccount("fixtures")
-	waitHead(t, p, 4)
-	live := subscribe(t, p, "")
-	cc := newCommitChecker(p)
-	w := &writer{t, p, acct}
+	testpds.WaitHead(t, p, 4)
+	live := testpds.Subscribe(t, p, "")
+	cc := testpds.NewCommitChecker(p)
+	w := testpds.NewWriter(t, p, acct)
 	// One record value per collection (the fixtures use one leafValue; the tree shape depends on keys only).
 	recFor := func(coll string) map[string]any {
 		switch coll {
@@ -369,16 +283,16 @@ func TestFirehoseCommitProofFixtures(t *testing.T) {
 			cleanup = append(cleanup, "delete "+path)
 		}
 		for i, writes := range [][]string{setup, commit, cleanup} {
-			w.applyFn(recFor, writes...)
-			f := live.next()
-			cc.check(t, f)
+			w.ApplyFn(recFor, writes...)
+			f := live.Next()
+			cc.Check(t, f)
 			if got, want := opsOf(f), sorted(writes...); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Fatalf("%s: ops %v, want %v", fx.Comment, got, want)
 			}
 			if i == 1 {
 				// Blocks: the commit, the record (one CID for all keys) unless the commit only deletes, and the MST
 				// nodes of the proof.
-				nodes := carBlockCount(t, f.Commit.Blocks) - 1
+				nodes := testpds.CARBlockCount(t, f.Commit.Blocks) - 1
 				if len(fx.Adds) > 0 {
 					nodes--
 				}
@@ -398,8 +312,8 @@ func TestFirehoseReplayLiveSwitch(t *testing.T) {
 	for i := range 4 {
 		accts = append(accts, p.CreateAccount(fmt.Sprintf("writer%d", i)))
 	}
-	base := subscribe(t, p, "")
-	baseCol := collect(base)
+	base := testpds.Subscribe(t, p, "")
+	baseCol := testpds.Collect(base)
 	// Enough events that a replay from 0 spans several pages.
 	const perWriter = 200
 	var stop atomic.Bool
@@ -408,16 +322,16 @@ func TestFirehoseReplayLiveSwitch(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := &writer{t, p, acct}
+			w := testpds.NewWriter(t, p, acct)
 			for i := 0; i < perWriter && !stop.Load(); i++ {
-				w.create(postColl, fmt.Sprintf("r%05d", i), note("x"))
+				w.Create(testpds.NoteCollection, fmt.Sprintf("r%05d", i), testpds.Note("x"))
 			}
 		}()
 	}
 	// Subscribers join at different moments and cursors, during the writes.
 	type joined struct {
 		cursor int64
-		col    *collector
+		col    *testpds.Collector
 	}
 	var subs []joined
 	for i := range 8 {
@@ -426,12 +340,12 @@ func TestFirehoseReplayLiveSwitch(t *testing.T) {
 		if i%2 == 1 {
 			cursor = p.Server.FirehoseHead() / 2
 		}
-		subs = append(subs, joined{cursor, collect(subscribeAt(t, p, cursor))})
+		subs = append(subs, joined{cursor, testpds.Collect(testpds.SubscribeAt(t, p, cursor))})
 	}
 	wg.Wait()
 	const head = 4*4 + 4*perWriter
-	waitHead(t, p, head)
-	want := baseCol.waitSeq(t, head)
+	testpds.WaitHead(t, p, head)
+	want := baseCol.WaitSeq(t, head)
 	// The live subscriber joined after the 16 account-creation events.
 	byseq := map[int64][]byte{}
 	for i, f := range want {
@@ -441,7 +355,7 @@ func TestFirehoseReplayLiveSwitch(t *testing.T) {
 		byseq[f.Seq] = f.Raw
 	}
 	for _, s := range subs {
-		got := s.col.waitSeq(t, head)
+		got := s.col.WaitSeq(t, head)
 		if got[0].Seq != s.cursor+1 {
 			t.Fatalf("cursor %d: first seq %d", s.cursor, got[0].Seq)
 		}
@@ -466,12 +380,12 @@ func TestFirehoseRetention(t *testing.T) {
 	dataDir := t.TempDir()
 	p := testpds.Start(t, testpds.Options{DataDir: dataDir, Env: map[string]string{"PDS_REPO_BACKFILL_LIMIT_MS": fmt.Sprint(window.Milliseconds())}})
 	acct := p.CreateAccount("old")
-	w := &writer{t, p, acct}
+	w := testpds.NewWriter(t, p, acct)
 	for i := range 5 {
-		w.create(postColl, fmt.Sprintf("old%d", i), note("old"))
+		w.Create(testpds.NoteCollection, fmt.Sprintf("old%d", i), testpds.Note("old"))
 	}
 	const oldHead = 9 // 4 account events + 5 commits
-	waitHead(t, p, oldHead)
+	testpds.WaitHead(t, p, oldHead)
 	seqDB := filepath.Join(dataDir, "sequencer.sqlite")
 	// Wait for the retention loop to prune them all.
 	deadline := time.Now().Add(10 * time.Second)
@@ -481,22 +395,22 @@ func TestFirehoseRetention(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_, c := w.create(postColl, "new0", note("new"))
-	_, _ = w.create(postColl, "new1", note("new"))
-	s := subscribeAt(t, p, 0)
-	if f := s.next(); f.Info == nil || f.Info.Name != "OutdatedCursor" {
+	_, c := w.Create(testpds.NoteCollection, "new0", testpds.Note("new"))
+	_, _ = w.Create(testpds.NoteCollection, "new1", testpds.Note("new"))
+	s := testpds.SubscribeAt(t, p, 0)
+	if f := s.Next(); f.Info == nil || f.Info.Name != "OutdatedCursor" {
 		t.Fatalf("want #info OutdatedCursor, got %s", f.Type)
 	}
-	f := s.next()
+	f := s.Next()
 	if f.Seq != oldHead+1 || f.Commit == nil || f.Commit.Rev != c.Rev {
 		t.Fatalf("after OutdatedCursor: seq %d, want the oldest kept %d", f.Seq, oldHead+1)
 	}
-	if f := s.next(); f.Seq != oldHead+2 {
+	if f := s.Next(); f.Seq != oldHead+2 {
 		t.Fatalf("next seq %d", f.Seq)
 	}
 	// A cursor inside the window gets no #info.
-	inside := subscribeAt(t, p, oldHead+1)
-	if f := inside.next(); f.Seq != oldHead+2 {
+	inside := testpds.SubscribeAt(t, p, oldHead+1)
+	if f := inside.Next(); f.Seq != oldHead+2 {
 		t.Fatalf("cursor inside the window: %s seq %d", f.Type, f.Seq)
 	}
 
@@ -509,11 +423,11 @@ func TestFirehoseRetention(t *testing.T) {
 	}
 	p.Stop()
 	p = testpds.Start(t, testpds.Options{DataDir: dataDir, PLCURL: p.PLCURL, Env: map[string]string{"PDS_REPO_BACKFILL_LIMIT_MS": fmt.Sprint(window.Milliseconds())}})
-	waitHead(t, p, oldHead+2)
-	live := subscribe(t, p, "")
-	w = &writer{t, p, acct}
-	_, c = w.create(postColl, "after-restart", note("new"))
-	if f := live.next(); f.Seq != oldHead+3 || f.Commit.Rev != c.Rev {
+	testpds.WaitHead(t, p, oldHead+2)
+	live := testpds.Subscribe(t, p, "")
+	w = testpds.NewWriter(t, p, acct)
+	_, c = w.Create(testpds.NoteCollection, "after-restart", testpds.Note("new"))
+	if f := live.Next(); f.Seq != oldHead+3 || f.Commit.Rev != c.Rev {
 		t.Fatalf("after restart: seq %d, want %d", f.Seq, oldHead+3)
 	}
 }
@@ -537,36 +451,36 @@ func countEvents(t *testing.T, path string) int {
 func TestFirehoseSlowConsumer(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{Env: map[string]string{"PDS_MAX_SUBSCRIPTION_BUFFER": "2"}})
 	acct := p.CreateAccount("big")
-	waitHead(t, p, 4)
+	testpds.WaitHead(t, p, 4)
 	const start = 4
 	// The stalled client: a small receive buffer, so the kernel absorbs less.
 	dialer := websocket.Dialer{NetDialContext: smallBufferDial, ReadBufferSize: 1024}
-	conn, _, err := dialer.Dial(firehoseURL(p, ""), nil)
+	conn, _, err := dialer.Dial(testpds.FirehoseURL(p, ""), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stalled := newFHClient(t, conn)
-	healthy := collect(subscribe(t, p, ""))
+	stalled := testpds.NewSubscriber(t, conn)
+	healthy := testpds.Collect(testpds.Subscribe(t, p, ""))
 	for p.Server.FirehoseSubscribers() != 2 {
 		time.Sleep(time.Millisecond)
 	}
 	// Large records fill the socket buffers; write until the server drops the stalled subscriber (it must
 	// then read soon: the server also drops a peer that blocks one write for 15 s).
-	w := &writer{t, p, acct}
+	w := testpds.NewWriter(t, p, acct)
 	big := strings.Repeat("x", 300_000)
 	n := 0
 	for p.Server.FirehoseSubscribers() == 2 {
 		if n == 200 {
 			t.Fatal("200 large events and the stalled subscriber is still subscribed")
 		}
-		w.create("com.example.big", fmt.Sprintf("b%03d", n), map[string]any{"$type": "com.example.big", "data": big})
+		w.Create("com.example.big", fmt.Sprintf("b%03d", n), map[string]any{"$type": "com.example.big", "data": big})
 		n++
 		time.Sleep(5 * time.Millisecond) // let the sequencer publish
 	}
 	// Read the stalled one: a prefix of the events, then the error frame, then close 1008.
 	var seqs []int64
 	for {
-		f, err := stalled.read(20 * time.Second)
+		f, err := stalled.Read(20 * time.Second)
 		if err != nil {
 			t.Fatalf("stalled subscriber after %d events: %v (want an error frame)", len(seqs), err)
 		}
@@ -586,13 +500,13 @@ func TestFirehoseSlowConsumer(t *testing.T) {
 			t.Fatalf("stalled subscriber: event %d has seq %d", i, s)
 		}
 	}
-	if code := stalled.closeCode(); code != websocket.ClosePolicyViolation {
+	if code := stalled.CloseCode(); code != websocket.ClosePolicyViolation {
 		t.Fatalf("close code %d", code)
 	}
 	// The healthy one got everything, and stays subscribed.
-	w.create("com.example.big", "last", map[string]any{"$type": "com.example.big", "data": "small"})
+	w.Create("com.example.big", "last", map[string]any{"$type": "com.example.big", "data": "small"})
 	n++
-	got := healthy.waitSeq(t, int64(start+n))
+	got := healthy.WaitSeq(t, int64(start+n))
 	for i, f := range got {
 		if f.Seq != start+1+int64(i) {
 			t.Fatalf("healthy subscriber: frame %d has seq %d", i, f.Seq)
@@ -608,23 +522,23 @@ func TestFirehoseSlowConsumer(t *testing.T) {
 // subscriber that stopped reading while megabytes are on their way to it.
 func TestFirehoseShutdown(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{})
-	s1 := subscribe(t, p, "")
-	s2 := subscribeAt(t, p, 0)
+	s1 := testpds.Subscribe(t, p, "")
+	s2 := testpds.SubscribeAt(t, p, 0)
 	dialer := websocket.Dialer{NetDialContext: smallBufferDial, ReadBufferSize: 1024}
-	stalledConn, _, err := dialer.Dial(firehoseURL(p, ""), nil)
+	stalledConn, _, err := dialer.Dial(testpds.FirehoseURL(p, ""), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stalledConn.Close()
 	acct := p.CreateAccount("stop")
-	w := &writer{t, p, acct}
+	w := testpds.NewWriter(t, p, acct)
 	big := strings.Repeat("x", 300_000)
 	for i := range 25 {
-		w.create("com.example.big", fmt.Sprintf("b%02d", i), map[string]any{"$type": "com.example.big", "data": big})
+		w.Create("com.example.big", fmt.Sprintf("b%02d", i), map[string]any{"$type": "com.example.big", "data": big})
 	}
-	waitHead(t, p, 4+25)
-	for _, s := range []*fhClient{s1, s2} {
-		s.take(4 + 25)
+	testpds.WaitHead(t, p, 4+25)
+	for _, s := range []*testpds.Subscriber{s1, s2} {
+		s.Take(4 + 25)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -636,8 +550,8 @@ func TestFirehoseShutdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Shutdown did not return within 5 s with subscribers connected")
 	}
-	for _, s := range []*fhClient{s1, s2} {
-		if code := s.closeCode(); code != websocket.CloseGoingAway {
+	for _, s := range []*testpds.Subscriber{s1, s2} {
+		if code := s.CloseCode(); code != websocket.CloseGoingAway {
 			t.Fatalf("close code %d, want 1001", code)
 		}
 	}
@@ -650,14 +564,14 @@ func TestFirehoseRecoversUnsequencedCommit(t *testing.T) {
 	dataDir := t.TempDir()
 	p := testpds.Start(t, testpds.Options{DataDir: dataDir})
 	acct := p.CreateAccount("crash")
-	w := &writer{t, p, acct}
-	w.create(postColl, "before", note("before"))
+	w := testpds.NewWriter(t, p, acct)
+	w.Create(testpds.NoteCollection, "before", testpds.Note("before"))
 	plcURL := p.PLCURL
 	p.Stop()
 
 	// The "crashed" write.
 	ctx := context.Background()
-	key := signingKeyOf(t, dataDir, acct.DID)
+	key := testpds.SigningKeyOf(t, dataDir, acct.DID)
 	seq, err := sequencer.Open(ctx, filepath.Join(dataDir, "sequencer.sqlite"), sequencer.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -694,15 +608,15 @@ func TestFirehoseRecoversUnsequencedCommit(t *testing.T) {
 		p.Stop()
 	}
 	p = testpds.Start(t, testpds.Options{DataDir: dataDir, PLCURL: plcURL})
-	w = &writer{t, p, acct}
-	_, after := w.create(postColl, "after", note("after"))
+	w = testpds.NewWriter(t, p, acct)
+	_, after := w.Create(testpds.NoteCollection, "after", testpds.Note("after"))
 	head := headBefore + 2 // the recovered commit and the new one
-	waitHead(t, p, head)
-	cc := newCommitChecker(p)
-	frames := subscribeAt(t, p, 0).take(int(head))
+	testpds.WaitHead(t, p, head)
+	cc := testpds.NewCommitChecker(p)
+	frames := testpds.SubscribeAt(t, p, 0).Take(int(head))
 	var revs []string
 	for _, f := range frames {
-		cc.check(t, f)
+		cc.Check(t, f)
 		if f.Commit != nil && f.Commit.Repo == acct.DID {
 			revs = append(revs, f.Commit.Rev)
 		}
@@ -778,9 +692,9 @@ func TestCrawlers(t *testing.T) {
 		t.Fatalf("second call %v after the first; interval %v", gap, interval)
 	}
 	// Activity right after a call is not lost: one more call when the interval ends, not before.
-	w := &writer{t, p, acct}
-	w.create(postColl, "a", note("a"))
-	w.create(postColl, "b", note("b"))
+	w := testpds.NewWriter(t, p, acct)
+	w.Create(testpds.NoteCollection, "a", testpds.Note("a"))
+	w.Create(testpds.NoteCollection, "b", testpds.Note("b"))
 	c = waitCalls(3)
 	if gap := c[2].at.Sub(c[1].at); gap < interval-50*time.Millisecond || gap > interval+500*time.Millisecond {
 		t.Fatalf("third call %v after the second; interval %v", gap, interval)
@@ -792,7 +706,7 @@ func TestCrawlers(t *testing.T) {
 	}
 	// Activity after a quiet period: a prompt call.
 	t0 := time.Now()
-	w.create(postColl, "c", note("c"))
+	w.Create(testpds.NoteCollection, "c", testpds.Note("c"))
 	c = waitCalls(4)
 	if d := c[3].at.Sub(t0); d > interval/2 {
 		t.Fatalf("call after activity came %v after the write", d)
@@ -817,21 +731,21 @@ func smallBufferDial(ctx context.Context, network, addr string) (net.Conn, error
 func TestFirehoseKeepAlive(t *testing.T) {
 	t.Cleanup(pds.SetFirehoseKeepAliveForTest(100 * time.Millisecond)) // runs after the server stops
 	p := testpds.Start(t, testpds.Options{})
-	c := subscribe(t, p, "")
+	c := testpds.Subscribe(t, p, "")
 	var pings atomic.Int32
 	pong := make(chan string, 1)
-	c.conn.SetPingHandler(func(data string) error {
+	c.Conn.SetPingHandler(func(data string) error {
 		pings.Add(1)
-		return c.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		return c.Conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 	})
-	c.conn.SetPongHandler(func(data string) error {
+	c.Conn.SetPongHandler(func(data string) error {
 		pong <- data
 		return nil
 	})
-	if err := c.conn.WriteControl(websocket.PingMessage, []byte("hello"), time.Now().Add(time.Second)); err != nil {
+	if err := c.Conn.WriteControl(websocket.PingMessage, []byte("hello"), time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	c.start()
+	c.Start()
 	select {
 	case data := <-pong:
 		if data != "hello" {
@@ -841,16 +755,21 @@ func TestFirehoseKeepAlive(t *testing.T) {
 		t.Fatal("no pong")
 	}
 	// An answering client stays connected across several read timeouts.
-	c.expectQuiet(time.Second)
+	c.ExpectQuiet(time.Second)
 	if n := pings.Load(); n < 3 {
 		t.Fatalf("%d pings in a second at a 100 ms interval", n)
 	}
 	// A peer that completes the handshake and then reads nothing (so answers no ping) is dropped.
-	dead, _, err := websocket.DefaultDialer.Dial(firehoseURL(p, ""), nil)
+	dead, _, err := websocket.DefaultDialer.Dial(testpds.FirehoseURL(p, ""), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dead.Close()
-	waitUntil(t, 5*time.Second, "two subscribers", func() bool { return p.Server.FirehoseSubscribers() == 2 })
-	waitUntil(t, 5*time.Second, "the silent peer dropped", func() bool { return p.Server.FirehoseSubscribers() == 1 })
+	testpds.WaitUntil(t, 5*time.Second, "two subscribers", func() bool { return p.Server.FirehoseSubscribers() == 2 })
+	testpds.WaitUntil(t, 5*time.Second, "the silent peer dropped", func() bool { return p.Server.FirehoseSubscribers() == 1 })
+}
+
+// sqlOpenReadOnly opens a SQLite file read-only beside the running server (WAL allows it).
+func sqlOpenReadOnly(path string) (*sql.DB, error) {
+	return sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
 }

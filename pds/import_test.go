@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -28,14 +27,6 @@ func importCAR(t *testing.T, p *testpds.PDS, token string, body []byte, contentT
 		req.Header.Set("Content-Type", contentType)
 	}
 	return p.Do(req, token)
-}
-
-// getRepoCAR downloads an account's repository (as its owner: deactivated repositories are not public).
-func getRepoCAR(t *testing.T, p *testpds.PDS, did, token string) []byte {
-	t.Helper()
-	r := p.Query("com.atproto.sync.getRepo", url.Values{"did": {did}}, token)
-	wantStatus(t, r, 200, "")
-	return r.Body
 }
 
 // carBlocks splits a CAR into its root and blocks, in order.
@@ -86,27 +77,27 @@ func TestImportRepoHTTP(t *testing.T) {
 	alice := p.CreateAccount("alice")
 	bob := p.CreateAccount("bob")
 	for i := 0; i < 25; i++ {
-		wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post(fmt.Sprintf("post %d", i))}, alice.AccessJwt), 200, "")
+		testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post(fmt.Sprintf("post %d", i))}, alice.AccessJwt), 200, "")
 	}
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": bob.DID, "collection": "app.bsky.feed.post", "record": post("bob's")}, bob.AccessJwt), 200, "")
-	good := getRepoCAR(t, p, alice.DID, alice.AccessJwt)
-	bobCAR := getRepoCAR(t, p, bob.DID, bob.AccessJwt)
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": bob.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("bob's")}, bob.AccessJwt), 200, "")
+	good := testpds.GetRepoCAR(t, p, alice.DID, alice.AccessJwt)
+	bobCAR := testpds.GetRepoCAR(t, p, bob.DID, bob.AccessJwt)
 
 	// Active accounts cannot import; nor can app-password sessions, nor anonymous callers.
 	r := importCAR(t, p, alice.AccessJwt, good, "application/vnd.ipld.car")
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "deactivated") {
 		t.Fatalf("import into an active account: %s", r)
 	}
-	wantStatus(t, importCAR(t, p, "", good, "application/vnd.ipld.car"), 401, "AuthMissing")
-	ap := mustOK(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "app"}, alice.AccessJwt))
-	apSession := mustOK(t, login(t, p, alice.Handle, ap["password"].(string)))
-	wantStatus(t, importCAR(t, p, apSession["accessJwt"].(string), good, "application/vnd.ipld.car"), 400, "InvalidToken")
+	testpds.WantStatus(t, importCAR(t, p, "", good, "application/vnd.ipld.car"), 401, "AuthMissing")
+	ap := testpds.MustOK(t, p.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "app"}, alice.AccessJwt))
+	apSession := testpds.MustOK(t, testpds.Login(t, p, alice.Handle, ap["password"].(string)))
+	testpds.WantStatus(t, importCAR(t, p, apSession["accessJwt"].(string), good, "application/vnd.ipld.car"), 400, "InvalidToken")
 
-	wantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt), 200, "")
 	status := func() map[string]any {
 		t.Helper()
-		return mustOK(t, p.Query("com.atproto.server.checkAccountStatus", nil, alice.AccessJwt))
+		return testpds.MustOK(t, p.Query("com.atproto.server.checkAccountStatus", nil, alice.AccessJwt))
 	}
 	before := status()
 	if before["indexedRecords"].(float64) != 25 {
@@ -123,7 +114,7 @@ func TestImportRepoHTTP(t *testing.T) {
 	tampered := append([]carBlock(nil), blocks...)
 	tampered[recordIdx] = carBlock{blocks[recordIdx].cid, append(append([]byte{}, blocks[recordIdx].data...), 0)}
 	otherKey, _ := atcrypto.GeneratePrivateKeyK256()
-	c, _ := carCommit(t, good)
+	c, _ := testpds.CARCommit(t, good)
 	forged := *c
 	if err := forged.Sign(otherKey); err != nil {
 		t.Fatal(err)
@@ -151,7 +142,7 @@ func TestImportRepoHTTP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := importCAR(t, p, alice.AccessJwt, tc.body, tc.contentType)
-			wantStatus(t, r, tc.status, tc.errName)
+			testpds.WantStatus(t, r, tc.status, tc.errName)
 			if msg, _ := r.JSON()["message"].(string); !strings.Contains(msg, tc.msg) {
 				t.Fatalf("want a message with %q, got %s", tc.msg, r)
 			}
@@ -165,13 +156,13 @@ func TestImportRepoHTTP(t *testing.T) {
 	}
 
 	// The account's own repository imports: same records and data root, a new head signed with its key.
-	wantStatus(t, importCAR(t, p, alice.AccessJwt, good, "application/vnd.ipld.car"), 200, "")
+	testpds.WantStatus(t, importCAR(t, p, alice.AccessJwt, good, "application/vnd.ipld.car"), 200, "")
 	after := status()
 	if after["indexedRecords"] != before["indexedRecords"] || after["repoRev"].(string) <= before["repoRev"].(string) ||
 		after["repoCommit"] == before["repoCommit"] {
 		t.Fatalf("after import: %v (before %v)", after, before)
 	}
-	nc, _ := carCommit(t, getRepoCAR(t, p, alice.DID, alice.AccessJwt))
+	nc, _ := testpds.CARCommit(t, testpds.GetRepoCAR(t, p, alice.DID, alice.AccessJwt))
 	if nc.Data != c.Data || nc.Rev != after["repoRev"] {
 		t.Fatalf("imported head: data %s rev %s, want data %s", nc.Data, nc.Rev, c.Data)
 	}

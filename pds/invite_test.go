@@ -19,15 +19,15 @@ func signup(p *testpds.PDS, name, invite string) *testpds.Response {
 func TestInviteCodes(t *testing.T) {
 	t.Parallel()
 	p := testpds.Start(t, testpds.Options{Env: map[string]string{"PDS_INVITE_REQUIRED": "true"}})
-	if d := mustOK(t, p.Query("com.atproto.server.describeServer", nil, "")); d["inviteCodeRequired"] != true {
+	if d := testpds.MustOK(t, p.Query("com.atproto.server.describeServer", nil, "")); d["inviteCodeRequired"] != true {
 		t.Fatalf("describeServer: %v", d)
 	}
-	wantStatus(t, signup(p, "nocode", ""), 400, "InvalidInviteCode")
-	wantStatus(t, signup(p, "badcode", "localhost-aaaaa-aaaaa"), 400, "InvalidInviteCode")
+	testpds.WantStatus(t, signup(p, "nocode", ""), 400, "InvalidInviteCode")
+	testpds.WantStatus(t, signup(p, "badcode", "localhost-aaaaa-aaaaa"), 400, "InvalidInviteCode")
 
 	// createInviteCodes (admin only): two single-use codes.
-	wantStatus(t, p.Procedure("com.atproto.server.createInviteCodes", map[string]any{"codeCount": 2, "useCount": 1}, ""), 401, "AuthMissing")
-	out := mustOK(t, adminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"codeCount": 2, "useCount": 1}))
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createInviteCodes", map[string]any{"codeCount": 2, "useCount": 1}, ""), 401, "AuthMissing")
+	out := testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"codeCount": 2, "useCount": 1}))
 	groups := out["codes"].([]any)
 	g := groups[0].(map[string]any)
 	codes := g["codes"].([]any)
@@ -40,15 +40,15 @@ func TestInviteCodes(t *testing.T) {
 	}
 
 	// Use counting: a single-use code works once.
-	alice := mustOK(t, signup(p, "alice", c1))
-	wantStatus(t, signup(p, "carol", c1), 400, "InvalidInviteCode")
+	alice := testpds.MustOK(t, signup(p, "alice", c1))
+	testpds.WantStatus(t, signup(p, "carol", c1), 400, "InvalidInviteCode")
 	// Disabled codes are refused.
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.disableInviteCodes", map[string]any{"codes": []string{c2}}))
-	wantStatus(t, signup(p, "dave", c2), 400, "InvalidInviteCode")
-	wantStatus(t, adminProcedure(t, p, "com.atproto.admin.disableInviteCodes", map[string]any{"accounts": []string{"admin"}}), 400, "InvalidRequest")
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.disableInviteCodes", map[string]any{"codes": []string{c2}}))
+	testpds.WantStatus(t, signup(p, "dave", c2), 400, "InvalidInviteCode")
+	testpds.WantStatus(t, testpds.AdminProcedure(t, p, "com.atproto.admin.disableInviteCodes", map[string]any{"accounts": []string{"admin"}}), 400, "InvalidRequest")
 
 	// getInviteCodes shows uses and the disabled flag.
-	list := mustOK(t, adminQuery(t, p, "com.atproto.admin.getInviteCodes", url.Values{"sort": {"usage"}}))["codes"].([]any)
+	list := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.getInviteCodes", url.Values{"sort": {"usage"}}))["codes"].([]any)
 	first := list[0].(map[string]any)
 	if first["code"] != c1 || len(first["uses"].([]any)) != 1 || first["uses"].([]any)[0].(map[string]any)["usedBy"] != alice["did"] {
 		t.Fatalf("getInviteCodes by usage: %v", list)
@@ -66,58 +66,52 @@ func TestInviteCodes(t *testing.T) {
 	// Codes for an account: getAccountInviteCodes (full access) lists them; a multi-use code counts uses.
 	aliceDID := alice["did"].(string)
 	aliceTok := alice["accessJwt"].(string)
-	out = mustOK(t, adminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"codeCount": 1, "useCount": 2, "forAccounts": []string{aliceDID}}))
+	out = testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"codeCount": 1, "useCount": 2, "forAccounts": []string{aliceDID}}))
 	aliceCode := out["codes"].([]any)[0].(map[string]any)["codes"].([]any)[0].(string)
-	mine := mustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", nil, aliceTok))["codes"].([]any)
+	mine := testpds.MustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", nil, aliceTok))["codes"].([]any)
 	if len(mine) != 1 || mine[0].(map[string]any)["code"] != aliceCode || mine[0].(map[string]any)["available"] != float64(2) {
 		t.Fatalf("getAccountInviteCodes: %v", mine)
 	}
-	mustOK(t, signup(p, "erin", aliceCode))
-	mustOK(t, signup(p, "frank", aliceCode))
-	wantStatus(t, signup(p, "gina", aliceCode), 400, "InvalidInviteCode")
-	if m := mustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", url.Values{"includeUsed": {"false"}}, aliceTok))["codes"].([]any); len(m) != 0 {
+	testpds.MustOK(t, signup(p, "erin", aliceCode))
+	testpds.MustOK(t, signup(p, "frank", aliceCode))
+	testpds.WantStatus(t, signup(p, "gina", aliceCode), 400, "InvalidInviteCode")
+	if m := testpds.MustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", url.Values{"includeUsed": {"false"}}, aliceTok))["codes"].([]any); len(m) != 0 {
 		t.Fatalf("includeUsed=false lists a used-up code: %v", m)
 	}
 
 	// The account view: invitedBy, invites, invitesDisabled.
-	info := mustOK(t, adminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {aliceDID}}))
+	info := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {aliceDID}}))
 	if info["invitedBy"].(map[string]any)["code"] != c1 || len(info["invites"].([]any)) != 1 || info["invitesDisabled"] != false {
 		t.Fatalf("getAccountInfo: %v", info)
 	}
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.disableAccountInvites", map[string]any{"account": aliceDID, "note": "spam"}))
-	if info := mustOK(t, adminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {aliceDID}})); info["invitesDisabled"] != true {
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.disableAccountInvites", map[string]any{"account": aliceDID, "note": "spam"}))
+	if info := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {aliceDID}})); info["invitesDisabled"] != true {
 		t.Fatalf("after disableAccountInvites: %v", info)
 	}
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.enableAccountInvites", map[string]any{"account": aliceDID}))
-	if info := mustOK(t, adminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {aliceDID}})); info["invitesDisabled"] != false {
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.enableAccountInvites", map[string]any{"account": aliceDID}))
+	if info := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {aliceDID}})); info["invitesDisabled"] != false {
 		t.Fatalf("after enableAccountInvites: %v", info)
 	}
-	wantStatus(t, adminProcedure(t, p, "com.atproto.admin.disableAccountInvites", map[string]any{"account": "did:plc:nobody"}), 400, "AccountNotFound")
+	testpds.WantStatus(t, testpds.AdminProcedure(t, p, "com.atproto.admin.disableAccountInvites", map[string]any{"account": "did:plc:nobody"}), 400, "AccountNotFound")
 
 	// Disabling by account disables that account's codes.
-	out = mustOK(t, adminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"codeCount": 1, "useCount": 5, "forAccounts": []string{aliceDID}}))
+	out = testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"codeCount": 1, "useCount": 5, "forAccounts": []string{aliceDID}}))
 	another := out["codes"].([]any)[0].(map[string]any)["codes"].([]any)[0].(string)
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.disableInviteCodes", map[string]any{"accounts": []string{aliceDID}}))
-	wantStatus(t, signup(p, "hank", another), 400, "InvalidInviteCode")
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.disableInviteCodes", map[string]any{"accounts": []string{aliceDID}}))
+	testpds.WantStatus(t, signup(p, "hank", another), 400, "InvalidInviteCode")
 
 	// A code whose owner is taken down is not usable.
-	out = mustOK(t, adminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"codeCount": 1, "useCount": 5, "forAccounts": []string{aliceDID}}))
+	out = testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"codeCount": 1, "useCount": 5, "forAccounts": []string{aliceDID}}))
 	fresh := out["codes"].([]any)[0].(map[string]any)["codes"].([]any)[0].(string)
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.updateSubjectStatus", map[string]any{
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.updateSubjectStatus", map[string]any{
 		"subject":  map[string]any{"$type": "com.atproto.admin.defs#repoRef", "did": aliceDID},
 		"takedown": map[string]any{"applied": true, "ref": "spam"},
 	}))
-	wantStatus(t, signup(p, "ivan", fresh), 400, "InvalidInviteCode")
+	testpds.WantStatus(t, signup(p, "ivan", fresh), 400, "InvalidInviteCode")
 
 	// Paging through getInviteCodes (recent) visits every code once.
 	seen := map[string]bool{}
-	cursor := ""
-	for range 20 {
-		q := url.Values{"limit": {"2"}}
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		page := mustOK(t, adminQuery(t, p, "com.atproto.admin.getInviteCodes", q))
+	testpds.AdminPages(t, p, "com.atproto.admin.getInviteCodes", 2, 20, func(page map[string]any) {
 		for _, e := range page["codes"].([]any) {
 			code := e.(map[string]any)["code"].(string)
 			if seen[code] {
@@ -125,11 +119,7 @@ func TestInviteCodes(t *testing.T) {
 			}
 			seen[code] = true
 		}
-		cursor, _ = page["cursor"].(string)
-		if cursor == "" {
-			break
-		}
-	}
+	})
 	if len(seen) != 5 {
 		t.Fatalf("paged through %d codes, want 5", len(seen))
 	}
@@ -140,32 +130,32 @@ func TestInviteCodes(t *testing.T) {
 func TestEarnedInviteCodes(t *testing.T) {
 	t.Parallel()
 	p := testpds.Start(t, testpds.Options{Env: map[string]string{"PDS_INVITE_REQUIRED": "true", "PDS_INVITE_INTERVAL": "1"}})
-	code := mustOK(t, adminProcedure(t, p, "com.atproto.server.createInviteCode", map[string]any{"useCount": 2}))["code"].(string)
-	alice := mustOK(t, signup(p, "alice", code))
+	code := testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.server.createInviteCode", map[string]any{"useCount": 2}))["code"].(string)
+	alice := testpds.MustOK(t, signup(p, "alice", code))
 	tok := alice["accessJwt"].(string)
-	first := mustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", nil, tok))["codes"].([]any)
+	first := testpds.MustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", nil, tok))["codes"].([]any)
 	if len(first) != 5 {
 		t.Fatalf("earned %d codes, want 5", len(first))
 	}
-	again := mustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", nil, tok))["codes"].([]any)
+	again := testpds.MustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", nil, tok))["codes"].([]any)
 	if len(again) != 5 {
 		t.Fatalf("second call: %d codes, want still 5", len(again))
 	}
-	if m := mustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", url.Values{"createAvailable": {"false"}}, tok))["codes"].([]any); len(m) != 5 {
+	if m := testpds.MustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", url.Values{"createAvailable": {"false"}}, tok))["codes"].([]any); len(m) != 5 {
 		t.Fatalf("createAvailable=false: %d", len(m))
 	}
 	// Use one: one more is earned.
-	mustOK(t, signup(p, "bob", first[0].(map[string]any)["code"].(string)))
-	if m := mustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", url.Values{"includeUsed": {"false"}}, tok))["codes"].([]any); len(m) != 5 {
+	testpds.MustOK(t, signup(p, "bob", first[0].(map[string]any)["code"].(string)))
+	if m := testpds.MustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", url.Values{"includeUsed": {"false"}}, tok))["codes"].([]any); len(m) != 5 {
 		t.Fatalf("after one use: %d unused codes, want 5", len(m))
 	}
 
-	bob := mustOK(t, login(t, p, "bob.test", "password-bob"))
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.disableAccountInvites", map[string]any{"account": bob["did"]}))
-	if m := mustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", nil, bob["accessJwt"].(string)))["codes"].([]any); len(m) != 0 {
+	bob := testpds.MustOK(t, testpds.Login(t, p, "bob.test", "password-bob"))
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.disableAccountInvites", map[string]any{"account": bob["did"]}))
+	if m := testpds.MustOK(t, p.Query("com.atproto.server.getAccountInviteCodes", nil, bob["accessJwt"].(string)))["codes"].([]any); len(m) != 0 {
 		t.Fatalf("disabled account got usable codes: %v", m)
 	}
-	if info := mustOK(t, adminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {bob["did"].(string)}})); len(info["invites"].([]any)) != 5 {
+	if info := testpds.MustOK(t, testpds.AdminQuery(t, p, "com.atproto.admin.getAccountInfo", url.Values{"did": {bob["did"].(string)}})); len(info["invites"].([]any)) != 5 {
 		t.Fatalf("disabled account's codes not created for bookkeeping: %v", info["invites"])
 	}
 }

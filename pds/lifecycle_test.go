@@ -216,47 +216,12 @@ func (e *idEnv) serverRotationKey(t *testing.T) string {
 	return pub.DIDKey()
 }
 
-// subscribeAfter subscribes from the start of the log and reads the n events the test's setup produced
-// (they may still be in flight when the setup's requests return), so what follows is the test's own.
-func subscribeAfter(t *testing.T, p *testpds.PDS, n int) *fhClient {
-	t.Helper()
-	sub := subscribe(t, p, "0")
-	sub.take(n)
-	return sub
-}
-
-// expectEvents reads len(types) frames and checks that each is about did and of the given type, in order.
-func expectEvents(t *testing.T, sub *fhClient, did string, types ...string) []*fhFrame {
-	t.Helper()
-	frames := sub.take(len(types))
-	for i, f := range frames {
-		if f.Type != types[i] || f.DID() != did {
-			got := []string{}
-			for _, g := range frames {
-				got = append(got, g.Type+" "+g.DID())
-			}
-			t.Fatalf("firehose: want %v for %s, got %v", types, did, got)
-		}
-		if i > 0 && f.Seq != frames[i-1].Seq+1 {
-			t.Fatalf("firehose: seq %d after %d", f.Seq, frames[i-1].Seq)
-		}
-	}
-	return frames
-}
-
-func str(p *string) string {
-	if p == nil {
-		return "<nil>"
-	}
-	return *p
-}
-
 func TestUpdateHandle(t *testing.T) {
 	e := startIDEnv(t)
 	p := e.p
 	alice := p.CreateAccount("alice")
 	bob := p.CreateAccount("bob")
-	sub := subscribeAfter(t, p, 8) // two accounts: #identity, #account, #commit, #sync each
+	sub := testpds.SubscribeAfter(t, p, 8) // two accounts: #identity, #account, #commit, #sync each
 
 	update := func(a *testpds.Account, handle string) *testpds.Response {
 		return p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": handle}, a.AccessJwt)
@@ -271,23 +236,23 @@ func TestUpdateHandle(t *testing.T) {
 	}
 	describe := func(a *testpds.Account) map[string]any {
 		r := p.Query("com.atproto.repo.describeRepo", url.Values{"repo": {a.DID}}, "")
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		return r.JSON()
 	}
 
 	// On the service domain (mixed case is normalized).
-	wantStatus(t, update(alice, "Alice2.test"), 200, "")
+	testpds.WantStatus(t, update(alice, "Alice2.test"), 200, "")
 	if h := e.plcData(t, alice.DID).Handle(); h != "alice2.test" {
 		t.Fatalf("PLC handle %q", h)
 	}
-	f := expectEvents(t, sub, alice.DID, "#identity")[0]
-	if str(f.Identity.Handle) != "alice2.test" {
-		t.Fatalf("#identity handle %s", str(f.Identity.Handle))
+	f := testpds.ExpectEvents(t, sub, alice.DID, "#identity")[0]
+	if testpds.Str(f.Identity.Handle) != "alice2.test" {
+		t.Fatalf("#identity handle %s", testpds.Str(f.Identity.Handle))
 	}
 	if r := resolve("alice2.test"); r.Status != 200 || r.JSON()["did"] != alice.DID {
 		t.Fatalf("resolveHandle new: %s", r)
 	}
-	wantStatus(t, resolve("alice.test"), 400, "HandleNotFound")
+	testpds.WantStatus(t, resolve("alice.test"), 400, "HandleNotFound")
 	if r := wellKnown("alice2.test"); r.Status != 200 || string(r.Body) != alice.DID {
 		t.Fatalf("well-known new: %s", r)
 	}
@@ -301,24 +266,24 @@ func TestUpdateHandle(t *testing.T) {
 		t.Fatalf("getSession: %v", s)
 	}
 	// The old handle is free again.
-	wantStatus(t, update(bob, "alice.test"), 200, "")
-	expectEvents(t, sub, bob.DID, "#identity")
+	testpds.WantStatus(t, update(bob, "alice.test"), 200, "")
+	testpds.ExpectEvents(t, sub, bob.DID, "#identity")
 
 	// Refusals, none of which reach PLC or the firehose.
 	writes := e.plcWrites.Load()
-	wantStatus(t, update(bob, "alice2.test"), 400, "HandleNotAvailable")
-	wantStatus(t, update(bob, "al.test"), 400, "InvalidHandle")
-	wantStatus(t, update(bob, "admin.test"), 400, "InvalidHandle")
-	wantStatus(t, update(bob, "a.b.test"), 400, "InvalidHandle")
-	wantStatus(t, update(bob, "bob.invalid"), 400, "InvalidHandle")
-	wantStatus(t, update(bob, "bob.local"), 400, "InvalidHandle")
-	wantStatus(t, update(bob, "not a handle"), 400, "")
-	wantStatus(t, p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "bob2.test"}, ""), 401, "AuthMissing")
+	testpds.WantStatus(t, update(bob, "alice2.test"), 400, "HandleNotAvailable")
+	testpds.WantStatus(t, update(bob, "al.test"), 400, "InvalidHandle")
+	testpds.WantStatus(t, update(bob, "admin.test"), 400, "InvalidHandle")
+	testpds.WantStatus(t, update(bob, "a.b.test"), 400, "InvalidHandle")
+	testpds.WantStatus(t, update(bob, "bob.invalid"), 400, "InvalidHandle")
+	testpds.WantStatus(t, update(bob, "bob.local"), 400, "InvalidHandle")
+	testpds.WantStatus(t, update(bob, "not a handle"), 400, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "bob2.test"}, ""), 401, "AuthMissing")
 	// A custom domain that points nowhere, and one that points at someone else.
-	wantStatus(t, update(bob, "nobody"+testDomain), 400, "InvalidRequest")
+	testpds.WantStatus(t, update(bob, "nobody"+testDomain), 400, "InvalidRequest")
 	e.setWellKnown("alices"+testDomain, alice.DID)
 	r := update(bob, "alices"+testDomain)
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "did not resolve to DID") {
 		t.Fatalf("message: %s", r)
 	}
@@ -327,25 +292,25 @@ func TestUpdateHandle(t *testing.T) {
 	}
 
 	// A custom domain through DNS TXT: refused until the record exists (no stale cached miss after it does).
-	wantStatus(t, update(alice, "dns-alice"+testDomain), 400, "InvalidRequest")
+	testpds.WantStatus(t, update(alice, "dns-alice"+testDomain), 400, "InvalidRequest")
 	e.setTXT("dns-alice"+testDomain, alice.DID)
-	wantStatus(t, update(alice, "dns-alice"+testDomain), 200, "")
+	testpds.WantStatus(t, update(alice, "dns-alice"+testDomain), 200, "")
 	if h := e.plcData(t, alice.DID).Handle(); h != "dns-alice"+testDomain {
 		t.Fatalf("PLC handle %q", h)
 	}
-	if f := expectEvents(t, sub, alice.DID, "#identity")[0]; str(f.Identity.Handle) != "dns-alice"+testDomain {
-		t.Fatalf("#identity handle %s", str(f.Identity.Handle))
+	if f := testpds.ExpectEvents(t, sub, alice.DID, "#identity")[0]; testpds.Str(f.Identity.Handle) != "dns-alice"+testDomain {
+		t.Fatalf("#identity handle %s", testpds.Str(f.Identity.Handle))
 	}
 	if d := describe(alice); d["handle"] != "dns-alice"+testDomain || d["handleIsCorrect"] != true {
 		t.Fatalf("describeRepo: %v", d)
 	}
-	wantStatus(t, resolve("alice2.test"), 400, "HandleNotFound")
+	testpds.WantStatus(t, resolve("alice2.test"), 400, "HandleNotFound")
 
 	// A custom domain through the HTTPS well-known file.
 	e.setWellKnown("wk-bob"+testDomain, bob.DID)
-	wantStatus(t, update(bob, "WK-Bob"+testDomain), 200, "")
-	if f := expectEvents(t, sub, bob.DID, "#identity")[0]; str(f.Identity.Handle) != "wk-bob"+testDomain {
-		t.Fatalf("#identity handle %s", str(f.Identity.Handle))
+	testpds.WantStatus(t, update(bob, "WK-Bob"+testDomain), 200, "")
+	if f := testpds.ExpectEvents(t, sub, bob.DID, "#identity")[0]; testpds.Str(f.Identity.Handle) != "wk-bob"+testDomain {
+		t.Fatalf("#identity handle %s", testpds.Str(f.Identity.Handle))
 	}
 	if r := resolve("wk-bob" + testDomain); r.Status != 200 || r.JSON()["did"] != bob.DID {
 		t.Fatalf("resolveHandle custom: %s", r)
@@ -355,21 +320,21 @@ func TestUpdateHandle(t *testing.T) {
 	if r := resolve("elsewhere" + testDomain); r.Status != 200 || r.JSON()["did"] != "did:plc:ewvi7nxzyoun6zhxrhs64oiz" {
 		t.Fatalf("resolveHandle remote: %s", r)
 	}
-	wantStatus(t, resolve("missing"+testDomain), 400, "InvalidRequest")
+	testpds.WantStatus(t, resolve("missing"+testDomain), 400, "InvalidRequest")
 
 	// handleIsCorrect tells the truth: a DID document that no longer declares the handle makes it false.
-	wantStatus(t, update(alice, "alice3.test"), 200, "")
-	expectEvents(t, sub, alice.DID, "#identity")
+	testpds.WantStatus(t, update(alice, "alice3.test"), 200, "")
+	testpds.ExpectEvents(t, sub, alice.DID, "#identity")
 	e.plcUpdate(t, alice.DID, e.p.Config.RotationKey, func(op *plc.Operation) { op.AlsoKnownAs = []string{"at://someone-else.test"} })
 	if d := describe(alice); d["handleIsCorrect"] != false {
 		t.Fatalf("describeRepo after the DID document changed: %v", d)
 	}
 	// Setting the handle again repairs the document.
-	wantStatus(t, update(alice, "alice3.test"), 200, "")
+	testpds.WantStatus(t, update(alice, "alice3.test"), 200, "")
 	if d := describe(alice); d["handleIsCorrect"] != true || e.plcData(t, alice.DID).Handle() != "alice3.test" {
 		t.Fatalf("describeRepo after repair: %v", d)
 	}
-	expectEvents(t, sub, alice.DID, "#identity")
+	testpds.ExpectEvents(t, sub, alice.DID, "#identity")
 }
 
 func TestPLCOperations(t *testing.T) {
@@ -383,7 +348,7 @@ func TestPLCOperations(t *testing.T) {
 
 	// Recommended credentials match what the PLC directory has now.
 	rc := p.Query("com.atproto.identity.getRecommendedDidCredentials", nil, alice.AccessJwt)
-	wantStatus(t, rc, 200, "")
+	testpds.WantStatus(t, rc, 200, "")
 	var creds struct {
 		AlsoKnownAs         []string               `json:"alsoKnownAs"`
 		VerificationMethods map[string]string      `json:"verificationMethods"`
@@ -402,7 +367,7 @@ func TestPLCOperations(t *testing.T) {
 	}
 	request := func(a *testpds.Account) string {
 		t.Helper()
-		wantStatus(t, p.Procedure("com.atproto.identity.requestPlcOperationSignature", nil, a.AccessJwt), 200, "")
+		testpds.WantStatus(t, p.Procedure("com.atproto.identity.requestPlcOperationSignature", nil, a.AccessJwt), 200, "")
 		m := e.mail.Next(t)
 		if len(m.To) != 1 || m.To[0] != a.Email || m.Subject != "PLC Update Operation Requested" {
 			t.Fatalf("mail to %v: %q", m.To, m.Subject)
@@ -421,20 +386,20 @@ func TestPLCOperations(t *testing.T) {
 
 	// No token, a made-up token, someone else's token, an expired token.
 	r := sign(alice, rotate)
-	wantStatus(t, r, 400, "InvalidRequest")
-	wantStatus(t, sign(alice, withToken("AAAAA-BBBBB")), 400, "InvalidToken")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, sign(alice, withToken("AAAAA-BBBBB")), 400, "InvalidToken")
 	bobToken := request(bob)
-	wantStatus(t, sign(alice, withToken(bobToken)), 400, "InvalidToken")
+	testpds.WantStatus(t, sign(alice, withToken(bobToken)), 400, "InvalidToken")
 	expiring := request(alice)
 	e.ageEmailTokens(t, alice.DID)
-	wantStatus(t, sign(alice, withToken(expiring)), 400, "ExpiredToken")
+	testpds.WantStatus(t, sign(alice, withToken(expiring)), 400, "ExpiredToken")
 	// A request that would build an invalid operation does not use the token up.
 	token := request(alice)
-	wantStatus(t, sign(alice, map[string]any{"token": token, "rotationKeys": []string{"did:key:nonsense"}}), 400, "InvalidRequest")
+	testpds.WantStatus(t, sign(alice, map[string]any{"token": token, "rotationKeys": []string{"did:key:nonsense"}}), 400, "InvalidRequest")
 
 	// Sign: the server builds the next operation from the last one with the requested change.
 	r = sign(alice, withToken(strings.ToLower(token)))
-	wantStatus(t, r, 200, "")
+	testpds.WantStatus(t, r, 200, "")
 	var signed struct {
 		Operation json.RawMessage `json:"operation"`
 	}
@@ -462,10 +427,10 @@ func TestPLCOperations(t *testing.T) {
 	if fmt.Sprint(e.plcData(t, alice.DID).RotationKeys) != fmt.Sprint(before.RotationKeys) {
 		t.Fatal("signPlcOperation changed the PLC state")
 	}
-	wantStatus(t, sign(alice, withToken(token)), 400, "InvalidToken")
+	testpds.WantStatus(t, sign(alice, withToken(token)), 400, "InvalidToken")
 
 	// submitPlcOperation refuses operations that would cut this server out, before sending anything.
-	sub := subscribeAfter(t, p, 8)
+	sub := testpds.SubscribeAfter(t, p, 8)
 	writes := e.plcWrites.Load()
 	variant := func(mutate func(m map[string]any)) map[string]any {
 		var m map[string]any
@@ -491,7 +456,7 @@ func TestPLCOperations(t *testing.T) {
 		{map[string]any{"operation": map[string]any{"type": "plc_tombstone", "prev": lastCID, "sig": "x"}}, "Invalid operation"},
 	} {
 		r := p.Procedure("com.atproto.identity.submitPlcOperation", tc.body, alice.AccessJwt)
-		wantStatus(t, r, 400, "InvalidRequest")
+		testpds.WantStatus(t, r, 400, "InvalidRequest")
 		if !strings.Contains(r.JSON()["message"].(string), tc.msg) {
 			t.Fatalf("want %q, got %s", tc.msg, r)
 		}
@@ -501,26 +466,26 @@ func TestPLCOperations(t *testing.T) {
 	}
 	// Bob cannot submit alice's operation as his own: it is checked against his account.
 	r = p.Procedure("com.atproto.identity.submitPlcOperation", map[string]any{"operation": json.RawMessage(signed.Operation)}, bob.AccessJwt)
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 
 	// Submit: the PLC directory has the new rotation keys, and the firehose an #identity event.
-	wantStatus(t, p.Procedure("com.atproto.identity.submitPlcOperation", map[string]any{"operation": json.RawMessage(signed.Operation)}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.identity.submitPlcOperation", map[string]any{"operation": json.RawMessage(signed.Operation)}, alice.AccessJwt), 200, "")
 	after := e.plcData(t, alice.DID)
 	if fmt.Sprint(after.RotationKeys) != fmt.Sprint(rotate["rotationKeys"]) || after.SigningKey() != before.SigningKey() || after.Handle() != "alice.test" {
 		t.Fatalf("PLC after submit: %+v", after)
 	}
-	if f := expectEvents(t, sub, alice.DID, "#identity")[0]; str(f.Identity.Handle) != "alice.test" {
-		t.Fatalf("#identity handle %s", str(f.Identity.Handle))
+	if f := testpds.ExpectEvents(t, sub, alice.DID, "#identity")[0]; testpds.Str(f.Identity.Handle) != "alice.test" {
+		t.Fatalf("#identity handle %s", testpds.Str(f.Identity.Handle))
 	}
 	// The user's new key really controls the DID now (it outranks the server's), and the server still
 	// manages the account: a handle change signs with the server key on top of the user's operation.
 	e.plcUpdate(t, alice.DID, userKey, nil)
-	wantStatus(t, p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "alice-rotated.test"}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "alice-rotated.test"}, alice.AccessJwt), 200, "")
 	final := e.plcData(t, alice.DID)
 	if final.Handle() != "alice-rotated.test" || fmt.Sprint(final.RotationKeys) != fmt.Sprint(rotate["rotationKeys"]) {
 		t.Fatalf("PLC after handle change: %+v", final)
 	}
-	expectEvents(t, sub, alice.DID, "#identity")
+	testpds.ExpectEvents(t, sub, alice.DID, "#identity")
 }
 
 func TestDeactivateAndActivate(t *testing.T) {
@@ -528,20 +493,20 @@ func TestDeactivateAndActivate(t *testing.T) {
 	p := e.p
 	alice := p.CreateAccount("alice")
 	bob := p.CreateAccount("bob")
-	created := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("hi")}, alice.AccessJwt)
-	wantStatus(t, created, 200, "")
+	created := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("hi")}, alice.AccessJwt)
+	testpds.WantStatus(t, created, 200, "")
 	rkey := strings.TrimPrefix(created.JSON()["uri"].(string), "at://"+alice.DID+"/app.bsky.feed.post/")
-	sub := subscribeAfter(t, p, 9)
-	cc := newCommitChecker(p)
+	sub := testpds.SubscribeAfter(t, p, 9)
+	cc := testpds.NewCommitChecker(p)
 
-	wantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt), 200, "")
-	if f := expectEvents(t, sub, alice.DID, "#account")[0]; f.Account.Active || str(f.Account.Status) != "deactivated" {
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt), 200, "")
+	if f := testpds.ExpectEvents(t, sub, alice.DID, "#account")[0]; f.Account.Active || testpds.Str(f.Account.Status) != "deactivated" {
 		t.Fatalf("#account %+v", f.Account)
 	}
 
 	// Login works and says inactive.
 	sess := p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": "alice.test", "password": alice.Password}, "")
-	wantStatus(t, sess, 200, "")
+	testpds.WantStatus(t, sess, 200, "")
 	if j := sess.JSON(); j["active"] != false || j["status"] != "deactivated" {
 		t.Fatalf("createSession: %s", sess)
 	}
@@ -553,53 +518,53 @@ func TestDeactivateAndActivate(t *testing.T) {
 		t.Fatalf("checkAccountStatus: %s", st)
 	}
 	// Writes fail.
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("no")}, alice.AccessJwt), 400, "AccountDeactivated")
-	wantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": rkey}, alice.AccessJwt), 400, "AccountDeactivated")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("no")}, alice.AccessJwt), 400, "AccountDeactivated")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": rkey}, alice.AccessJwt), 400, "AccountDeactivated")
 	// Other people's reads fail; the owner's work.
 	did := url.Values{"did": {alice.DID}}
 	for _, token := range []string{"", bob.AccessJwt} {
-		wantStatus(t, p.Query("com.atproto.sync.getRepo", did, token), 400, "RepoDeactivated")
-		wantStatus(t, p.Query("com.atproto.sync.getLatestCommit", did, token), 400, "RepoDeactivated")
-		wantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {alice.DID}, "collection": {"app.bsky.feed.post"}, "rkey": {rkey}}, token), 400, "RepoDeactivated")
-		wantStatus(t, p.Query("com.atproto.repo.describeRepo", url.Values{"repo": {alice.DID}}, token), 400, "RepoDeactivated")
+		testpds.WantStatus(t, p.Query("com.atproto.sync.getRepo", did, token), 400, "RepoDeactivated")
+		testpds.WantStatus(t, p.Query("com.atproto.sync.getLatestCommit", did, token), 400, "RepoDeactivated")
+		testpds.WantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {alice.DID}, "collection": {"app.bsky.feed.post"}, "rkey": {rkey}}, token), 400, "RepoDeactivated")
+		testpds.WantStatus(t, p.Query("com.atproto.repo.describeRepo", url.Values{"repo": {alice.DID}}, token), 400, "RepoDeactivated")
 	}
-	wantStatus(t, p.Query("com.atproto.sync.getLatestCommit", did, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getLatestCommit", did, alice.AccessJwt), 200, "")
 	if j := p.Query("com.atproto.sync.getRepoStatus", did, "").JSON(); j["active"] != false || j["status"] != "deactivated" {
 		t.Fatalf("getRepoStatus: %v", j)
 	}
-	wantStatus(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"alice.test"}}, ""), 400, "HandleNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"alice.test"}}, ""), 400, "HandleNotFound")
 
 	// Activate: #account active, #identity, #sync with the head commit only.
-	wantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, alice.AccessJwt), 200, "")
-	frames := expectEvents(t, sub, alice.DID, "#account", "#identity", "#sync")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, alice.AccessJwt), 200, "")
+	frames := testpds.ExpectEvents(t, sub, alice.DID, "#account", "#identity", "#sync")
 	if a := frames[0].Account; !a.Active || a.Status != nil {
 		t.Fatalf("#account %+v", a)
 	}
-	if str(frames[1].Identity.Handle) != "alice.test" {
+	if testpds.Str(frames[1].Identity.Handle) != "alice.test" {
 		t.Fatalf("#identity %+v", frames[1].Identity)
 	}
 	head := p.Query("com.atproto.sync.getLatestCommit", did, "").JSON()
 	if frames[2].Sync.Rev != head["rev"] {
 		t.Fatalf("#sync rev %s, head %v", frames[2].Sync.Rev, head)
 	}
-	if c, root := carCommit(t, frames[2].Sync.Blocks); root.String() != head["cid"] || c.DID != alice.DID {
+	if c, root := testpds.CARCommit(t, frames[2].Sync.Blocks); root.String() != head["cid"] || c.DID != alice.DID {
 		t.Fatalf("#sync commit %s, head %v", root, head)
 	}
-	cc.check(t, frames[2]) // signature, one block
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("back")}, alice.AccessJwt), 200, "")
-	wantStatus(t, p.Query("com.atproto.sync.getRepo", did, bob.AccessJwt), 200, "")
-	if f := expectEvents(t, sub, alice.DID, "#commit")[0]; *f.Commit.Since != frames[2].Sync.Rev {
-		t.Fatalf("first commit after activation: since %s, #sync rev %s", str(f.Commit.Since), frames[2].Sync.Rev)
+	cc.Check(t, frames[2]) // signature, one block
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("back")}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getRepo", did, bob.AccessJwt), 200, "")
+	if f := testpds.ExpectEvents(t, sub, alice.DID, "#commit")[0]; *f.Commit.Since != frames[2].Sync.Rev {
+		t.Fatalf("first commit after activation: since %s, #sync rev %s", testpds.Str(f.Commit.Since), frames[2].Sync.Rev)
 	}
 
 	// Activation checks the DID document: moved elsewhere, it is refused (and checkAccountStatus says so).
 	e.plcUpdate(t, alice.DID, p.Config.RotationKey, func(op *plc.Operation) {
 		op.Services["atproto_pds"] = plc.Service{Type: "AtprotoPersonalDataServer", Endpoint: "https://elsewhere.example.com"}
 	})
-	wantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt), 200, "")
-	expectEvents(t, sub, alice.DID, "#account")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt), 200, "")
+	testpds.ExpectEvents(t, sub, alice.DID, "#account")
 	r := p.Procedure("com.atproto.server.activateAccount", nil, alice.AccessJwt)
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "service endpoint") {
 		t.Fatalf("activate: %s", r)
 	}
@@ -609,14 +574,14 @@ func TestDeactivateAndActivate(t *testing.T) {
 	e.plcUpdate(t, alice.DID, p.Config.RotationKey, func(op *plc.Operation) {
 		op.Services["atproto_pds"] = plc.Service{Type: "AtprotoPersonalDataServer", Endpoint: p.URL}
 	})
-	wantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, alice.AccessJwt), 200, "")
-	expectEvents(t, sub, alice.DID, "#account", "#identity", "#sync")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, alice.AccessJwt), 200, "")
+	testpds.ExpectEvents(t, sub, alice.DID, "#account", "#identity", "#sync")
 	if j := p.Query("com.atproto.server.checkAccountStatus", nil, alice.AccessJwt).JSON(); j["validDid"] != true || j["activated"] != true {
 		t.Fatalf("checkAccountStatus: %v", j)
 	}
 	// Activation needs full credentials.
-	wantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, ""), 401, "AuthMissing")
-	wantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{"deleteAfter": "tomorrow"}, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, ""), 401, "AuthMissing")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{"deleteAfter": "tomorrow"}, alice.AccessJwt), 400, "InvalidRequest")
 }
 
 // dataPaths lists every path under the data directory that names did.
@@ -638,10 +603,10 @@ func TestDeleteAccount(t *testing.T) {
 	alice := p.CreateAccount("alice")
 	bob := p.CreateAccount("bob")
 	for i := range 3 {
-		wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post(fmt.Sprint("post ", i))}, alice.AccessJwt), 200, "")
+		testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post(fmt.Sprint("post ", i))}, alice.AccessJwt), 200, "")
 	}
-	img := blUploadOK(t, p, alice.AccessJwt, "image/png", blPNG(1, 5000))
-	wantStatus(t, blCreate(t, p, alice, "app.bsky.feed.post", blImagePost("with a picture", img)), 200, "")
+	img := testpds.UploadBlobOK(t, p, alice.AccessJwt, "image/png", testpds.PNG(1, 5000))
+	testpds.WantStatus(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.ImagePost("with a picture", img)), 200, "")
 	if st := p.Query("com.atproto.server.checkAccountStatus", nil, alice.AccessJwt).JSON(); st["expectedBlobs"] != 1.0 || st["importedBlobs"] != 1.0 || st["indexedRecords"] != 4.0 {
 		t.Fatalf("checkAccountStatus: %v", st)
 	}
@@ -650,7 +615,7 @@ func TestDeleteAccount(t *testing.T) {
 	}
 	requestDelete := func(a *testpds.Account) string {
 		t.Helper()
-		wantStatus(t, p.Procedure("com.atproto.server.requestAccountDelete", nil, a.AccessJwt), 200, "")
+		testpds.WantStatus(t, p.Procedure("com.atproto.server.requestAccountDelete", nil, a.AccessJwt), 200, "")
 		m := e.mail.Next(t)
 		if len(m.To) != 1 || m.To[0] != a.Email || m.Subject != "Account Deletion Requested" {
 			t.Fatalf("mail to %v: %q", m.To, m.Subject)
@@ -664,19 +629,19 @@ func TestDeleteAccount(t *testing.T) {
 	bobToken := requestDelete(bob)
 	token := requestDelete(alice)
 	e.ageEmailTokens(t, alice.DID)
-	wantStatus(t, del(alice.DID, alice.Password, token), 400, "ExpiredToken")
+	testpds.WantStatus(t, del(alice.DID, alice.Password, token), 400, "ExpiredToken")
 	token = requestDelete(alice)
-	wantStatus(t, del(alice.DID, "wrong password", token), 401, "AuthenticationRequired")
-	wantStatus(t, del(alice.DID, alice.Password, "AAAAA-BBBBB"), 400, "InvalidToken")
-	wantStatus(t, del(alice.DID, alice.Password, bobToken), 400, "InvalidToken")
-	wantStatus(t, del(alice.DID, bob.Password, bobToken), 401, "AuthenticationRequired")
-	wantStatus(t, del("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", alice.Password, token), 400, "InvalidRequest")
-	wantStatus(t, p.Query("com.atproto.sync.getLatestCommit", url.Values{"did": {alice.DID}}, ""), 200, "")
+	testpds.WantStatus(t, del(alice.DID, "wrong password", token), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, del(alice.DID, alice.Password, "AAAAA-BBBBB"), 400, "InvalidToken")
+	testpds.WantStatus(t, del(alice.DID, alice.Password, bobToken), 400, "InvalidToken")
+	testpds.WantStatus(t, del(alice.DID, bob.Password, bobToken), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, del("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", alice.Password, token), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getLatestCommit", url.Values{"did": {alice.DID}}, ""), 200, "")
 
-	sub := subscribeAfter(t, p, 12) // two accounts (4 events each), 4 commits
-	wantStatus(t, del(alice.DID, alice.Password, token), 200, "")
-	f := expectEvents(t, sub, alice.DID, "#account")[0]
-	if f.Account.Active || str(f.Account.Status) != "deleted" {
+	sub := testpds.SubscribeAfter(t, p, 12) // two accounts (4 events each), 4 commits
+	testpds.WantStatus(t, del(alice.DID, alice.Password, token), 200, "")
+	f := testpds.ExpectEvents(t, sub, alice.DID, "#account")[0]
+	if f.Account.Active || testpds.Str(f.Account.Status) != "deleted" {
 		t.Fatalf("#account %+v", f.Account)
 	}
 
@@ -684,19 +649,19 @@ func TestDeleteAccount(t *testing.T) {
 	if paths := dataPaths(t, p, alice.DID); len(paths) != 0 {
 		t.Fatalf("left on disk: %v", paths)
 	}
-	wantStatus(t, p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": "alice.test", "password": alice.Password}, ""), 401, "AuthenticationRequired")
-	wantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, alice.RefreshJwt), 400, "ExpiredToken")
-	wantStatus(t, p.Query("com.atproto.sync.getRepoStatus", url.Values{"did": {alice.DID}}, ""), 400, "RepoNotFound")
-	wantStatus(t, p.Query("com.atproto.sync.getRepo", url.Values{"did": {alice.DID}}, ""), 400, "RepoNotFound")
-	wantStatus(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"alice.test"}}, ""), 400, "HandleNotFound")
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("ghost")}, alice.AccessJwt), 400, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": "alice.test", "password": alice.Password}, ""), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, alice.RefreshJwt), 400, "ExpiredToken")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getRepoStatus", url.Values{"did": {alice.DID}}, ""), 400, "RepoNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getRepo", url.Values{"did": {alice.DID}}, ""), 400, "RepoNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"alice.test"}}, ""), 400, "HandleNotFound")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("ghost")}, alice.AccessJwt), 400, "")
 	if strings.Contains(string(p.Query("com.atproto.sync.listRepos", nil, "").Body), alice.DID) {
 		t.Fatal("listRepos still lists the account")
 	}
-	replay := subscribe(t, p, "0")
+	replay := testpds.Subscribe(t, p, "0")
 	var aliceEvents []string
 	for {
-		fr := replay.next()
+		fr := replay.Next()
 		if fr.DID() == alice.DID {
 			aliceEvents = append(aliceEvents, fr.Type)
 		}
@@ -708,16 +673,16 @@ func TestDeleteAccount(t *testing.T) {
 		t.Fatalf("the log still holds the account's events: %v", aliceEvents)
 	}
 	// The handle is free, and bob is untouched.
-	wantStatus(t, p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "alice.test"}, bob.AccessJwt), 200, "")
-	wantStatus(t, del(bob.DID, bob.Password, bobToken), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "alice.test"}, bob.AccessJwt), 200, "")
+	testpds.WantStatus(t, del(bob.DID, bob.Password, bobToken), 200, "")
 
 	// A deactivation's deleteAfter is enforced by the deletion job.
 	carol := p.CreateAccount("carol")
 	dave := p.CreateAccount("dave")
 	past := time.Now().Add(-time.Second).UTC().Format(time.RFC3339)
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	wantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{"deleteAfter": past}, carol.AccessJwt), 200, "")
-	wantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{"deleteAfter": future}, dave.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{"deleteAfter": past}, carol.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.deactivateAccount", map[string]any{"deleteAfter": future}, dave.AccessJwt), 200, "")
 	n, err := p.Server.PurgeExpiredAccounts(context.Background())
 	if err != nil || n != 1 {
 		t.Fatalf("PurgeExpiredAccounts: %d %v", n, err)
@@ -725,21 +690,21 @@ func TestDeleteAccount(t *testing.T) {
 	if paths := dataPaths(t, p, carol.DID); len(paths) != 0 {
 		t.Fatalf("left on disk: %v", paths)
 	}
-	wantStatus(t, p.Query("com.atproto.sync.getRepoStatus", url.Values{"did": {carol.DID}}, ""), 400, "RepoNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getRepoStatus", url.Values{"did": {carol.DID}}, ""), 400, "RepoNotFound")
 	if j := p.Query("com.atproto.sync.getRepoStatus", url.Values{"did": {dave.DID}}, "").JSON(); j["status"] != "deactivated" {
 		t.Fatalf("dave: %v", j)
 	}
 	// Reactivating clears deleteAfter.
-	wantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, dave.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, dave.AccessJwt), 200, "")
 	expectEventsSkipping(t, sub, carol.DID, "deleted")
 }
 
 // expectEventsSkipping reads until the #account event of did with the given status.
-func expectEventsSkipping(t *testing.T, sub *fhClient, did, status string) {
+func expectEventsSkipping(t *testing.T, sub *testpds.Subscriber, did, status string) {
 	t.Helper()
 	for {
-		f := sub.next()
-		if f.Account != nil && f.Account.Did == did && str(f.Account.Status) == status {
+		f := sub.Next()
+		if f.Account != nil && f.Account.Did == did && testpds.Str(f.Account.Status) == status {
 			return
 		}
 	}
@@ -779,35 +744,35 @@ func TestDIDWebAccount(t *testing.T) {
 	}
 	otherKey, _ := atcrypto.GeneratePrivateKeyK256()
 	writes := e.plcWrites.Load()
-	sub := subscribe(t, p, "")
+	sub := testpds.Subscribe(t, p, "")
 
-	wantStatus(t, create(""), 401, "AuthenticationRequired")
-	wantStatus(t, create(serviceJWT(did, otherKey, lxm)), 401, "AuthenticationRequired")
-	wantStatus(t, create(serviceJWT(did, tempKey, "com.atproto.server.getSession")), 401, "AuthenticationRequired")
-	wantStatus(t, create(serviceJWT("did:web:other"+testDomain, tempKey, lxm)), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, create(""), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, create(serviceJWT(did, otherKey, lxm)), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, create(serviceJWT(did, tempKey, "com.atproto.server.getSession")), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, create(serviceJWT("did:web:other"+testDomain, tempKey, lxm)), 401, "AuthenticationRequired")
 	r := create(serviceJWT(did, tempKey, lxm))
-	wantStatus(t, r, 200, "")
+	testpds.WantStatus(t, r, 200, "")
 	out := r.JSON()
 	if out["did"] != did || out["handle"] != host {
 		t.Fatalf("createAccount: %s", r)
 	}
 	access := out["accessJwt"].(string)
-	wantStatus(t, create(serviceJWT(did, tempKey, lxm)), 400, "InvalidRequest") // exists
+	testpds.WantStatus(t, create(serviceJWT(did, tempKey, lxm)), 400, "InvalidRequest") // exists
 
 	// The account starts deactivated and silent.
 	if j := p.Query("com.atproto.server.getSession", nil, access).JSON(); j["active"] != false || j["status"] != "deactivated" {
 		t.Fatalf("getSession: %v", j)
 	}
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": did, "collection": "app.bsky.feed.post", "record": post("early")}, access), 400, "AccountDeactivated")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": did, "collection": "app.bsky.feed.post", "record": testpds.Post("early")}, access), 400, "AccountDeactivated")
 	// PLC endpoints are not for did:web.
-	wantStatus(t, p.Procedure("com.atproto.identity.requestPlcOperationSignature", nil, access), 400, "InvalidRequest")
-	wantStatus(t, p.Procedure("com.atproto.identity.signPlcOperation", map[string]any{"token": "AAAAA-BBBBB"}, access), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.identity.requestPlcOperationSignature", nil, access), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.identity.signPlcOperation", map[string]any{"token": "AAAAA-BBBBB"}, access), 400, "InvalidRequest")
 
 	// Activation needs the document to carry the server's signing key for the account.
 	rc := p.Query("com.atproto.identity.getRecommendedDidCredentials", nil, access)
-	wantStatus(t, rc, 200, "")
+	testpds.WantStatus(t, rc, 200, "")
 	r = p.Procedure("com.atproto.server.activateAccount", nil, access)
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "signing key") {
 		t.Fatalf("activate with the old document: %s", r)
 	}
@@ -817,21 +782,21 @@ func TestDIDWebAccount(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.setDIDDoc(host, doc(signingPub, host, p.URL))
-	wantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, access), 200, "")
-	frames := expectEvents(t, sub, did, "#account", "#identity", "#sync") // nothing before: creation was silent
-	if !frames[0].Account.Active || str(frames[1].Identity.Handle) != host {
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.activateAccount", nil, access), 200, "")
+	frames := testpds.ExpectEvents(t, sub, did, "#account", "#identity", "#sync") // nothing before: creation was silent
+	if !frames[0].Account.Active || testpds.Str(frames[1].Identity.Handle) != host {
 		t.Fatalf("activation events: %+v %+v", frames[0].Account, frames[1].Identity)
 	}
-	c, root := carCommit(t, frames[2].Sync.Blocks)
-	if err := c.VerifySignature(signingPub); err != nil || c.DID != did || carBlockCount(t, frames[2].Sync.Blocks) != 1 {
+	c, root := testpds.CARCommit(t, frames[2].Sync.Blocks)
+	if err := c.VerifySignature(signingPub); err != nil || c.DID != did || testpds.CARBlockCount(t, frames[2].Sync.Blocks) != 1 {
 		t.Fatalf("#sync commit %s: %v", root, err)
 	}
 
 	// Now an ordinary account.
-	created := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": did, "collection": "app.bsky.feed.post", "record": post("hello from did:web")}, access)
-	wantStatus(t, created, 200, "")
-	cm := expectEvents(t, sub, did, "#commit")[0].Commit
-	cc, _ := carCommit(t, cm.Blocks)
+	created := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": did, "collection": "app.bsky.feed.post", "record": testpds.Post("hello from did:web")}, access)
+	testpds.WantStatus(t, created, 200, "")
+	cm := testpds.ExpectEvents(t, sub, did, "#commit")[0].Commit
+	cc, _ := testpds.CARCommit(t, cm.Blocks)
 	if err := cc.VerifySignature(signingPub); err != nil || cid.Cid(cm.Commit).String() != created.JSON()["commit"].(map[string]any)["cid"] {
 		t.Fatalf("commit: %v", err)
 	}
@@ -846,13 +811,13 @@ func TestDIDWebAccount(t *testing.T) {
 	// A handle change: the document must declare the new handle first.
 	e.setTXT("alt-webby"+testDomain, did)
 	r = p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "alt-webby" + testDomain}, access)
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "DID is not properly configured for handle") {
 		t.Fatalf("updateHandle: %s", r)
 	}
 	e.setDIDDoc(host, doc(signingPub, "alt-webby"+testDomain, p.URL))
-	wantStatus(t, p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "alt-webby" + testDomain}, access), 200, "")
-	if f := expectEvents(t, sub, did, "#identity")[0]; str(f.Identity.Handle) != "alt-webby"+testDomain {
+	testpds.WantStatus(t, p.Procedure("com.atproto.identity.updateHandle", map[string]any{"handle": "alt-webby" + testDomain}, access), 200, "")
+	if f := testpds.ExpectEvents(t, sub, did, "#identity")[0]; testpds.Str(f.Identity.Handle) != "alt-webby"+testDomain {
 		t.Fatalf("#identity %+v", f.Identity)
 	}
 

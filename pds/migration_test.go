@@ -64,7 +64,7 @@ func snapshotAccount(t *testing.T, p *testpds.PDS, did, token string) accountSna
 				} `json:"records"`
 			}
 			r := p.Query("com.atproto.repo.listRecords", params, token)
-			wantStatus(t, r, 200, "")
+			testpds.WantStatus(t, r, 200, "")
 			json.Unmarshal(r.Body, &page)
 			for _, rec := range page.Records {
 				s.records[rec.URI] = rec.CID
@@ -75,9 +75,9 @@ func snapshotAccount(t *testing.T, p *testpds.PDS, did, token string) accountSna
 			cursor = page.Cursor
 		}
 	}
-	c, _ := carCommit(t, getRepoCAR(t, p, did, token))
+	c, _ := testpds.CARCommit(t, testpds.GetRepoCAR(t, p, did, token))
 	s.data = c.Data.String()
-	s.prefs = string(mustOK(t, p.Query("app.bsky.actor.getPreferences", nil, token))["preferences"].([]any)[0].(map[string]any)["$type"].(string))
+	s.prefs = string(testpds.MustOK(t, p.Query("app.bsky.actor.getPreferences", nil, token))["preferences"].([]any)[0].(map[string]any)["$type"].(string))
 	return s
 }
 
@@ -104,7 +104,7 @@ func uploadPNG(t *testing.T, p *testpds.PDS, token string, data []byte) map[stri
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "image/png")
-	return mustOK(t, p.Do(req, token))["blob"].(map[string]any)
+	return testpds.MustOK(t, p.Do(req, token))["blob"].(map[string]any)
 }
 
 // TestMigrationBetweenTwoServers moves an account from A to B with the migrate package (the code of
@@ -127,15 +127,15 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 	}
 	create := func(p *testpds.PDS, token, coll string, rec map[string]any) {
 		t.Helper()
-		wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": coll, "record": rec}, token), 200, "")
+		testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": coll, "record": rec}, token), 200, "")
 	}
-	wantStatus(t, a.Procedure("com.atproto.repo.putRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.actor.profile", "rkey": "self",
+	testpds.WantStatus(t, a.Procedure("com.atproto.repo.putRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.actor.profile", "rkey": "self",
 		"record": map[string]any{"$type": "app.bsky.actor.profile", "displayName": "Alice", "avatar": avatar}}, alice.AccessJwt), 200, "")
 	for i := 0; i < 40; i++ {
-		create(a.PDS, alice.AccessJwt, "app.bsky.feed.post", post(fmt.Sprintf("post %d", i)))
+		create(a.PDS, alice.AccessJwt, "app.bsky.feed.post", testpds.Post(fmt.Sprintf("post %d", i)))
 	}
 	for i, imgs := range [][]any{{img1, img2}, {img2}} {
-		rec := post(fmt.Sprintf("with images %d", i))
+		rec := testpds.Post(fmt.Sprintf("with images %d", i))
 		var images []any
 		for _, im := range imgs {
 			images = append(images, map[string]any{"alt": "", "image": im})
@@ -143,16 +143,16 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 		rec["embed"] = map[string]any{"$type": "app.bsky.embed.images", "images": images}
 		create(a.PDS, alice.AccessJwt, "app.bsky.feed.post", rec)
 	}
-	wantStatus(t, a.Procedure("app.bsky.actor.putPreferences", map[string]any{"preferences": []any{
+	testpds.WantStatus(t, a.Procedure("app.bsky.actor.putPreferences", map[string]any{"preferences": []any{
 		map[string]any{"$type": "app.bsky.actor.defs#adultContentPref", "enabled": true},
 	}}, alice.AccessJwt), 200, "")
-	appPassword := mustOK(t, a.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "phone"}, alice.AccessJwt))["password"].(string)
+	appPassword := testpds.MustOK(t, a.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "phone"}, alice.AccessJwt))["password"].(string)
 	before := snapshotAccount(t, a.PDS, alice.DID, alice.AccessJwt)
 	if len(before.records) != 43 {
 		t.Fatalf("setup: %d records", len(before.records))
 	}
 
-	subA, subB := subscribe(t, a.PDS, ""), subscribe(t, b.PDS, "")
+	subA, subB := testpds.Subscribe(t, a.PDS, ""), testpds.Subscribe(t, b.PDS, "")
 	statePath := filepath.Join(t.TempDir(), "migration.json")
 	opts := migrate.Options{OldPDS: a.URL, NewPDS: b.URL, Identifier: alice.Handle, Password: alice.Password, StateFile: statePath}
 
@@ -163,12 +163,12 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 		t.Fatalf("first run: %v", err)
 	}
 	token := a.mail.Next(t).Token(t)
-	bSession := mustOK(t, login(t, b.PDS, alice.DID, alice.Password))
+	bSession := testpds.MustOK(t, testpds.Login(t, b.PDS, alice.DID, alice.Password))
 	bToken := bSession["accessJwt"].(string)
 	if bSession["active"] != false {
 		t.Fatalf("the new account is active before the PLC operation: %v", bSession)
 	}
-	st := mustOK(t, b.Query("com.atproto.server.checkAccountStatus", nil, bToken))
+	st := testpds.MustOK(t, b.Query("com.atproto.server.checkAccountStatus", nil, bToken))
 	if st["indexedRecords"] != float64(43) || st["expectedBlobs"] != float64(3) || st["importedBlobs"] != float64(3) || st["validDid"] != false {
 		t.Fatalf("new account after the first run: %v", st)
 	}
@@ -176,7 +176,7 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 		t.Fatal("the PLC document moved before the token was given")
 	}
 	// Meanwhile, the user posts once more at the old PDS: the resumed run must notice and copy again.
-	create(a.PDS, alice.AccessJwt, "app.bsky.feed.post", post("one more, written mid-migration"))
+	create(a.PDS, alice.AccessJwt, "app.bsky.feed.post", testpds.Post("one more, written mid-migration"))
 	before = snapshotAccount(t, a.PDS, alice.DID, alice.AccessJwt)
 
 	opts.PLCToken = token
@@ -190,7 +190,7 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 
 	// The PLC document points at B, with B's signing key for the account and B's rotation key.
 	doc := plcDocument(t, plcURL, alice.DID)
-	rc := mustOK(t, b.Query("com.atproto.identity.getRecommendedDidCredentials", nil, bToken))
+	rc := testpds.MustOK(t, b.Query("com.atproto.identity.getRecommendedDidCredentials", nil, bToken))
 	bKey := rc["verificationMethods"].(map[string]any)["atproto"].(string)
 	bRot, _ := b.Config.RotationKey.PublicKey()
 	if doc.PDSEndpoint() != b.URL || doc.SigningKey() != bKey || !slices.Contains(doc.RotationKeys, bRot.DIDKey()) || doc.Handle() != alice.Handle {
@@ -203,22 +203,22 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 
 	// B's firehose: submitPlcOperation's #identity, then activation's #account, #identity, #sync (a head
 	// signed with B's key over A's data). Nothing before (creation and import are silent).
-	frames := expectEvents(t, subB, alice.DID, "#identity", "#account", "#identity", "#sync")
+	frames := testpds.ExpectEvents(t, subB, alice.DID, "#identity", "#account", "#identity", "#sync")
 	if !frames[1].Account.Active {
 		t.Fatalf("#account %+v", frames[1].Account)
 	}
-	syncCommit, _ := carCommit(t, frames[3].Sync.Blocks)
+	syncCommit, _ := testpds.CARCommit(t, frames[3].Sync.Blocks)
 	if err := syncCommit.VerifySignature(bPub); err != nil || syncCommit.Data.String() != before.data || frames[3].Sync.Rev != syncCommit.Rev {
 		t.Fatalf("#sync commit: %v data %s (want %s)", err, syncCommit.Data, before.data)
 	}
 	// A's firehose: the account is deactivated there.
-	if f := nextFor(t, subA, "#account", alice.DID); f.Account.Active || str(f.Account.Status) != "deactivated" {
+	if f := testpds.NextFor(t, subA, "#account", alice.DID); f.Account.Active || testpds.Str(f.Account.Status) != "deactivated" {
 		t.Fatalf("old #account %+v", f.Account)
 	}
-	if j := mustOK(t, a.Query("com.atproto.server.getSession", nil, alice.AccessJwt)); j["active"] != false {
+	if j := testpds.MustOK(t, a.Query("com.atproto.server.getSession", nil, alice.AccessJwt)); j["active"] != false {
 		t.Fatalf("old account: %v", j)
 	}
-	wantStatus(t, a.Query("com.atproto.sync.getRepo", url.Values{"did": {alice.DID}}, ""), 400, "RepoDeactivated")
+	testpds.WantStatus(t, a.Query("com.atproto.sync.getRepo", url.Values{"did": {alice.DID}}, ""), 400, "RepoDeactivated")
 
 	// Records, data root, preferences and blobs are identical at B (public reads now that it is active).
 	after := snapshotAccount(t, b.PDS, alice.DID, bToken)
@@ -227,20 +227,20 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 	}
 	for c, data := range blobs {
 		r := b.Query("com.atproto.sync.getBlob", url.Values{"did": {alice.DID}, "cid": {c}}, "")
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		if !bytes.Equal(r.Body, data) || r.Header.Get("Content-Type") != "image/png" {
 			t.Fatalf("blob %s at B: %d bytes, %s", c, len(r.Body), r.Header.Get("Content-Type"))
 		}
 	}
 	// App passwords do not move (as with the reference PDS: the new server never sees them).
-	wantStatus(t, login(t, b.PDS, alice.Handle, appPassword), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, testpds.Login(t, b.PDS, alice.Handle, appPassword), 401, "AuthenticationRequired")
 
 	// The first write at B is signed with B's key and chains onto the #sync head.
-	create(b.PDS, bToken, "app.bsky.feed.post", post("hello from B"))
-	cm := expectEvents(t, subB, alice.DID, "#commit")[0].Commit
-	cc, _ := carCommit(t, cm.Blocks)
-	if err := cc.VerifySignature(bPub); err != nil || str(cm.Since) != syncCommit.Rev || cm.PrevData == nil || cm.PrevData.String() != before.data {
-		t.Fatalf("first commit at B: %v since %s prevData %v", err, str(cm.Since), cm.PrevData)
+	create(b.PDS, bToken, "app.bsky.feed.post", testpds.Post("hello from B"))
+	cm := testpds.ExpectEvents(t, subB, alice.DID, "#commit")[0].Commit
+	cc, _ := testpds.CARCommit(t, cm.Blocks)
+	if err := cc.VerifySignature(bPub); err != nil || testpds.Str(cm.Since) != syncCommit.Rev || cm.PrevData == nil || cm.PrevData.String() != before.data {
+		t.Fatalf("first commit at B: %v since %s prevData %v", err, testpds.Str(cm.Since), cm.PrevData)
 	}
 
 	final := snapshotAccount(t, b.PDS, alice.DID, bToken)
@@ -256,13 +256,13 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 		t.Fatalf("back: %+v", res)
 	}
 	doc = plcDocument(t, plcURL, alice.DID)
-	aSession := mustOK(t, login(t, a.PDS, alice.DID, alice.Password))
+	aSession := testpds.MustOK(t, testpds.Login(t, a.PDS, alice.DID, alice.Password))
 	aToken := aSession["accessJwt"].(string)
-	aKey := mustOK(t, a.Query("com.atproto.identity.getRecommendedDidCredentials", nil, aToken))["verificationMethods"].(map[string]any)["atproto"].(string)
+	aKey := testpds.MustOK(t, a.Query("com.atproto.identity.getRecommendedDidCredentials", nil, aToken))["verificationMethods"].(map[string]any)["atproto"].(string)
 	if doc.PDSEndpoint() != a.URL || doc.SigningKey() != aKey || aSession["active"] != true {
 		t.Fatalf("after migrating back: PLC %+v, session %v", doc, aSession)
 	}
-	if j := mustOK(t, b.Query("com.atproto.server.getSession", nil, bToken)); j["active"] != false {
+	if j := testpds.MustOK(t, b.Query("com.atproto.server.getSession", nil, bToken)); j["active"] != false {
 		t.Fatalf("B account after migrating back: %v", j)
 	}
 	back := snapshotAccount(t, a.PDS, alice.DID, aToken)
@@ -270,12 +270,12 @@ func TestMigrationBetweenTwoServers(t *testing.T) {
 		t.Fatalf("records after migrating back: %d, data %s vs %s", len(back.records), back.data, final.data)
 	}
 	// A announces the account again; its head is signed with A's key.
-	f := nextFor(t, subA, "#sync", alice.DID)
+	f := testpds.NextFor(t, subA, "#sync", alice.DID)
 	aPub, _ := atcrypto.ParsePublicDIDKey(aKey)
-	if sc, _ := carCommit(t, f.Sync.Blocks); sc.VerifySignature(aPub) != nil || sc.Data.String() != final.data {
+	if sc, _ := testpds.CARCommit(t, f.Sync.Blocks); sc.VerifySignature(aPub) != nil || sc.Data.String() != final.data {
 		t.Fatalf("A's #sync after migrating back")
 	}
-	create(a.PDS, aToken, "app.bsky.feed.post", post("home again"))
+	create(a.PDS, aToken, "app.bsky.feed.post", testpds.Post("home again"))
 }
 
 func sortedPairs(m map[string]string) []string {

@@ -12,14 +12,12 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/repo"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/internal/testpds"
-	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/sequencer"
 	pdsrepo "github.com/pdsgo/pds/repo"
 )
@@ -43,25 +41,6 @@ func copyDir(t *testing.T, from, to string) {
 	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// signingKeyOf reads an account's repo signing key from a stopped server's data directory.
-func signingKeyOf(t *testing.T, dataDir, did string) atcrypto.PrivateKey {
-	t.Helper()
-	accounts, err := accountstore.Open(context.Background(), filepath.Join(dataDir, "account.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := accounts.AccountByDID(context.Background(), did)
-	accounts.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := atcrypto.ParsePrivateBytesK256(a.SigningKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
 }
 
 // markDirty sets the recovery mark a power loss would have left set.
@@ -93,14 +72,14 @@ func listPaths(t *testing.T, p *testpds.PDS, did, coll string) []string {
 	return out
 }
 
-func latestCommit(t *testing.T, p *testpds.PDS, did string) commitOut {
+func latestCommit(t *testing.T, p *testpds.PDS, did string) testpds.CommitRef {
 	t.Helper()
 	r := p.Query("com.atproto.sync.getLatestCommit", url.Values{"did": {did}}, "")
 	if r.Status != 200 {
 		t.Fatalf("getLatestCommit: %s", r)
 	}
 	m := r.JSON()
-	return commitOut{m["cid"].(string), m["rev"].(string)}
+	return testpds.CommitRef{CID: m["cid"].(string), Rev: m["rev"].(string)}
 }
 
 // TestRecoveryReplaysCommitsTheRepoLost: acknowledged commits missing from the repo file come back from the log
@@ -111,8 +90,8 @@ func TestRecoveryReplaysCommitsTheRepoLost(t *testing.T) {
 	plcURL := p.PLCURL
 	acct := p.CreateAccount("powerloss")
 	other := p.CreateAccount("bystander")
-	w := &writer{t, p, acct}
-	w.create(postColl, "a", note("a"))
+	w := testpds.NewWriter(t, p, acct)
+	w.Create(testpds.NoteCollection, "a", testpds.Note("a"))
 	p.Stop()
 	snapshot := filepath.Join(t.TempDir(), "repo")
 	copyDir(t, repoDirOf(dataDir, acct.DID), snapshot)
@@ -120,13 +99,13 @@ func TestRecoveryReplaysCommitsTheRepoLost(t *testing.T) {
 	// The writes the repo file will lose: creates, an update, a delete, a multi-op commit; another account's
 	// write in between.
 	p = testpds.Start(t, testpds.Options{DataDir: dataDir, PLCURL: plcURL})
-	w = &writer{t, p, acct}
-	w.create(postColl, "b", note("b"))
-	(&writer{t, p, other}).create(postColl, "x", note("x"))
-	w.put(postColl, "a", note("a, edited"))
-	w.del(postColl, "b")
-	last := w.apply(note("batch"), "create "+postColl+"/c", "create "+postColl+"/d", "update "+postColl+"/a")
-	wantRecords := listPaths(t, p, acct.DID, postColl)
+	w = testpds.NewWriter(t, p, acct)
+	w.Create(testpds.NoteCollection, "b", testpds.Note("b"))
+	testpds.NewWriter(t, p, other).Create(testpds.NoteCollection, "x", testpds.Note("x"))
+	w.Put(testpds.NoteCollection, "a", testpds.Note("a, edited"))
+	w.Delete(testpds.NoteCollection, "b")
+	last := w.Apply(testpds.Note("batch"), "create "+testpds.NoteCollection+"/c", "create "+testpds.NoteCollection+"/d", "update "+testpds.NoteCollection+"/a")
+	wantRecords := listPaths(t, p, acct.DID, testpds.NoteCollection)
 	head := p.Server.FirehoseHead()
 	p.Stop()
 
@@ -137,7 +116,7 @@ func TestRecoveryReplaysCommitsTheRepoLost(t *testing.T) {
 	if got := latestCommit(t, p, acct.DID); got != last {
 		t.Fatalf("head after recovery %+v, want the last acknowledged commit %+v", got, last)
 	}
-	got := listPaths(t, p, acct.DID, postColl)
+	got := listPaths(t, p, acct.DID, testpds.NoteCollection)
 	if len(got) != len(wantRecords) || len(got) != 3 {
 		t.Fatalf("records after recovery %v, want %v", got, wantRecords)
 	}
@@ -151,13 +130,13 @@ func TestRecoveryReplaysCommitsTheRepoLost(t *testing.T) {
 	}
 
 	// The repo is whole again: a new write chains to the replayed head, and the stream verifies end to end.
-	w = &writer{t, p, acct}
-	_, next := w.create(postColl, "e", note("e"))
-	waitHead(t, p, head+1)
-	cc := newCommitChecker(p)
-	frames := subscribeAt(t, p, 0).take(int(head + 1))
+	w = testpds.NewWriter(t, p, acct)
+	_, next := w.Create(testpds.NoteCollection, "e", testpds.Note("e"))
+	testpds.WaitHead(t, p, head+1)
+	cc := testpds.NewCommitChecker(p)
+	frames := testpds.SubscribeAt(t, p, 0).Take(int(head + 1))
 	for _, f := range frames {
-		cc.check(t, f)
+		cc.Check(t, f)
 	}
 	lastFrame := frames[len(frames)-1]
 	if lastFrame.Commit == nil || lastFrame.Commit.Rev != next.Rev || *lastFrame.Commit.Since != last.Rev {
@@ -178,15 +157,15 @@ func TestRecoveryWithoutTheLogAnnouncesSync(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{DataDir: dataDir})
 	plcURL := p.PLCURL
 	acct := p.CreateAccount("lostlog")
-	w := &writer{t, p, acct}
-	_, kept := w.create(postColl, "a", note("a"))
+	w := testpds.NewWriter(t, p, acct)
+	_, kept := w.Create(testpds.NoteCollection, "a", testpds.Note("a"))
 	p.Stop()
 	snapshot := filepath.Join(t.TempDir(), "repo")
 	copyDir(t, repoDirOf(dataDir, acct.DID), snapshot)
 
 	p = testpds.Start(t, testpds.Options{DataDir: dataDir, PLCURL: plcURL})
-	w = &writer{t, p, acct}
-	w.create(postColl, "b", note("b"))
+	w = testpds.NewWriter(t, p, acct)
+	w.Create(testpds.NoteCollection, "b", testpds.Note("b"))
 	head := p.Server.FirehoseHead()
 	p.Stop()
 
@@ -209,13 +188,13 @@ func TestRecoveryWithoutTheLogAnnouncesSync(t *testing.T) {
 	if got := latestCommit(t, p, acct.DID); got != kept {
 		t.Fatalf("head %+v, want the repo's own %+v", got, kept)
 	}
-	waitHead(t, p, head+1)
-	frames := subscribeAt(t, p, head).take(1)
+	testpds.WaitHead(t, p, head+1)
+	frames := testpds.SubscribeAt(t, p, head).Take(1)
 	if s := frames[0].Sync; s == nil || s.Did != acct.DID || s.Rev != kept.Rev {
 		t.Fatalf("event after recovery %+v, want #sync of %s at %s", frames[0], acct.DID, kept.Rev)
 	}
-	w = &writer{t, p, acct}
-	if _, c := w.create(postColl, "c", note("c")); c.Rev <= kept.Rev {
+	w = testpds.NewWriter(t, p, acct)
+	if _, c := w.Create(testpds.NoteCollection, "c", testpds.Note("c")); c.Rev <= kept.Rev {
 		t.Fatalf("rev after recovery %s not after %s", c.Rev, kept.Rev)
 	}
 	p.Stop()
@@ -252,12 +231,12 @@ func TestRecoveryAnnouncesUnloggedCommit(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{DataDir: dataDir})
 	plcURL := p.PLCURL
 	acct := p.CreateAccount("unlogged")
-	(&writer{t, p, acct}).create(postColl, "a", note("a"))
+	testpds.NewWriter(t, p, acct).Create(testpds.NoteCollection, "a", testpds.Note("a"))
 	head := p.Server.FirehoseHead()
 	p.Stop()
 
 	ctx := context.Background()
-	key := signingKeyOf(t, dataDir, acct.DID)
+	key := testpds.SigningKeyOf(t, dataDir, acct.DID)
 	markDirty(t, dataDir, acct.DID)
 	store, err := pdsrepo.OpenStore(filepath.Join(dataDir, "actors"), pdsrepo.StoreOptions{})
 	if err != nil {
@@ -267,12 +246,12 @@ func TestRecoveryAnnouncesUnloggedCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := atdata.MarshalCBOR(map[string]any{"$type": postColl, "text": "unlogged"})
+	rec, err := atdata.MarshalCBOR(map[string]any{"$type": testpds.NoteCollection, "text": "unlogged"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	unlogged, err := r.Apply(ctx, pdsrepo.WriteRequest{Signer: key, DeferSync: true, Ops: []pdsrepo.WriteOp{{
-		Action: pdsrepo.ActionCreate, Collection: postColl, RKey: "b", Record: rec,
+		Action: pdsrepo.ActionCreate, Collection: testpds.NoteCollection, RKey: "b", Record: rec,
 	}}})
 	r.Release()
 	store.Close()
@@ -281,17 +260,17 @@ func TestRecoveryAnnouncesUnloggedCommit(t *testing.T) {
 	}
 
 	p = testpds.Start(t, testpds.Options{DataDir: dataDir, PLCURL: plcURL})
-	waitHead(t, p, head+1)
-	frames := subscribeAt(t, p, head).take(1)
+	testpds.WaitHead(t, p, head+1)
+	frames := testpds.SubscribeAt(t, p, head).Take(1)
 	if s := frames[0].Sync; s == nil || s.Did != acct.DID || s.Rev != unlogged.Rev {
 		t.Fatalf("event after recovery %+v, want #sync of %s at %s", frames[0], acct.DID, unlogged.Rev)
 	}
-	if got := listPaths(t, p, acct.DID, postColl); len(got) != 2 {
+	if got := listPaths(t, p, acct.DID, testpds.NoteCollection); len(got) != 2 {
 		t.Fatalf("records %v, want a and b", got)
 	}
-	_, next := (&writer{t, p, acct}).create(postColl, "c", note("c"))
-	waitHead(t, p, head+2)
-	f := subscribeAt(t, p, head+1).take(1)[0]
+	_, next := testpds.NewWriter(t, p, acct).Create(testpds.NoteCollection, "c", testpds.Note("c"))
+	testpds.WaitHead(t, p, head+2)
+	f := testpds.SubscribeAt(t, p, head+1).Take(1)[0]
 	if f.Commit == nil || f.Commit.Rev != next.Rev || f.Commit.Since == nil || *f.Commit.Since != unlogged.Rev {
 		t.Fatalf("the write after recovery does not chain to the announced head %s: %+v", unlogged.Rev, f)
 	}
@@ -304,8 +283,8 @@ func TestRecoveryAnnouncesUnloggedCommit(t *testing.T) {
 func TestFailedRepoTransactionCatchesUp(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{})
 	acct := p.CreateAccount("txfail")
-	w := &writer{t, p, acct}
-	w.create(postColl, "a", note("a"))
+	w := testpds.NewWriter(t, p, acct)
+	w.Create(testpds.NoteCollection, "a", testpds.Note("a"))
 
 	db, err := sql.Open("sqlite", filepath.Join(repoDirOf(p.Config.DataDirectory, acct.DID), "repo.sqlite")+"?_pragma=busy_timeout(5000)")
 	if err != nil {
@@ -316,31 +295,31 @@ func TestFailedRepoTransactionCatchesUp(t *testing.T) {
 		WHEN NEW.rkey IN ('b', 'c') BEGIN SELECT RAISE(ABORT, 'refused'); END`); err != nil {
 		t.Fatal(err)
 	}
-	r := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": acct.DID, "collection": postColl, "rkey": "b", "record": note("b")}, acct.AccessJwt)
+	r := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": acct.DID, "collection": testpds.NoteCollection, "rkey": "b", "record": testpds.Note("b")}, acct.AccessJwt)
 	if r.Status != 500 {
 		t.Fatalf("write with a failing repo transaction: %s, want 500", r)
 	}
 	// The catch-up after the failure fails too (the trigger refuses the replay): the next write is refused
 	// until the repo has the logged commit.
-	r = p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": acct.DID, "collection": postColl, "rkey": "d", "record": note("d")}, acct.AccessJwt)
+	r = p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": acct.DID, "collection": testpds.NoteCollection, "rkey": "d", "record": testpds.Note("d")}, acct.AccessJwt)
 	if r.Status != 500 {
 		t.Fatalf("write while the repo is behind: %s, want 500", r)
 	}
 	if _, err := db.Exec("DROP TRIGGER refuse"); err != nil {
 		t.Fatal(err)
 	}
-	_, last := w.create(postColl, "e", note("e"))
+	_, last := w.Create(testpds.NoteCollection, "e", testpds.Note("e"))
 
 	// "b" was logged, so it stands; "d" never got past the check.
-	got := listPaths(t, p, acct.DID, postColl)
+	got := listPaths(t, p, acct.DID, testpds.NoteCollection)
 	if len(got) != 3 {
 		t.Fatalf("records %v, want a, b, e", got)
 	}
 	head := p.Server.FirehoseHead()
-	cc := newCommitChecker(p)
+	cc := testpds.NewCommitChecker(p)
 	var revs []string
-	for _, f := range subscribeAt(t, p, 0).take(int(head)) {
-		cc.check(t, f)
+	for _, f := range testpds.SubscribeAt(t, p, 0).Take(int(head)) {
+		cc.Check(t, f)
 		if f.Commit != nil && f.Commit.Repo == acct.DID {
 			revs = append(revs, f.Commit.Rev)
 		}

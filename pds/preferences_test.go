@@ -16,7 +16,7 @@ func TestPreferences(t *testing.T) {
 	get := func(token string) []map[string]any {
 		t.Helper()
 		r := p.Query("app.bsky.actor.getPreferences", nil, token)
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		raw, ok := r.JSON()["preferences"].([]any)
 		if !ok {
 			t.Fatalf("no preferences array: %s", r)
@@ -58,7 +58,7 @@ func TestPreferences(t *testing.T) {
 		saved,
 		pref("personalDetailsPref", "birthDate", "2000-05-01T00:00:00.000Z"),
 		pref("declaredAgePref", "isOverAge13", false)) // read-only: ignored
-	wantStatus(t, r, 200, "")
+	testpds.WantStatus(t, r, 200, "")
 	got := get(alice.AccessJwt)
 	if types(got) != "adultContentPref,savedFeedsPrefV2,personalDetailsPref,declaredAgePref" {
 		t.Fatalf("round trip: %s", types(got))
@@ -76,41 +76,41 @@ func TestPreferences(t *testing.T) {
 
 	// Only app.bsky preferences, each with a $type; nothing changes on a refused put.
 	r = put(alice.AccessJwt, pref("adultContentPref", "enabled", false), map[string]any{"$type": "com.example.pref", "x": 1})
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "not in the app.bsky namespace") {
 		t.Fatalf("namespace: %s", r)
 	}
-	wantStatus(t, p.Procedure("app.bsky.actor.putPreferences", `{"preferences":[{"enabled":true}]}`, alice.AccessJwt), 400, "InvalidRequest")
-	wantStatus(t, p.Procedure("app.bsky.actor.putPreferences", `{}`, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("app.bsky.actor.putPreferences", `{"preferences":[{"enabled":true}]}`, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("app.bsky.actor.putPreferences", `{}`, alice.AccessJwt), 400, "InvalidRequest")
 	if types(get(alice.AccessJwt)) != "adultContentPref,savedFeedsPrefV2,personalDetailsPref,declaredAgePref" {
 		t.Fatal("a refused put changed the preferences")
 	}
 
 	// An app password does not see nor set personal details, and its puts keep them.
-	app := appPasswordSession(t, p, alice, "app", false)
+	app := testpds.AppPasswordSession(t, p, alice, "app", false)
 	if types(get(app)) != "adultContentPref,savedFeedsPrefV2,declaredAgePref" {
 		t.Fatalf("app password view: %s", types(get(app)))
 	}
 	r = put(app, pref("personalDetailsPref", "birthDate", "2015-01-01T00:00:00.000Z"))
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "personalDetailsPref") {
 		t.Fatalf("forbidden pref: %s", r)
 	}
-	wantStatus(t, put(app, pref("contentLabelPref", "label", "nsfw", "visibility", "warn")), 200, "")
+	testpds.WantStatus(t, put(app, pref("contentLabelPref", "label", "nsfw", "visibility", "warn")), 200, "")
 	if got := types(get(alice.AccessJwt)); got != "personalDetailsPref,contentLabelPref,declaredAgePref" {
 		t.Fatalf("after app password put: %s", got)
 	}
 
 	// An empty list clears the namespace (for a full-access session, personal details too).
-	wantStatus(t, put(alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, put(alice.AccessJwt), 200, "")
 	if got := get(alice.AccessJwt); len(got) != 0 {
 		t.Fatalf("after clearing: %v", got)
 	}
 	// Under 13: the computed pref says so.
-	wantStatus(t, put(alice.AccessJwt, pref("personalDetailsPref", "birthDate", "2020-01-01T00:00:00.000Z")), 200, "")
+	testpds.WantStatus(t, put(alice.AccessJwt, pref("personalDetailsPref", "birthDate", "2020-01-01T00:00:00.000Z")), 200, "")
 	got = get(alice.AccessJwt)
 	if len(got) != 2 || got[1]["isOverAge13"] != false || got[1]["isOverAge18"] != false {
 		t.Fatalf("declared age: %v", got)
 	}
-	wantStatus(t, p.Query("app.bsky.actor.getPreferences", nil, ""), 401, "AuthMissing")
+	testpds.WantStatus(t, p.Query("app.bsky.actor.getPreferences", nil, ""), 401, "AuthMissing")
 }

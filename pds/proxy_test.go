@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,11 +48,11 @@ func TestProxyAppView(t *testing.T) {
 		h.Set("Content-Language", "fr")
 		h.Set("X-Internal", "secret")
 		h.Set("Set-Cookie", "session=1")
-		writeJSON(w, 200, notifs)
+		testservice.WriteJSON(w, 200, notifs)
 	})
 
 	t.Run("forwarding", func(t *testing.T) {
-		r := call(t, p, "GET", "app.bsky.notification.listNotifications", "limit=5&reasons=like&reasons=reply", nil, alice.AccessJwt,
+		r := testpds.Call(t, p, "GET", "app.bsky.notification.listNotifications", "limit=5&reasons=like&reasons=reply", nil, alice.AccessJwt,
 			map[string]string{
 				"Accept-Language":         "fr, en;q=0.5",
 				"Atproto-Accept-Labelers": "did:plc:labeler;redact",
@@ -61,7 +62,7 @@ func TestProxyAppView(t *testing.T) {
 				"X-Forwarded-For":         "1.2.3.4",
 				"X-Other":                 "no",
 			})
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		var got map[string]any
 		json.Unmarshal(r.Body, &got)
 		if got["cursor"] != "c1" || got["seenAt"] != notifs["seenAt"] {
@@ -82,7 +83,7 @@ func TestProxyAppView(t *testing.T) {
 		if c.Iss != alice.DID || c.Claims["aud"] != appViewDID || c.Claims["lxm"] != "app.bsky.notification.listNotifications" {
 			t.Fatalf("token claims: iss %s %v", c.Iss, c.Claims)
 		}
-		iat, exp := claimInt(t, c.Claims, "iat"), claimInt(t, c.Claims, "exp")
+		iat, exp := testpds.ClaimInt(t, c.Claims, "iat"), testpds.ClaimInt(t, c.Claims, "exp")
 		if exp-iat > 60 || exp <= time.Now().Unix() || c.Claims["jti"] == "" || c.Claims["jti"] == nil {
 			t.Fatalf("token lifetime/jti: %v", c.Claims)
 		}
@@ -104,7 +105,7 @@ func TestProxyAppView(t *testing.T) {
 			t.Fatal("the client's session token was forwarded")
 		}
 		// Every call gets a fresh token.
-		call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, alice.AccessJwt, nil)
+		testpds.Call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, alice.AccessJwt, nil)
 		if c2 := av.Last(t); c2.Claims["jti"] == c.Claims["jti"] {
 			t.Fatal("jti reused")
 		}
@@ -113,43 +114,43 @@ func TestProxyAppView(t *testing.T) {
 	t.Run("procedure and HEAD", func(t *testing.T) {
 		av.Handle("app.bsky.notification.updateSeen", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) })
 		body := []byte(`{"seenAt":"2026-11-26T05:00:00.000Z"}`)
-		r := call(t, p, "POST", "app.bsky.notification.updateSeen", "", body, alice.AccessJwt, nil)
-		wantStatus(t, r, 200, "")
+		r := testpds.Call(t, p, "POST", "app.bsky.notification.updateSeen", "", body, alice.AccessJwt, nil)
+		testpds.WantStatus(t, r, 200, "")
 		c := av.Last(t)
 		if c.Method != "POST" || !bytes.Equal(c.Body, body) || c.Header.Get("Content-Type") != "application/json" {
 			t.Fatalf("forwarded procedure: %s %q %q", c.Method, c.Body, c.Header.Get("Content-Type"))
 		}
-		r = call(t, p, "HEAD", "app.bsky.notification.listNotifications", "", nil, alice.AccessJwt, nil)
+		r = testpds.Call(t, p, "HEAD", "app.bsky.notification.listNotifications", "", nil, alice.AccessJwt, nil)
 		if r.Status != 200 || len(r.Body) != 0 || av.Last(t).Method != "HEAD" {
 			t.Fatalf("HEAD: %s", r)
 		}
-		wantStatus(t, call(t, p, "PUT", "app.bsky.notification.updateSeen", "", body, alice.AccessJwt, nil), 400, "InvalidRequest")
-		wantStatus(t, call(t, p, "DELETE", "app.bsky.notification.listNotifications", "", nil, alice.AccessJwt, nil), 400, "InvalidRequest")
+		testpds.WantStatus(t, testpds.Call(t, p, "PUT", "app.bsky.notification.updateSeen", "", body, alice.AccessJwt, nil), 400, "InvalidRequest")
+		testpds.WantStatus(t, testpds.Call(t, p, "DELETE", "app.bsky.notification.listNotifications", "", nil, alice.AccessJwt, nil), 400, "InvalidRequest")
 	})
 
 	t.Run("auth and targets", func(t *testing.T) {
 		n := len(av.Calls())
-		wantStatus(t, call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, "", nil), 401, "AuthMissing")
-		wantStatus(t, call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, "garbage", nil), 400, "InvalidToken")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, "", nil), 401, "AuthMissing")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, "garbage", nil), 400, "InvalidToken")
 		// Not served here and no service for the namespace: 501 (before authentication).
-		wantStatus(t, call(t, p, "GET", "com.example.nothing", "", nil, "", nil), 501, "MethodNotImplemented")
-		wantStatus(t, call(t, p, "GET", "com.example.nothing", "", nil, alice.AccessJwt, nil), 501, "MethodNotImplemented")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "com.example.nothing", "", nil, "", nil), 501, "MethodNotImplemented")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "com.example.nothing", "", nil, alice.AccessJwt, nil), 501, "MethodNotImplemented")
 		if len(av.Calls()) != n {
 			t.Fatal("a refused call reached the AppView")
 		}
 		// tools.ozone and createReport go to the moderation service (the report service defaults to it).
 		mod.Handle("tools.ozone.moderation.queryEvents", func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, 200, map[string]any{"events": []any{}})
+			testservice.WriteJSON(w, 200, map[string]any{"events": []any{}})
 		})
 		mod.Handle("com.atproto.moderation.createReport", func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, 200, map[string]any{"id": 1})
+			testservice.WriteJSON(w, 200, map[string]any{"id": 1})
 		})
-		wantStatus(t, call(t, p, "GET", "tools.ozone.moderation.queryEvents", "", nil, alice.AccessJwt, nil), 200, "")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "tools.ozone.moderation.queryEvents", "", nil, alice.AccessJwt, nil), 200, "")
 		if c := mod.Last(t); c.NSID != "tools.ozone.moderation.queryEvents" || c.Claims["aud"] != mod.DID {
 			t.Fatalf("ozone call: %+v", c)
 		}
 		report := []byte(`{"reasonType":"com.atproto.moderation.defs#reasonSpam","subject":{"$type":"com.atproto.admin.defs#repoRef","did":"` + alice.DID + `"}}`)
-		wantStatus(t, call(t, p, "POST", "com.atproto.moderation.createReport", "", report, alice.AccessJwt, nil), 200, "")
+		testpds.WantStatus(t, testpds.Call(t, p, "POST", "com.atproto.moderation.createReport", "", report, alice.AccessJwt, nil), 200, "")
 		if c := mod.Last(t); c.NSID != "com.atproto.moderation.createReport" || c.Claims["lxm"] != "com.atproto.moderation.createReport" {
 			t.Fatalf("report call: %+v", c)
 		}
@@ -160,21 +161,21 @@ func TestProxyAppView(t *testing.T) {
 		// Protected methods are never proxied, whatever their case or target.
 		for _, m := range []string{"com.atproto.server.GetSession", "com.atproto.admin.SendEmail", "com.atproto.identity.SignPlcOperation",
 			"com.atproto.server.CreateAppPassword"} {
-			wantStatus(t, call(t, p, "GET", m, "", nil, alice.AccessJwt, nil), 400, "InvalidToken")
-			wantStatus(t, call(t, p, "GET", m, "", nil, alice.AccessJwt, map[string]string{"atproto-proxy": appViewDID + "#bsky_appview"}), 400, "InvalidToken")
+			testpds.WantStatus(t, testpds.Call(t, p, "GET", m, "", nil, alice.AccessJwt, nil), 400, "InvalidToken")
+			testpds.WantStatus(t, testpds.Call(t, p, "GET", m, "", nil, alice.AccessJwt, map[string]string{"atproto-proxy": appViewDID + "#bsky_appview"}), 400, "InvalidToken")
 		}
 		// A plain app password cannot use chat; a privileged one can; both can use the AppView.
 		av.Handle("chat.bsky.convo.listConvos", func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, 200, map[string]any{"convos": []any{}})
+			testservice.WriteJSON(w, 200, map[string]any{"convos": []any{}})
 		})
-		plain := appPasswordSession(t, p, alice, "plain", false)
-		priv := appPasswordSession(t, p, alice, "privileged", true)
-		wantStatus(t, call(t, p, "GET", "chat.bsky.convo.listConvos", "", nil, plain, nil), 400, "InvalidToken")
+		plain := testpds.AppPasswordSession(t, p, alice, "plain", false)
+		priv := testpds.AppPasswordSession(t, p, alice, "privileged", true)
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "chat.bsky.convo.listConvos", "", nil, plain, nil), 400, "InvalidToken")
 		if len(av.Calls()) != n {
 			t.Fatal("a refused call reached the service")
 		}
-		wantStatus(t, call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, plain, nil), 200, "")
-		wantStatus(t, call(t, p, "GET", "chat.bsky.convo.listConvos", "", nil, priv, nil), 200, "")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, plain, nil), 200, "")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "chat.bsky.convo.listConvos", "", nil, priv, nil), 200, "")
 		if c := av.Last(t); c.NSID != "chat.bsky.convo.listConvos" || c.Iss != alice.DID {
 			t.Fatalf("privileged chat call: %+v", c)
 		}
@@ -183,10 +184,10 @@ func TestProxyAppView(t *testing.T) {
 	t.Run("upstream errors", func(t *testing.T) {
 		av.Handle("app.bsky.graph.getList", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Atproto-Repo-Rev", "3abc")
-			writeJSON(w, 400, map[string]string{"error": "BlockedActor", "message": "you are blocked"})
+			testservice.WriteJSON(w, 400, map[string]string{"error": "BlockedActor", "message": "you are blocked"})
 		})
-		r := call(t, p, "GET", "app.bsky.graph.getList", "list=at://did:plc:x/app.bsky.graph.list/1", nil, alice.AccessJwt, nil)
-		wantStatus(t, r, 400, "BlockedActor")
+		r := testpds.Call(t, p, "GET", "app.bsky.graph.getList", "list=at://did:plc:x/app.bsky.graph.list/1", nil, alice.AccessJwt, nil)
+		testpds.WantStatus(t, r, 400, "BlockedActor")
 		if r.JSON()["message"] != "you are blocked" || r.Header.Get("Atproto-Repo-Rev") != "3abc" {
 			t.Fatalf("4xx passthrough: %s %v", r, r.Header)
 		}
@@ -194,16 +195,16 @@ func TestProxyAppView(t *testing.T) {
 			w.Header().Set("Retry-After", "7")
 			http.Error(w, "slow down", 429)
 		})
-		r = call(t, p, "GET", "app.bsky.graph.getLists", "actor=alice.test", nil, alice.AccessJwt, nil)
-		wantStatus(t, r, 429, "RateLimitExceeded")
+		r = testpds.Call(t, p, "GET", "app.bsky.graph.getLists", "actor=alice.test", nil, alice.AccessJwt, nil)
+		testpds.WantStatus(t, r, 429, "RateLimitExceeded")
 		if r.Header.Get("Retry-After") != "7" {
 			t.Fatalf("retry-after: %v", r.Header)
 		}
 		for _, status := range []int{500, 503} {
 			av.Handle("app.bsky.graph.getFollows", func(w http.ResponseWriter, r *http.Request) {
-				writeJSON(w, status, map[string]string{"error": "InternalServerError", "message": "db down"})
+				testservice.WriteJSON(w, status, map[string]string{"error": "InternalServerError", "message": "db down"})
 			})
-			wantStatus(t, call(t, p, "GET", "app.bsky.graph.getFollows", "actor=alice.test", nil, alice.AccessJwt, nil), 502, "UpstreamFailure")
+			testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.graph.getFollows", "actor=alice.test", nil, alice.AccessJwt, nil), 502, "UpstreamFailure")
 		}
 	})
 
@@ -214,8 +215,8 @@ func TestProxyAppView(t *testing.T) {
 			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
 			w.Write(big)
 		})
-		r := call(t, p, "GET", "app.bsky.graph.getFollowers", "actor=alice.test", nil, alice.AccessJwt, nil)
-		wantStatus(t, r, 502, "UpstreamFailure")
+		r := testpds.Call(t, p, "GET", "app.bsky.graph.getFollowers", "actor=alice.test", nil, alice.AccessJwt, nil)
+		testpds.WantStatus(t, r, 502, "UpstreamFailure")
 		// Without a length the PDS finds out mid-stream: the connection is cut, never a clean short body.
 		av.Handle("app.bsky.graph.getFollowers", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -239,7 +240,7 @@ func TestProxyAppView(t *testing.T) {
 			}
 		})
 		start := time.Now()
-		wantStatus(t, call(t, p, "GET", "app.bsky.graph.getBlocks", "", nil, alice.AccessJwt, nil), 504, "UpstreamTimeout")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.graph.getBlocks", "", nil, alice.AccessJwt, nil), 504, "UpstreamTimeout")
 		if d := time.Since(start); d > 5*time.Second {
 			t.Fatalf("headers timeout took %v", d)
 		}
@@ -261,7 +262,7 @@ func TestProxyAppView(t *testing.T) {
 	t.Run("compression", func(t *testing.T) {
 		gz := func(w http.ResponseWriter, r *http.Request) {
 			if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
-				writeJSON(w, 200, map[string]any{"feed": []any{}, "plain": true})
+				testservice.WriteJSON(w, 200, map[string]any{"feed": []any{}, "plain": true})
 				return
 			}
 			var buf bytes.Buffer
@@ -276,7 +277,7 @@ func TestProxyAppView(t *testing.T) {
 		av.Handle("app.bsky.graph.getStarterPacks", gz)
 		av.Handle("app.bsky.feed.getTimeline", gz)
 		// Relayed: the client's Accept-Encoding goes upstream and the compressed bytes come back as they are.
-		r := call(t, p, "GET", "app.bsky.graph.getStarterPacks", "uris=at://did:plc:x/app.bsky.graph.starterpack/1", nil, alice.AccessJwt,
+		r := testpds.Call(t, p, "GET", "app.bsky.graph.getStarterPacks", "uris=at://did:plc:x/app.bsky.graph.starterpack/1", nil, alice.AccessJwt,
 			map[string]string{"Accept-Encoding": "gzip"})
 		if r.Status != 200 || r.Header.Get("Content-Encoding") != "gzip" {
 			t.Fatalf("relayed gzip: %d %v", r.Status, r.Header)
@@ -290,13 +291,13 @@ func TestProxyAppView(t *testing.T) {
 			t.Fatalf("relayed body: %q", plain)
 		}
 		// Without Accept-Encoding the service is asked for identity.
-		r = call(t, p, "GET", "app.bsky.graph.getStarterPacks", "uris=at://did:plc:x/app.bsky.graph.starterpack/1", nil, alice.AccessJwt,
+		r = testpds.Call(t, p, "GET", "app.bsky.graph.getStarterPacks", "uris=at://did:plc:x/app.bsky.graph.starterpack/1", nil, alice.AccessJwt,
 			map[string]string{"Accept-Encoding": "identity"})
 		if r.Header.Get("Content-Encoding") != "" || !strings.Contains(string(r.Body), `"plain":true`) {
 			t.Fatalf("identity: %v %s", r.Header, r.Body)
 		}
 		// Read-after-write methods read the body themselves: the PDS decodes it and answers plain JSON.
-		r = call(t, p, "GET", "app.bsky.feed.getTimeline", "", nil, alice.AccessJwt, map[string]string{"Accept-Encoding": "identity"})
+		r = testpds.Call(t, p, "GET", "app.bsky.feed.getTimeline", "", nil, alice.AccessJwt, map[string]string{"Accept-Encoding": "identity"})
 		if r.Status != 200 || r.Header.Get("Content-Encoding") != "" || !strings.Contains(string(r.Body), `"gzipped":true`) {
 			t.Fatalf("decoded: %d %v %s", r.Status, r.Header, r.Body)
 		}
@@ -312,19 +313,19 @@ func TestProxyAppView(t *testing.T) {
 			q := r.URL.Query()
 			switch {
 			case q.Get("repo") == "did:plc:creator" && q.Get("collection") == "app.bsky.feed.generator" && q.Get("rkey") == "cats":
-				writeJSON(w, 200, map[string]any{"uri": gen, "value": map[string]any{"did": feedDID, "displayName": "Cats"}})
+				testservice.WriteJSON(w, 200, map[string]any{"uri": gen, "value": map[string]any{"did": feedDID, "displayName": "Cats"}})
 			case q.Get("rkey") == "nodid":
-				writeJSON(w, 200, map[string]any{"uri": gen, "value": map[string]any{"displayName": "Broken"}})
+				testservice.WriteJSON(w, 200, map[string]any{"uri": gen, "value": map[string]any{"displayName": "Broken"}})
 			default:
-				writeJSON(w, 400, map[string]any{"error": "RecordNotFound", "message": "Could not locate record"})
+				testservice.WriteJSON(w, 400, map[string]any{"error": "RecordNotFound", "message": "Could not locate record"})
 			}
 		})
 		av.Expect("app.bsky.feed.getFeed", feedDID, "app.bsky.feed.getFeedSkeleton")
 		av.Handle("app.bsky.feed.getFeed", func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, 200, map[string]any{"feed": []any{}, "cursor": "cats"})
+			testservice.WriteJSON(w, 200, map[string]any{"feed": []any{}, "cursor": "cats"})
 		})
-		r := call(t, p, "GET", "app.bsky.feed.getFeed", "feed="+gen+"&limit=2", nil, alice.AccessJwt, nil)
-		wantStatus(t, r, 200, "")
+		r := testpds.Call(t, p, "GET", "app.bsky.feed.getFeed", "feed="+gen+"&limit=2", nil, alice.AccessJwt, nil)
+		testpds.WantStatus(t, r, 200, "")
 		c := av.Last(t)
 		if r.JSON()["cursor"] != "cats" || c.Iss != alice.DID || c.Query.Get("feed") != gen || c.Query.Get("limit") != "2" {
 			t.Fatalf("getFeed: %s / %+v", r, c)
@@ -332,21 +333,21 @@ func TestProxyAppView(t *testing.T) {
 		if c.Claims["aud"] != feedDID || c.Claims["lxm"] != "app.bsky.feed.getFeedSkeleton" {
 			t.Fatalf("getFeed token: %v", c.Claims)
 		}
-		wantStatus(t, call(t, p, "GET", "app.bsky.feed.getFeed", "feed=at://did:plc:creator/app.bsky.feed.generator/nodid", nil, alice.AccessJwt, nil), 400, "UnknownFeed")
-		wantStatus(t, call(t, p, "GET", "app.bsky.feed.getFeed", "feed=at://did:plc:creator/app.bsky.feed.generator/gone", nil, alice.AccessJwt, nil), 400, "RecordNotFound")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.feed.getFeed", "feed=at://did:plc:creator/app.bsky.feed.generator/nodid", nil, alice.AccessJwt, nil), 400, "UnknownFeed")
+		testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.feed.getFeed", "feed=at://did:plc:creator/app.bsky.feed.generator/gone", nil, alice.AccessJwt, nil), 400, "RecordNotFound")
 	})
 
 	t.Run("preferences are local even with an AppView", func(t *testing.T) {
 		n := len(av.Calls())
-		wantStatus(t, p.Procedure("app.bsky.actor.putPreferences", map[string]any{"preferences": []any{
+		testpds.WantStatus(t, p.Procedure("app.bsky.actor.putPreferences", map[string]any{"preferences": []any{
 			map[string]any{"$type": "app.bsky.actor.defs#adultContentPref", "enabled": true}}}, alice.AccessJwt), 200, "")
 		r := p.Query("app.bsky.actor.getPreferences", nil, alice.AccessJwt)
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		if prefs, _ := r.JSON()["preferences"].([]any); len(prefs) != 1 {
 			t.Fatalf("prefs: %s", r)
 		}
 		// Naming the configured AppView explicitly changes nothing.
-		r = call(t, p, "GET", "app.bsky.actor.getPreferences", "", nil, alice.AccessJwt, map[string]string{"atproto-proxy": appViewDID + "#bsky_appview"})
+		r = testpds.Call(t, p, "GET", "app.bsky.actor.getPreferences", "", nil, alice.AccessJwt, map[string]string{"atproto-proxy": appViewDID + "#bsky_appview"})
 		if prefs, _ := r.JSON()["preferences"].([]any); r.Status != 200 || len(prefs) != 1 {
 			t.Fatalf("prefs with the AppView named: %s", r)
 		}
@@ -390,14 +391,14 @@ func TestProxyHeaderTarget(t *testing.T) {
 	}})
 	alice := p.CreateAccount("alice")
 	chat.Handle("chat.bsky.convo.listConvos", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"convos": []any{}, "cursor": "chat"})
+		testservice.WriteJSON(w, 200, map[string]any{"convos": []any{}, "cursor": "chat"})
 	})
 	chat.Handle("app.bsky.actor.getPreferences", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"preferences": []any{map[string]any{"$type": "from.elsewhere"}}})
+		testservice.WriteJSON(w, 200, map[string]any{"preferences": []any{map[string]any{"$type": "from.elsewhere"}}})
 	})
 	proxy := map[string]string{"atproto-proxy": chat.DID + "#bsky_chat"}
-	r := call(t, p, "GET", "chat.bsky.convo.listConvos", "limit=3", nil, alice.AccessJwt, proxy)
-	wantStatus(t, r, 200, "")
+	r := testpds.Call(t, p, "GET", "chat.bsky.convo.listConvos", "limit=3", nil, alice.AccessJwt, proxy)
+	testpds.WantStatus(t, r, 200, "")
 	if r.JSON()["cursor"] != "chat" {
 		t.Fatalf("answer: %s", r)
 	}
@@ -409,7 +410,7 @@ func TestProxyHeaderTarget(t *testing.T) {
 		t.Fatal("the AppView got the chat call")
 	}
 	// Preferences named at another service are that service's.
-	r = call(t, p, "GET", "app.bsky.actor.getPreferences", "", nil, alice.AccessJwt, proxy)
+	r = testpds.Call(t, p, "GET", "app.bsky.actor.getPreferences", "", nil, alice.AccessJwt, proxy)
 	if !strings.Contains(string(r.Body), "from.elsewhere") {
 		t.Fatalf("getPreferences elsewhere: %s", r)
 	}
@@ -424,15 +425,17 @@ func TestProxyHeaderTarget(t *testing.T) {
 		"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa#bsky_chat": "could not resolve proxy did",
 		chat.DID + "#atproto_labeler":                "could not resolve proxy did service url",
 	} {
-		r := call(t, p, "GET", "chat.bsky.convo.listConvos", "", nil, alice.AccessJwt, map[string]string{"atproto-proxy": header})
-		wantStatus(t, r, 400, "InvalidRequest")
+		r := testpds.Call(t, p, "GET", "chat.bsky.convo.listConvos", "", nil, alice.AccessJwt, map[string]string{"atproto-proxy": header})
+		testpds.WantStatus(t, r, 400, "InvalidRequest")
 		if r.JSON()["message"] != msg {
 			t.Errorf("header %q: got %s, want message %q", header, r, msg)
 		}
 	}
 	// A method outside the default namespaces is proxied when a target is named.
-	chat.Handle("com.example.custom.doThing", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]any{"ok": true}) })
-	wantStatus(t, call(t, p, "GET", "com.example.custom.doThing", "", nil, alice.AccessJwt, proxy), 200, "")
+	chat.Handle("com.example.custom.doThing", func(w http.ResponseWriter, r *http.Request) {
+		testservice.WriteJSON(w, 200, map[string]any{"ok": true})
+	})
+	testpds.WantStatus(t, testpds.Call(t, p, "GET", "com.example.custom.doThing", "", nil, alice.AccessJwt, proxy), 200, "")
 }
 
 // TestProxySSRF: with SSRF protection on (the default), a user-named service cannot make the PDS connect to a
@@ -441,7 +444,7 @@ func TestProxyHeaderTarget(t *testing.T) {
 func TestProxySSRF(t *testing.T) {
 	plcURL := testplc.Start(t)
 	svc := testservice.Start(t, plcURL, "")
-	svc.Handle("chat.bsky.convo.listConvos", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]any{}) })
+	svc.Handle("chat.bsky.convo.listConvos", func(w http.ResponseWriter, r *http.Request) { testservice.WriteJSON(w, 200, map[string]any{}) })
 	_, port, _ := strings.Cut(strings.TrimPrefix(svc.URL, "http://"), ":")
 	svc.DID = testservice.RegisterDID(t, plcURL, map[string]string{
 		"plain_http": svc.URL,
@@ -455,8 +458,8 @@ func TestProxySSRF(t *testing.T) {
 	}
 	alice := p.CreateAccount("alice")
 	for _, id := range []string{"plain_http", "ip_literal", "host_name", "metadata"} {
-		r := call(t, p, "GET", "chat.bsky.convo.listConvos", "", nil, alice.AccessJwt, map[string]string{"atproto-proxy": svc.DID + "#" + id})
-		wantStatus(t, r, 400, "InvalidRequest")
+		r := testpds.Call(t, p, "GET", "chat.bsky.convo.listConvos", "", nil, alice.AccessJwt, map[string]string{"atproto-proxy": svc.DID + "#" + id})
+		testpds.WantStatus(t, r, 400, "InvalidRequest")
 		if !strings.Contains(r.JSON()["message"].(string), "not allowed") {
 			t.Errorf("%s: %s", id, r)
 		}
@@ -473,6 +476,14 @@ func TestProxyUpstreamDown(t *testing.T) {
 		"PDS_BSKY_APP_VIEW_DID": appViewDID,
 	}})
 	alice := p.CreateAccount("alice")
-	wantStatus(t, call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, alice.AccessJwt, nil), 502, "UpstreamFailure")
-	wantStatus(t, call(t, p, "GET", "app.bsky.actor.getProfile", "actor="+alice.DID, nil, alice.AccessJwt, nil), 502, "UpstreamFailure")
+	testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, alice.AccessJwt, nil), 502, "UpstreamFailure")
+	testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.actor.getProfile", "actor="+alice.DID, nil, alice.AccessJwt, nil), 502, "UpstreamFailure")
+}
+
+// closedURL is an http URL on loopback where nothing listens.
+func closedURL(t *testing.T) string {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	u := srv.URL
+	srv.Close()
+	return u
 }

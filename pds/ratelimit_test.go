@@ -58,13 +58,13 @@ func TestRateLimitCreateSession(t *testing.T) {
 	p, clock := startLimited(t, nil)
 	for i := 1; i <= 30; i++ {
 		r := sessionAttempt(t, p, "nobody.test", nil)
-		wantStatus(t, r, 401, "AuthenticationRequired")
+		testpds.WantStatus(t, r, 401, "AuthenticationRequired")
 		if got := r.Header.Get("RateLimit-Remaining"); got != strconv.Itoa(30-i) {
 			t.Fatalf("attempt %d: RateLimit-Remaining %q", i, got)
 		}
 	}
 	r := sessionAttempt(t, p, "nobody.test", nil)
-	wantStatus(t, r, http.StatusTooManyRequests, "RateLimitExceeded")
+	testpds.WantStatus(t, r, http.StatusTooManyRequests, "RateLimitExceeded")
 	reset, _ := strconv.ParseInt(r.Header.Get("RateLimit-Reset"), 10, 64)
 	if r.Header.Get("RateLimit-Limit") != "30" || r.Header.Get("RateLimit-Remaining") != "0" ||
 		r.Header.Get("RateLimit-Policy") != "30;w=300" || r.Header.Get("Retry-After") == "" ||
@@ -72,17 +72,17 @@ func TestRateLimitCreateSession(t *testing.T) {
 		t.Fatalf("429 headers: %v", r.Header)
 	}
 	// The key is identifier + IP: another identifier is not limited.
-	wantStatus(t, sessionAttempt(t, p, "other.test", nil), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, sessionAttempt(t, p, "other.test", nil), 401, "AuthenticationRequired")
 	// The bypass key passes; a wrong one does not.
-	wantStatus(t, sessionAttempt(t, p, "nobody.test", http.Header{"X-Ratelimit-Bypass": {"let-me-through"}}), 401, "AuthenticationRequired")
-	wantStatus(t, sessionAttempt(t, p, "nobody.test", http.Header{"X-Ratelimit-Bypass": {"guess"}}), 429, "RateLimitExceeded")
+	testpds.WantStatus(t, sessionAttempt(t, p, "nobody.test", http.Header{"X-Ratelimit-Bypass": {"let-me-through"}}), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, sessionAttempt(t, p, "nobody.test", http.Header{"X-Ratelimit-Bypass": {"guess"}}), 429, "RateLimitExceeded")
 
 	// The window ends five minutes after it began.
 	clock.Advance(4*time.Minute + 50*time.Second)
-	wantStatus(t, sessionAttempt(t, p, "nobody.test", nil), 429, "RateLimitExceeded")
+	testpds.WantStatus(t, sessionAttempt(t, p, "nobody.test", nil), 429, "RateLimitExceeded")
 	clock.Advance(11 * time.Second)
 	r = sessionAttempt(t, p, "nobody.test", nil)
-	wantStatus(t, r, 401, "AuthenticationRequired")
+	testpds.WantStatus(t, r, 401, "AuthenticationRequired")
 	if r.Header.Get("RateLimit-Remaining") != "29" {
 		t.Fatalf("after the window: %v", r.Header)
 	}
@@ -97,8 +97,8 @@ func TestRateLimitClientIP(t *testing.T) {
 		for range 30 {
 			sessionAttempt(t, p, "nobody.test", xff("203.0.113.7"))
 		}
-		wantStatus(t, sessionAttempt(t, p, "nobody.test", xff("203.0.113.7")), 429, "RateLimitExceeded")
-		wantStatus(t, sessionAttempt(t, p, "nobody.test", xff("203.0.113.8")), 401, "AuthenticationRequired")
+		testpds.WantStatus(t, sessionAttempt(t, p, "nobody.test", xff("203.0.113.7")), 429, "RateLimitExceeded")
+		testpds.WantStatus(t, sessionAttempt(t, p, "nobody.test", xff("203.0.113.8")), 401, "AuthenticationRequired")
 	})
 	t.Run("untrusted peer", func(t *testing.T) {
 		p, _ := startLimited(t, map[string]string{"PDS_TRUSTED_PROXIES": "none"})
@@ -106,13 +106,13 @@ func TestRateLimitClientIP(t *testing.T) {
 			sessionAttempt(t, p, "nobody.test", http.Header{"X-Forwarded-For": {fmt.Sprintf("203.0.113.%d", i)}})
 		}
 		// A client cannot escape its limit by inventing X-Forwarded-For addresses.
-		wantStatus(t, sessionAttempt(t, p, "nobody.test", http.Header{"X-Forwarded-For": {"203.0.113.99"}}), 429, "RateLimitExceeded")
+		testpds.WantStatus(t, sessionAttempt(t, p, "nobody.test", http.Header{"X-Forwarded-For": {"203.0.113.99"}}), 429, "RateLimitExceeded")
 	})
 	t.Run("bypass IP", func(t *testing.T) {
 		p, _ := startLimited(t, map[string]string{"PDS_RATE_LIMIT_BYPASS_IPS": "203.0.113.50"})
 		h := http.Header{"X-Forwarded-For": {"203.0.113.50"}}
 		for range 40 {
-			wantStatus(t, sessionAttempt(t, p, "nobody.test", h), 401, "AuthenticationRequired")
+			testpds.WantStatus(t, sessionAttempt(t, p, "nobody.test", h), 401, "AuthenticationRequired")
 		}
 	})
 }
@@ -130,8 +130,8 @@ func TestRateLimitRepoWrites(t *testing.T) {
 		}
 		return map[string]any{"repo": alice.DID, "writes": w}
 	}
-	r := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("x")}, alice.AccessJwt)
-	mustOK(t, r)
+	r := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("x")}, alice.AccessJwt)
+	testpds.MustOK(t, r)
 	if r.Header.Get("RateLimit-Remaining") != "4997" || r.Header.Get("RateLimit-Policy") != "5000;w=3600" {
 		t.Fatalf("createRecord headers: %v", r.Header)
 	}
@@ -145,14 +145,14 @@ func TestRateLimitRepoWrites(t *testing.T) {
 	if r.Header.Get("RateLimit-Remaining") != "197" {
 		t.Fatalf("after 4803 points: %v", r.Header)
 	}
-	wantStatus(t, p.Procedure("com.atproto.repo.applyWrites", deletes(198), alice.AccessJwt), 429, "RateLimitExceeded")
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("y")}, alice.AccessJwt), 429, "RateLimitExceeded")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.applyWrites", deletes(198), alice.AccessJwt), 429, "RateLimitExceeded")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("y")}, alice.AccessJwt), 429, "RateLimitExceeded")
 	// Per account: bob writes on.
-	mustOK(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": bob.DID, "collection": "app.bsky.feed.post", "record": post("y")}, bob.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": bob.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("y")}, bob.AccessJwt))
 	// Reads are not repo writes.
-	mustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt))
+	testpds.MustOK(t, p.Query("com.atproto.server.getSession", nil, alice.AccessJwt))
 	clock.Advance(time.Hour)
-	mustOK(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("z")}, alice.AccessJwt))
+	testpds.MustOK(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("z")}, alice.AccessJwt))
 }
 
 // The global limit: 3000 XRPC requests per 5 minutes per IP; getRepo has its own budget.
@@ -175,12 +175,12 @@ func TestRateLimitGlobal(t *testing.T) {
 		}
 	}
 	r := get("com.atproto.server.describeServer", "192.0.2.1")
-	wantStatus(t, r, 429, "RateLimitExceeded")
+	testpds.WantStatus(t, r, 429, "RateLimitExceeded")
 	if r.Header.Get("RateLimit-Policy") != "3000;w=300" {
 		t.Fatalf("global 429 headers: %v", r.Header)
 	}
 	// Unknown methods count too; non-XRPC paths and getRepo do not.
-	wantStatus(t, get("com.example.unknown", "192.0.2.1"), 429, "RateLimitExceeded")
+	testpds.WantStatus(t, get("com.example.unknown", "192.0.2.1"), 429, "RateLimitExceeded")
 	if r := get("com.atproto.sync.getRepo", "192.0.2.1"); r.Status != 200 {
 		t.Fatalf("getRepo counted against the global limit: %s", r)
 	}

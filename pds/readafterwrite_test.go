@@ -31,16 +31,16 @@ func TestReadAfterWrite(t *testing.T) {
 		mu.Lock()
 		w.Header().Set("Atproto-Repo-Rev", seen)
 		mu.Unlock()
-		writeJSON(w, status, v)
+		testservice.WriteJSON(w, status, v)
 	}
 	createPost := func(rkeyText string, extra map[string]any) (uri, cid, rev string) {
 		t.Helper()
-		rec := post(rkeyText)
+		rec := testpds.Post(rkeyText)
 		for k, v := range extra {
 			rec[k] = v
 		}
 		r := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": rec}, alice.AccessJwt)
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		out := r.JSON()
 		return out["uri"].(string), out["cid"].(string), out["commit"].(map[string]any)["rev"].(string)
 	}
@@ -52,7 +52,7 @@ func TestReadAfterWrite(t *testing.T) {
 	}
 	postView := func(uri, author, handle, name, at string) map[string]any {
 		return map[string]any{"uri": uri, "cid": p0cid, "author": basic(author, handle, name),
-			"record": post("old"), "indexedAt": at, "likeCount": 5}
+			"record": testpds.Post("old"), "indexedAt": at, "likeCount": 5}
 	}
 	bobPost := "at://" + bob.DID + "/app.bsky.feed.post/3kbob"
 	bobItem := map[string]any{"post": postView(bobPost, bob.DID, "bob.test", "Bob", "2020-01-01T00:00:00.000Z")}
@@ -106,7 +106,7 @@ func TestReadAfterWrite(t *testing.T) {
 			v.Add(kv[i], kv[i+1])
 		}
 		r := p.Query(nsid, v, alice.AccessJwt)
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		return r
 	}
 	feedURIs := func(r *testpds.Response) []string {
@@ -136,7 +136,7 @@ func TestReadAfterWrite(t *testing.T) {
 	}
 
 	// Alice writes: a new profile, a post, a reply to her first post, a quote of bob's post.
-	wantStatus(t, p.Procedure("com.atproto.repo.putRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.actor.profile",
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.putRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.actor.profile",
 		"rkey": "self", "record": map[string]any{"$type": "app.bsky.actor.profile", "displayName": "Alice New", "description": "new desc"}},
 		alice.AccessJwt), 200, "")
 	p1, _, _ := createPost("second post", map[string]any{"embed": map[string]any{"$type": "app.bsky.embed.external",
@@ -225,8 +225,8 @@ func TestReadAfterWrite(t *testing.T) {
 		t.Fatalf("local thread: %s", r)
 	}
 	// A post nobody has: the AppView's NotFound stands.
-	wantStatus(t, p.Query("app.bsky.feed.getPostThread", url.Values{"uri": {"at://" + alice.DID + "/app.bsky.feed.post/3nothere2222"}}, alice.AccessJwt), 400, "NotFound")
-	wantStatus(t, p.Query("app.bsky.feed.getPostThread", url.Values{"uri": {bobPost + "x"}}, alice.AccessJwt), 400, "NotFound")
+	testpds.WantStatus(t, p.Query("app.bsky.feed.getPostThread", url.Values{"uri": {"at://" + alice.DID + "/app.bsky.feed.post/3nothere2222"}}, alice.AccessJwt), 400, "NotFound")
+	testpds.WantStatus(t, p.Query("app.bsky.feed.getPostThread", url.Values{"uri": {bobPost + "x"}}, alice.AccessJwt), 400, "NotFound")
 
 	// A malformed AppView answer is relayed as it is.
 	av.Handle("app.bsky.feed.getActorLikes", func(w http.ResponseWriter, r *http.Request) {

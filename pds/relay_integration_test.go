@@ -87,15 +87,7 @@ func TestRelayIntegration(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
+		testpds.StopProcess(cmd)
 		logFile.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(logPath); err == nil {
@@ -104,7 +96,7 @@ func TestRelayIntegration(t *testing.T) {
 		}
 	})
 	hc := &http.Client{Timeout: 30 * time.Second}
-	waitUntil(t, 60*time.Second, "relay health", func() bool {
+	testpds.WaitUntil(t, 60*time.Second, "relay health", func() bool {
 		resp, err := hc.Get(relayURL + "/xrpc/_health")
 		if err != nil {
 			return false
@@ -127,7 +119,7 @@ func TestRelayIntegration(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("relay requestCrawl: %d %s", resp.StatusCode, msg)
 	}
-	waitUntil(t, 30*time.Second, "relay subscribed to the PDS", func() bool { return p.Server.FirehoseSubscribers() >= 1 })
+	testpds.WaitUntil(t, 30*time.Second, "relay subscribed to the PDS", func() bool { return p.Server.FirehoseSubscribers() >= 1 })
 
 	// A consumer of the relay's own firehose counts the commits that passed the relay's checks.
 	relayWS := "ws://" + relayAddr + "/xrpc/com.atproto.sync.subscribeRepos"
@@ -143,7 +135,7 @@ func TestRelayIntegration(t *testing.T) {
 			if err != nil {
 				return
 			}
-			if f, err := decodeFrame(raw); err == nil && f.Commit != nil {
+			if f, err := testpds.DecodeFrame(raw); err == nil && f.Commit != nil {
 				relayed.Add(1)
 			}
 		}
@@ -162,7 +154,7 @@ func TestRelayIntegration(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := &writer{t, p, acct}
+			w := testpds.NewWriter(t, p, acct)
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
 			var live []string // rkeys present
 			n := 0
@@ -171,14 +163,14 @@ func TestRelayIntegration(t *testing.T) {
 				case r < 55 || len(live) < 3:
 					rkey := fmt.Sprintf("c%06d", n)
 					n++
-					w.create(postColl, rkey, note(rkey))
+					w.Create(testpds.NoteCollection, rkey, testpds.Note(rkey))
 					live = append(live, rkey)
 				case r < 75:
 					rkey := live[rng.IntN(len(live))]
-					w.put(postColl, rkey, note(fmt.Sprintf("%s edited %d", rkey, c)))
+					w.Put(testpds.NoteCollection, rkey, testpds.Note(fmt.Sprintf("%s edited %d", rkey, c)))
 				case r < 88:
 					j := rng.IntN(len(live))
-					w.del(postColl, live[j])
+					w.Delete(testpds.NoteCollection, live[j])
 					live = append(live[:j], live[j+1:]...)
 				default:
 					// applyWrites: a few creates, an update and a delete in one commit.
@@ -186,16 +178,16 @@ func TestRelayIntegration(t *testing.T) {
 					for range 1 + rng.IntN(5) {
 						rkey := fmt.Sprintf("c%06d", n)
 						n++
-						ops = append(ops, "create "+postColl+"/"+rkey)
+						ops = append(ops, "create "+testpds.NoteCollection+"/"+rkey)
 						live = append(live, rkey)
 					}
-					ops = append(ops, "update "+postColl+"/"+live[0])
+					ops = append(ops, "update "+testpds.NoteCollection+"/"+live[0])
 					j := 1 + rng.IntN(len(live)-1)
 					if !strings.Contains(strings.Join(ops, " "), live[j]) {
-						ops = append(ops, "delete "+postColl+"/"+live[j])
+						ops = append(ops, "delete "+testpds.NoteCollection+"/"+live[j])
 						live = append(live[:j], live[j+1:]...)
 					}
-					w.apply(note("batch"), ops...)
+					w.Apply(testpds.Note("batch"), ops...)
 				}
 				written.Add(1)
 			}
@@ -226,7 +218,7 @@ func TestRelayIntegration(t *testing.T) {
 		}
 		pdsLatest[a.DID] = r.JSON()
 	}
-	waitUntil(t, 3*time.Minute, "relay caught up with every account", func() bool {
+	testpds.WaitUntil(t, 3*time.Minute, "relay caught up with every account", func() bool {
 		for _, a := range accts {
 			m := relayGet("com.atproto.sync.getLatestCommit", url.Values{"did": {a.DID}})
 			if m == nil || m["rev"] != pdsLatest[a.DID]["rev"] || m["cid"] != pdsLatest[a.DID]["cid"] {
@@ -275,7 +267,7 @@ func TestRelayIntegration(t *testing.T) {
 		}
 	}
 	// The relay re-broadcast every commit.
-	waitUntil(t, 30*time.Second, "relay firehose carried every commit", func() bool { return relayed.Load() >= totalCommits })
+	testpds.WaitUntil(t, 30*time.Second, "relay firehose carried every commit", func() bool { return relayed.Load() >= totalCommits })
 	if n := relayed.Load(); n != totalCommits {
 		t.Errorf("relay firehose carried %d commits, want %d", n, totalCommits)
 	}
@@ -316,17 +308,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func tail(b []byte, n int) []byte {

@@ -20,24 +20,10 @@ import (
 	"github.com/pdsgo/pds/internal/testpds"
 )
 
-func wantStatus(t *testing.T, r *testpds.Response, status int, errName string) {
-	t.Helper()
-	if r.Status != status {
-		t.Fatalf("want %d %s, got %s", status, errName, r)
-	}
-	if errName != "" && r.ErrorName() != errName {
-		t.Fatalf("want error %s, got %s", errName, r)
-	}
-}
-
-func post(text string) map[string]any {
-	return map[string]any{"$type": "app.bsky.feed.post", "text": text, "createdAt": "2026-11-26T05:00:00.000Z"}
-}
-
 func TestBasicRoutes(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{})
 	r := p.Query("_health", nil, "")
-	wantStatus(t, r, 200, "")
+	testpds.WantStatus(t, r, 200, "")
 	if r.JSON()["version"] == nil {
 		t.Fatalf("health has no version: %s", r)
 	}
@@ -49,13 +35,13 @@ func TestBasicRoutes(t *testing.T) {
 		resp.Body.Close()
 	}
 	d := p.Query("com.atproto.server.describeServer", nil, "")
-	wantStatus(t, d, 200, "")
+	testpds.WantStatus(t, d, 200, "")
 	if d.JSON()["did"] != p.Config.ServiceDID {
 		t.Fatalf("describeServer did: %s", d)
 	}
 	// Unknown method, wrong verb.
-	wantStatus(t, p.Query("com.example.nothing", nil, ""), 501, "MethodNotImplemented")
-	wantStatus(t, p.Procedure("com.atproto.server.describeServer", map[string]any{}, ""), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Query("com.example.nothing", nil, ""), 501, "MethodNotImplemented")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.describeServer", map[string]any{}, ""), 400, "InvalidRequest")
 }
 
 func TestAccountsAndSessions(t *testing.T) {
@@ -74,50 +60,50 @@ func TestAccountsAndSessions(t *testing.T) {
 	}
 
 	// Duplicate handle, bad handles, missing fields.
-	wantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "alice.test", "email": "x@example.com", "password": "p"}, ""), 400, "HandleNotAvailable")
-	wantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "al.test", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
-	wantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "bob.example.org", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
-	wantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "admin.test", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
-	wantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "carol.test", "password": "p"}, ""), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "alice.test", "email": "x@example.com", "password": "p"}, ""), 400, "HandleNotAvailable")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "al.test", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "bob.example.org", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "admin.test", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "carol.test", "password": "p"}, ""), 400, "InvalidRequest")
 
 	// Login by handle, DID and email.
 	for _, id := range []string{alice.Handle, alice.DID, alice.Email} {
 		r := p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": id, "password": alice.Password}, "")
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		if r.JSON()["did"] != alice.DID {
 			t.Fatalf("session for %s: %s", id, r)
 		}
 	}
-	wantStatus(t, p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": alice.Handle, "password": "wrong"}, ""), 401, "AuthenticationRequired")
-	wantStatus(t, p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": "nobody.test", "password": "wrong"}, ""), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": alice.Handle, "password": "wrong"}, ""), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": "nobody.test", "password": "wrong"}, ""), 401, "AuthenticationRequired")
 
 	// getSession with access token; missing, garbage, and refresh tokens are refused.
 	g := p.Query("com.atproto.server.getSession", nil, alice.AccessJwt)
-	wantStatus(t, g, 200, "")
+	testpds.WantStatus(t, g, 200, "")
 	if g.JSON()["handle"] != "alice.test" || g.JSON()["active"] != true {
 		t.Fatalf("getSession: %s", g)
 	}
-	wantStatus(t, p.Query("com.atproto.server.getSession", nil, ""), 401, "AuthMissing")
-	wantStatus(t, p.Query("com.atproto.server.getSession", nil, "not.a.jwt"), 400, "InvalidToken")
-	wantStatus(t, p.Query("com.atproto.server.getSession", nil, alice.RefreshJwt), 400, "InvalidToken")
-	wantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, alice.AccessJwt), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Query("com.atproto.server.getSession", nil, ""), 401, "AuthMissing")
+	testpds.WantStatus(t, p.Query("com.atproto.server.getSession", nil, "not.a.jwt"), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Query("com.atproto.server.getSession", nil, alice.RefreshJwt), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, alice.AccessJwt), 400, "InvalidToken")
 
 	// Refresh rotates; the old refresh token gives the same successor during the grace period.
 	r1 := p.Procedure("com.atproto.server.refreshSession", nil, alice.RefreshJwt)
-	wantStatus(t, r1, 200, "")
+	testpds.WantStatus(t, r1, 200, "")
 	next := r1.JSON()["refreshJwt"].(string)
 	r2 := p.Procedure("com.atproto.server.refreshSession", nil, alice.RefreshJwt)
-	wantStatus(t, r2, 200, "")
-	wantStatus(t, p.Query("com.atproto.server.getSession", nil, r1.JSON()["accessJwt"].(string)), 200, "")
+	testpds.WantStatus(t, r2, 200, "")
+	testpds.WantStatus(t, p.Query("com.atproto.server.getSession", nil, r1.JSON()["accessJwt"].(string)), 200, "")
 
 	// deleteSession revokes the refresh token.
-	wantStatus(t, p.Procedure("com.atproto.server.deleteSession", nil, next), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.deleteSession", nil, next), 200, "")
 	// 400 as in the reference (InvalidRequestError): clients treat 400 ExpiredToken as "log in again".
-	wantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, next), 400, "ExpiredToken")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.refreshSession", nil, next), 400, "ExpiredToken")
 
 	// checkAccountStatus
 	st := p.Query("com.atproto.server.checkAccountStatus", nil, alice.AccessJwt)
-	wantStatus(t, st, 200, "")
+	testpds.WantStatus(t, st, 200, "")
 	if st.JSON()["activated"] != true || st.JSON()["repoRev"] == "" {
 		t.Fatalf("checkAccountStatus: %s", st)
 	}
@@ -129,9 +115,9 @@ func TestRecordWrites(t *testing.T) {
 	bob := p.CreateAccount("bob")
 
 	cr := p.Procedure("com.atproto.repo.createRecord", map[string]any{
-		"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("hello"),
+		"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("hello"),
 	}, alice.AccessJwt)
-	wantStatus(t, cr, 200, "")
+	testpds.WantStatus(t, cr, 200, "")
 	out := cr.JSON()
 	uri := out["uri"].(string)
 	if out["validationStatus"] != "valid" || !strings.HasPrefix(uri, "at://"+alice.DID+"/app.bsky.feed.post/") {
@@ -144,23 +130,23 @@ func TestRecordWrites(t *testing.T) {
 
 	// Read it back.
 	gr := p.Query("com.atproto.repo.getRecord", url.Values{"repo": {"alice.test"}, "collection": {"app.bsky.feed.post"}, "rkey": {rkey}}, "")
-	wantStatus(t, gr, 200, "")
+	testpds.WantStatus(t, gr, 200, "")
 	if gr.JSON()["cid"] != out["cid"] || gr.JSON()["value"].(map[string]any)["text"] != "hello" {
 		t.Fatalf("getRecord: %s", gr)
 	}
-	wantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {alice.DID}, "collection": {"app.bsky.feed.post"}, "rkey": {"3zzzzzzzzzzzz"}}, ""), 400, "RecordNotFound")
-	wantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"}, "collection": {"app.bsky.feed.post"}, "rkey": {rkey}}, ""), 400, "")
-	wantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {alice.DID}}, ""), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {alice.DID}, "collection": {"app.bsky.feed.post"}, "rkey": {"3zzzzzzzzzzzz"}}, ""), 400, "RecordNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"}, "collection": {"app.bsky.feed.post"}, "rkey": {rkey}}, ""), 400, "")
+	testpds.WantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {alice.DID}}, ""), 400, "InvalidRequest")
 
 	// Unknown collection: stored, status unknown; validate=true refuses it; validate=false skips.
 	u := p.Procedure("com.atproto.repo.createRecord", map[string]any{
 		"repo": alice.DID, "collection": "com.example.thing", "record": map[string]any{"n": 1},
 	}, alice.AccessJwt)
-	wantStatus(t, u, 200, "")
+	testpds.WantStatus(t, u, 200, "")
 	if u.JSON()["validationStatus"] != "unknown" {
 		t.Fatalf("unknown collection: %s", u)
 	}
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{
 		"repo": alice.DID, "collection": "com.example.thing", "validate": true, "record": map[string]any{"n": 1},
 	}, alice.AccessJwt), 400, "InvalidRequest")
 
@@ -186,75 +172,75 @@ func TestRecordWrites(t *testing.T) {
 	bad := []byte(fmt.Sprintf(`{"repo":%q,"collection":"com.example.thing","record":{"s":"`, alice.DID))
 	bad = append(bad, 0xff, 0xfe)
 	bad = append(bad, []byte(`"}}`)...)
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", bad, alice.AccessJwt), 400, "InvalidRequest")
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", `{"repo":`, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", bad, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", `{"repo":`, alice.AccessJwt), 400, "InvalidRequest")
 
 	// Writing to another account's repo, without auth, with a refresh token.
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": bob.DID, "collection": "app.bsky.feed.post", "record": post("x")}, alice.AccessJwt), 401, "AuthenticationRequired")
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("x")}, ""), 401, "AuthMissing")
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("x")}, alice.RefreshJwt), 400, "InvalidToken")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": bob.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("x")}, alice.AccessJwt), 401, "AuthenticationRequired")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("x")}, ""), 401, "AuthMissing")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("x")}, alice.RefreshJwt), 400, "InvalidToken")
 
 	// Oversized body.
 	big := strings.Repeat("a", 1_100_000)
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "com.example.thing", "record": map[string]any{"s": big}}, alice.AccessJwt), 413, "PayloadTooLarge")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "com.example.thing", "record": map[string]any{"s": big}}, alice.AccessJwt), 413, "PayloadTooLarge")
 
 	// putRecord: create, then update with swapRecord; a stale swap fails.
 	pr := p.Procedure("com.atproto.repo.putRecord", map[string]any{
 		"repo": alice.DID, "collection": "app.bsky.actor.profile", "rkey": "self",
 		"record": map[string]any{"$type": "app.bsky.actor.profile", "displayName": "Alice"},
 	}, alice.AccessJwt)
-	wantStatus(t, pr, 200, "")
+	testpds.WantStatus(t, pr, 200, "")
 	firstCID := pr.JSON()["cid"].(string)
 	pr2 := p.Procedure("com.atproto.repo.putRecord", map[string]any{
 		"repo": alice.DID, "collection": "app.bsky.actor.profile", "rkey": "self", "swapRecord": firstCID,
 		"record": map[string]any{"$type": "app.bsky.actor.profile", "displayName": "Alice 2"},
 	}, alice.AccessJwt)
-	wantStatus(t, pr2, 200, "")
-	wantStatus(t, p.Procedure("com.atproto.repo.putRecord", map[string]any{
+	testpds.WantStatus(t, pr2, 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.putRecord", map[string]any{
 		"repo": alice.DID, "collection": "app.bsky.actor.profile", "rkey": "self", "swapRecord": firstCID,
 		"record": map[string]any{"$type": "app.bsky.actor.profile", "displayName": "Alice 3"},
 	}, alice.AccessJwt), 400, "InvalidSwap")
 	// The lexicon's key type: a profile rkey must be "self".
-	wantStatus(t, p.Procedure("com.atproto.repo.putRecord", map[string]any{
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.putRecord", map[string]any{
 		"repo": alice.DID, "collection": "app.bsky.actor.profile", "rkey": "other",
 		"record": map[string]any{"$type": "app.bsky.actor.profile"},
 	}, alice.AccessJwt), 400, "InvalidRequest")
 
 	// swapCommit mismatch.
-	wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{
-		"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post("x"), "swapCommit": out["commit"].(map[string]any)["cid"],
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{
+		"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post("x"), "swapCommit": out["commit"].(map[string]any)["cid"],
 	}, alice.AccessJwt), 400, "InvalidSwap")
 
 	// applyWrites: create + update + delete in one commit.
 	aw := p.Procedure("com.atproto.repo.applyWrites", map[string]any{
 		"repo": alice.DID,
 		"writes": []any{
-			map[string]any{"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa2", "value": post("one")},
+			map[string]any{"$type": "com.atproto.repo.applyWrites#create", "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa2", "value": testpds.Post("one")},
 			map[string]any{"$type": "com.atproto.repo.applyWrites#update", "collection": "app.bsky.actor.profile", "rkey": "self", "value": map[string]any{"$type": "app.bsky.actor.profile", "displayName": "A"}},
 			map[string]any{"$type": "com.atproto.repo.applyWrites#delete", "collection": "app.bsky.feed.post", "rkey": rkey},
 		},
 	}, alice.AccessJwt)
-	wantStatus(t, aw, 200, "")
+	testpds.WantStatus(t, aw, 200, "")
 	if res := aw.JSON()["results"].([]any); len(res) != 3 {
 		t.Fatalf("applyWrites results: %s", aw)
 	}
-	wantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {alice.DID}, "collection": {"app.bsky.feed.post"}, "rkey": {rkey}}, ""), 400, "RecordNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.repo.getRecord", url.Values{"repo": {alice.DID}, "collection": {"app.bsky.feed.post"}, "rkey": {rkey}}, ""), 400, "RecordNotFound")
 	writes := make([]any, 201)
 	for i := range writes {
 		writes[i] = map[string]any{"$type": "com.atproto.repo.applyWrites#create", "collection": "com.example.thing", "value": map[string]any{"i": i}}
 	}
-	wantStatus(t, p.Procedure("com.atproto.repo.applyWrites", map[string]any{"repo": alice.DID, "writes": writes}, alice.AccessJwt), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.applyWrites", map[string]any{"repo": alice.DID, "writes": writes}, alice.AccessJwt), 400, "InvalidRequest")
 
 	// deleteRecord, and deleting a missing record is a no-op.
-	wantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa2"}, alice.AccessJwt), 200, "")
-	wantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa2"}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa2"}, alice.AccessJwt), 200, "")
+	testpds.WantStatus(t, p.Procedure("com.atproto.repo.deleteRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "rkey": "3kaaaaaaaaaa2"}, alice.AccessJwt), 200, "")
 
 	// listRecords: newest first, paging, reverse.
 	for i := 0; i < 5; i++ {
-		wantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": bob.DID, "collection": "app.bsky.feed.post", "record": post(fmt.Sprint("post ", i))}, bob.AccessJwt), 200, "")
+		testpds.WantStatus(t, p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": bob.DID, "collection": "app.bsky.feed.post", "record": testpds.Post(fmt.Sprint("post ", i))}, bob.AccessJwt), 200, "")
 	}
 	l1 := p.Query("com.atproto.repo.listRecords", url.Values{"repo": {bob.DID}, "collection": {"app.bsky.feed.post"}, "limit": {"3"}}, "")
-	wantStatus(t, l1, 200, "")
+	testpds.WantStatus(t, l1, 200, "")
 	recs := l1.JSON()["records"].([]any)
 	if len(recs) != 3 || recs[0].(map[string]any)["value"].(map[string]any)["text"] != "post 4" {
 		t.Fatalf("listRecords page 1: %s", l1)
@@ -267,11 +253,11 @@ func TestRecordWrites(t *testing.T) {
 	if recs := lr.JSON()["records"].([]any); len(recs) != 5 || recs[0].(map[string]any)["value"].(map[string]any)["text"] != "post 0" {
 		t.Fatalf("listRecords reverse: %s", lr)
 	}
-	wantStatus(t, p.Query("com.atproto.repo.listRecords", url.Values{"repo": {bob.DID}, "collection": {"app.bsky.feed.post"}, "limit": {"101"}}, ""), 400, "InvalidRequest")
+	testpds.WantStatus(t, p.Query("com.atproto.repo.listRecords", url.Values{"repo": {bob.DID}, "collection": {"app.bsky.feed.post"}, "limit": {"101"}}, ""), 400, "InvalidRequest")
 
 	// describeRepo
 	dr := p.Query("com.atproto.repo.describeRepo", url.Values{"repo": {"alice.test"}}, "")
-	wantStatus(t, dr, 200, "")
+	testpds.WantStatus(t, dr, 200, "")
 	if dr.JSON()["did"] != alice.DID || len(dr.JSON()["collections"].([]any)) == 0 {
 		t.Fatalf("describeRepo: %s", dr)
 	}
@@ -285,13 +271,13 @@ func TestExportVerifies(t *testing.T) {
 	alice := p.CreateAccount("alice")
 	want := map[string]string{}
 	for i := 0; i < 60; i++ {
-		r := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": post(fmt.Sprint(i))}, alice.AccessJwt)
-		wantStatus(t, r, 200, "")
+		r := p.Procedure("com.atproto.repo.createRecord", map[string]any{"repo": alice.DID, "collection": "app.bsky.feed.post", "record": testpds.Post(fmt.Sprint(i))}, alice.AccessJwt)
+		testpds.WantStatus(t, r, 200, "")
 		uri := r.JSON()["uri"].(string)
 		want["app.bsky.feed.post/"+uri[strings.LastIndex(uri, "/")+1:]] = r.JSON()["cid"].(string)
 	}
 	resp := p.Query("com.atproto.sync.getRepo", url.Values{"did": {alice.DID}}, "")
-	wantStatus(t, resp, 200, "")
+	testpds.WantStatus(t, resp, 200, "")
 	if ct := resp.Header.Get("Content-Type"); ct != "application/vnd.ipld.car" {
 		t.Fatalf("content type %q", ct)
 	}
@@ -363,7 +349,7 @@ func TestExportVerifies(t *testing.T) {
 
 	// getLatestCommit, getRepoStatus, listRepos, getRecord proof, getBlocks.
 	lc := p.Query("com.atproto.sync.getLatestCommit", url.Values{"did": {alice.DID}}, "")
-	wantStatus(t, lc, 200, "")
+	testpds.WantStatus(t, lc, 200, "")
 	if lc.JSON()["rev"] != commit.Rev {
 		t.Fatalf("getLatestCommit: %s vs rev %s", lc, commit.Rev)
 	}
@@ -382,27 +368,27 @@ func TestExportVerifies(t *testing.T) {
 	}
 	coll, rkey, _ := strings.Cut(someKey, "/")
 	proof := p.Query("com.atproto.sync.getRecord", url.Values{"did": {alice.DID}, "collection": {coll}, "rkey": {rkey}}, "")
-	wantStatus(t, proof, 200, "")
+	testpds.WantStatus(t, proof, 200, "")
 	pc, _, err := repo.LoadCommitFromCAR(ctx, bytes.NewReader(proof.Body))
 	if err != nil || pc.Data != commit.Data {
 		t.Fatalf("record proof commit: %v", err)
 	}
 	gb := p.Query("com.atproto.sync.getBlocks", url.Values{"did": {alice.DID}, "cids": {want[someKey]}}, "")
-	wantStatus(t, gb, 200, "")
-	wantStatus(t, p.Query("com.atproto.sync.getBlocks", url.Values{"did": {alice.DID}, "cids": {"bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"}}, ""), 400, "")
-	wantStatus(t, p.Query("com.atproto.sync.getRepo", url.Values{"did": {"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"}}, ""), 400, "RepoNotFound")
-	wantStatus(t, p.Query("com.atproto.sync.getRepo", url.Values{"did": {"not-a-did"}}, ""), 400, "InvalidRequest")
+	testpds.WantStatus(t, gb, 200, "")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getBlocks", url.Values{"did": {alice.DID}, "cids": {"bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm"}}, ""), 400, "")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getRepo", url.Values{"did": {"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"}}, ""), 400, "RepoNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getRepo", url.Values{"did": {"not-a-did"}}, ""), 400, "InvalidRequest")
 }
 
 func TestResolveHandleAndWellKnown(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{})
 	alice := p.CreateAccount("alice")
 	r := p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"alice.test"}}, "")
-	wantStatus(t, r, 200, "")
+	testpds.WantStatus(t, r, 200, "")
 	if r.JSON()["did"] != alice.DID {
 		t.Fatalf("resolveHandle: %s", r)
 	}
-	wantStatus(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"nobody.test"}}, ""), 400, "HandleNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.identity.resolveHandle", url.Values{"handle": {"nobody.test"}}, ""), 400, "HandleNotFound")
 
 	req, _ := http.NewRequest(http.MethodGet, p.URL+"/.well-known/atproto-did", nil)
 	req.Host = "alice.test"

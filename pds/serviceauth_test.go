@@ -27,7 +27,7 @@ func TestGetServiceAuth(t *testing.T) {
 	}
 	tokenOf := func(r *testpds.Response) string {
 		t.Helper()
-		wantStatus(t, r, 200, "")
+		testpds.WantStatus(t, r, 200, "")
 		tok, _ := r.JSON()["token"].(string)
 		return tok
 	}
@@ -39,7 +39,7 @@ func TestGetServiceAuth(t *testing.T) {
 	if err != nil || iss != alice.DID {
 		t.Fatalf("verify: %v (iss %s)", err, iss)
 	}
-	if life := claimInt(t, claims, "exp") - claimInt(t, claims, "iat"); life != 60 {
+	if life := testpds.ClaimInt(t, claims, "exp") - testpds.ClaimInt(t, claims, "iat"); life != 60 {
 		t.Fatalf("default lifetime %d s", life)
 	}
 	if _, _, err := testservice.Verify(ctx, dir, tok, "did:web:video.example", "com.atproto.repo.createRecord"); err == nil {
@@ -52,13 +52,13 @@ func TestGetServiceAuth(t *testing.T) {
 	// An explicit exp up to an hour with a method; the claim is exactly what was asked.
 	exp := time.Now().Add(30 * time.Minute).Unix()
 	tok = tokenOf(get(alice.AccessJwt, "aud", "did:web:video.example#svc", "lxm", "com.atproto.server.createAccount", "exp", strconv.FormatInt(exp, 10)))
-	claims = tokenClaims(t, tok)
-	if claimInt(t, claims, "exp") != exp || claims["aud"] != "did:web:video.example#svc" || claims["iss"] != alice.DID || claims["jti"] == nil {
+	claims = testpds.TokenClaims(t, tok)
+	if testpds.ClaimInt(t, claims, "exp") != exp || claims["aud"] != "did:web:video.example#svc" || claims["iss"] != alice.DID || claims["jti"] == nil {
 		t.Fatalf("claims: %v", claims)
 	}
 	// Without lxm: any method, at most a minute.
 	tok = tokenOf(get(alice.AccessJwt, "aud", alice.DID, "exp", strconv.FormatInt(time.Now().Add(30*time.Second).Unix(), 10)))
-	if c := tokenClaims(t, tok); c["lxm"] != nil {
+	if c := testpds.TokenClaims(t, tok); c["lxm"] != nil {
 		t.Fatalf("method-less token has lxm: %v", c)
 	}
 	if _, _, err := testservice.Verify(ctx, dir, tok, alice.DID, ""); err != nil {
@@ -81,18 +81,18 @@ func TestGetServiceAuth(t *testing.T) {
 		{[]string{"lxm", "com.atproto.repo.uploadBlob"}, "InvalidRequest", ""},
 	} {
 		r := get(alice.AccessJwt, c.kv...)
-		wantStatus(t, r, 400, c.errName)
+		testpds.WantStatus(t, r, 400, c.errName)
 		if msg, _ := r.JSON()["message"].(string); !strings.Contains(msg, c.msg) {
 			t.Errorf("%v: message %q, want %q", c.kv, msg, c.msg)
 		}
 	}
-	wantStatus(t, get("", "aud", "did:web:x.example"), 401, "AuthMissing")
+	testpds.WantStatus(t, get("", "aud", "did:web:x.example"), 401, "AuthMissing")
 
 	// Privileged methods need a privileged session.
-	plain := appPasswordSession(t, p, alice, "plain", false)
-	priv := appPasswordSession(t, p, alice, "priv", true)
+	plain := testpds.AppPasswordSession(t, p, alice, "plain", false)
+	priv := testpds.AppPasswordSession(t, p, alice, "priv", true)
 	r := get(plain, "aud", "did:web:chat.example", "lxm", "chat.bsky.convo.sendMessage")
-	wantStatus(t, r, 400, "InvalidRequest")
+	testpds.WantStatus(t, r, 400, "InvalidRequest")
 	if !strings.Contains(r.JSON()["message"].(string), "insufficient access") {
 		t.Fatalf("plain app password: %s", r)
 	}
@@ -101,19 +101,19 @@ func TestGetServiceAuth(t *testing.T) {
 
 	// A taken-down account may only get a token to create its account elsewhere (migration).
 	carol := p.CreateAccount("carol")
-	mustOK(t, adminProcedure(t, p, "com.atproto.admin.updateSubjectStatus", map[string]any{
+	testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.admin.updateSubjectStatus", map[string]any{
 		"subject":  map[string]any{"$type": "com.atproto.admin.defs#repoRef", "did": carol.DID},
 		"takedown": map[string]any{"applied": true, "ref": "test"},
 	}))
-	td := mustOK(t, p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": carol.Handle, "password": carol.Password, "allowTakendown": true}, ""))
+	td := testpds.MustOK(t, p.Procedure("com.atproto.server.createSession", map[string]any{"identifier": carol.Handle, "password": carol.Password, "allowTakendown": true}, ""))
 	tdTok, _ := td["accessJwt"].(string)
 	tok = tokenOf(get(tdTok, "aud", "did:web:newpds.example", "lxm", "com.atproto.server.createAccount"))
-	if c := tokenClaims(t, tok); c["iss"] != carol.DID || c["lxm"] != "com.atproto.server.createAccount" {
+	if c := testpds.TokenClaims(t, tok); c["iss"] != carol.DID || c["lxm"] != "com.atproto.server.createAccount" {
 		t.Fatalf("takendown createAccount token: %v", c)
 	}
-	wantStatus(t, get(tdTok, "aud", "did:web:newpds.example", "lxm", "com.atproto.repo.uploadBlob"), 400, "InvalidToken")
-	wantStatus(t, get(tdTok, "aud", "did:web:newpds.example"), 400, "InvalidToken")
+	testpds.WantStatus(t, get(tdTok, "aud", "did:web:newpds.example", "lxm", "com.atproto.repo.uploadBlob"), 400, "InvalidToken")
+	testpds.WantStatus(t, get(tdTok, "aud", "did:web:newpds.example"), 400, "InvalidToken")
 	// Nor can it use proxied services (refused before the named service is even resolved).
-	wantStatus(t, call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, tdTok,
+	testpds.WantStatus(t, testpds.Call(t, p, "GET", "app.bsky.notification.listNotifications", "", nil, tdTok,
 		map[string]string{"atproto-proxy": "did:web:appview.example#bsky_appview"}), 400, "InvalidToken")
 }

@@ -88,8 +88,8 @@ func TestSignupCrashRecovery(t *testing.T) {
 			t.Fatalf("the orphan signup's repo is still on disk")
 		}
 	}
-	waitHead(t, p, headBefore+4)
-	frames := subscribeAt(t, p, 0).take(int(headBefore + 4))
+	testpds.WaitHead(t, p, headBefore+4)
+	frames := testpds.SubscribeAt(t, p, 0).Take(int(headBefore + 4))
 	var types []string
 	for _, f := range frames {
 		switch f.DID() {
@@ -124,8 +124,8 @@ func TestLostSequencerFile(t *testing.T) {
 	var heads = map[string]string{}
 	for _, name := range []string{"lost1", "lost2"} {
 		acct := p.CreateAccount(name)
-		w := &writer{t, p, acct}
-		_, c := w.create(postColl, "a", note(name))
+		w := testpds.NewWriter(t, p, acct)
+		_, c := w.Create(testpds.NoteCollection, "a", testpds.Note(name))
 		heads[acct.DID] = c.Rev
 	}
 	oldHead := p.Server.FirehoseHead()
@@ -139,7 +139,7 @@ func TestLostSequencerFile(t *testing.T) {
 		t.Fatalf("seq went backwards: head %d after rebuild, %d before", p.Server.FirehoseHead(), oldHead)
 	}
 	// A consumer at the old head is told it missed events (#info OutdatedCursor), then gets the #syncs.
-	frames := subscribeAt(t, p, oldHead).take(len(heads) + 1)
+	frames := testpds.SubscribeAt(t, p, oldHead).Take(len(heads) + 1)
 	if frames[0].Info == nil || frames[0].Info.Name != "OutdatedCursor" {
 		t.Fatalf("first frame after rebuild is %s, want #info OutdatedCursor", frames[0].Type)
 	}
@@ -167,8 +167,8 @@ func TestCleanStopClearsRecoveryMarks(t *testing.T) {
 	p := testpds.Start(t, testpds.Options{DataDir: dataDir})
 	for _, name := range []string{"clean1", "clean2"} {
 		acct := p.CreateAccount(name)
-		w := &writer{t, p, acct}
-		w.create(postColl, "a", note(name))
+		w := testpds.NewWriter(t, p, acct)
+		w.Create(testpds.NoteCollection, "a", testpds.Note(name))
 	}
 	p.Stop()
 	seq, err := sequencer.Open(context.Background(), filepath.Join(dataDir, "sequencer.sqlite"), sequencer.Options{})

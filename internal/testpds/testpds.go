@@ -1,5 +1,9 @@
 // Package testpds starts a real PDS for tests: a real PLC directory (the reference @did-plc/server), real
 // SQLite files in a temp directory and a real HTTP server on a loopback port, plus a small XRPC client.
+//
+// The helpers tests share sit beside it by concern: xrpc.go (calls and answer checks), sessions.go (logins,
+// tokens), accounts.go, records.go (writes, repositories), blobs.go, firehose.go (subscribers, event checks),
+// operator.go (admin API, mail), process.go (binaries, polling). A helper one test file uses stays there.
 package testpds
 
 import (

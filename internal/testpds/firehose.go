@@ -1,11 +1,14 @@
-package pds_test
+package testpds
+
+// Firehose subscribers: a real websocket client of com.atproto.sync.subscribeRepos, a frame decoder, and a
+// checker that verifies #commit and #sync events as a relay would.
 
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,17 +23,11 @@ import (
 	"github.com/ipfs/go-cid"
 	car "github.com/ipld/go-car"
 
-	"github.com/pdsgo/pds/internal/testpds"
 	"github.com/pdsgo/pds/pds/sequencer"
 )
 
-// sqlOpenReadOnly opens a SQLite file read-only beside the running server (WAL allows it).
-func sqlOpenReadOnly(path string) (*sql.DB, error) {
-	return sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
-}
-
-// fhFrame is one decoded firehose frame.
-type fhFrame struct {
+// Frame is one decoded firehose frame.
+type Frame struct {
 	Raw      []byte
 	Op       int64
 	Type     string
@@ -45,7 +42,7 @@ type fhFrame struct {
 }
 
 // DID is the account the event is about ("" for #info and errors).
-func (f *fhFrame) DID() string {
+func (f *Frame) DID() string {
 	switch {
 	case f.Commit != nil:
 		return f.Commit.Repo
@@ -59,13 +56,14 @@ func (f *fhFrame) DID() string {
 	return ""
 }
 
-func decodeFrame(raw []byte) (*fhFrame, error) {
+// DecodeFrame decodes one subscribeRepos frame (header and body; error frames too).
+func DecodeFrame(raw []byte) (*Frame, error) {
 	r := bytes.NewReader(raw)
 	op, typ, err := sequencer.ReadHeader(r)
 	if err != nil {
 		return nil, err
 	}
-	f := &fhFrame{Raw: raw, Op: op, Type: typ}
+	f := &Frame{Raw: raw, Op: op, Type: typ}
 	switch {
 	case op == -1:
 		rest := make([]byte, r.Len())
@@ -78,33 +76,42 @@ func decodeFrame(raw []byte) (*fhFrame, error) {
 		return f, nil
 	case op != 1:
 		return nil, fmt.Errorf("frame op %d", op)
-	case typ == "#commit":
+	}
+	var body interface{ UnmarshalCBOR(io.Reader) error }
+	switch typ {
+	case "#commit":
 		f.Commit = &comatproto.SyncSubscribeRepos_Commit{}
-		err = f.Commit.UnmarshalCBOR(r)
-		f.Seq = f.Commit.Seq
-	case typ == "#sync":
+		body = f.Commit
+	case "#sync":
 		f.Sync = &comatproto.SyncSubscribeRepos_Sync{}
-		err = f.Sync.UnmarshalCBOR(r)
-		f.Seq = f.Sync.Seq
-	case typ == "#identity":
+		body = f.Sync
+	case "#identity":
 		f.Identity = &comatproto.SyncSubscribeRepos_Identity{}
-		err = f.Identity.UnmarshalCBOR(r)
-		f.Seq = f.Identity.Seq
-	case typ == "#account":
+		body = f.Identity
+	case "#account":
 		f.Account = &comatproto.SyncSubscribeRepos_Account{}
-		err = f.Account.UnmarshalCBOR(r)
-		f.Seq = f.Account.Seq
-	case typ == "#info":
+		body = f.Account
+	case "#info":
 		f.Info = &comatproto.SyncSubscribeRepos_Info{}
-		err = f.Info.UnmarshalCBOR(r)
+		body = f.Info
 	default:
 		return nil, fmt.Errorf("unknown frame type %q", typ)
 	}
-	if err != nil {
+	if err := body.UnmarshalCBOR(r); err != nil {
 		return nil, fmt.Errorf("%s body: %w", typ, err)
 	}
 	if r.Len() != 0 {
 		return nil, fmt.Errorf("%s: %d trailing bytes", typ, r.Len())
+	}
+	switch {
+	case f.Commit != nil:
+		f.Seq = f.Commit.Seq
+	case f.Sync != nil:
+		f.Seq = f.Sync.Seq
+	case f.Identity != nil:
+		f.Seq = f.Identity.Seq
+	case f.Account != nil:
+		f.Seq = f.Account.Seq
 	}
 	return f, nil
 }
@@ -169,22 +176,25 @@ func cborTextMap(b []byte) (map[string]string, error) {
 	return out, nil
 }
 
-// fhClient is a firehose subscriber over a real websocket. A reader goroutine (started on the first read, so
+// Subscriber is a firehose subscriber over a real websocket. A reader goroutine (started on the first read, so
 // a client can stay stalled) decodes frames into a channel: gorilla connections do not survive a read timeout.
-type fhClient struct {
+type Subscriber struct {
 	t      testing.TB
-	conn   *websocket.Conn
+	Conn   *websocket.Conn // the websocket (tests set ping/pong handlers)
 	once   sync.Once
-	frames chan *fhFrame
+	frames chan *Frame
 	err    error // set before frames is closed
 }
 
-func newFHClient(t testing.TB, conn *websocket.Conn) *fhClient {
+// NewSubscriber wraps a dialed firehose connection (tests that dial with their own dialer); it is closed when
+// the test ends.
+func NewSubscriber(t testing.TB, conn *websocket.Conn) *Subscriber {
 	t.Cleanup(func() { conn.Close() })
-	return &fhClient{t: t, conn: conn, frames: make(chan *fhFrame, 1<<16)}
+	return &Subscriber{t: t, Conn: conn, frames: make(chan *Frame, 1<<16)}
 }
 
-func firehoseURL(p *testpds.PDS, cursor string) string {
+// FirehoseURL is the subscribeRepos websocket URL of p, from cursor ("" for the live tail).
+func FirehoseURL(p *PDS, cursor string) string {
 	u := "ws" + strings.TrimPrefix(p.URL, "http") + "/xrpc/com.atproto.sync.subscribeRepos"
 	if cursor != "" {
 		u += "?cursor=" + cursor
@@ -192,32 +202,34 @@ func firehoseURL(p *testpds.PDS, cursor string) string {
 	return u
 }
 
-// subscribe connects to the firehose; cursor "" is the live tail.
-func subscribe(t testing.TB, p *testpds.PDS, cursor string) *fhClient {
+// Subscribe connects to the firehose; cursor "" is the live tail.
+func Subscribe(t testing.TB, p *PDS, cursor string) *Subscriber {
 	t.Helper()
-	conn, resp, err := websocket.DefaultDialer.Dial(firehoseURL(p, cursor), nil)
+	conn, resp, err := websocket.DefaultDialer.Dial(FirehoseURL(p, cursor), nil)
 	if err != nil {
 		t.Fatalf("dial firehose: %v (%v)", err, resp)
 	}
-	return newFHClient(t, conn)
+	return NewSubscriber(t, conn)
 }
 
-func subscribeAt(t testing.TB, p *testpds.PDS, cursor int64) *fhClient {
-	return subscribe(t, p, strconv.FormatInt(cursor, 10))
+// SubscribeAt connects to the firehose from cursor.
+func SubscribeAt(t testing.TB, p *PDS, cursor int64) *Subscriber {
+	return Subscribe(t, p, strconv.FormatInt(cursor, 10))
 }
 
-func (c *fhClient) start() {
+// Start starts the reader goroutine (Read starts it too; a test calls Start to read while it does other work).
+func (c *Subscriber) Start() {
 	c.once.Do(func() {
 		go func() {
 			defer close(c.frames)
 			for {
-				typ, raw, err := c.conn.ReadMessage()
+				typ, raw, err := c.Conn.ReadMessage()
 				if err == nil && typ != websocket.BinaryMessage {
 					err = fmt.Errorf("message type %d, want binary", typ)
 				}
-				var f *fhFrame
+				var f *Frame
 				if err == nil {
-					f, err = decodeFrame(raw)
+					f, err = DecodeFrame(raw)
 				}
 				if err != nil {
 					c.err = err
@@ -229,11 +241,12 @@ func (c *fhClient) start() {
 	})
 }
 
-var errNoFrame = errors.New("no frame within the timeout")
+// ErrNoFrame is what Read returns when no frame came within the timeout.
+var ErrNoFrame = errors.New("no frame within the timeout")
 
-// read returns the next frame, errNoFrame after timeout, or the error that ended the connection.
-func (c *fhClient) read(timeout time.Duration) (*fhFrame, error) {
-	c.start()
+// Read returns the next frame, ErrNoFrame after timeout, or the error that ended the connection.
+func (c *Subscriber) Read(timeout time.Duration) (*Frame, error) {
+	c.Start()
 	select {
 	case f, ok := <-c.frames:
 		if !ok {
@@ -241,35 +254,35 @@ func (c *fhClient) read(timeout time.Duration) (*fhFrame, error) {
 		}
 		return f, nil
 	case <-time.After(timeout):
-		return nil, errNoFrame
+		return nil, ErrNoFrame
 	}
 }
 
-// next reads one frame (failing the test after 10 s).
-func (c *fhClient) next() *fhFrame {
+// Next reads one frame (failing the test after 10 s).
+func (c *Subscriber) Next() *Frame {
 	c.t.Helper()
-	f, err := c.read(10 * time.Second)
+	f, err := c.Read(10 * time.Second)
 	if err != nil {
 		c.t.Fatalf("reading firehose: %v", err)
 	}
 	return f
 }
 
-// take reads n event frames.
-func (c *fhClient) take(n int) []*fhFrame {
+// Take reads n event frames.
+func (c *Subscriber) Take(n int) []*Frame {
 	c.t.Helper()
-	out := make([]*fhFrame, 0, n)
+	out := make([]*Frame, 0, n)
 	for len(out) < n {
-		out = append(out, c.next())
+		out = append(out, c.Next())
 	}
 	return out
 }
 
-// closeCode reads until the server closes and returns the close code.
-func (c *fhClient) closeCode() int {
+// CloseCode reads until the server closes and returns the close code.
+func (c *Subscriber) CloseCode() int {
 	c.t.Helper()
 	for {
-		_, err := c.read(10 * time.Second)
+		_, err := c.Read(10 * time.Second)
 		var ce *websocket.CloseError
 		if errors.As(err, &ce) {
 			return ce.Code
@@ -280,37 +293,41 @@ func (c *fhClient) closeCode() int {
 	}
 }
 
-// expectQuiet checks that nothing arrives for d.
-func (c *fhClient) expectQuiet(d time.Duration) {
+// ExpectQuiet checks that nothing arrives for d.
+func (c *Subscriber) ExpectQuiet(d time.Duration) {
 	c.t.Helper()
-	f, err := c.read(d)
+	f, err := c.Read(d)
 	if err == nil {
 		c.t.Fatalf("unexpected frame %s seq %d", f.Type, f.Seq)
 	}
-	if err != errNoFrame {
+	if err != ErrNoFrame {
 		c.t.Fatalf("connection ended: %v", err)
 	}
 }
 
-// commitChecker verifies #commit events as a relay would, plus what indigo's verifiers skip.
-type commitChecker struct {
+// CommitChecker verifies #commit events as a relay would, plus what indigo's verifiers skip.
+type CommitChecker struct {
 	dir      identity.Directory
 	lastRev  map[string]string
 	lastData map[string]cid.Cid
 	lastSeq  int64
-	commits  int
+	Commits  int // #commit events checked
 }
 
-func newCommitChecker(p *testpds.PDS) *commitChecker {
-	return &commitChecker{
+// NewCommitChecker checks the commits of p's accounts, resolving their keys in p's PLC directory.
+func NewCommitChecker(p *PDS) *CommitChecker {
+	return &CommitChecker{
 		dir:      &identity.BaseDirectory{PLCURL: p.PLCURL, SkipHandleVerification: true, HTTPClient: http.Client{Timeout: 10 * time.Second}},
 		lastRev:  map[string]string{},
 		lastData: map[string]cid.Cid{},
 	}
 }
 
-// check verifies one event frame in stream order.
-func (cc *commitChecker) check(t testing.TB, f *fhFrame) {
+// LastRev is the rev of the last commit checked for did.
+func (cc *CommitChecker) LastRev(did string) string { return cc.lastRev[did] }
+
+// Check verifies one event frame in stream order.
+func (cc *CommitChecker) Check(t testing.TB, f *Frame) {
 	t.Helper()
 	if f.Op != 1 || f.Info != nil {
 		t.Fatalf("not an event: %s %s", f.Type, f.ErrName)
@@ -323,11 +340,11 @@ func (cc *commitChecker) check(t testing.TB, f *fhFrame) {
 		if _, err := repo.VerifySyncMessage(context.Background(), cc.dir, f.Sync); err != nil {
 			t.Fatalf("seq %d: #sync does not verify: %v", f.Seq, err)
 		}
-		c, root := carCommit(t, f.Sync.Blocks)
+		c, root := CARCommit(t, f.Sync.Blocks)
 		if c.Rev != f.Sync.Rev || c.DID != f.Sync.Did || root == nil {
 			t.Fatalf("seq %d: #sync names rev %s of %s, its commit says rev %s of %s", f.Seq, f.Sync.Rev, f.Sync.Did, c.Rev, c.DID)
 		}
-		if n := carBlockCount(t, f.Sync.Blocks); n != 1 {
+		if n := CARBlockCount(t, f.Sync.Blocks); n != 1 {
 			t.Fatalf("seq %d: #sync CAR has %d blocks, want only the commit", f.Seq, n)
 		}
 		cc.lastRev[c.DID], cc.lastData[c.DID] = c.Rev, c.Data
@@ -345,7 +362,7 @@ func (cc *commitChecker) check(t testing.TB, f *fhFrame) {
 		t.Fatalf("seq %d (%s rev %s): VerifyCommitSignature: %v", m.Seq, m.Repo, m.Rev, err)
 	}
 	// What those functions skip.
-	c, root := carCommit(t, m.Blocks)
+	c, root := CARCommit(t, m.Blocks)
 	if root == nil || !root.Equals(cid.Cid(m.Commit)) {
 		t.Fatalf("seq %d: commit %s is not the CAR root %v", m.Seq, cid.Cid(m.Commit), root)
 	}
@@ -395,10 +412,11 @@ func (cc *commitChecker) check(t testing.TB, f *fhFrame) {
 		}
 	}
 	cc.lastRev[m.Repo], cc.lastData[m.Repo] = m.Rev, c.Data
-	cc.commits++
+	cc.Commits++
 }
 
-func carCommit(t testing.TB, blocks []byte) (*repo.Commit, *cid.Cid) {
+// CARCommit loads the commit at the root of a CAR slice (an event's blocks, a getRepo answer).
+func CARCommit(t testing.TB, blocks []byte) (*repo.Commit, *cid.Cid) {
 	t.Helper()
 	c, root, err := repo.LoadCommitFromCAR(context.Background(), bytes.NewReader(blocks))
 	if err != nil {
@@ -407,7 +425,8 @@ func carCommit(t testing.TB, blocks []byte) (*repo.Commit, *cid.Cid) {
 	return c, root
 }
 
-func carBlockCount(t testing.TB, blocks []byte) int {
+// CARBlockCount counts the blocks of a CAR.
+func CARBlockCount(t testing.TB, blocks []byte) int {
 	t.Helper()
 	rd, err := car.NewCarReader(bytes.NewReader(blocks))
 	if err != nil {
@@ -422,20 +441,21 @@ func carBlockCount(t testing.TB, blocks []byte) int {
 	}
 }
 
-// collector reads a subscription in the background.
-type collector struct {
+// Collector reads a subscription in the background.
+type Collector struct {
 	mu     sync.Mutex
-	frames []*fhFrame
+	frames []*Frame
 	err    error
 	done   chan struct{}
 }
 
-func collect(c *fhClient) *collector {
-	col := &collector{done: make(chan struct{})}
+// Collect reads c in the background until it ends; WaitSeq waits for what arrived.
+func Collect(c *Subscriber) *Collector {
+	col := &Collector{done: make(chan struct{})}
 	go func() {
 		defer close(col.done)
 		for {
-			f, err := c.read(time.Minute)
+			f, err := c.Read(time.Minute)
 			col.mu.Lock()
 			if err != nil {
 				col.err = err
@@ -449,8 +469,8 @@ func collect(c *fhClient) *collector {
 	return col
 }
 
-// waitSeq waits until the collector has a frame with seq >= seq.
-func (col *collector) waitSeq(t testing.TB, seq int64) []*fhFrame {
+// WaitSeq waits until the collector has a frame with seq >= seq.
+func (col *Collector) WaitSeq(t testing.TB, seq int64) []*Frame {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -465,7 +485,7 @@ func (col *collector) waitSeq(t testing.TB, seq int64) []*fhFrame {
 		if last >= seq {
 			col.mu.Lock()
 			defer col.mu.Unlock()
-			return append([]*fhFrame(nil), col.frames...)
+			return append([]*Frame(nil), col.frames...)
 		}
 		if err != nil {
 			t.Fatalf("subscriber ended before seq %d (at %d): %v", seq, last, err)
@@ -474,4 +494,54 @@ func (col *collector) waitSeq(t testing.TB, seq int64) []*fhFrame {
 	}
 	t.Fatalf("seq %d not received within 30 s", seq)
 	return nil
+}
+
+// NextFor reads firehose frames until one of type typ about did (earlier events of the test may still be in
+// flight when a live subscription starts).
+func NextFor(t testing.TB, fh *Subscriber, typ, did string) *Frame {
+	t.Helper()
+	for range 50 {
+		f := fh.Next()
+		if f.Type == typ && f.DID() == did {
+			return f
+		}
+	}
+	t.Fatalf("no %s event for %s", typ, did)
+	return nil
+}
+
+// SubscribeAfter subscribes from the start of the log and reads the n events the test's setup produced
+// (they may still be in flight when the setup's requests return), so what follows is the test's own.
+func SubscribeAfter(t testing.TB, p *PDS, n int) *Subscriber {
+	t.Helper()
+	sub := Subscribe(t, p, "0")
+	sub.Take(n)
+	return sub
+}
+
+// ExpectEvents reads len(types) frames and checks that each is about did and of the given type, in order.
+func ExpectEvents(t testing.TB, sub *Subscriber, did string, types ...string) []*Frame {
+	t.Helper()
+	frames := sub.Take(len(types))
+	for i, f := range frames {
+		if f.Type != types[i] || f.DID() != did {
+			got := []string{}
+			for _, g := range frames {
+				got = append(got, g.Type+" "+g.DID())
+			}
+			t.Fatalf("firehose: want %v for %s, got %v", types, did, got)
+		}
+		if i > 0 && f.Seq != frames[i-1].Seq+1 {
+			t.Fatalf("firehose: seq %d after %d", f.Seq, frames[i-1].Seq)
+		}
+	}
+	return frames
+}
+
+// Str is *p, or "<nil>" (optional string fields of events).
+func Str(p *string) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return *p
 }
