@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/repo/mst"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/gorilla/websocket"
@@ -28,7 +27,6 @@ import (
 	"github.com/pdsgo/pds/internal/testpds"
 	"github.com/pdsgo/pds/pds"
 	"github.com/pdsgo/pds/pds/sequencer"
-	pdsrepo "github.com/pdsgo/pds/repo"
 )
 
 func opsOf(f *testpds.Frame) []string {
@@ -571,7 +569,6 @@ func TestFirehoseRecoversUnsequencedCommit(t *testing.T) {
 
 	// The "crashed" write.
 	ctx := context.Background()
-	key := testpds.SigningKeyOf(t, dataDir, acct.DID)
 	seq, err := sequencer.Open(ctx, filepath.Join(dataDir, "sequencer.sqlite"), sequencer.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -581,26 +578,7 @@ func TestFirehoseRecoversUnsequencedCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq.Close()
-	store, err := pdsrepo.OpenStore(filepath.Join(dataDir, "actors"), pdsrepo.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Repo(ctx, syntax.DID(acct.DID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := atdata.MarshalCBOR(map[string]any{"$type": "com.example.lost", "v": int64(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost, err := r.Apply(ctx, pdsrepo.WriteRequest{Signer: key, Ops: []pdsrepo.WriteOp{{
-		Action: pdsrepo.ActionCreate, Collection: "com.example.lost", RKey: "lost", Record: rec,
-	}}})
-	r.Release()
-	store.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	lost := testpds.CreateOffline(t, dataDir, acct.DID, false, "com.example.lost", "lost", map[string]any{"$type": "com.example.lost", "v": int64(1)})
 
 	// Restart twice: recovery sequences the lost commit once.
 	for range 2 {

@@ -12,14 +12,11 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/repo"
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/internal/testpds"
 	"github.com/pdsgo/pds/pds/sequencer"
-	pdsrepo "github.com/pdsgo/pds/repo"
 )
 
 // Power loss cannot be caused in a test, but its effect on this server's files can: commits are stored in the
@@ -235,29 +232,8 @@ func TestRecoveryAnnouncesUnloggedCommit(t *testing.T) {
 	head := p.Server.FirehoseHead()
 	p.Stop()
 
-	ctx := context.Background()
-	key := testpds.SigningKeyOf(t, dataDir, acct.DID)
 	markDirty(t, dataDir, acct.DID)
-	store, err := pdsrepo.OpenStore(filepath.Join(dataDir, "actors"), pdsrepo.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := store.Repo(ctx, syntax.DID(acct.DID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := atdata.MarshalCBOR(map[string]any{"$type": testpds.NoteCollection, "text": "unlogged"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlogged, err := r.Apply(ctx, pdsrepo.WriteRequest{Signer: key, DeferSync: true, Ops: []pdsrepo.WriteOp{{
-		Action: pdsrepo.ActionCreate, Collection: testpds.NoteCollection, RKey: "b", Record: rec,
-	}}})
-	r.Release()
-	store.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	unlogged := testpds.CreateOffline(t, dataDir, acct.DID, true, testpds.NoteCollection, "b", map[string]any{"$type": testpds.NoteCollection, "text": "unlogged"})
 
 	p = testpds.Start(t, testpds.Options{DataDir: dataDir, PLCURL: plcURL})
 	testpds.WaitHead(t, p, head+1)

@@ -1,14 +1,22 @@
 package testpds
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/atdata"
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
+	"github.com/pdsgo/pds/repo"
 )
 
-// Records and writes: the bodies tests write.
+// Records and writes: the bodies tests write, a writer through the XRPC API, and a write straight to the
+// repository of a stopped server.
 
 // Post is an app.bsky.feed.post record with text and a fixed createdAt.
 func Post(text string) map[string]any {
@@ -117,4 +125,34 @@ func GetRepoCAR(t testing.TB, p *PDS, did, token string) []byte {
 	r := p.Query("com.atproto.sync.getRepo", url.Values{"did": {did}}, token)
 	WantStatus(t, r, 200, "")
 	return r.Body
+}
+
+// CreateOffline creates a record in an account's repository in a stopped server's data directory, straight
+// through the repo store with the account's key and nothing sequenced: the commit a crash between the two
+// leaves unlogged. deferSync is repo.WriteRequest.DeferSync.
+func CreateOffline(t testing.TB, dataDir, did string, deferSync bool, collection, rkey string, record map[string]any) *repo.CommitResult {
+	t.Helper()
+	ctx := context.Background()
+	key := SigningKeyOf(t, dataDir, did)
+	store, err := repo.OpenStore(filepath.Join(dataDir, "actors"), repo.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Repo(ctx, syntax.DID(did))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := atdata.MarshalCBOR(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Apply(ctx, repo.WriteRequest{Signer: key, DeferSync: deferSync, Ops: []repo.WriteOp{{
+		Action: repo.ActionCreate, Collection: syntax.NSID(collection), RKey: syntax.RecordKey(rkey), Record: rec,
+	}}})
+	r.Release()
+	store.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
