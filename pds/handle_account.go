@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
-	"github.com/bluesky-social/indigo/atproto/auth"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
@@ -103,19 +102,6 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 	return c.NoContent(http.StatusOK)
 }
 
-// serviceAuth verifies an inter-service JWT (ES256K/ES256, signed by the key in the issuer's DID document,
-// audience this server, lxm = method) and returns the issuer.
-func (s *Server) serviceAuth(ctx context.Context, token, method string) (syntax.DID, error) {
-	lxm, err := syntax.ParseNSID(method)
-	if err != nil {
-		return "", err
-	}
-	v := &auth.ServiceAuthValidator{Audience: s.cfg.ServiceDID, Dir: s.ids.docs}
-	ctx, cancel := context.WithTimeout(ctx, 2*s.resolverTimeout()+time.Second)
-	defer cancel()
-	return v.Validate(ctx, token, &lxm)
-}
-
 // createAccountWithDID creates an account for a DID the caller already controls: a did:web (atproto#2100), or
 // a did:plc migrating from another PDS (docs/migration.md). The caller proves control with a service-auth JWT
 // signed by the key in the DID document as it is now (for a migration: issued by the old PDS with
@@ -137,7 +123,7 @@ func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) er
 	if !ok {
 		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Missing auth to create account with did: %s", did)
 	}
-	iss, err := s.serviceAuth(ctx, raw, "com.atproto.server.createAccount")
+	iss, err := s.auth.ServiceAuth(ctx, raw, "com.atproto.server.createAccount")
 	if err != nil {
 		s.log.Info("createAccount: service auth refused", "did", did, "err", err)
 		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Service auth token could not be verified for did: %s", did)
@@ -205,7 +191,7 @@ func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) er
 		undo()
 		return err
 	}
-	tokens, err := s.createSessionTokens(ctx, acct, "")
+	tokens, err := s.auth.CreateSession(ctx, acct, "")
 	if err != nil {
 		undo()
 		return err

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobstore"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
@@ -30,7 +31,7 @@ type blobOutput struct {
 func (s *Server) handleUploadBlob(c echo.Context) error {
 	ctx := c.Request().Context()
 	req := c.Request()
-	acct, err := s.accounts.AccountByDID(ctx, viewerOf(c).DID)
+	acct, err := s.accounts.AccountByDID(ctx, auth.CallerOf(c).DID.String())
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
 	}
@@ -224,7 +225,7 @@ type missingBlob struct {
 // migration). Deactivated accounts may call it: that is when a migration needs it.
 func (s *Server) handleListMissingBlobs(c echo.Context) error {
 	ctx := c.Request().Context()
-	did := viewerOf(c).DID
+	did := auth.CallerOf(c).DID.String()
 	r, err := s.openRepo(c, did)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -87,7 +88,7 @@ func validEmail(email string) bool {
 
 // viewerAccount loads the authenticated caller's account.
 func (s *Server) viewerAccount(c echo.Context) (*accountstore.Account, error) {
-	acct, err := s.accounts.AccountByDID(c.Request().Context(), viewerOf(c).DID)
+	acct, err := s.accounts.AccountByDID(c.Request().Context(), auth.CallerOf(c).DID.String())
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return nil, xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
 	}

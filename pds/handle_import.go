@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -67,7 +68,7 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 	if req.ContentLength > s.cfg.MaxRepoImportSize {
 		return xrpc.PayloadTooLarge("Repository is larger than the import limit (%d bytes)", s.cfg.MaxRepoImportSize)
 	}
-	did := viewerOf(c).DID
+	did := auth.CallerOf(c).DID.String()
 	// The account's lifecycle lock: activation waits for an import in progress, and the account stays
 	// deactivated for the whole import.
 	unlock := s.didLocks.lock(did)

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -135,7 +136,7 @@ func (s *Server) handleCreateRecord(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.RecordBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.writableAccount(ctx, viewerOf(c), in.Repo)
+	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -197,7 +198,7 @@ func (s *Server) handlePutRecord(c echo.Context) error {
 	if in.RKey == "" {
 		return xrpc.InvalidRequest("rkey is required")
 	}
-	acct, err := s.writableAccount(ctx, viewerOf(c), in.Repo)
+	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -243,7 +244,7 @@ func (s *Server) handleDeleteRecord(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.writableAccount(ctx, viewerOf(c), in.Repo)
+	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -302,7 +303,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 	if len(in.Writes) > maxWrites {
 		return xrpc.InvalidRequest("Too many writes. Max: %d", maxWrites)
 	}
-	acct, err := s.writableAccount(ctx, viewerOf(c), in.Repo)
+	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -380,7 +381,7 @@ func (s *Server) readableAccount(c echo.Context, repoParam string) (*accountstor
 		return nil, xrpc.NewError(http.StatusBadRequest, "RepoTakendown", "Repo has been taken down: %s", acct.DID)
 	}
 	if acct.DeactivatedAt != nil {
-		if v := viewerOf(c); v == nil || v.DID != acct.DID {
+		if v := auth.CallerOf(c); v == nil || v.DID.String() != acct.DID {
 			return nil, xrpc.NewError(http.StatusBadRequest, "RepoDeactivated", "Repo has been deactivated: %s", acct.DID)
 		}
 	}

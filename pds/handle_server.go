@@ -14,6 +14,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -181,7 +182,7 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	s.seq.EnqueueCommit(commit.Event)
 	s.seq.EnqueueSync(did, commit.Rev, commit.SyncCAR())
 
-	tokens, err := s.createSessionTokens(ctx, acct, "")
+	tokens, err := s.auth.CreateSession(ctx, acct, "")
 	if err != nil {
 		return err
 	}
@@ -263,7 +264,7 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	// The account password first, then the account's app passwords.
 	appPassword := ""
 	if !verifyPassword(in.Password, acct.PasswordHash) {
-		ap, err := s.verifyAppPassword(ctx, acct.DID, in.Password)
+		ap, err := s.auth.VerifyAppPassword(ctx, acct.DID, in.Password)
 		if err != nil {
 			return err
 		}
@@ -275,14 +276,14 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	if acct.TakedownRef != "" && !in.AllowTakendown {
 		return xrpc.NewError(http.StatusUnauthorized, "AccountTakedown", "Account has been taken down")
 	}
-	tokens, err := s.createSessionTokens(ctx, acct, appPassword)
+	tokens, err := s.auth.CreateSession(ctx, acct, appPassword)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, s.sessionOutput(acct, tokens))
 }
 
-func (s *Server) sessionOutput(acct *accountstore.Account, tokens *tokenPair) sessionOutput {
+func (s *Server) sessionOutput(acct *accountstore.Account, tokens *auth.TokenPair) sessionOutput {
 	confirmed := acct.EmailConfirmedAt != nil
 	factor := false
 	active := acct.Active()
@@ -303,7 +304,7 @@ func (s *Server) sessionOutput(acct *accountstore.Account, tokens *tokenPair) se
 }
 
 func (s *Server) handleGetSession(c echo.Context) error {
-	acct, err := s.accounts.AccountByDID(c.Request().Context(), viewerOf(c).DID)
+	acct, err := s.accounts.AccountByDID(c.Request().Context(), auth.CallerOf(c).DID.String())
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
 	}
@@ -318,81 +319,16 @@ func (s *Server) handleGetSession(c echo.Context) error {
 	}{sessionOutput: out})
 }
 
-// refreshClaims authenticates a request carrying a refresh token.
-func (s *Server) refreshClaims(c echo.Context) (*sessionClaims, error) {
-	raw, ok := xrpc.BearerToken(c.Request())
-	if !ok {
-		return nil, xrpc.NewError(http.StatusUnauthorized, "AuthMissing", "Authentication Required")
-	}
-	claims, err := s.parseToken(raw, typRefresh)
-	if err != nil {
-		return nil, err
-	}
-	if claims.Scope != ScopeRefresh || claims.ID == "" {
-		return nil, xrpc.NewError(http.StatusBadRequest, "InvalidToken", "Bad token scope")
-	}
-	return claims, nil
-}
-
 func (s *Server) handleRefreshSession(c echo.Context) error {
-	ctx := c.Request().Context()
-	claims, err := s.refreshClaims(c)
+	acct, tokens, err := s.auth.RefreshSession(c.Request())
 	if err != nil {
 		return err
 	}
-	old, err := s.accounts.RefreshTokenByID(ctx, claims.ID)
-	if errors.Is(err, accountstore.ErrNotFound) || (err == nil && old.DID != claims.Subject) {
-		return xrpc.NewError(http.StatusBadRequest, "ExpiredToken", "Token has been revoked")
-	}
-	if err != nil {
-		return err
-	}
-	acct, err := s.accounts.AccountByDID(ctx, old.DID)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-	}
-	if err != nil {
-		return err
-	}
-	if acct.TakedownRef != "" {
-		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
-	}
-	now := time.Now()
-	next := &accountstore.RefreshToken{ID: randomID(), DID: acct.DID, ExpiresAt: now.Add(refreshTTL), AppPasswordName: old.AppPasswordName}
-	nextID, err := s.accounts.RotateRefreshToken(ctx, old, next, now.Add(refreshGrace))
-	if err != nil {
-		return err
-	}
-	if nextID != next.ID {
-		// Already rotated (a retry within the grace period): hand out the same successor.
-		prev, err := s.accounts.RefreshTokenByID(ctx, nextID)
-		if err != nil {
-			return xrpc.NewError(http.StatusBadRequest, "ExpiredToken", "Token has been revoked")
-		}
-		next = prev
-	}
-	// A refreshed session keeps its scope: an app-password session stays one (and ends with its password).
-	scope, err := s.sessionScope(ctx, acct, next.AppPasswordName)
-	if err != nil {
-		return err
-	}
-	access, err := s.accessToken(acct.DID, scope, now)
-	if err != nil {
-		return err
-	}
-	refresh, err := s.refreshToken(acct.DID, next.ID, next.ExpiresAt, now)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, s.sessionOutput(acct, &tokenPair{Access: access, Refresh: refresh}))
+	return c.JSON(http.StatusOK, s.sessionOutput(acct, tokens))
 }
 
 func (s *Server) handleDeleteSession(c echo.Context) error {
-	claims, err := s.refreshClaims(c)
-	if err != nil {
-		return err
-	}
-	if err := s.accounts.DeleteRefreshToken(c.Request().Context(), claims.ID); err != nil {
+	if err := s.auth.DeleteSession(c.Request()); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -400,7 +336,7 @@ func (s *Server) handleDeleteSession(c echo.Context) error {
 
 func (s *Server) handleCheckAccountStatus(c echo.Context) error {
 	ctx := c.Request().Context()
-	did := viewerOf(c).DID
+	did := auth.CallerOf(c).DID.String()
 	acct, err := s.accounts.AccountByDID(ctx, did)
 	if err != nil {
 		return err
@@ -466,7 +402,7 @@ func (s *Server) handleCreateInviteCode(c echo.Context) error {
 // inviteCode makes a code in the reference's shape: <hostname with dashes>-xxxxx-xxxxx.
 func inviteCode(hostname string) string {
 	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-	b := []byte(randomID())
+	b := []byte(auth.RandomID())
 	part := func(off int) string {
 		out := make([]byte, 5)
 		for i := range out {

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -32,7 +33,7 @@ func (s *Server) syncAccount(c echo.Context) (*accountstore.Account, error) {
 		return nil, xrpc.NewError(http.StatusBadRequest, "RepoTakendown", "Repo has been taken down: %s", did)
 	}
 	if acct.DeactivatedAt != nil {
-		if v := viewerOf(c); v == nil || v.DID != acct.DID {
+		if v := auth.CallerOf(c); v == nil || v.DID.String() != acct.DID {
 			return nil, xrpc.NewError(http.StatusBadRequest, "RepoDeactivated", "Repo has been deactivated: %s", did)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pdsgo/pds/internal/ssrf"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -206,25 +207,25 @@ func (s *Server) handleProxy(c echo.Context) error {
 	if !s.hasProxyTarget(c, nsid) {
 		return noServiceError(nsid)
 	}
-	v, err := s.authenticate(c, authStandard)
+	v, err := s.auth.Authenticate(c.Request(), auth.Standard)
 	if err != nil {
 		return err
 	}
 	setPrivateHeaders(c)
-	if v.Scope == ScopeAppPass && isPrivilegedMethod(nsid) {
+	if v.Scope == auth.ScopeAppPass && isPrivilegedMethod(nsid) {
 		return xrpc.InvalidToken("Bad token method")
 	}
 	return s.proxyCall(c, v, nsid)
 }
 
 // proxyCall forwards the current request for the authenticated viewer and streams the answer back.
-func (s *Server) proxyCall(c echo.Context, v *viewer, nsid string) error {
+func (s *Server) proxyCall(c echo.Context, v *auth.Caller, nsid string) error {
 	ctx := c.Request().Context()
 	target, err := s.resolveProxyTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
 	if err != nil {
 		return err
 	}
-	acct, err := s.accountForService(ctx, v.DID)
+	acct, err := s.accountForService(ctx, v.DID.String())
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/lexicons"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/mailer"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/repo"
@@ -39,6 +40,7 @@ type Server struct {
 	seq      *sequencer.Sequencer
 	plc      *plc.Client
 	dir      identity.Directory
+	auth     *auth.Verifier      // who is calling (pds/auth)
 	ids      identityDirectories // handles (verified both ways) and DID documents, cached
 	didLocks didLocks            // serializes identity and lifecycle changes per account
 	catalog  lexicon.Catalog
@@ -47,9 +49,8 @@ type Server struct {
 
 	// Operator features (email, moderation, rate limits).
 	mailer    mailer.Mailer
-	takedowns takedownCache  // taken-down accounts and records (see takedown.go)
-	tokens    verifiedTokens // access tokens already verified (see tokencache.go)
-	limits    *rateLimits    // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
+	takedowns takedownCache // taken-down accounts and records (see takedown.go)
+	limits    *rateLimits   // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
 
 	// httpClient makes outbound requests (requestCrawl); bg runs the background goroutines.
 	httpClient *http.Client
@@ -137,6 +138,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 	if s.accounts, err = accountstore.Open(ctx, filepath.Join(dataDir, "account.sqlite")); err != nil {
 		return nil, err
 	}
+	s.auth = auth.New(auth.Config{
+		JWTSecret:     cfg.JWTSecret,
+		ServiceDID:    cfg.ServiceDID,
+		AdminPassword: cfg.AdminPassword,
+		Docs:          s.ids.docs,
+		DocTimeout:    s.resolverTimeout(),
+	}, s.accounts, takedownChecker{s})
 	seqOpts := sequencer.Options{Logger: log}
 	if sequencerIsNew {
 		// A new log beside existing accounts means the old log was lost: start above any seq it could have
@@ -238,4 +246,11 @@ func (s *Server) nextRKey() string {
 	s.rkeyMu.Lock()
 	defer s.rkeyMu.Unlock()
 	return s.rkeyClock.Next().String()
+}
+
+// takedownChecker gives auth the takedown cache's account check.
+type takedownChecker struct{ s *Server }
+
+func (t takedownChecker) AccountTakendown(ctx context.Context, did string) (bool, error) {
+	return t.s.accountTakendown(ctx, did)
 }
