@@ -11,7 +11,9 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -20,11 +22,11 @@ import (
 // brings (did:web).
 
 func (s *Server) handleActivateAccount(c echo.Context) error {
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.activateAccount(c.Request().Context(), acct); err != nil {
+	if err := s.accounts.Activate(c.Request().Context(), acct); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -48,18 +50,18 @@ func (s *Server) handleDeactivateAccount(c echo.Context) error {
 		t := dt.Time()
 		deleteAfter = &t
 	}
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.deactivateAccount(c.Request().Context(), acct, deleteAfter); err != nil {
+	if err := s.accounts.Deactivate(c.Request().Context(), acct, deleteAfter); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
 }
 
 func (s *Server) handleRequestAccountDelete(c echo.Context) error {
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -86,14 +88,14 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(in.Password) > 512 || !verifyPassword(in.Password, acct.PasswordHash) {
+	if len(in.Password) > 512 || !accounts.VerifyPassword(in.Password, acct.PasswordHash) {
 		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid did or password")
 	}
 	// The token goes with the account row; checking it is enough.
 	if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposeDeleteAccount, in.Token); err != nil {
 		return emailTokenError(err)
 	}
-	if err := s.deleteAccount(ctx, acct.DID); err != nil {
+	if err := s.accounts.Delete(ctx, acct.DID); err != nil {
 		if errors.Is(err, accountstore.ErrNotFound) {
 			return xrpc.InvalidRequest("account not found") // deleted concurrently
 		}
@@ -131,7 +133,7 @@ func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) er
 	if iss != did {
 		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Missing auth to create account with did: %s", did)
 	}
-	handle, err := s.validateHandle(ctx, in.Handle, did.String())
+	handle, err := s.accounts.ValidateHandle(ctx, in.Handle, did.String())
 	if err != nil {
 		return err
 	}
@@ -148,7 +150,7 @@ func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) er
 	if err != nil {
 		return err
 	}
-	passwordHash, err := HashPassword(in.Password)
+	passwordHash, err := accounts.HashPassword(in.Password)
 	if err != nil {
 		return err
 	}
@@ -197,7 +199,7 @@ func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) er
 		return err
 	}
 	out := sessionOutput{AccessJwt: tokens.Access, RefreshJwt: tokens.Refresh, Handle: handle, DID: did.String()}
-	if ident, err := s.resolveDIDDoc(ctx, did, false); err == nil {
+	if ident, err := s.accounts.ResolveDIDDoc(ctx, did, false); err == nil {
 		if b, err := json.Marshal(ident.DIDDocument()); err == nil {
 			json.Unmarshal(b, &out.DIDDoc)
 		}

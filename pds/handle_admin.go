@@ -11,6 +11,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
@@ -65,14 +66,6 @@ func (s *Server) accountView(ctx context.Context, a *accountstore.Account) (*acc
 }
 
 // adminAccount loads the account named by a DID (or, where the lexicon allows it, a handle) for an admin call.
-func (s *Server) adminAccount(ctx context.Context, id string) (*accountstore.Account, error) {
-	acct, err := s.lookupAccount(ctx, id)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found: %s", id)
-	}
-	return acct, err
-}
-
 func (s *Server) handleAdminGetAccountInfo(c echo.Context) error {
 	ctx := c.Request().Context()
 	acct, err := s.accounts.AccountByDID(ctx, xrpc.ParamString(c, "did"))
@@ -162,12 +155,12 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 	subj := in.Subject
 	switch subj.Type {
 	case typeRepoRef:
-		acct, err := s.adminAccount(ctx, subj.DID)
+		acct, err := s.accounts.Find(ctx, subj.DID)
 		if err != nil {
 			return err
 		}
 		if in.Takedown != nil {
-			if err := s.setAccountTakedown(ctx, acct.DID, takedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
+			if err := s.accounts.TakeDownAccount(ctx, acct.DID, accounts.TakedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
 				return err
 			}
 		}
@@ -176,9 +169,9 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 				return err
 			}
 			if in.Deactivated.Applied && acct.DeactivatedAt == nil {
-				err = s.deactivateAccount(ctx, acct, nil)
+				err = s.accounts.Deactivate(ctx, acct, nil)
 			} else if !in.Deactivated.Applied && acct.DeactivatedAt != nil {
-				err = s.activateAccount(ctx, acct)
+				err = s.accounts.Activate(ctx, acct)
 			}
 			if err != nil {
 				return err
@@ -189,23 +182,23 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 		if err != nil || uri.Collection() == "" || uri.RecordKey() == "" {
 			return xrpc.InvalidRequest("Invalid record uri")
 		}
-		acct, err := s.adminAccount(ctx, uri.Authority().String())
+		acct, err := s.accounts.Find(ctx, uri.Authority().String())
 		if err != nil {
 			return err
 		}
 		if in.Takedown != nil {
 			canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
-			if err := s.setRecordTakedown(ctx, acct.DID, canonical, subj.CID, takedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
+			if err := s.accounts.TakeDownRecord(ctx, acct.DID, canonical, subj.CID, accounts.TakedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
 				return err
 			}
 		}
 	case typeRepoBlobRef:
-		acct, err := s.adminAccount(ctx, subj.DID)
+		acct, err := s.accounts.Find(ctx, subj.DID)
 		if err != nil {
 			return err
 		}
 		if in.Takedown != nil {
-			if err := s.setBlobTakedown(ctx, acct.DID, subj.CID, takedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
+			if err := s.accounts.TakeDownBlob(ctx, acct.DID, subj.CID, accounts.TakedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
 				return err
 			}
 		}
@@ -229,7 +222,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 		if err != nil || uri.Collection() == "" || uri.RecordKey() == "" {
 			return xrpc.InvalidRequest("Invalid record uri")
 		}
-		acct, err := s.lookupAccount(ctx, uri.Authority().String())
+		acct, err := s.accounts.Lookup(ctx, uri.Authority().String())
 		if errors.Is(err, accountstore.ErrNotFound) {
 			return notFound
 		}
@@ -249,7 +242,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		ref, err := s.recordTakedown(ctx, acct.DID, canonical)
+		ref, err := s.accounts.RecordTakedownRef(ctx, acct.DID, canonical)
 		if err != nil {
 			return err
 		}
@@ -300,11 +293,11 @@ func (s *Server) handleAdminUpdateAccountHandle(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.adminAccount(ctx, in.DID)
+	acct, err := s.accounts.Find(ctx, in.DID)
 	if err != nil {
 		return err
 	}
-	if err := s.updateHandle(ctx, acct, in.Handle); err != nil {
+	if err := s.accounts.ChangeHandle(ctx, acct, in.Handle); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -323,7 +316,7 @@ func (s *Server) handleAdminUpdateAccountEmail(c echo.Context) error {
 	if !validEmail(email) {
 		return xrpc.InvalidRequest("This email address is not supported, please use a different email.")
 	}
-	acct, err := s.adminAccount(ctx, in.Account)
+	acct, err := s.accounts.Find(ctx, in.Account)
 	if err != nil {
 		return err
 	}
@@ -360,9 +353,9 @@ func (s *Server) handleAdminDeleteAccount(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if err := s.deleteAccount(c.Request().Context(), in.DID); err != nil {
+	if err := s.accounts.Delete(c.Request().Context(), in.DID); err != nil {
 		if errors.Is(err, accountstore.ErrNotFound) {
-			return accountNotFound()
+			return accounts.NotFound()
 		}
 		return err
 	}

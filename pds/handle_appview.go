@@ -157,7 +157,7 @@ func (s *Server) handleGetFeed(c echo.Context) error {
 	if err != nil {
 		return xrpc.InvalidRequest("feed must be a valid at-uri")
 	}
-	acct, err := s.accountForService(ctx, v.DID.String())
+	acct, err := s.accounts.ByDID(ctx, v.DID)
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	}()
 
 	did := acct.DID
-	if down, err := s.blobTakendown(ctx, did, tmp.CID.String()); err != nil {
+	if down, err := s.accounts.BlobTakendown(ctx, did, tmp.CID.String()); err != nil {
 		return err
 	} else if down {
 		return xrpc.InvalidRequest("Blob has been takendown, cannot re-upload")
@@ -158,7 +158,7 @@ func (s *Server) handleSyncGetBlob(c echo.Context) error {
 	if row == nil || !row.Servable() {
 		return blobNotFound()
 	}
-	if down, err := s.blobTakendown(ctx, acct.DID, blobCID.String()); err != nil {
+	if down, err := s.accounts.BlobTakendown(ctx, acct.DID, blobCID.String()); err != nil {
 		return err
 	} else if down {
 		return blobNotFound()
@@ -273,7 +273,7 @@ func recordBlobRefs(rec *xrpc.RecordData) []repo.BlobRef {
 func (s *Server) checkBlobTakedowns(ctx context.Context, did string, ops []repo.WriteOp) error {
 	for _, op := range ops {
 		for _, ref := range op.Blobs {
-			if down, err := s.blobTakendown(ctx, did, ref.CID.String()); err != nil {
+			if down, err := s.accounts.BlobTakendown(ctx, did, ref.CID.String()); err != nil {
 				return err
 			} else if down {
 				return xrpc.NewError(http.StatusBadRequest, "BlobNotFound", "Could not find blob: %s", ref.CID)

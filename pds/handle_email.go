@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
@@ -87,16 +88,8 @@ func validEmail(email string) bool {
 }
 
 // viewerAccount loads the authenticated caller's account.
-func (s *Server) viewerAccount(c echo.Context) (*accountstore.Account, error) {
-	acct, err := s.accounts.AccountByDID(c.Request().Context(), auth.CallerOf(c).DID.String())
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-	}
-	return acct, err
-}
-
 func (s *Server) handleRequestEmailConfirmation(c echo.Context) error {
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -115,7 +108,7 @@ func (s *Server) handleConfirmEmail(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -132,7 +125,7 @@ func (s *Server) handleConfirmEmail(c echo.Context) error {
 }
 
 func (s *Server) handleRequestEmailUpdate(c echo.Context) error {
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -163,7 +156,7 @@ func (s *Server) handleUpdateEmail(c echo.Context) error {
 	if !validEmail(email) {
 		return xrpc.InvalidRequest("This email address is not supported, please use a different email.")
 	}
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -233,7 +226,7 @@ const maxPasswordLength = 256
 
 // setPassword changes an account's password and revokes every session (resetPassword, admin update).
 func (s *Server) setPassword(ctx context.Context, did, password string) error {
-	hash, err := HashPassword(password)
+	hash, err := accounts.HashPassword(password)
 	if err != nil {
 		return err
 	}

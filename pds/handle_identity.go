@@ -10,7 +10,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -31,7 +33,7 @@ func (s *Server) handleResolveHandle(c echo.Context) error {
 		return xrpc.NewError(http.StatusBadRequest, "HandleNotFound", "Unable to resolve handle")
 	}
 	// Resolution only (DNS, then HTTPS well-known), as the reference: the DID document need not agree.
-	did, err := s.resolveHandle(ctx, handle, false)
+	did, err := s.accounts.ResolveHandle(ctx, handle, false)
 	if err != nil {
 		return xrpc.InvalidRequest("Unable to resolve handle")
 	}
@@ -45,11 +47,11 @@ func (s *Server) handleUpdateHandle(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.updateHandle(c.Request().Context(), acct, in.Handle); err != nil {
+	if err := s.accounts.ChangeHandle(c.Request().Context(), acct, in.Handle); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -64,13 +66,13 @@ type recommendedCredentials struct {
 }
 
 func (s *Server) recommendedCredentials(acct *accountstore.Account) (*recommendedCredentials, error) {
-	key, err := signingDIDKey(acct)
+	key, err := accounts.SigningDIDKey(acct)
 	if err != nil {
 		return nil, err
 	}
 	out := &recommendedCredentials{
 		VerificationMethods: map[string]string{plc.VerificationMethodAtproto: key},
-		RotationKeys:        []string{s.rotationDIDKey()},
+		RotationKeys:        []string{s.accounts.RotationDIDKey()},
 		Services: map[string]plc.Service{
 			plc.ServiceAtprotoPDS: {Type: plc.ServiceTypeAtprotoPDS, Endpoint: s.cfg.PublicURL},
 		},
@@ -85,7 +87,7 @@ func (s *Server) recommendedCredentials(acct *accountstore.Account) (*recommende
 }
 
 func (s *Server) handleGetRecommendedDidCredentials(c echo.Context) error {
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -97,19 +99,8 @@ func (s *Server) handleGetRecommendedDidCredentials(c echo.Context) error {
 }
 
 // plcAccount loads the caller's account for the PLC operation endpoints: only did:plc has them.
-func (s *Server) plcAccount(c echo.Context) (*accountstore.Account, error) {
-	acct, err := s.viewerAccount(c)
-	if err != nil {
-		return nil, err
-	}
-	if !isPLC(acct.DID) {
-		return nil, xrpc.InvalidRequest("PLC operations are only for did:plc accounts")
-	}
-	return acct, nil
-}
-
 func (s *Server) handleRequestPlcOperationSignature(c echo.Context) error {
-	acct, err := s.plcAccount(c)
+	acct, err := s.accounts.PLCAccount(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -133,7 +124,7 @@ func (s *Server) handleSignPlcOperation(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.plcAccount(c)
+	acct, err := s.accounts.PLCAccount(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -144,7 +135,7 @@ func (s *Server) handleSignPlcOperation(c echo.Context) error {
 	if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, in.Token); err != nil {
 		return emailTokenError(err)
 	}
-	op, err := s.signedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
+	op, err := s.accounts.SignedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
 		if in.RotationKeys != nil {
 			op.RotationKeys = *in.RotationKeys
 		}
@@ -175,7 +166,7 @@ func (s *Server) handleSubmitPlcOperation(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.plcAccount(c)
+	acct, err := s.accounts.PLCAccount(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -188,11 +179,11 @@ func (s *Server) handleSubmitPlcOperation(c echo.Context) error {
 		return xrpc.InvalidRequest("Invalid operation")
 	}
 	// The checks of the reference: the operation must keep this server able to manage and serve the account.
-	signing, err := signingDIDKey(acct)
+	signing, err := accounts.SigningDIDKey(acct)
 	if err != nil {
 		return err
 	}
-	if op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.rotationDIDKey()}) != nil {
+	if op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.accounts.RotationDIDKey()}) != nil {
 		return xrpc.InvalidRequest("Rotation keys do not include server's rotation key")
 	}
 	if op.Services[plc.ServiceAtprotoPDS].Type != plc.ServiceTypeAtprotoPDS {
@@ -207,12 +198,12 @@ func (s *Server) handleSubmitPlcOperation(c echo.Context) error {
 	if acct.Handle != "" && (len(op.AlsoKnownAs) == 0 || op.AlsoKnownAs[0] != "at://"+acct.Handle) {
 		return xrpc.InvalidRequest("Incorrect handle in alsoKnownAs")
 	}
-	unlock := s.didLocks.lock(acct.DID)
+	unlock := s.accounts.Lock(acct.DID)
 	defer unlock()
 	if err := s.plc.Submit(ctx, acct.DID, op); err != nil {
-		return s.plcError(err)
+		return s.accounts.PLCError(err)
 	}
-	s.forgetIdentity(ctx, acct.DID)
+	s.accounts.ForgetIdentity(ctx, acct.DID)
 	if err := <-s.seq.EnqueueIdentity(acct.DID, acct.Handle); err != nil {
 		return err
 	}

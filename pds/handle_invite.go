@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -93,7 +94,7 @@ const maxOpenEarnedCodes = 5
 
 func (s *Server) handleGetAccountInviteCodes(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}

@@ -370,7 +370,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 
 // readableRepo resolves the repo parameter of a read (DID or handle) to an account that may be read.
 func (s *Server) readableAccount(c echo.Context, repoParam string) (*accountstore.Account, error) {
-	acct, err := s.lookupAccount(c.Request().Context(), repoParam)
+	acct, err := s.accounts.Lookup(c.Request().Context(), repoParam)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
 	}
@@ -411,7 +411,7 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	if want := xrpc.ParamString(c, "cid"); want != "" && want != recCID.String() {
 		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
 	}
-	if ref, err := s.recordTakedown(ctx, acct.DID, uri); err != nil {
+	if ref, err := s.accounts.RecordTakedownRef(ctx, acct.DID, uri); err != nil {
 		return err
 	} else if ref != "" {
 		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
@@ -447,7 +447,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	hidden, err := s.hiddenRecords(ctx, acct.DID)
+	hidden, err := s.accounts.HiddenRecords(ctx, acct.DID)
 	if err != nil {
 		return err
 	}
@@ -512,6 +512,6 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 		"did":             acct.DID,
 		"didDoc":          s.didDocument(acct),
 		"collections":     collections,
-		"handleIsCorrect": s.handleIsCorrect(ctx, acct),
+		"handleIsCorrect": s.accounts.HandleIsCorrect(ctx, acct),
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
@@ -82,7 +83,7 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	if in.DID != "" {
 		return s.createAccountWithDID(c, &in) // handle_account.go: an existing DID, proven by service auth
 	}
-	handle, err := s.normalizeServiceHandle(in.Handle)
+	handle, err := s.accounts.NormalizeServiceHandle(in.Handle)
 	if err != nil {
 		return err
 	}
@@ -124,7 +125,7 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	passwordHash, err := HashPassword(in.Password)
+	passwordHash, err := accounts.HashPassword(in.Password)
 	if err != nil {
 		return err
 	}
@@ -232,19 +233,6 @@ type createSessionInput struct {
 	AllowTakendown  bool   `json:"allowTakendown"`
 }
 
-// lookupAccount finds an account by handle, DID or email.
-func (s *Server) lookupAccount(ctx context.Context, identifier string) (*accountstore.Account, error) {
-	identifier = strings.TrimSpace(identifier)
-	switch {
-	case strings.HasPrefix(identifier, "did:"):
-		return s.accounts.AccountByDID(ctx, identifier)
-	case strings.Contains(identifier, "@"):
-		return s.accounts.AccountByEmail(ctx, identifier)
-	default:
-		return s.accounts.AccountByHandle(ctx, strings.ToLower(identifier))
-	}
-}
-
 func (s *Server) handleCreateSession(c echo.Context) error {
 	ctx := c.Request().Context()
 	var in createSessionInput
@@ -254,7 +242,7 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	if in.Identifier == "" || in.Password == "" {
 		return xrpc.InvalidRequest("identifier and password are required")
 	}
-	acct, err := s.lookupAccount(ctx, in.Identifier)
+	acct, err := s.accounts.Lookup(ctx, in.Identifier)
 	if err != nil && !errors.Is(err, accountstore.ErrNotFound) {
 		return err
 	}
@@ -263,7 +251,7 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	}
 	// The account password first, then the account's app passwords.
 	appPassword := ""
-	if !verifyPassword(in.Password, acct.PasswordHash) {
+	if !accounts.VerifyPassword(in.Password, acct.PasswordHash) {
 		ap, err := s.auth.VerifyAppPassword(ctx, acct.DID, in.Password)
 		if err != nil {
 			return err
@@ -364,7 +352,7 @@ func (s *Server) handleCheckAccountStatus(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"activated":          acct.DeactivatedAt == nil,
-		"validDid":           s.checkDIDDocument(ctx, acct) == nil,
+		"validDid":           s.accounts.CheckDIDDocument(ctx, acct) == nil,
 		"repoCommit":         head.Commit.String(),
 		"repoRev":            head.Rev,
 		"repoBlocks":         blocks,

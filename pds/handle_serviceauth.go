@@ -51,7 +51,7 @@ func (s *Server) handleGetServiceAuth(c echo.Context) error {
 	if lxm != "" && isProtectedMethod(lxm) {
 		return xrpc.InvalidRequest("cannot request a service auth token for the following protected method: %s", lxm)
 	}
-	acct, err := s.accountForService(ctx, v.DID.String())
+	acct, err := s.accounts.ByDID(ctx, v.DID)
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,7 @@ func (s *Server) handleSyncGetRecord(c echo.Context) error {
 	}
 	defer r.Release()
 	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
-	if ref, err := s.recordTakedown(c.Request().Context(), acct.DID, atURI(acct.DID, collection, rkey)); err != nil {
+	if ref, err := s.accounts.RecordTakedownRef(c.Request().Context(), acct.DID, atURI(acct.DID, collection, rkey)); err != nil {
 		return err
 	} else if ref != "" {
 		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record")

@@ -147,7 +147,7 @@ func (s *Server) resolveProxyTarget(ctx context.Context, header, nsid string) (*
 	if svc := s.configuredService(did, id); svc != nil {
 		return &proxyTarget{DID: did, ServiceID: id, URL: svc.URL}, nil
 	}
-	ident, err := s.resolveDIDDoc(ctx, syntax.DID(did), false)
+	ident, err := s.accounts.ResolveDIDDoc(ctx, syntax.DID(did), false)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // the client went away
@@ -186,13 +186,6 @@ func (s *Server) configuredService(did, id string) *ServiceConfig {
 	return nil
 }
 
-func accountLookupError(err error) error {
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-	}
-	return err
-}
-
 // handleProxy is the router's fallback: every /xrpc/<nsid> not served here.
 func (s *Server) handleProxy(c echo.Context) error {
 	nsid := xrpc.MethodNSID(c)
@@ -225,7 +218,7 @@ func (s *Server) proxyCall(c echo.Context, v *auth.Caller, nsid string) error {
 	if err != nil {
 		return err
 	}
-	acct, err := s.accountForService(ctx, v.DID.String())
+	acct, err := s.accounts.ByDID(ctx, v.DID)
 	if err != nil {
 		return err
 	}

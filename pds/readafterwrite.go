@@ -131,7 +131,7 @@ func (s *Server) handleReadAfterWrite(munge munger) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		acct, err := s.accountForService(ctx, v.DID.String())
+		acct, err := s.accounts.ByDID(ctx, v.DID)
 		if err != nil {
 			return err
 		}

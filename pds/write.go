@@ -19,7 +19,7 @@ import (
 // writableAccount resolves the repo named in a write request (DID or handle) and checks that the caller owns
 // it and may write to it.
 func (s *Server) writableAccount(ctx context.Context, v *auth.Caller, repoParam string) (*accountstore.Account, error) {
-	acct, err := s.lookupAccount(ctx, repoParam)
+	acct, err := s.accounts.Lookup(ctx, repoParam)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
 	}

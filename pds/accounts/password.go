@@ -1,4 +1,4 @@
-package pds
+package accounts
 
 import (
 	"crypto/rand"
@@ -26,7 +26,8 @@ func HashPassword(password string) (string, error) {
 	return saltHex + ":" + hex.EncodeToString(key), nil
 }
 
-func verifyPassword(password, stored string) bool {
+// VerifyPassword checks a password against its stored hash in constant time.
+func VerifyPassword(password, stored string) bool {
 	saltHex, hashHex, ok := strings.Cut(stored, ":")
 	if !ok {
 		return false

@@ -1,0 +1,13 @@
+// Package accounts owns what happens to an account as a whole: lookup, passwords, handles and identity
+// resolution (DID documents, PLC operations signed with the server's rotation key), activation, deactivation and
+// deletion (with the job that purges expired deactivated accounts), takedowns (cached in memory), and the
+// operator's account archives (export and import between two servers).
+//
+// A [Service] embeds the account store, so a plain row lookup is s.AccountByDID; the rest is methods that
+// change an account and announce it on the firehose. Each change to an account's identity or status holds the
+// account's lock ([Service.Lock]).
+//
+// It may not reach into the write path, the blob store, the firehose's subscribers or the proxy: what it needs
+// of blobs comes through [Blobs], wired by the server. Store errors of its concern are mapped to XRPC errors in
+// errors.go.
+package accounts
