@@ -17,7 +17,7 @@ import (
 	"github.com/pdsgo/pds/xrpc"
 )
 
-// The com.atproto.admin API: every method is behind requireAdmin (HTTP Basic admin:PDS_ADMIN_PASSWORD).
+// The com.atproto.admin API: every method is behind RequireAdmin (HTTP Basic admin:PDS_ADMIN_PASSWORD).
 
 const (
 	typeRepoRef     = "com.atproto.admin.defs#repoRef"
@@ -65,7 +65,6 @@ func (s *Server) accountView(ctx context.Context, a *accountstore.Account) (*acc
 	return v, nil
 }
 
-// adminAccount loads the account named by a DID (or, where the lexicon allows it, a handle) for an admin call.
 func (s *Server) handleAdminGetAccountInfo(c echo.Context) error {
 	ctx := c.Request().Context()
 	acct, err := s.accounts.AccountByDID(ctx, xrpc.ParamString(c, "did"))
@@ -313,7 +312,7 @@ func (s *Server) handleAdminUpdateAccountEmail(c echo.Context) error {
 		return err
 	}
 	email := strings.ToLower(strings.TrimSpace(in.Email))
-	if !validEmail(email) {
+	if !accounts.ValidEmail(email) {
 		return xrpc.InvalidRequest("This email address is not supported, please use a different email.")
 	}
 	acct, err := s.accounts.Find(ctx, in.Account)
@@ -337,10 +336,10 @@ func (s *Server) handleAdminUpdateAccountPassword(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if in.Password == "" || len(in.Password) > maxPasswordLength {
+	if in.Password == "" || len(in.Password) > accounts.MaxPasswordLength {
 		return xrpc.InvalidRequest("Invalid password length.")
 	}
-	if err := s.setPassword(c.Request().Context(), in.DID, in.Password); err != nil {
+	if err := s.accounts.SetPassword(c.Request().Context(), in.DID, in.Password); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -372,7 +371,7 @@ func (s *Server) handleAdminSetAccountInvites(disabled bool) echo.HandlerFunc {
 			return err
 		}
 		if err := s.accounts.SetInvitesDisabled(c.Request().Context(), in.Account, disabled); err != nil {
-			return inviteError(err)
+			return accounts.InviteError(err)
 		}
 		return c.NoContent(http.StatusOK)
 	}
@@ -387,7 +386,7 @@ func (s *Server) handleAdminDisableInviteCodes(c echo.Context) error {
 		return err
 	}
 	if err := s.accounts.DisableInviteCodes(c.Request().Context(), in.Codes, in.Accounts); err != nil {
-		return inviteError(err)
+		return accounts.InviteError(err)
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -403,7 +402,7 @@ func (s *Server) handleAdminGetInviteCodes(c echo.Context) error {
 	}
 	codes, cursor, err := s.accounts.ListInviteCodes(c.Request().Context(), sort, xrpc.ParamString(c, "cursor"), xrpc.ParamInt(c, "limit", 100))
 	if err != nil {
-		return inviteError(err)
+		return accounts.InviteError(err)
 	}
 	out := map[string]any{"codes": viewInviteCodes(codes)}
 	if cursor != "" {
@@ -443,7 +442,7 @@ func (s *Server) handleAdminSendEmail(c echo.Context) error {
 	if strings.Contains(in.Content, "<") {
 		htmlBody = in.Content
 	}
-	if err := s.sendMail(ctx, acct.Email, subject, in.Content, htmlBody); err != nil {
+	if err := s.accounts.SendMail(ctx, acct.Email, subject, in.Content, htmlBody); err != nil {
 		return err
 	}
 	s.log.Info("admin email sent", "recipient", acct.DID, "sender", in.SenderDID, "comment", in.Comment)

@@ -140,7 +140,7 @@ func blobNotFound() error {
 // running as a page of this origin.
 func (s *Server) handleSyncGetBlob(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.syncAccount(c)
+	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamString(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}

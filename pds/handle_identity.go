@@ -98,13 +98,12 @@ func (s *Server) handleGetRecommendedDidCredentials(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// plcAccount loads the caller's account for the PLC operation endpoints: only did:plc has them.
 func (s *Server) handleRequestPlcOperationSignature(c echo.Context) error {
 	acct, err := s.accounts.PLCAccount(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.sendEmailToken(c.Request().Context(), acct, accountstore.PurposePLCOperation, subjectPLCOperation); err != nil {
+	if err := s.accounts.SendEmailToken(c.Request().Context(), acct, accountstore.PurposePLCOperation); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -128,14 +127,7 @@ func (s *Server) handleSignPlcOperation(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if in.Token == "" {
-		return xrpc.InvalidRequest("email confirmation token required to sign PLC operations")
-	}
-	// Checked first, used up only once the operation is signed: a malformed request does not burn the token.
-	if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, in.Token); err != nil {
-		return emailTokenError(err)
-	}
-	op, err := s.accounts.SignedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
+	op, err := s.accounts.SignPLCOperation(ctx, acct, in.Token, func(op *plc.Operation) {
 		if in.RotationKeys != nil {
 			op.RotationKeys = *in.RotationKeys
 		}
@@ -151,9 +143,6 @@ func (s *Server) handleSignPlcOperation(c echo.Context) error {
 	})
 	if err != nil {
 		return err
-	}
-	if err := s.accounts.ConsumeEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, in.Token); err != nil {
-		return emailTokenError(err) // used concurrently
 	}
 	return c.JSON(http.StatusOK, map[string]any{"operation": op})
 }
@@ -178,33 +167,7 @@ func (s *Server) handleSubmitPlcOperation(c echo.Context) error {
 	if !ok || op.Validate() != nil {
 		return xrpc.InvalidRequest("Invalid operation")
 	}
-	// The checks of the reference: the operation must keep this server able to manage and serve the account.
-	signing, err := accounts.SigningDIDKey(acct)
-	if err != nil {
-		return err
-	}
-	if op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.accounts.RotationDIDKey()}) != nil {
-		return xrpc.InvalidRequest("Rotation keys do not include server's rotation key")
-	}
-	if op.Services[plc.ServiceAtprotoPDS].Type != plc.ServiceTypeAtprotoPDS {
-		return xrpc.InvalidRequest("Incorrect type on atproto_pds service")
-	}
-	if op.CheckAtproto(plc.AtprotoExpect{PDSEndpoint: s.cfg.PublicURL}) != nil {
-		return xrpc.InvalidRequest("Incorrect endpoint on atproto_pds service")
-	}
-	if op.CheckAtproto(plc.AtprotoExpect{SigningKey: signing}) != nil {
-		return xrpc.InvalidRequest("Incorrect signing key")
-	}
-	if acct.Handle != "" && (len(op.AlsoKnownAs) == 0 || op.AlsoKnownAs[0] != "at://"+acct.Handle) {
-		return xrpc.InvalidRequest("Incorrect handle in alsoKnownAs")
-	}
-	unlock := s.accounts.Lock(acct.DID)
-	defer unlock()
-	if err := s.plc.Submit(ctx, acct.DID, op); err != nil {
-		return s.accounts.PLCError(err)
-	}
-	s.accounts.ForgetIdentity(ctx, acct.DID)
-	if err := <-s.seq.EnqueueIdentity(acct.DID, acct.Handle); err != nil {
+	if err := s.accounts.SubmitPLCOperation(ctx, acct, op); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

@@ -11,7 +11,6 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
@@ -369,28 +368,9 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 }
 
 // readableRepo resolves the repo parameter of a read (DID or handle) to an account that may be read.
-func (s *Server) readableAccount(c echo.Context, repoParam string) (*accountstore.Account, error) {
-	acct, err := s.accounts.Lookup(c.Request().Context(), repoParam)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if acct.TakedownRef != "" {
-		return nil, xrpc.NewError(http.StatusBadRequest, "RepoTakendown", "Repo has been taken down: %s", acct.DID)
-	}
-	if acct.DeactivatedAt != nil {
-		if v := auth.CallerOf(c); v == nil || v.DID.String() != acct.DID {
-			return nil, xrpc.NewError(http.StatusBadRequest, "RepoDeactivated", "Repo has been deactivated: %s", acct.DID)
-		}
-	}
-	return acct, nil
-}
-
 func (s *Server) handleGetRecord(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.readableAccount(c, xrpc.ParamString(c, "repo"))
+	acct, err := s.accounts.Readable(c.Request().Context(), xrpc.ParamString(c, "repo"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -432,7 +412,7 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 
 func (s *Server) handleListRecords(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.readableAccount(c, xrpc.ParamString(c, "repo"))
+	acct, err := s.accounts.Readable(c.Request().Context(), xrpc.ParamString(c, "repo"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -491,7 +471,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 
 func (s *Server) handleDescribeRepo(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.readableAccount(c, xrpc.ParamString(c, "repo"))
+	acct, err := s.accounts.Readable(c.Request().Context(), xrpc.ParamString(c, "repo"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -510,7 +490,7 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{
 		"handle":          acct.Handle,
 		"did":             acct.DID,
-		"didDoc":          s.didDocument(acct),
+		"didDoc":          s.accounts.DIDDocument(acct),
 		"collections":     collections,
 		"handleIsCorrect": s.accounts.HandleIsCorrect(ctx, acct),
 	})

@@ -1,18 +1,15 @@
 package pds
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/mail"
 	"strings"
-	"time"
 
-	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
@@ -81,108 +78,14 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 		return xrpc.InvalidRequest("Password too long")
 	}
 	if in.DID != "" {
-		return s.createAccountWithDID(c, &in) // handle_account.go: an existing DID, proven by service auth
+		return s.createAccountWithDID(c, &in) // an existing DID, proven by service auth
 	}
-	handle, err := s.accounts.NormalizeServiceHandle(in.Handle)
+	acct, err := s.accounts.Create(ctx, accounts.NewAccount{
+		Handle: in.Handle, Email: in.Email, Password: in.Password, InviteCode: in.InviteCode, RecoveryKey: in.RecoveryKey,
+	})
 	if err != nil {
 		return err
 	}
-	if _, err := s.accounts.AccountByHandle(ctx, handle); err == nil {
-		return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
-	}
-	if _, err := s.accounts.AccountByEmail(ctx, in.Email); err == nil {
-		return xrpc.InvalidRequest("Email already taken: %s", in.Email)
-	}
-	rotationKeys := []string{}
-	if in.RecoveryKey != "" {
-		if _, err := atcrypto.ParsePublicDIDKey(in.RecoveryKey); err != nil {
-			return xrpc.InvalidRequest("Invalid recovery key: must be a did:key")
-		}
-		rotationKeys = append(rotationKeys, in.RecoveryKey)
-	}
-	if s.cfg.RecoveryDIDKey != "" {
-		rotationKeys = append(rotationKeys, s.cfg.RecoveryDIDKey)
-	}
-	rotPub, err := s.cfg.RotationKey.PublicKey()
-	if err != nil {
-		return err
-	}
-	rotationKeys = append(rotationKeys, rotPub.DIDKey())
-
-	signingKey, err := atcrypto.GeneratePrivateKeyK256()
-	if err != nil {
-		return err
-	}
-	signingPub, err := signingKey.PublicKey()
-	if err != nil {
-		return err
-	}
-	op := plc.NewGenesis(signingPub, rotationKeys, handle, s.cfg.PublicURL)
-	if err := op.Sign(s.cfg.RotationKey); err != nil {
-		return err
-	}
-	did, err := op.DID()
-	if err != nil {
-		return err
-	}
-	passwordHash, err := accounts.HashPassword(in.Password)
-	if err != nil {
-		return err
-	}
-	acct := &accountstore.Account{
-		DID:          did,
-		Handle:       handle,
-		Email:        in.Email,
-		PasswordHash: passwordHash,
-		SigningKey:   signingKey.Bytes(),
-		CreatedAt:    time.Now(),
-	}
-	// Order matters for crash safety (see recoverAccount): the DID exists at the PLC directory before
-	// anything local names it; the repo exists (with its genesis commit in the outbox, the account marked
-	// dirty) before the account row; the account row claims the handle and email atomically, and a failure
-	// there undoes the repo. A crash at any point leaves either nothing local (an unused DID at the
-	// directory, as the reference can) or an account whose creation events recovery emits.
-	if in.InviteCode != "" {
-		// Checked again atomically with the account row; checked here so a bad code costs no DID.
-		if err := s.accounts.InviteCodeAvailable(ctx, in.InviteCode); err != nil {
-			return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "Provided invite code not available")
-		}
-	}
-	if err := s.plc.Submit(ctx, did, op); err != nil {
-		s.log.Error("PLC directory refused the genesis operation", "did", did, "err", err)
-		return xrpc.NewError(http.StatusBadGateway, "UpstreamFailure", "The PLC directory did not accept the new DID")
-	}
-	undo := func() {
-		bg := context.WithoutCancel(ctx)
-		s.repos.Delete(bg, syntax.DID(did))
-		s.seq.Forget(bg, did)
-	}
-	if err := s.seq.MarkDirty(ctx, did); err != nil {
-		return err
-	}
-	commit, err := s.repos.Create(ctx, syntax.DID(did), signingKey)
-	if err != nil {
-		undo()
-		return err
-	}
-	if err := s.accounts.CreateAccount(ctx, acct, in.InviteCode); err != nil {
-		undo()
-		switch {
-		case errors.Is(err, accountstore.ErrHandleTaken):
-			return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
-		case errors.Is(err, accountstore.ErrEmailTaken):
-			return xrpc.InvalidRequest("Email already taken: %s", in.Email)
-		case errors.Is(err, accountstore.ErrInvalidInvite):
-			return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "Provided invite code not available")
-		}
-		return err
-	}
-	// Same order as the reference: identity, account, commit, sync.
-	s.seq.EnqueueIdentity(did, handle)
-	s.seq.EnqueueAccount(did, true, "")
-	s.seq.EnqueueCommit(commit.Event)
-	s.seq.EnqueueSync(did, commit.Rev, commit.SyncCAR())
-
 	tokens, err := s.auth.CreateSession(ctx, acct, "")
 	if err != nil {
 		return err
@@ -190,40 +93,54 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	return c.JSON(http.StatusOK, sessionOutput{
 		AccessJwt:  tokens.Access,
 		RefreshJwt: tokens.Refresh,
-		Handle:     handle,
-		DID:        did,
-		DIDDoc:     s.didDocument(acct),
+		Handle:     acct.Handle,
+		DID:        acct.DID,
+		DIDDoc:     s.accounts.DIDDocument(acct),
 	})
 }
 
-// didDocument is the DID document this server maintains for a hosted account.
-func (s *Server) didDocument(acct *accountstore.Account) map[string]any {
-	vm := []any{}
-	if key, err := acct.Signer(); err == nil {
-		if pub, err := key.PublicKey(); err == nil {
-			vm = append(vm, map[string]any{
-				"id":                 acct.DID + "#atproto",
-				"type":               "Multikey",
-				"controller":         acct.DID,
-				"publicKeyMultibase": pub.Multibase(),
-			})
+// createAccountWithDID creates an account for a DID the caller already controls (accounts.CreateWithDID): the
+// caller proves control with a service-auth JWT signed by the key in the DID document as it is now (for a
+// migration: issued by the old PDS with getServiceAuth, aud this server's DID, lxm createAccount).
+func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) error {
+	ctx := c.Request().Context()
+	did, err := syntax.ParseDID(in.DID)
+	if err != nil {
+		return xrpc.InvalidRequest("Invalid DID: %s", in.DID)
+	}
+	if did.Method() != "web" && did.Method() != "plc" {
+		return xrpc.InvalidRequest("Unsupported DID method: %s", did.Method())
+	}
+	raw, ok := xrpc.BearerToken(c.Request())
+	if !ok {
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Missing auth to create account with did: %s", did)
+	}
+	iss, err := s.auth.ServiceAuth(ctx, raw, "com.atproto.server.createAccount")
+	if err != nil {
+		s.log.Info("createAccount: service auth refused", "did", did, "err", err)
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Service auth token could not be verified for did: %s", did)
+	}
+	if iss != did {
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Missing auth to create account with did: %s", did)
+	}
+	acct, undo, err := s.accounts.CreateWithDID(ctx, did, accounts.NewAccount{
+		Handle: in.Handle, Email: in.Email, Password: in.Password, InviteCode: in.InviteCode,
+	})
+	if err != nil {
+		return err
+	}
+	tokens, err := s.auth.CreateSession(ctx, acct, "")
+	if err != nil {
+		undo()
+		return err
+	}
+	out := sessionOutput{AccessJwt: tokens.Access, RefreshJwt: tokens.Refresh, Handle: acct.Handle, DID: acct.DID}
+	if ident, err := s.accounts.ResolveDIDDoc(ctx, did, false); err == nil {
+		if b, err := json.Marshal(ident.DIDDocument()); err == nil {
+			json.Unmarshal(b, &out.DIDDoc)
 		}
 	}
-	return map[string]any{
-		"@context": []string{
-			"https://www.w3.org/ns/did/v1",
-			"https://w3id.org/security/multikey/v1",
-			"https://w3id.org/security/suites/secp256k1-2019/v1",
-		},
-		"id":                 acct.DID,
-		"alsoKnownAs":        []string{"at://" + acct.Handle},
-		"verificationMethod": vm,
-		"service": []any{map[string]any{
-			"id":              "#atproto_pds",
-			"type":            "AtprotoPersonalDataServer",
-			"serviceEndpoint": s.cfg.PublicURL,
-		}},
-	}
+	return c.JSON(http.StatusOK, out)
 }
 
 type createSessionInput struct {
@@ -278,7 +195,7 @@ func (s *Server) sessionOutput(acct *accountstore.Account, tokens *auth.TokenPai
 	out := sessionOutput{
 		Handle:          acct.Handle,
 		DID:             acct.DID,
-		DIDDoc:          s.didDocument(acct),
+		DIDDoc:          s.accounts.DIDDocument(acct),
 		Email:           acct.Email,
 		EmailConfirmed:  &confirmed,
 		EmailAuthFactor: &factor,
@@ -380,23 +297,9 @@ func (s *Server) handleCreateInviteCode(c echo.Context) error {
 	if forAccount == "" {
 		forAccount = "admin"
 	}
-	code := inviteCode(s.cfg.Hostname)
+	code := accounts.NewInviteCode(s.cfg.Hostname)
 	if err := s.accounts.CreateInviteCode(c.Request().Context(), code, in.UseCount, forAccount, "admin"); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"code": code})
-}
-
-// inviteCode makes a code in the reference's shape: <hostname with dashes>-xxxxx-xxxxx.
-func inviteCode(hostname string) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-	b := []byte(auth.RandomID())
-	part := func(off int) string {
-		out := make([]byte, 5)
-		for i := range out {
-			out[i] = alphabet[int(b[off+i])%len(alphabet)]
-		}
-		return string(out)
-	}
-	return strings.ReplaceAll(hostname, ".", "-") + "-" + part(0) + "-" + part(5)
 }

@@ -167,13 +167,15 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 	}
 	s.accounts = accounts.New(accounts.Config{
 		PublicURL:            cfg.PublicURL,
+		Hostname:             cfg.Hostname,
 		ServiceDID:           cfg.ServiceDID,
 		ServiceHandleDomains: cfg.ServiceHandleDomains,
 		RotationKey:          cfg.RotationKey,
+		RecoveryDIDKey:       cfg.RecoveryDIDKey,
 		DataDirectory:        cfg.DataDirectory,
 		ResolverTimeout:      resolverTimeout(cfg),
 	}, accounts.Deps{
-		Store: store, Repos: s.repos, Seq: s.seq, PLC: s.plc, IDs: ids, Log: log,
+		Store: store, Repos: s.repos, Seq: s.seq, PLC: s.plc, IDs: ids, Mailer: s.mailer, Log: log,
 		Blobs:     accountBlobs{s},
 		RepoError: repoError,
 	})

@@ -7,7 +7,10 @@
 // change an account and announce it on the firehose. Each change to an account's identity or status holds the
 // account's lock ([Service.Lock]).
 //
-// It may not reach into the write path, the blob store, the firehose's subscribers or the proxy: what it needs
-// of blobs comes through [Blobs], wired by the server. Store errors of its concern are mapped to XRPC errors in
-// errors.go.
+// It touches the repository store only for whole repositories (create, import, export, delete) and the
+// sequencer only for account-level events (#identity, #account, #sync, and a new account's first commit);
+// record writes are the write path's. It may not reach into the write path, the blob store, the firehose's
+// subscribers or the proxy: what it needs of blobs comes through [Blobs], and the write path's repository
+// error mapping through Deps.RepoError, both wired by the server. Its own store and directory errors are
+// mapped to XRPC errors in errors.go.
 package accounts

@@ -47,3 +47,27 @@ func trimSentinel(err, sentinel error) string {
 	}
 	return msg
 }
+
+// EmailTokenError maps the store's token errors to the reference's XRPC errors.
+func EmailTokenError(err error) error {
+	switch {
+	case errors.Is(err, accountstore.ErrInvalidToken):
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidToken, "Token is invalid")
+	case errors.Is(err, accountstore.ErrExpiredToken):
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameExpiredToken, "Token is expired")
+	}
+	return err
+}
+
+// InviteError maps the store's invite errors.
+func InviteError(err error) error {
+	switch {
+	case errors.Is(err, accountstore.ErrCannotDisableAdminCodes):
+		return xrpc.InvalidRequest("cannot disable admin invite codes")
+	case errors.Is(err, accountstore.ErrInvalidCursor):
+		return xrpc.InvalidRequest("Malformed cursor")
+	case errors.Is(err, accountstore.ErrNotFound):
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
+	}
+	return err
+}

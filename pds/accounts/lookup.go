@@ -54,3 +54,40 @@ func (s *Service) PLCAccount(ctx context.Context, did syntax.DID) (*accountstore
 	}
 	return acct, nil
 }
+
+// ForSync loads the account a sync read names (did). Deactivated and taken-down repos are hidden from everyone
+// but their owner (deactivated) as in the reference; viewer is the authenticated caller ("" for none).
+func (s *Service) ForSync(ctx context.Context, did string, viewer syntax.DID) (*accountstore.Account, error) {
+	acct, err := s.AccountByDID(ctx, did)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoNotFound, "Could not find repo for DID: %s", did)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.TakedownRef != "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", did)
+	}
+	if acct.DeactivatedAt != nil && viewer.String() != acct.DID {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", did)
+	}
+	return acct, nil
+}
+
+// Readable loads the account a record read names (DID or handle), hidden as for ForSync.
+func (s *Service) Readable(ctx context.Context, repoParam string, viewer syntax.DID) (*accountstore.Account, error) {
+	acct, err := s.Lookup(ctx, repoParam)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.TakedownRef != "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", acct.DID)
+	}
+	if acct.DeactivatedAt != nil && viewer.String() != acct.DID {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", acct.DID)
+	}
+	return acct, nil
+}

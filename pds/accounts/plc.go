@@ -142,3 +142,54 @@ func (s *Service) CurrentSigningKey(ctx context.Context, did string) (atcrypto.P
 	}
 	return pub, nil
 }
+
+// SubmitPLCOperation submits an operation the user had signed for acct (submitPlcOperation) after the
+// reference's checks that it keeps this server able to manage and serve the account, and announces #identity.
+func (s *Service) SubmitPLCOperation(ctx context.Context, acct *accountstore.Account, op *plc.Operation) error {
+	signing, err := SigningDIDKey(acct)
+	if err != nil {
+		return err
+	}
+	if op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.RotationDIDKey()}) != nil {
+		return xrpc.InvalidRequest("Rotation keys do not include server's rotation key")
+	}
+	if op.Services[plc.ServiceAtprotoPDS].Type != plc.ServiceTypeAtprotoPDS {
+		return xrpc.InvalidRequest("Incorrect type on atproto_pds service")
+	}
+	if op.CheckAtproto(plc.AtprotoExpect{PDSEndpoint: s.cfg.PublicURL}) != nil {
+		return xrpc.InvalidRequest("Incorrect endpoint on atproto_pds service")
+	}
+	if op.CheckAtproto(plc.AtprotoExpect{SigningKey: signing}) != nil {
+		return xrpc.InvalidRequest("Incorrect signing key")
+	}
+	if acct.Handle != "" && (len(op.AlsoKnownAs) == 0 || op.AlsoKnownAs[0] != "at://"+acct.Handle) {
+		return xrpc.InvalidRequest("Incorrect handle in alsoKnownAs")
+	}
+	unlock := s.locks.lock(acct.DID)
+	defer unlock()
+	if err := s.d.PLC.Submit(ctx, acct.DID, op); err != nil {
+		return s.PLCError(err)
+	}
+	s.ForgetIdentity(ctx, acct.DID)
+	return <-s.d.Seq.EnqueueIdentity(acct.DID, acct.Handle)
+}
+
+// SignPLCOperation signs, with the server's rotation key, the operation that follows the account's last one
+// with mutate applied (signPlcOperation). token is the PLC-operation email token: checked first, used up only
+// once the operation is signed, so a malformed request does not burn it.
+func (s *Service) SignPLCOperation(ctx context.Context, acct *accountstore.Account, token string, mutate func(*plc.Operation)) (*plc.Operation, error) {
+	if token == "" {
+		return nil, xrpc.InvalidRequest("email confirmation token required to sign PLC operations")
+	}
+	if err := s.CheckEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, token); err != nil {
+		return nil, EmailTokenError(err)
+	}
+	op, err := s.SignedPLCUpdate(ctx, acct.DID, mutate)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ConsumeEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, token); err != nil {
+		return nil, EmailTokenError(err) // used concurrently
+	}
+	return op, nil
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/mailer"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/repo"
 )
@@ -19,9 +20,12 @@ import (
 // Config is what accounts needs of the server's configuration.
 type Config struct {
 	PublicURL            string
+	Hostname             string // named in emails
 	ServiceDID           string
 	ServiceHandleDomains []string
 	RotationKey          *atcrypto.PrivateKeyK256
+	// RecoveryDIDKey is an operator-held rotation key added to new did:plc accounts ("" for none).
+	RecoveryDIDKey string
 	// DataDirectory holds the spool files of account exports.
 	DataDirectory string
 	// ResolverTimeout bounds one identity resolution (DNS, HTTPS, DID document).
@@ -52,7 +56,9 @@ type Deps struct {
 	Seq   *sequencer.Sequencer
 	PLC   *plc.Client
 	IDs   *Directories
-	Blobs Blobs
+	// Mailer sends the email tokens and the operator's messages.
+	Mailer mailer.Mailer
+	Blobs  Blobs
 	// RepoError maps a repository store error to an XRPC error (the write path's mapping).
 	RepoError func(error) error
 	Log       *slog.Logger

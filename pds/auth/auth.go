@@ -375,6 +375,14 @@ func CallerOf(c echo.Context) *Caller {
 	return v
 }
 
+// CallerDID is the DID of the caller that RequireAuth or OptionalAuth set, or "" for none.
+func CallerDID(c echo.Context) syntax.DID {
+	if v := CallerOf(c); v != nil {
+		return v.DID
+	}
+	return ""
+}
+
 // RequireAdmin checks HTTP Basic admin:<PDS_ADMIN_PASSWORD> in constant time.
 func (v *Verifier) RequireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
