@@ -70,7 +70,7 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("com.atproto.admin.disableInviteCodes", s.handleAdminDisableInviteCodes, admin)
 	r.Query("com.atproto.admin.getInviteCodes", s.handleAdminGetInviteCodes, admin)
 	r.Procedure("com.atproto.admin.sendEmail", s.handleAdminSendEmail, admin)
-	// Operator account archives (account_archive.go: pds account export / import); not in the reference.
+	// Operator account archives (pds/accounts archive.go: pds account export / import); not in the reference.
 	r.Procedure("org.pdsgo.admin.exportAccount", s.handleAdminExportAccount, admin)
 	r.Procedure("org.pdsgo.admin.importAccount", s.handleAdminImportAccount, admin)
 

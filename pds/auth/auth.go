@@ -69,7 +69,9 @@ type TakedownChecker interface {
 	AccountTakendown(ctx context.Context, did string) (bool, error)
 }
 
-// TokenVerifier verifies a credential of another kind than the session JWTs (OAuth DPoP-bound access tokens).
+// TokenVerifier verifies a credential of another kind than the session JWTs (OAuth DPoP-bound access tokens):
+// the token, its proof of possession, and its permissions against level. Authenticate then applies the
+// takedown check as for sessions.
 type TokenVerifier interface {
 	Verify(r *http.Request, token string, level Level) (*Caller, error)
 }
@@ -337,13 +339,34 @@ func (v *Verifier) OptionalAuth(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // Authenticate turns a request's credentials into its caller, refusing scopes that level does not accept and,
-// unless level accepts them, taken-down accounts.
+// unless level accepts them, taken-down accounts. This is the one place a credential is checked.
 func (v *Verifier) Authenticate(r *http.Request, level Level) (*Caller, error) {
-	if v.OAuth != nil {
-		if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "DPoP "); ok {
-			return v.OAuth.Verify(r, tok, level)
+	var caller *Caller
+	var err error
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "DPoP "); ok && v.OAuth != nil {
+		caller, err = v.OAuth.Verify(r, tok, level) // checks the token's permissions against level
+	} else {
+		caller, err = v.sessionCaller(r, level)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Access tokens outlive a takedown by up to their 2 h lifetime: refuse them where the limited takendown
+	// scope is not accepted (an in-memory check).
+	if level != Takendown && level != FullTakendown {
+		down, err := v.takedowns.AccountTakendown(r.Context(), caller.DID.String())
+		if err != nil {
+			return nil, err
+		}
+		if down {
+			return nil, xrpc.NewError(http.StatusUnauthorized, xrpc.NameAccountTakedown, "Account has been taken down")
 		}
 	}
+	return caller, nil
+}
+
+// sessionCaller checks a session access token (Authorization: Bearer).
+func (v *Verifier) sessionCaller(r *http.Request, level Level) (*Caller, error) {
 	raw, ok := xrpc.BearerToken(r)
 	if !ok {
 		return nil, xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthMissing, "Authentication Required")
@@ -354,17 +377,6 @@ func (v *Verifier) Authenticate(r *http.Request, level Level) (*Caller, error) {
 	}
 	if !scopeAllowed(scope, level) {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidToken, "Bad token scope")
-	}
-	// Access tokens outlive a takedown by up to their 2 h lifetime: refuse them where the limited takendown
-	// scope is not accepted (an in-memory check).
-	if level != Takendown && level != FullTakendown {
-		down, err := v.takedowns.AccountTakendown(r.Context(), did)
-		if err != nil {
-			return nil, err
-		}
-		if down {
-			return nil, xrpc.NewError(http.StatusUnauthorized, xrpc.NameAccountTakedown, "Account has been taken down")
-		}
 	}
 	return &Caller{DID: syntax.DID(did), Scope: scope}, nil
 }
