@@ -273,7 +273,7 @@ func (s *Service) Export(ctx context.Context, did string, opts ExportOptions, w 
 // handoffOperation signs, with this server's rotation key, the PLC operation that moves acct to the target:
 // its PDS endpoint, and the target's rotation key in place of this server's.
 func (s *Service) handoffOperation(ctx context.Context, acct *accountstore.Account, opts ExportOptions) (*plc.Operation, error) {
-	if !IsPLC(acct.DID) {
+	if !isPLC(acct.DID) {
 		return nil, xrpc.InvalidRequest("%s is not a did:plc: point its DID document at the target yourself", acct.DID)
 	}
 	if !strings.HasPrefix(opts.TargetURL, "https://") && !strings.HasPrefix(opts.TargetURL, "http://") {
@@ -283,7 +283,7 @@ func (s *Service) handoffOperation(ctx context.Context, acct *accountstore.Accou
 		return nil, xrpc.InvalidRequest("targetRotationKey must be the target server's rotation key (a did:key)")
 	}
 	ours := s.RotationDIDKey()
-	return s.SignedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
+	return s.signedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
 		if op.Services == nil {
 			op.Services = map[string]plc.Service{}
 		}
@@ -511,8 +511,8 @@ func (s *Service) submitHandoff(ctx context.Context, acct *accountstore.Account,
 		return xrpc.InvalidRequest("The archive's PLC operation does not hand the account to this server (%s): export again with this server's URL and rotation key", strings.TrimPrefix(err.Error(), "plc: "))
 	}
 	if err := s.d.PLC.Submit(ctx, acct.DID, op); err != nil {
-		return s.PLCError(err)
+		return s.plcError(err)
 	}
-	s.ForgetIdentity(ctx, acct.DID)
+	s.forgetIdentity(ctx, acct.DID)
 	return nil
 }

@@ -29,7 +29,7 @@ type NewAccount struct {
 // the operator's, then the server's) goes to the PLC directory, then the repository and the account row are
 // made and the creation events (#identity, #account, #commit, #sync) sequenced.
 func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Account, error) {
-	handle, err := s.NormalizeServiceHandle(in.Handle)
+	handle, err := s.normalizeServiceHandle(in.Handle)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Acco
 // operation signed by the old PDS, or the did:web document) and calls activateAccount, which checks it.
 // Nothing is written to PLC here. undo removes the account again if what the caller does next fails.
 func (s *Service) CreateWithDID(ctx context.Context, did syntax.DID, in NewAccount) (acct *accountstore.Account, undo func(), err error) {
-	handle, err := s.ValidateHandle(ctx, in.Handle, did.String())
+	handle, err := s.validateHandle(ctx, in.Handle, did.String())
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,17 +16,17 @@ func NotFound() error {
 	return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
 }
 
-// LookupError maps an account lookup failure: accountstore.ErrNotFound is AccountNotFound.
-func LookupError(err error) error {
+// lookupError maps an account lookup failure: accountstore.ErrNotFound is AccountNotFound.
+func lookupError(err error) error {
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return NotFound()
 	}
 	return err
 }
 
-// PLCError turns a PLC directory failure into an XRPC error: a refusal (4xx) is the client's problem and carries
+// plcError turns a PLC directory failure into an XRPC error: a refusal (4xx) is the client's problem and carries
 // the directory's message; anything else is an upstream failure (logged).
-func (s *Service) PLCError(err error) error {
+func (s *Service) plcError(err error) error {
 	var pe *plc.Error
 	if errors.As(err, &pe) && pe.StatusCode >= 400 && pe.StatusCode < 500 {
 		return xrpc.InvalidRequest("The PLC directory refused the operation: %s", pe.Message)

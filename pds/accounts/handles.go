@@ -29,8 +29,8 @@ func init() {
 	}
 }
 
-// NormalizeServiceHandle checks a handle requested on this server's handle domains and returns it lower-cased.
-func (s *Service) NormalizeServiceHandle(raw string) (string, error) {
+// normalizeServiceHandle checks a handle requested on this server's handle domains and returns it lower-cased.
+func (s *Service) normalizeServiceHandle(raw string) (string, error) {
 	h, err := syntax.ParseHandle(strings.TrimSpace(raw))
 	if err != nil {
 		return "", invalidHandle("Input/handle must be a valid handle")
@@ -61,17 +61,17 @@ func (s *Service) NormalizeServiceHandle(raw string) (string, error) {
 	return "", invalidHandle("Handle must use one of this server's domains: " + strings.Join(s.cfg.ServiceHandleDomains, ", "))
 }
 
-// ValidateHandle normalizes a requested handle for the account did: a handle on the service domains must meet
+// validateHandle normalizes a requested handle for the account did: a handle on the service domains must meet
 // their rules; any other domain must already resolve (DNS TXT or HTTPS well-known) to did. did == "" (a new
 // account that brings no DID) allows only the service domains.
-func (s *Service) ValidateHandle(ctx context.Context, raw, did string) (string, error) {
+func (s *Service) validateHandle(ctx context.Context, raw, did string) (string, error) {
 	h, err := syntax.ParseHandle(strings.TrimSpace(raw))
 	if err != nil {
 		return "", invalidHandle("Input/handle must be a valid handle")
 	}
 	h = h.Normalize()
 	if s.isServiceHandle(h.String()) {
-		return s.NormalizeServiceHandle(h.String())
+		return s.normalizeServiceHandle(h.String())
 	}
 	if !h.AllowedTLD() {
 		return "", invalidHandle("Handle TLD is invalid or disallowed")
@@ -109,7 +109,7 @@ func withHandle(aka []string, handle string) []string {
 func (s *Service) ChangeHandle(ctx context.Context, acct *accountstore.Account, handle string) error {
 	unlock := s.locks.lock(acct.DID)
 	defer unlock()
-	handle, err := s.ValidateHandle(ctx, handle, acct.DID)
+	handle, err := s.validateHandle(ctx, handle, acct.DID)
 	if err != nil {
 		return err
 	}
@@ -118,15 +118,15 @@ func (s *Service) ChangeHandle(ctx context.Context, acct *accountstore.Account, 
 	} else if err != nil && !errors.Is(err, accountstore.ErrNotFound) {
 		return err
 	}
-	if IsPLC(acct.DID) {
-		op, err := s.SignedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
+	if isPLC(acct.DID) {
+		op, err := s.signedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
 			op.AlsoKnownAs = withHandle(op.AlsoKnownAs, handle)
 		})
 		if err != nil {
 			return err
 		}
 		if err := s.d.PLC.Submit(ctx, acct.DID, op); err != nil {
-			return s.PLCError(err)
+			return s.plcError(err)
 		}
 	} else {
 		ident, err := s.ResolveDIDDoc(ctx, syntax.DID(acct.DID), true)
@@ -144,7 +144,7 @@ func (s *Service) ChangeHandle(ctx context.Context, acct *accountstore.Account, 
 		}
 		return err
 	}
-	s.ForgetIdentity(ctx, acct.DID, acct.Handle, handle)
+	s.forgetIdentity(ctx, acct.DID, acct.Handle, handle)
 	acct.Handle = handle
 	return <-s.d.Seq.EnqueueIdentity(acct.DID, handle)
 }

@@ -213,8 +213,8 @@ func (s *Service) ResolveDIDDoc(ctx context.Context, did syntax.DID, fresh bool)
 	return s.d.IDs.docs.LookupDID(ctx, did)
 }
 
-// ForgetIdentity drops cached resolutions after this server changed them.
-func (s *Service) ForgetIdentity(ctx context.Context, did string, handles ...string) {
+// forgetIdentity drops cached resolutions after this server changed them.
+func (s *Service) forgetIdentity(ctx context.Context, did string, handles ...string) {
 	ids := []syntax.AtIdentifier{}
 	if d, err := syntax.ParseDID(did); err == nil {
 		ids = append(ids, d.AtIdentifier())

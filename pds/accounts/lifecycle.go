@@ -121,7 +121,7 @@ func (s *Service) deleteLocked(ctx context.Context, acct *accountstore.Account) 
 	} else if err := s.d.Seq.PurgeAccount(ctx, did); err != nil {
 		errs = append(errs, err)
 	}
-	s.ForgetIdentity(ctx, did, acct.Handle)
+	s.forgetIdentity(ctx, did, acct.Handle)
 	return errors.Join(errs...)
 }
 

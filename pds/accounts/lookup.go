@@ -38,7 +38,7 @@ func (s *Service) Find(ctx context.Context, identifier string) (*accountstore.Ac
 func (s *Service) ByDID(ctx context.Context, did syntax.DID) (*accountstore.Account, error) {
 	acct, err := s.AccountByDID(ctx, did.String())
 	if err != nil {
-		return nil, LookupError(err)
+		return nil, lookupError(err)
 	}
 	return acct, nil
 }
@@ -49,7 +49,7 @@ func (s *Service) PLCAccount(ctx context.Context, did syntax.DID) (*accountstore
 	if err != nil {
 		return nil, err
 	}
-	if !IsPLC(acct.DID) {
+	if !isPLC(acct.DID) {
 		return nil, xrpc.InvalidRequest("PLC operations are only for did:plc accounts")
 	}
 	return acct, nil

@@ -14,8 +14,8 @@ import (
 	"github.com/pdsgo/pds/xrpc"
 )
 
-// IsPLC reports whether did is a did:plc.
-func IsPLC(did string) bool { return strings.HasPrefix(did, "did:plc:") }
+// isPLC reports whether did is a did:plc.
+func isPLC(did string) bool { return strings.HasPrefix(did, "did:plc:") }
 
 // SigningDIDKey is the did:key of the account's repo signing key.
 func SigningDIDKey(acct *accountstore.Account) (string, error) {
@@ -39,9 +39,9 @@ func (s *Service) RotationDIDKey() string {
 	return pub.DIDKey()
 }
 
-// SignedPLCUpdate builds the operation that follows did's last one with mutate applied, checks its shape and
+// signedPLCUpdate builds the operation that follows did's last one with mutate applied, checks its shape and
 // signs it with the server's rotation key.
-func (s *Service) SignedPLCUpdate(ctx context.Context, did string, mutate func(*plc.Operation)) (*plc.Operation, error) {
+func (s *Service) signedPLCUpdate(ctx context.Context, did string, mutate func(*plc.Operation)) (*plc.Operation, error) {
 	var op *plc.Operation
 	last, err := s.d.PLC.GetLastOp(ctx, did)
 	switch {
@@ -56,11 +56,11 @@ func (s *Service) SignedPLCUpdate(ctx context.Context, did string, mutate func(*
 		// next one from the current state and the log's last CID instead.
 		data, derr := s.d.PLC.GetDocumentData(ctx, did)
 		if derr != nil {
-			return nil, s.PLCError(derr)
+			return nil, s.plcError(derr)
 		}
 		prev, derr := s.d.PLC.LastCID(ctx, did)
 		if derr != nil {
-			return nil, s.PLCError(derr)
+			return nil, s.plcError(derr)
 		}
 		op = plc.UpdateFrom(data, prev, mutate)
 	}
@@ -81,13 +81,13 @@ func (s *Service) CheckDIDDocument(ctx context.Context, acct *accountstore.Accou
 		return err
 	}
 	var endpoint, key string
-	if IsPLC(acct.DID) {
+	if isPLC(acct.DID) {
 		data, err := s.d.PLC.GetDocumentData(ctx, acct.DID)
 		if err != nil {
 			if errors.Is(err, plc.ErrNotFound) {
 				return xrpc.InvalidRequest("Could not resolve DID")
 			}
-			return s.PLCError(err)
+			return s.plcError(err)
 		}
 		if !slices.Contains(data.RotationKeys, s.RotationDIDKey()) {
 			return xrpc.InvalidRequest("Server rotation key not included in PLC DID data")
@@ -116,13 +116,13 @@ func (s *Service) CheckDIDDocument(ctx context.Context, acct *accountstore.Accou
 // according to the document as it is now.
 func (s *Service) CurrentSigningKey(ctx context.Context, did string) (atcrypto.PublicKey, error) {
 	var key string
-	if IsPLC(did) {
+	if isPLC(did) {
 		data, err := s.d.PLC.GetDocumentData(ctx, did)
 		if errors.Is(err, plc.ErrNotFound) || errors.Is(err, plc.ErrTombstoned) {
 			return nil, xrpc.InvalidRequest("Could not resolve DID: %s", did)
 		}
 		if err != nil {
-			return nil, s.PLCError(err)
+			return nil, s.plcError(err)
 		}
 		key = data.SigningKey()
 	} else {
@@ -168,9 +168,9 @@ func (s *Service) SubmitPLCOperation(ctx context.Context, acct *accountstore.Acc
 	unlock := s.locks.lock(acct.DID)
 	defer unlock()
 	if err := s.d.PLC.Submit(ctx, acct.DID, op); err != nil {
-		return s.PLCError(err)
+		return s.plcError(err)
 	}
-	s.ForgetIdentity(ctx, acct.DID)
+	s.forgetIdentity(ctx, acct.DID)
 	return <-s.d.Seq.EnqueueIdentity(acct.DID, acct.Handle)
 }
 
@@ -184,7 +184,7 @@ func (s *Service) SignPLCOperation(ctx context.Context, acct *accountstore.Accou
 	if err := s.CheckEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, token); err != nil {
 		return nil, EmailTokenError(err)
 	}
-	op, err := s.SignedPLCUpdate(ctx, acct.DID, mutate)
+	op, err := s.signedPLCUpdate(ctx, acct.DID, mutate)
 	if err != nil {
 		return nil, err
 	}

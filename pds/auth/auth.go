@@ -156,7 +156,7 @@ func (v *Verifier) CreateSession(ctx context.Context, acct *accountstore.Account
 	if err != nil {
 		return nil, err
 	}
-	rt := &accountstore.RefreshToken{ID: RandomID(), DID: acct.DID, ExpiresAt: now.Add(refreshTTL), AppPasswordName: appPassword}
+	rt := &accountstore.RefreshToken{ID: randomID(), DID: acct.DID, ExpiresAt: now.Add(refreshTTL), AppPasswordName: appPassword}
 	if err := v.store.CreateRefreshToken(ctx, rt); err != nil {
 		return nil, err
 	}
@@ -212,7 +212,7 @@ func (v *Verifier) RefreshSession(r *http.Request) (*accountstore.Account, *Toke
 		return nil, nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
 	now := time.Now()
-	next := &accountstore.RefreshToken{ID: RandomID(), DID: acct.DID, ExpiresAt: now.Add(refreshTTL), AppPasswordName: old.AppPasswordName}
+	next := &accountstore.RefreshToken{ID: randomID(), DID: acct.DID, ExpiresAt: now.Add(refreshTTL), AppPasswordName: old.AppPasswordName}
 	nextID, err := v.store.RotateRefreshToken(ctx, old, next, now.Add(refreshGrace))
 	if err != nil {
 		return nil, nil, err
@@ -266,8 +266,8 @@ func (v *Verifier) refreshClaims(r *http.Request) (*sessionClaims, error) {
 	return claims, nil
 }
 
-// RandomID returns 24 random bytes, base64url: refresh token ids, and the randomness of invite codes.
-func RandomID() string {
+// randomID returns 24 random bytes, base64url: refresh token ids.
+func randomID() string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
