@@ -1,31 +1,27 @@
 package pds
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
 
-	"github.com/bluesky-social/indigo/atproto/atcrypto"
-	"github.com/bluesky-social/indigo/atproto/auth"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/repo"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
-// Account status and deletion endpoints (com.atproto.server.*Account), and createAccount for a DID the user
-// brings (did:web).
+// Account status and deletion endpoints (com.atproto.server.*Account).
 
 func (s *Server) handleActivateAccount(c echo.Context) error {
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.activateAccount(c.Request().Context(), acct); err != nil {
+	if err := s.accounts.Activate(c.Request().Context(), acct); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -49,22 +45,22 @@ func (s *Server) handleDeactivateAccount(c echo.Context) error {
 		t := dt.Time()
 		deleteAfter = &t
 	}
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.deactivateAccount(c.Request().Context(), acct, deleteAfter); err != nil {
+	if err := s.accounts.Deactivate(c.Request().Context(), acct, deleteAfter); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
 }
 
 func (s *Server) handleRequestAccountDelete(c echo.Context) error {
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.sendEmailToken(c.Request().Context(), acct, accountstore.PurposeDeleteAccount, subjectDeleteAccount); err != nil {
+	if err := s.accounts.SendEmailToken(c.Request().Context(), acct, accountstore.PurposeDeleteAccount); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -87,134 +83,18 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(in.Password) > 512 || !verifyPassword(in.Password, acct.PasswordHash) {
+	if len(in.Password) > 512 || !accounts.VerifyPassword(in.Password, acct.PasswordHash) {
 		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid did or password")
 	}
 	// The token goes with the account row; checking it is enough.
 	if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposeDeleteAccount, in.Token); err != nil {
-		return emailTokenError(err)
+		return accounts.EmailTokenError(err)
 	}
-	if err := s.deleteAccount(ctx, acct.DID); err != nil {
+	if err := s.accounts.Delete(ctx, acct.DID); err != nil {
 		if errors.Is(err, accountstore.ErrNotFound) {
 			return xrpc.InvalidRequest("account not found") // deleted concurrently
 		}
 		return err
 	}
 	return c.NoContent(http.StatusOK)
-}
-
-// serviceAuth verifies an inter-service JWT (ES256K/ES256, signed by the key in the issuer's DID document,
-// audience this server, lxm = method) and returns the issuer.
-func (s *Server) serviceAuth(ctx context.Context, token, method string) (syntax.DID, error) {
-	lxm, err := syntax.ParseNSID(method)
-	if err != nil {
-		return "", err
-	}
-	v := &auth.ServiceAuthValidator{Audience: s.cfg.ServiceDID, Dir: s.ids.docs}
-	ctx, cancel := context.WithTimeout(ctx, 2*s.resolverTimeout()+time.Second)
-	defer cancel()
-	return v.Validate(ctx, token, &lxm)
-}
-
-// createAccountWithDID creates an account for a DID the caller already controls: a did:web (atproto#2100), or
-// a did:plc migrating from another PDS (docs/migration.md). The caller proves control with a service-auth JWT
-// signed by the key in the DID document as it is now (for a migration: issued by the old PDS with
-// getServiceAuth, aud this server's DID, lxm createAccount). The account starts deactivated, with a new signing
-// key and an empty repo and nothing on the firehose: the user then imports the repository (importRepo) and
-// blobs, puts getRecommendedDidCredentials into the document (a PLC operation signed by the old PDS, or the
-// did:web document) and calls activateAccount, which checks it. Nothing is written to PLC here. (Invite, email
-// and password are checked by the caller.)
-func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) error {
-	ctx := c.Request().Context()
-	did, err := syntax.ParseDID(in.DID)
-	if err != nil {
-		return xrpc.InvalidRequest("Invalid DID: %s", in.DID)
-	}
-	if did.Method() != "web" && did.Method() != "plc" {
-		return xrpc.InvalidRequest("Unsupported DID method: %s", did.Method())
-	}
-	raw, ok := xrpc.BearerToken(c.Request())
-	if !ok {
-		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Missing auth to create account with did: %s", did)
-	}
-	iss, err := s.serviceAuth(ctx, raw, "com.atproto.server.createAccount")
-	if err != nil {
-		s.log.Info("createAccount: service auth refused", "did", did, "err", err)
-		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Service auth token could not be verified for did: %s", did)
-	}
-	if iss != did {
-		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Missing auth to create account with did: %s", did)
-	}
-	handle, err := s.validateHandle(ctx, in.Handle, did.String())
-	if err != nil {
-		return err
-	}
-	if _, err := s.accounts.AccountByDID(ctx, did.String()); err == nil {
-		return xrpc.InvalidRequest("Account already exists: %s", did)
-	}
-	if _, err := s.accounts.AccountByHandle(ctx, handle); err == nil {
-		return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
-	}
-	if _, err := s.accounts.AccountByEmail(ctx, in.Email); err == nil {
-		return xrpc.InvalidRequest("Email already taken: %s", in.Email)
-	}
-	signingKey, err := atcrypto.GeneratePrivateKeyK256()
-	if err != nil {
-		return err
-	}
-	passwordHash, err := HashPassword(in.Password)
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	acct := &accountstore.Account{
-		DID:           did.String(),
-		Handle:        handle,
-		Email:         in.Email,
-		PasswordHash:  passwordHash,
-		SigningKey:    signingKey.Bytes(),
-		CreatedAt:     now,
-		DeactivatedAt: &now,
-	}
-	if err := s.accounts.CreateAccount(ctx, acct, in.InviteCode); err != nil {
-		switch {
-		case errors.Is(err, accountstore.ErrHandleTaken):
-			return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
-		case errors.Is(err, accountstore.ErrEmailTaken):
-			return xrpc.InvalidRequest("Email already taken: %s", in.Email)
-		case errors.Is(err, accountstore.ErrDIDTaken):
-			return xrpc.InvalidRequest("Account already exists: %s", did)
-		case errors.Is(err, accountstore.ErrInvalidInvite):
-			return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "Provided invite code not available")
-		}
-		return err
-	}
-	undo := func() {
-		bg := context.WithoutCancel(ctx)
-		s.repos.Delete(bg, did)
-		s.accounts.DeleteAccount(bg, did.String())
-	}
-	commit, err := s.repos.Create(ctx, did, signingKey)
-	if err != nil {
-		undo()
-		return err
-	}
-	// A deactivated account's genesis commit is never sequenced (activation announces the head with #sync
-	// instead): drop it from the outbox so crash recovery cannot send it later.
-	if err := s.repos.With(ctx, did, func(r *repo.Repo) error { return r.TrimOutbox(ctx, commit.Rev) }); err != nil {
-		undo()
-		return err
-	}
-	tokens, err := s.createSessionTokens(ctx, acct, "")
-	if err != nil {
-		undo()
-		return err
-	}
-	out := sessionOutput{AccessJwt: tokens.Access, RefreshJwt: tokens.Refresh, Handle: handle, DID: did.String()}
-	if ident, err := s.resolveDIDDoc(ctx, did, false); err == nil {
-		if b, err := json.Marshal(ident.DIDDocument()); err == nil {
-			json.Unmarshal(b, &out.DIDDoc)
-		}
-	}
-	return c.JSON(http.StatusOK, out)
 }

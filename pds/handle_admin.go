@@ -11,12 +11,13 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
 
-// The com.atproto.admin API: every method is behind requireAdmin (HTTP Basic admin:PDS_ADMIN_PASSWORD).
+// The com.atproto.admin API: every method is behind RequireAdmin (HTTP Basic admin:PDS_ADMIN_PASSWORD).
 
 const (
 	typeRepoRef     = "com.atproto.admin.defs#repoRef"
@@ -62,15 +63,6 @@ func (s *Server) accountView(ctx context.Context, a *accountstore.Account) (*acc
 		return nil, err
 	}
 	return v, nil
-}
-
-// adminAccount loads the account named by a DID (or, where the lexicon allows it, a handle) for an admin call.
-func (s *Server) adminAccount(ctx context.Context, id string) (*accountstore.Account, error) {
-	acct, err := s.lookupAccount(ctx, id)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found: %s", id)
-	}
-	return acct, err
 }
 
 func (s *Server) handleAdminGetAccountInfo(c echo.Context) error {
@@ -162,12 +154,12 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 	subj := in.Subject
 	switch subj.Type {
 	case typeRepoRef:
-		acct, err := s.adminAccount(ctx, subj.DID)
+		acct, err := s.accounts.Find(ctx, subj.DID)
 		if err != nil {
 			return err
 		}
 		if in.Takedown != nil {
-			if err := s.setAccountTakedown(ctx, acct.DID, takedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
+			if err := s.accounts.TakeDownAccount(ctx, acct.DID, accounts.TakedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
 				return err
 			}
 		}
@@ -176,9 +168,9 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 				return err
 			}
 			if in.Deactivated.Applied && acct.DeactivatedAt == nil {
-				err = s.deactivateAccount(ctx, acct, nil)
+				err = s.accounts.Deactivate(ctx, acct, nil)
 			} else if !in.Deactivated.Applied && acct.DeactivatedAt != nil {
-				err = s.activateAccount(ctx, acct)
+				err = s.accounts.Activate(ctx, acct)
 			}
 			if err != nil {
 				return err
@@ -189,23 +181,23 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 		if err != nil || uri.Collection() == "" || uri.RecordKey() == "" {
 			return xrpc.InvalidRequest("Invalid record uri")
 		}
-		acct, err := s.adminAccount(ctx, uri.Authority().String())
+		acct, err := s.accounts.Find(ctx, uri.Authority().String())
 		if err != nil {
 			return err
 		}
 		if in.Takedown != nil {
 			canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
-			if err := s.setRecordTakedown(ctx, acct.DID, canonical, subj.CID, takedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
+			if err := s.accounts.TakeDownRecord(ctx, acct.DID, canonical, subj.CID, accounts.TakedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
 				return err
 			}
 		}
 	case typeRepoBlobRef:
-		acct, err := s.adminAccount(ctx, subj.DID)
+		acct, err := s.accounts.Find(ctx, subj.DID)
 		if err != nil {
 			return err
 		}
 		if in.Takedown != nil {
-			if err := s.setBlobTakedown(ctx, acct.DID, subj.CID, takedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
+			if err := s.accounts.TakeDownBlob(ctx, acct.DID, subj.CID, accounts.TakedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
 				return err
 			}
 		}
@@ -229,7 +221,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 		if err != nil || uri.Collection() == "" || uri.RecordKey() == "" {
 			return xrpc.InvalidRequest("Invalid record uri")
 		}
-		acct, err := s.lookupAccount(ctx, uri.Authority().String())
+		acct, err := s.accounts.Lookup(ctx, uri.Authority().String())
 		if errors.Is(err, accountstore.ErrNotFound) {
 			return notFound
 		}
@@ -249,7 +241,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		ref, err := s.recordTakedown(ctx, acct.DID, canonical)
+		ref, err := s.accounts.RecordTakedownRef(ctx, acct.DID, canonical)
 		if err != nil {
 			return err
 		}
@@ -300,11 +292,11 @@ func (s *Server) handleAdminUpdateAccountHandle(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.adminAccount(ctx, in.DID)
+	acct, err := s.accounts.Find(ctx, in.DID)
 	if err != nil {
 		return err
 	}
-	if err := s.updateHandle(ctx, acct, in.Handle); err != nil {
+	if err := s.accounts.ChangeHandle(ctx, acct, in.Handle); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -320,10 +312,10 @@ func (s *Server) handleAdminUpdateAccountEmail(c echo.Context) error {
 		return err
 	}
 	email := strings.ToLower(strings.TrimSpace(in.Email))
-	if !validEmail(email) {
+	if !accounts.ValidEmail(email) {
 		return xrpc.InvalidRequest("This email address is not supported, please use a different email.")
 	}
-	acct, err := s.adminAccount(ctx, in.Account)
+	acct, err := s.accounts.Find(ctx, in.Account)
 	if err != nil {
 		return err
 	}
@@ -344,10 +336,10 @@ func (s *Server) handleAdminUpdateAccountPassword(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if in.Password == "" || len(in.Password) > maxPasswordLength {
+	if in.Password == "" || len(in.Password) > accounts.MaxPasswordLength {
 		return xrpc.InvalidRequest("Invalid password length.")
 	}
-	if err := s.setPassword(c.Request().Context(), in.DID, in.Password); err != nil {
+	if err := s.accounts.SetPassword(c.Request().Context(), in.DID, in.Password); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -360,9 +352,9 @@ func (s *Server) handleAdminDeleteAccount(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if err := s.deleteAccount(c.Request().Context(), in.DID); err != nil {
+	if err := s.accounts.Delete(c.Request().Context(), in.DID); err != nil {
 		if errors.Is(err, accountstore.ErrNotFound) {
-			return accountNotFound()
+			return accounts.NotFound()
 		}
 		return err
 	}
@@ -379,7 +371,7 @@ func (s *Server) handleAdminSetAccountInvites(disabled bool) echo.HandlerFunc {
 			return err
 		}
 		if err := s.accounts.SetInvitesDisabled(c.Request().Context(), in.Account, disabled); err != nil {
-			return inviteError(err)
+			return accounts.InviteError(err)
 		}
 		return c.NoContent(http.StatusOK)
 	}
@@ -394,7 +386,7 @@ func (s *Server) handleAdminDisableInviteCodes(c echo.Context) error {
 		return err
 	}
 	if err := s.accounts.DisableInviteCodes(c.Request().Context(), in.Codes, in.Accounts); err != nil {
-		return inviteError(err)
+		return accounts.InviteError(err)
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -410,7 +402,7 @@ func (s *Server) handleAdminGetInviteCodes(c echo.Context) error {
 	}
 	codes, cursor, err := s.accounts.ListInviteCodes(c.Request().Context(), sort, xrpc.ParamString(c, "cursor"), xrpc.ParamInt(c, "limit", 100))
 	if err != nil {
-		return inviteError(err)
+		return accounts.InviteError(err)
 	}
 	out := map[string]any{"codes": viewInviteCodes(codes)}
 	if cursor != "" {
@@ -450,7 +442,7 @@ func (s *Server) handleAdminSendEmail(c echo.Context) error {
 	if strings.Contains(in.Content, "<") {
 		htmlBody = in.Content
 	}
-	if err := s.sendMail(ctx, acct.Email, subject, in.Content, htmlBody); err != nil {
+	if err := s.accounts.SendMail(ctx, acct.Email, subject, in.Content, htmlBody); err != nil {
 		return err
 	}
 	s.log.Info("admin email sent", "recipient", acct.DID, "sender", in.SenderDID, "comment", in.Comment)

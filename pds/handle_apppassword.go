@@ -1,10 +1,6 @@
 package pds
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -12,80 +8,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
-	"golang.org/x/crypto/scrypt"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
-
-// newAppPassword makes a password in the reference's shape: xxxx-xxxx-xxxx-xxxx, lower-case base32 (80 bits).
-func newAppPassword() string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-	b := make([]byte, 16)
-	rand.Read(b)
-	out := make([]byte, 0, 19)
-	for i, c := range b {
-		if i > 0 && i%4 == 0 {
-			out = append(out, '-')
-		}
-		out = append(out, alphabet[int(c)%len(alphabet)])
-	}
-	return string(out)
-}
-
-// hashAppPassword hashes an app password with a salt derived from the DID (as the reference does), so a login
-// attempt is one scrypt and one indexed lookup however many app passwords the account has.
-func hashAppPassword(did, password string) (string, error) {
-	sum := sha256.Sum256([]byte(did))
-	salt := hex.EncodeToString(sum[:16])
-	key, err := scrypt.Key([]byte(password), []byte(salt), 16384, 8, 1, 64)
-	if err != nil {
-		return "", err
-	}
-	return salt + ":" + hex.EncodeToString(key), nil
-}
-
-// looksLikeAppPassword is the cheap shape check that spares a second scrypt for ordinary wrong passwords.
-func looksLikeAppPassword(p string) bool {
-	if len(p) != 19 {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if i%5 == 4 {
-			if c != '-' {
-				return false
-			}
-		} else if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
-			return false
-		}
-	}
-	return true
-}
-
-// verifyAppPassword returns the account's app password matching password, or nil.
-func (s *Server) verifyAppPassword(ctx context.Context, did, password string) (*accountstore.AppPassword, error) {
-	if !looksLikeAppPassword(password) {
-		return nil, nil
-	}
-	hash, err := hashAppPassword(did, password)
-	if err != nil {
-		return nil, err
-	}
-	ap, err := s.accounts.AppPasswordByHash(ctx, did, hash)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, nil
-	}
-	return ap, err
-}
-
-// appPasswordScope is the access scope of a session made with an app password.
-func appPasswordScope(ap *accountstore.AppPassword) string {
-	if ap.Privileged {
-		return ScopeAppPassPrivileged
-	}
-	return ScopeAppPass
-}
 
 type appPasswordOutput struct {
 	Name       string `json:"name"`
@@ -107,9 +34,9 @@ func (s *Server) handleCreateAppPassword(c echo.Context) error {
 	if name == "" || utf8.RuneCountInString(name) > 64 {
 		return xrpc.InvalidRequest("App password name must be 1 to 64 characters")
 	}
-	did := viewerOf(c).DID
-	password := newAppPassword()
-	hash, err := hashAppPassword(did, password)
+	did := auth.CallerOf(c).DID.String()
+	password := auth.NewAppPassword()
+	hash, err := auth.HashAppPassword(did, password)
 	if err != nil {
 		return err
 	}
@@ -127,7 +54,7 @@ func (s *Server) handleCreateAppPassword(c echo.Context) error {
 }
 
 func (s *Server) handleListAppPasswords(c echo.Context) error {
-	list, err := s.accounts.ListAppPasswords(c.Request().Context(), viewerOf(c).DID)
+	list, err := s.accounts.ListAppPasswords(c.Request().Context(), auth.CallerOf(c).DID.String())
 	if err != nil {
 		return err
 	}
@@ -145,7 +72,7 @@ func (s *Server) handleRevokeAppPassword(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if err := s.accounts.RevokeAppPassword(c.Request().Context(), viewerOf(c).DID, in.Name); err != nil {
+	if err := s.accounts.RevokeAppPassword(c.Request().Context(), auth.CallerOf(c).DID.String(), in.Name); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -38,15 +39,15 @@ func (s *Server) proxiedElsewhere(c echo.Context) bool {
 }
 
 func (s *Server) handleGetPreferences(c echo.Context) error {
-	v := viewerOf(c)
+	v := auth.CallerOf(c)
 	if s.proxiedElsewhere(c) {
 		return s.proxyCall(c, v, xrpc.MethodNSID(c))
 	}
-	prefs, err := s.accounts.Preferences(c.Request().Context(), v.DID, prefNamespace)
+	prefs, err := s.accounts.Preferences(c.Request().Context(), v.DID.String(), prefNamespace)
 	if err != nil {
 		return err
 	}
-	full := v.Scope == ScopeAccess
+	full := v.Scope == auth.ScopeAccess
 	out := []json.RawMessage{}
 	var birthDate string
 	for _, p := range prefs {
@@ -85,7 +86,7 @@ func ageOn(born, now time.Time) int {
 }
 
 func (s *Server) handlePutPreferences(c echo.Context) error {
-	v := viewerOf(c)
+	v := auth.CallerOf(c)
 	if s.proxiedElsewhere(c) {
 		return s.proxyCall(c, v, xrpc.MethodNSID(c))
 	}
@@ -98,7 +99,7 @@ func (s *Server) handlePutPreferences(c echo.Context) error {
 	if in.Preferences == nil {
 		return xrpc.InvalidRequest("Input must have the property \"preferences\"")
 	}
-	full := v.Scope == ScopeAccess
+	full := v.Scope == auth.ScopeAccess
 	var prefs []accountstore.Preference
 	var outside, forbidden []string
 	for _, raw := range in.Preferences {
@@ -137,7 +138,7 @@ func (s *Server) handlePutPreferences(c echo.Context) error {
 	if !full {
 		keep = []string{prefPersonalDetails} // a session that may not see them may not erase them either
 	}
-	if err := s.accounts.PutPreferences(c.Request().Context(), v.DID, prefNamespace, prefs, keep); err != nil {
+	if err := s.accounts.PutPreferences(c.Request().Context(), v.DID.String(), prefNamespace, prefs, keep); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -146,7 +147,7 @@ func (s *Server) handlePutPreferences(c echo.Context) error {
 // handleGetFeed finds the feed generator's DID from its record (through the AppView) and forwards the call to
 // the AppView with a token for that generator (lxm getFeedSkeleton), which the AppView passes on.
 func (s *Server) handleGetFeed(c echo.Context) error {
-	v := viewerOf(c)
+	v := auth.CallerOf(c)
 	nsid := xrpc.MethodNSID(c)
 	if s.cfg.BskyAppView == nil {
 		return s.proxyCall(c, v, nsid) // no AppView to read the generator record from: a plain proxied call
@@ -156,7 +157,7 @@ func (s *Server) handleGetFeed(c echo.Context) error {
 	if err != nil {
 		return xrpc.InvalidRequest("feed must be a valid at-uri")
 	}
-	acct, err := s.accountForService(ctx, v.DID)
+	acct, err := s.accounts.ByDID(ctx, v.DID)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobstore"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
@@ -30,7 +31,7 @@ type blobOutput struct {
 func (s *Server) handleUploadBlob(c echo.Context) error {
 	ctx := c.Request().Context()
 	req := c.Request()
-	acct, err := s.accounts.AccountByDID(ctx, viewerOf(c).DID)
+	acct, err := s.accounts.AccountByDID(ctx, auth.CallerOf(c).DID.String())
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
 	}
@@ -69,7 +70,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	}()
 
 	did := acct.DID
-	if down, err := s.blobTakendown(ctx, did, tmp.CID.String()); err != nil {
+	if down, err := s.accounts.BlobTakendown(ctx, did, tmp.CID.String()); err != nil {
 		return err
 	} else if down {
 		return xrpc.InvalidRequest("Blob has been takendown, cannot re-upload")
@@ -139,7 +140,7 @@ func blobNotFound() error {
 // running as a page of this origin.
 func (s *Server) handleSyncGetBlob(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.syncAccount(c)
+	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamString(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -157,7 +158,7 @@ func (s *Server) handleSyncGetBlob(c echo.Context) error {
 	if row == nil || !row.Servable() {
 		return blobNotFound()
 	}
-	if down, err := s.blobTakendown(ctx, acct.DID, blobCID.String()); err != nil {
+	if down, err := s.accounts.BlobTakendown(ctx, acct.DID, blobCID.String()); err != nil {
 		return err
 	} else if down {
 		return blobNotFound()
@@ -224,7 +225,7 @@ type missingBlob struct {
 // migration). Deactivated accounts may call it: that is when a migration needs it.
 func (s *Server) handleListMissingBlobs(c echo.Context) error {
 	ctx := c.Request().Context()
-	did := viewerOf(c).DID
+	did := auth.CallerOf(c).DID.String()
 	r, err := s.openRepo(c, did)
 	if err != nil {
 		return err
@@ -272,7 +273,7 @@ func recordBlobRefs(rec *xrpc.RecordData) []repo.BlobRef {
 func (s *Server) checkBlobTakedowns(ctx context.Context, did string, ops []repo.WriteOp) error {
 	for _, op := range ops {
 		for _, ref := range op.Blobs {
-			if down, err := s.blobTakendown(ctx, did, ref.CID.String()); err != nil {
+			if down, err := s.accounts.BlobTakendown(ctx, did, ref.CID.String()); err != nil {
 				return err
 			} else if down {
 				return xrpc.NewError(http.StatusBadRequest, "BlobNotFound", "Could not find blob: %s", ref.CID)

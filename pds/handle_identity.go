@@ -10,7 +10,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -31,7 +33,7 @@ func (s *Server) handleResolveHandle(c echo.Context) error {
 		return xrpc.NewError(http.StatusBadRequest, "HandleNotFound", "Unable to resolve handle")
 	}
 	// Resolution only (DNS, then HTTPS well-known), as the reference: the DID document need not agree.
-	did, err := s.resolveHandle(ctx, handle, false)
+	did, err := s.accounts.ResolveHandle(ctx, handle, false)
 	if err != nil {
 		return xrpc.InvalidRequest("Unable to resolve handle")
 	}
@@ -45,11 +47,11 @@ func (s *Server) handleUpdateHandle(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.updateHandle(c.Request().Context(), acct, in.Handle); err != nil {
+	if err := s.accounts.ChangeHandle(c.Request().Context(), acct, in.Handle); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -64,13 +66,13 @@ type recommendedCredentials struct {
 }
 
 func (s *Server) recommendedCredentials(acct *accountstore.Account) (*recommendedCredentials, error) {
-	key, err := signingDIDKey(acct)
+	key, err := accounts.SigningDIDKey(acct)
 	if err != nil {
 		return nil, err
 	}
 	out := &recommendedCredentials{
 		VerificationMethods: map[string]string{plc.VerificationMethodAtproto: key},
-		RotationKeys:        []string{s.rotationDIDKey()},
+		RotationKeys:        []string{s.accounts.RotationDIDKey()},
 		Services: map[string]plc.Service{
 			plc.ServiceAtprotoPDS: {Type: plc.ServiceTypeAtprotoPDS, Endpoint: s.cfg.PublicURL},
 		},
@@ -85,7 +87,7 @@ func (s *Server) recommendedCredentials(acct *accountstore.Account) (*recommende
 }
 
 func (s *Server) handleGetRecommendedDidCredentials(c echo.Context) error {
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -96,24 +98,12 @@ func (s *Server) handleGetRecommendedDidCredentials(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// plcAccount loads the caller's account for the PLC operation endpoints: only did:plc has them.
-func (s *Server) plcAccount(c echo.Context) (*accountstore.Account, error) {
-	acct, err := s.viewerAccount(c)
-	if err != nil {
-		return nil, err
-	}
-	if !isPLC(acct.DID) {
-		return nil, xrpc.InvalidRequest("PLC operations are only for did:plc accounts")
-	}
-	return acct, nil
-}
-
 func (s *Server) handleRequestPlcOperationSignature(c echo.Context) error {
-	acct, err := s.plcAccount(c)
+	acct, err := s.accounts.PLCAccount(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if err := s.sendEmailToken(c.Request().Context(), acct, accountstore.PurposePLCOperation, subjectPLCOperation); err != nil {
+	if err := s.accounts.SendEmailToken(c.Request().Context(), acct, accountstore.PurposePLCOperation); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -133,18 +123,11 @@ func (s *Server) handleSignPlcOperation(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.plcAccount(c)
+	acct, err := s.accounts.PLCAccount(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
-	if in.Token == "" {
-		return xrpc.InvalidRequest("email confirmation token required to sign PLC operations")
-	}
-	// Checked first, used up only once the operation is signed: a malformed request does not burn the token.
-	if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, in.Token); err != nil {
-		return emailTokenError(err)
-	}
-	op, err := s.signedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
+	op, err := s.accounts.SignPLCOperation(ctx, acct, in.Token, func(op *plc.Operation) {
 		if in.RotationKeys != nil {
 			op.RotationKeys = *in.RotationKeys
 		}
@@ -161,9 +144,6 @@ func (s *Server) handleSignPlcOperation(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.accounts.ConsumeEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, in.Token); err != nil {
-		return emailTokenError(err) // used concurrently
-	}
 	return c.JSON(http.StatusOK, map[string]any{"operation": op})
 }
 
@@ -175,7 +155,7 @@ func (s *Server) handleSubmitPlcOperation(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.plcAccount(c)
+	acct, err := s.accounts.PLCAccount(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -187,33 +167,7 @@ func (s *Server) handleSubmitPlcOperation(c echo.Context) error {
 	if !ok || op.Validate() != nil {
 		return xrpc.InvalidRequest("Invalid operation")
 	}
-	// The checks of the reference: the operation must keep this server able to manage and serve the account.
-	signing, err := signingDIDKey(acct)
-	if err != nil {
-		return err
-	}
-	if op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.rotationDIDKey()}) != nil {
-		return xrpc.InvalidRequest("Rotation keys do not include server's rotation key")
-	}
-	if op.Services[plc.ServiceAtprotoPDS].Type != plc.ServiceTypeAtprotoPDS {
-		return xrpc.InvalidRequest("Incorrect type on atproto_pds service")
-	}
-	if op.CheckAtproto(plc.AtprotoExpect{PDSEndpoint: s.cfg.PublicURL}) != nil {
-		return xrpc.InvalidRequest("Incorrect endpoint on atproto_pds service")
-	}
-	if op.CheckAtproto(plc.AtprotoExpect{SigningKey: signing}) != nil {
-		return xrpc.InvalidRequest("Incorrect signing key")
-	}
-	if acct.Handle != "" && (len(op.AlsoKnownAs) == 0 || op.AlsoKnownAs[0] != "at://"+acct.Handle) {
-		return xrpc.InvalidRequest("Incorrect handle in alsoKnownAs")
-	}
-	unlock := s.didLocks.lock(acct.DID)
-	defer unlock()
-	if err := s.plc.Submit(ctx, acct.DID, op); err != nil {
-		return s.plcError(err)
-	}
-	s.forgetIdentity(ctx, acct.DID)
-	if err := <-s.seq.EnqueueIdentity(acct.DID, acct.Handle); err != nil {
+	if err := s.accounts.SubmitPLCOperation(ctx, acct, op); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

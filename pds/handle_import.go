@@ -1,7 +1,6 @@
 package pds
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -13,7 +12,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -67,12 +66,12 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 	if req.ContentLength > s.cfg.MaxRepoImportSize {
 		return xrpc.PayloadTooLarge("Repository is larger than the import limit (%d bytes)", s.cfg.MaxRepoImportSize)
 	}
-	did := viewerOf(c).DID
+	did := auth.CallerOf(c).DID.String()
 	// The account's lifecycle lock: activation waits for an import in progress, and the account stays
 	// deactivated for the whole import.
-	unlock := s.didLocks.lock(did)
+	unlock := s.accounts.Lock(did)
 	defer unlock()
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -82,7 +81,7 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 	if acct.DeactivatedAt == nil {
 		return xrpc.InvalidRequest("Repo imports are accepted only while the account is deactivated (as after createAccount with an existing DID)")
 	}
-	verifyKey, err := s.currentSigningKey(ctx, acct.DID)
+	verifyKey, err := s.accounts.CurrentSigningKey(ctx, acct.DID)
 	if err != nil {
 		return err
 	}
@@ -113,35 +112,4 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 		"blobs", res.BlobRefs, "bytes", res.Bytes, "importedRev", res.ImportedRev, "rev", res.Head.Rev,
 		"duration", time.Since(start).Round(time.Millisecond))
 	return c.NoContent(http.StatusOK)
-}
-
-// currentSigningKey resolves the account's DID document afresh (no cache): the key that signs its repository
-// according to the document as it is now.
-func (s *Server) currentSigningKey(ctx context.Context, did string) (atcrypto.PublicKey, error) {
-	var key string
-	if isPLC(did) {
-		data, err := s.plc.GetDocumentData(ctx, did)
-		if errors.Is(err, plc.ErrNotFound) || errors.Is(err, plc.ErrTombstoned) {
-			return nil, xrpc.InvalidRequest("Could not resolve DID: %s", did)
-		}
-		if err != nil {
-			return nil, s.plcError(err)
-		}
-		key = data.SigningKey()
-	} else {
-		ident, err := s.resolveDIDDoc(ctx, syntax.DID(did), true)
-		if err != nil {
-			return nil, xrpc.InvalidRequest("Could not resolve DID: %s", did)
-		}
-		pub, err := ident.PublicKey()
-		if err != nil {
-			return nil, xrpc.InvalidRequest("The DID document of %s has no atproto signing key", did)
-		}
-		return pub, nil
-	}
-	pub, err := atcrypto.ParsePublicDIDKey(key)
-	if err != nil {
-		return nil, xrpc.InvalidRequest("The DID document of %s has no valid atproto signing key", did)
-	}
-	return pub, nil
 }

@@ -1,48 +1,16 @@
 package pds
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
-
-// inviteCodeView is com.atproto.server.defs#inviteCode.
-type inviteCodeView struct {
-	Code       string          `json:"code"`
-	Available  int             `json:"available"`
-	Disabled   bool            `json:"disabled"`
-	ForAccount string          `json:"forAccount"`
-	CreatedBy  string          `json:"createdBy"`
-	CreatedAt  string          `json:"createdAt"`
-	Uses       []inviteUseView `json:"uses"`
-}
-
-type inviteUseView struct {
-	UsedBy string `json:"usedBy"`
-	UsedAt string `json:"usedAt"`
-}
-
-func viewInviteCode(c *accountstore.InviteCode) inviteCodeView {
-	v := inviteCodeView{Code: c.Code, Available: c.Available, Disabled: c.Disabled, ForAccount: c.ForAccount,
-		CreatedBy: c.CreatedBy, CreatedAt: c.CreatedAt.UTC().Format(time.RFC3339Nano), Uses: []inviteUseView{}}
-	for _, u := range c.Uses {
-		v.Uses = append(v.Uses, inviteUseView{UsedBy: u.UsedBy, UsedAt: u.UsedAt.UTC().Format(time.RFC3339Nano)})
-	}
-	return v
-}
-
-func viewInviteCodes(codes []*accountstore.InviteCode) []inviteCodeView {
-	out := make([]inviteCodeView, 0, len(codes))
-	for _, c := range codes {
-		out = append(out, viewInviteCode(c))
-	}
-	return out
-}
 
 // maxInviteCodesPerCall bounds createInviteCodes (codeCount x forAccounts) so one call cannot fill the disk.
 const maxInviteCodesPerCall = 1000
@@ -63,11 +31,11 @@ func (s *Server) handleCreateInviteCodes(c echo.Context) error {
 	if count < 1 || in.UseCount < 1 {
 		return xrpc.InvalidRequest("codeCount and useCount must be at least 1")
 	}
-	accounts := in.ForAccounts
-	if len(accounts) == 0 {
-		accounts = []string{"admin"}
+	forAccounts := in.ForAccounts
+	if len(forAccounts) == 0 {
+		forAccounts = []string{"admin"}
 	}
-	if count*len(accounts) > maxInviteCodesPerCall {
+	if count*len(forAccounts) > maxInviteCodesPerCall {
 		return xrpc.InvalidRequest("At most %d codes per call", maxInviteCodesPerCall)
 	}
 	type accountCodes struct {
@@ -75,10 +43,10 @@ func (s *Server) handleCreateInviteCodes(c echo.Context) error {
 		Codes   []string `json:"codes"`
 	}
 	out := []accountCodes{}
-	for _, acct := range accounts {
+	for _, acct := range forAccounts {
 		codes := make([]string, count)
 		for i := range codes {
-			codes[i] = inviteCode(s.cfg.Hostname)
+			codes[i] = accounts.NewInviteCode(s.cfg.Hostname)
 		}
 		if err := s.accounts.CreateInviteCodes(c.Request().Context(), codes, in.UseCount, acct, "admin", false); err != nil {
 			return err
@@ -93,7 +61,7 @@ const maxOpenEarnedCodes = 5
 
 func (s *Server) handleGetAccountInviteCodes(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.viewerAccount(c)
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -107,7 +75,7 @@ func (s *Server) handleGetAccountInviteCodes(c echo.Context) error {
 		if n := s.earnedCodesToCreate(acct, codes, time.Now()); n > 0 {
 			created := make([]string, n)
 			for i := range created {
-				created[i] = inviteCode(s.cfg.Hostname)
+				created[i] = accounts.NewInviteCode(s.cfg.Hostname)
 			}
 			// An account whose invites are disabled still earns codes, born disabled (bookkeeping, as the
 			// reference), so enabling invites later does not hand out a burst.
@@ -156,17 +124,4 @@ func (s *Server) earnedCodesToCreate(acct *accountstore.Account, codes []*accoun
 		earned = int(now.Sub(acct.CreatedAt)/interval) - int(start.Sub(acct.CreatedAt)/interval)
 	}
 	return max(0, min(maxOpenEarnedCodes-unused, earned-sinceEpoch))
-}
-
-// inviteError maps the store's invite errors.
-func inviteError(err error) error {
-	switch {
-	case errors.Is(err, accountstore.ErrCannotDisableAdminCodes):
-		return xrpc.InvalidRequest("cannot disable admin invite codes")
-	case errors.Is(err, accountstore.ErrInvalidCursor):
-		return xrpc.InvalidRequest("Malformed cursor")
-	case errors.Is(err, accountstore.ErrNotFound):
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-	}
-	return err
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -135,7 +135,7 @@ func (s *Server) handleCreateRecord(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.RecordBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.writableAccount(ctx, viewerOf(c), in.Repo)
+	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func (s *Server) handlePutRecord(c echo.Context) error {
 	if in.RKey == "" {
 		return xrpc.InvalidRequest("rkey is required")
 	}
-	acct, err := s.writableAccount(ctx, viewerOf(c), in.Repo)
+	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func (s *Server) handleDeleteRecord(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.writableAccount(ctx, viewerOf(c), in.Repo)
+	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -302,7 +302,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 	if len(in.Writes) > maxWrites {
 		return xrpc.InvalidRequest("Too many writes. Max: %d", maxWrites)
 	}
-	acct, err := s.writableAccount(ctx, viewerOf(c), in.Repo)
+	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
 	if err != nil {
 		return err
 	}
@@ -368,28 +368,9 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 }
 
 // readableRepo resolves the repo parameter of a read (DID or handle) to an account that may be read.
-func (s *Server) readableAccount(c echo.Context, repoParam string) (*accountstore.Account, error) {
-	acct, err := s.lookupAccount(c.Request().Context(), repoParam)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if acct.TakedownRef != "" {
-		return nil, xrpc.NewError(http.StatusBadRequest, "RepoTakendown", "Repo has been taken down: %s", acct.DID)
-	}
-	if acct.DeactivatedAt != nil {
-		if v := viewerOf(c); v == nil || v.DID != acct.DID {
-			return nil, xrpc.NewError(http.StatusBadRequest, "RepoDeactivated", "Repo has been deactivated: %s", acct.DID)
-		}
-	}
-	return acct, nil
-}
-
 func (s *Server) handleGetRecord(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.readableAccount(c, xrpc.ParamString(c, "repo"))
+	acct, err := s.accounts.Readable(c.Request().Context(), xrpc.ParamString(c, "repo"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -410,7 +391,7 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	if want := xrpc.ParamString(c, "cid"); want != "" && want != recCID.String() {
 		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
 	}
-	if ref, err := s.recordTakedown(ctx, acct.DID, uri); err != nil {
+	if ref, err := s.accounts.RecordTakedownRef(ctx, acct.DID, uri); err != nil {
 		return err
 	} else if ref != "" {
 		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
@@ -431,7 +412,7 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 
 func (s *Server) handleListRecords(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.readableAccount(c, xrpc.ParamString(c, "repo"))
+	acct, err := s.accounts.Readable(c.Request().Context(), xrpc.ParamString(c, "repo"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -446,7 +427,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	hidden, err := s.hiddenRecords(ctx, acct.DID)
+	hidden, err := s.accounts.HiddenRecords(ctx, acct.DID)
 	if err != nil {
 		return err
 	}
@@ -490,7 +471,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 
 func (s *Server) handleDescribeRepo(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.readableAccount(c, xrpc.ParamString(c, "repo"))
+	acct, err := s.accounts.Readable(c.Request().Context(), xrpc.ParamString(c, "repo"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -509,8 +490,8 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{
 		"handle":          acct.Handle,
 		"did":             acct.DID,
-		"didDoc":          s.didDocument(acct),
+		"didDoc":          s.accounts.DIDDocument(acct),
 		"collections":     collections,
-		"handleIsCorrect": s.handleIsCorrect(ctx, acct),
+		"handleIsCorrect": s.accounts.HandleIsCorrect(ctx, acct),
 	})
 }

@@ -1,19 +1,18 @@
 package pds
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/mail"
 	"strings"
-	"time"
 
-	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -79,149 +78,69 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 		return xrpc.InvalidRequest("Password too long")
 	}
 	if in.DID != "" {
-		return s.createAccountWithDID(c, &in) // handle_account.go: an existing DID, proven by service auth
+		return s.createAccountWithDID(c, &in) // an existing DID, proven by service auth
 	}
-	handle, err := s.normalizeServiceHandle(in.Handle)
+	acct, err := s.accounts.Create(ctx, accounts.NewAccount{
+		Handle: in.Handle, Email: in.Email, Password: in.Password, InviteCode: in.InviteCode, RecoveryKey: in.RecoveryKey,
+	})
 	if err != nil {
 		return err
 	}
-	if _, err := s.accounts.AccountByHandle(ctx, handle); err == nil {
-		return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
-	}
-	if _, err := s.accounts.AccountByEmail(ctx, in.Email); err == nil {
-		return xrpc.InvalidRequest("Email already taken: %s", in.Email)
-	}
-	rotationKeys := []string{}
-	if in.RecoveryKey != "" {
-		if _, err := atcrypto.ParsePublicDIDKey(in.RecoveryKey); err != nil {
-			return xrpc.InvalidRequest("Invalid recovery key: must be a did:key")
-		}
-		rotationKeys = append(rotationKeys, in.RecoveryKey)
-	}
-	if s.cfg.RecoveryDIDKey != "" {
-		rotationKeys = append(rotationKeys, s.cfg.RecoveryDIDKey)
-	}
-	rotPub, err := s.cfg.RotationKey.PublicKey()
-	if err != nil {
-		return err
-	}
-	rotationKeys = append(rotationKeys, rotPub.DIDKey())
-
-	signingKey, err := atcrypto.GeneratePrivateKeyK256()
-	if err != nil {
-		return err
-	}
-	signingPub, err := signingKey.PublicKey()
-	if err != nil {
-		return err
-	}
-	op := plc.NewGenesis(signingPub, rotationKeys, handle, s.cfg.PublicURL)
-	if err := op.Sign(s.cfg.RotationKey); err != nil {
-		return err
-	}
-	did, err := op.DID()
-	if err != nil {
-		return err
-	}
-	passwordHash, err := HashPassword(in.Password)
-	if err != nil {
-		return err
-	}
-	acct := &accountstore.Account{
-		DID:          did,
-		Handle:       handle,
-		Email:        in.Email,
-		PasswordHash: passwordHash,
-		SigningKey:   signingKey.Bytes(),
-		CreatedAt:    time.Now(),
-	}
-	// Order matters for crash safety (see recoverAccount): the DID exists at the PLC directory before
-	// anything local names it; the repo exists (with its genesis commit in the outbox, the account marked
-	// dirty) before the account row; the account row claims the handle and email atomically, and a failure
-	// there undoes the repo. A crash at any point leaves either nothing local (an unused DID at the
-	// directory, as the reference can) or an account whose creation events recovery emits.
-	if in.InviteCode != "" {
-		// Checked again atomically with the account row; checked here so a bad code costs no DID.
-		if err := s.accounts.InviteCodeAvailable(ctx, in.InviteCode); err != nil {
-			return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "Provided invite code not available")
-		}
-	}
-	if err := s.plc.Submit(ctx, did, op); err != nil {
-		s.log.Error("PLC directory refused the genesis operation", "did", did, "err", err)
-		return xrpc.NewError(http.StatusBadGateway, "UpstreamFailure", "The PLC directory did not accept the new DID")
-	}
-	undo := func() {
-		bg := context.WithoutCancel(ctx)
-		s.repos.Delete(bg, syntax.DID(did))
-		s.seq.Forget(bg, did)
-	}
-	if err := s.seq.MarkDirty(ctx, did); err != nil {
-		return err
-	}
-	commit, err := s.repos.Create(ctx, syntax.DID(did), signingKey)
-	if err != nil {
-		undo()
-		return err
-	}
-	if err := s.accounts.CreateAccount(ctx, acct, in.InviteCode); err != nil {
-		undo()
-		switch {
-		case errors.Is(err, accountstore.ErrHandleTaken):
-			return xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken: %s", handle)
-		case errors.Is(err, accountstore.ErrEmailTaken):
-			return xrpc.InvalidRequest("Email already taken: %s", in.Email)
-		case errors.Is(err, accountstore.ErrInvalidInvite):
-			return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "Provided invite code not available")
-		}
-		return err
-	}
-	// Same order as the reference: identity, account, commit, sync.
-	s.seq.EnqueueIdentity(did, handle)
-	s.seq.EnqueueAccount(did, true, "")
-	s.seq.EnqueueCommit(commit.Event)
-	s.seq.EnqueueSync(did, commit.Rev, commit.SyncCAR())
-
-	tokens, err := s.createSessionTokens(ctx, acct, "")
+	tokens, err := s.auth.CreateSession(ctx, acct, "")
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, sessionOutput{
 		AccessJwt:  tokens.Access,
 		RefreshJwt: tokens.Refresh,
-		Handle:     handle,
-		DID:        did,
-		DIDDoc:     s.didDocument(acct),
+		Handle:     acct.Handle,
+		DID:        acct.DID,
+		DIDDoc:     s.accounts.DIDDocument(acct),
 	})
 }
 
-// didDocument is the DID document this server maintains for a hosted account.
-func (s *Server) didDocument(acct *accountstore.Account) map[string]any {
-	vm := []any{}
-	if key, err := acct.Signer(); err == nil {
-		if pub, err := key.PublicKey(); err == nil {
-			vm = append(vm, map[string]any{
-				"id":                 acct.DID + "#atproto",
-				"type":               "Multikey",
-				"controller":         acct.DID,
-				"publicKeyMultibase": pub.Multibase(),
-			})
+// createAccountWithDID creates an account for a DID the caller already controls (accounts.CreateWithDID): the
+// caller proves control with a service-auth JWT signed by the key in the DID document as it is now (for a
+// migration: issued by the old PDS with getServiceAuth, aud this server's DID, lxm createAccount).
+func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) error {
+	ctx := c.Request().Context()
+	did, err := syntax.ParseDID(in.DID)
+	if err != nil {
+		return xrpc.InvalidRequest("Invalid DID: %s", in.DID)
+	}
+	if did.Method() != "web" && did.Method() != "plc" {
+		return xrpc.InvalidRequest("Unsupported DID method: %s", did.Method())
+	}
+	raw, ok := xrpc.BearerToken(c.Request())
+	if !ok {
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Missing auth to create account with did: %s", did)
+	}
+	iss, err := s.auth.ServiceAuth(ctx, raw, "com.atproto.server.createAccount")
+	if err != nil {
+		s.log.Info("createAccount: service auth refused", "did", did, "err", err)
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Service auth token could not be verified for did: %s", did)
+	}
+	if iss != did {
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Missing auth to create account with did: %s", did)
+	}
+	acct, undo, err := s.accounts.CreateWithDID(ctx, did, accounts.NewAccount{
+		Handle: in.Handle, Email: in.Email, Password: in.Password, InviteCode: in.InviteCode,
+	})
+	if err != nil {
+		return err
+	}
+	tokens, err := s.auth.CreateSession(ctx, acct, "")
+	if err != nil {
+		undo()
+		return err
+	}
+	out := sessionOutput{AccessJwt: tokens.Access, RefreshJwt: tokens.Refresh, Handle: acct.Handle, DID: acct.DID}
+	if ident, err := s.accounts.ResolveDIDDoc(ctx, did, false); err == nil {
+		if b, err := json.Marshal(ident.DIDDocument()); err == nil {
+			json.Unmarshal(b, &out.DIDDoc)
 		}
 	}
-	return map[string]any{
-		"@context": []string{
-			"https://www.w3.org/ns/did/v1",
-			"https://w3id.org/security/multikey/v1",
-			"https://w3id.org/security/suites/secp256k1-2019/v1",
-		},
-		"id":                 acct.DID,
-		"alsoKnownAs":        []string{"at://" + acct.Handle},
-		"verificationMethod": vm,
-		"service": []any{map[string]any{
-			"id":              "#atproto_pds",
-			"type":            "AtprotoPersonalDataServer",
-			"serviceEndpoint": s.cfg.PublicURL,
-		}},
-	}
+	return c.JSON(http.StatusOK, out)
 }
 
 type createSessionInput struct {
@@ -229,19 +148,6 @@ type createSessionInput struct {
 	Password        string `json:"password"`
 	AuthFactorToken string `json:"authFactorToken"`
 	AllowTakendown  bool   `json:"allowTakendown"`
-}
-
-// lookupAccount finds an account by handle, DID or email.
-func (s *Server) lookupAccount(ctx context.Context, identifier string) (*accountstore.Account, error) {
-	identifier = strings.TrimSpace(identifier)
-	switch {
-	case strings.HasPrefix(identifier, "did:"):
-		return s.accounts.AccountByDID(ctx, identifier)
-	case strings.Contains(identifier, "@"):
-		return s.accounts.AccountByEmail(ctx, identifier)
-	default:
-		return s.accounts.AccountByHandle(ctx, strings.ToLower(identifier))
-	}
 }
 
 func (s *Server) handleCreateSession(c echo.Context) error {
@@ -253,7 +159,7 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	if in.Identifier == "" || in.Password == "" {
 		return xrpc.InvalidRequest("identifier and password are required")
 	}
-	acct, err := s.lookupAccount(ctx, in.Identifier)
+	acct, err := s.accounts.Lookup(ctx, in.Identifier)
 	if err != nil && !errors.Is(err, accountstore.ErrNotFound) {
 		return err
 	}
@@ -262,8 +168,8 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	}
 	// The account password first, then the account's app passwords.
 	appPassword := ""
-	if !verifyPassword(in.Password, acct.PasswordHash) {
-		ap, err := s.verifyAppPassword(ctx, acct.DID, in.Password)
+	if !accounts.VerifyPassword(in.Password, acct.PasswordHash) {
+		ap, err := s.auth.VerifyAppPassword(ctx, acct.DID, in.Password)
 		if err != nil {
 			return err
 		}
@@ -275,21 +181,21 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	if acct.TakedownRef != "" && !in.AllowTakendown {
 		return xrpc.NewError(http.StatusUnauthorized, "AccountTakedown", "Account has been taken down")
 	}
-	tokens, err := s.createSessionTokens(ctx, acct, appPassword)
+	tokens, err := s.auth.CreateSession(ctx, acct, appPassword)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, s.sessionOutput(acct, tokens))
 }
 
-func (s *Server) sessionOutput(acct *accountstore.Account, tokens *tokenPair) sessionOutput {
+func (s *Server) sessionOutput(acct *accountstore.Account, tokens *auth.TokenPair) sessionOutput {
 	confirmed := acct.EmailConfirmedAt != nil
 	factor := false
 	active := acct.Active()
 	out := sessionOutput{
 		Handle:          acct.Handle,
 		DID:             acct.DID,
-		DIDDoc:          s.didDocument(acct),
+		DIDDoc:          s.accounts.DIDDocument(acct),
 		Email:           acct.Email,
 		EmailConfirmed:  &confirmed,
 		EmailAuthFactor: &factor,
@@ -303,7 +209,7 @@ func (s *Server) sessionOutput(acct *accountstore.Account, tokens *tokenPair) se
 }
 
 func (s *Server) handleGetSession(c echo.Context) error {
-	acct, err := s.accounts.AccountByDID(c.Request().Context(), viewerOf(c).DID)
+	acct, err := s.accounts.AccountByDID(c.Request().Context(), auth.CallerOf(c).DID.String())
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
 	}
@@ -318,81 +224,16 @@ func (s *Server) handleGetSession(c echo.Context) error {
 	}{sessionOutput: out})
 }
 
-// refreshClaims authenticates a request carrying a refresh token.
-func (s *Server) refreshClaims(c echo.Context) (*sessionClaims, error) {
-	raw, ok := xrpc.BearerToken(c.Request())
-	if !ok {
-		return nil, xrpc.NewError(http.StatusUnauthorized, "AuthMissing", "Authentication Required")
-	}
-	claims, err := s.parseToken(raw, typRefresh)
-	if err != nil {
-		return nil, err
-	}
-	if claims.Scope != ScopeRefresh || claims.ID == "" {
-		return nil, xrpc.NewError(http.StatusBadRequest, "InvalidToken", "Bad token scope")
-	}
-	return claims, nil
-}
-
 func (s *Server) handleRefreshSession(c echo.Context) error {
-	ctx := c.Request().Context()
-	claims, err := s.refreshClaims(c)
+	acct, tokens, err := s.auth.RefreshSession(c.Request())
 	if err != nil {
 		return err
 	}
-	old, err := s.accounts.RefreshTokenByID(ctx, claims.ID)
-	if errors.Is(err, accountstore.ErrNotFound) || (err == nil && old.DID != claims.Subject) {
-		return xrpc.NewError(http.StatusBadRequest, "ExpiredToken", "Token has been revoked")
-	}
-	if err != nil {
-		return err
-	}
-	acct, err := s.accounts.AccountByDID(ctx, old.DID)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-	}
-	if err != nil {
-		return err
-	}
-	if acct.TakedownRef != "" {
-		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
-	}
-	now := time.Now()
-	next := &accountstore.RefreshToken{ID: randomID(), DID: acct.DID, ExpiresAt: now.Add(refreshTTL), AppPasswordName: old.AppPasswordName}
-	nextID, err := s.accounts.RotateRefreshToken(ctx, old, next, now.Add(refreshGrace))
-	if err != nil {
-		return err
-	}
-	if nextID != next.ID {
-		// Already rotated (a retry within the grace period): hand out the same successor.
-		prev, err := s.accounts.RefreshTokenByID(ctx, nextID)
-		if err != nil {
-			return xrpc.NewError(http.StatusBadRequest, "ExpiredToken", "Token has been revoked")
-		}
-		next = prev
-	}
-	// A refreshed session keeps its scope: an app-password session stays one (and ends with its password).
-	scope, err := s.sessionScope(ctx, acct, next.AppPasswordName)
-	if err != nil {
-		return err
-	}
-	access, err := s.accessToken(acct.DID, scope, now)
-	if err != nil {
-		return err
-	}
-	refresh, err := s.refreshToken(acct.DID, next.ID, next.ExpiresAt, now)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, s.sessionOutput(acct, &tokenPair{Access: access, Refresh: refresh}))
+	return c.JSON(http.StatusOK, s.sessionOutput(acct, tokens))
 }
 
 func (s *Server) handleDeleteSession(c echo.Context) error {
-	claims, err := s.refreshClaims(c)
-	if err != nil {
-		return err
-	}
-	if err := s.accounts.DeleteRefreshToken(c.Request().Context(), claims.ID); err != nil {
+	if err := s.auth.DeleteSession(c.Request()); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -400,7 +241,7 @@ func (s *Server) handleDeleteSession(c echo.Context) error {
 
 func (s *Server) handleCheckAccountStatus(c echo.Context) error {
 	ctx := c.Request().Context()
-	did := viewerOf(c).DID
+	did := auth.CallerOf(c).DID.String()
 	acct, err := s.accounts.AccountByDID(ctx, did)
 	if err != nil {
 		return err
@@ -428,7 +269,7 @@ func (s *Server) handleCheckAccountStatus(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"activated":          acct.DeactivatedAt == nil,
-		"validDid":           s.checkDIDDocument(ctx, acct) == nil,
+		"validDid":           s.accounts.CheckDIDDocument(ctx, acct) == nil,
 		"repoCommit":         head.Commit.String(),
 		"repoRev":            head.Rev,
 		"repoBlocks":         blocks,
@@ -456,23 +297,9 @@ func (s *Server) handleCreateInviteCode(c echo.Context) error {
 	if forAccount == "" {
 		forAccount = "admin"
 	}
-	code := inviteCode(s.cfg.Hostname)
+	code := accounts.NewInviteCode(s.cfg.Hostname)
 	if err := s.accounts.CreateInviteCode(c.Request().Context(), code, in.UseCount, forAccount, "admin"); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"code": code})
-}
-
-// inviteCode makes a code in the reference's shape: <hostname with dashes>-xxxxx-xxxxx.
-func inviteCode(hostname string) string {
-	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
-	b := []byte(randomID())
-	part := func(off int) string {
-		out := make([]byte, 5)
-		for i := range out {
-			out[i] = alphabet[int(b[off+i])%len(alphabet)]
-		}
-		return string(out)
-	}
-	return strings.ReplaceAll(hostname, ".", "-") + "-" + part(0) + "-" + part(5)
 }

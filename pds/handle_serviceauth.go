@@ -8,6 +8,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -22,16 +23,16 @@ const (
 // privileged sessions, and a taken-down account only gets a token to create its account elsewhere.
 func (s *Server) handleGetServiceAuth(c echo.Context) error {
 	ctx := c.Request().Context()
-	v := viewerOf(c)
+	v := auth.CallerOf(c)
 	aud := xrpc.ParamString(c, "aud")
 	lxm := xrpc.ParamString(c, "lxm")
 	if !validServiceAudience(aud) {
 		return xrpc.InvalidRequest("aud must be a valid atproto DID or did#serviceId reference")
 	}
-	if v.Scope == ScopeTakendown && lxm != "com.atproto.server.createAccount" {
+	if v.Scope == auth.ScopeTakendown && lxm != "com.atproto.server.createAccount" {
 		return xrpc.InvalidToken("Bad token scope")
 	}
-	if lxm != "" && isPrivilegedMethod(lxm) && v.Scope == ScopeAppPass {
+	if lxm != "" && isPrivilegedMethod(lxm) && v.Scope == auth.ScopeAppPass {
 		return xrpc.InvalidRequest("insufficient access to request a service auth token for the following method: %s", lxm)
 	}
 	var exp time.Time
@@ -50,7 +51,7 @@ func (s *Server) handleGetServiceAuth(c echo.Context) error {
 	if lxm != "" && isProtectedMethod(lxm) {
 		return xrpc.InvalidRequest("cannot request a service auth token for the following protected method: %s", lxm)
 	}
-	acct, err := s.accountForService(ctx, v.DID)
+	acct, err := s.accounts.ByDID(ctx, v.DID)
 	if err != nil {
 		return err
 	}

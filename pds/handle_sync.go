@@ -11,37 +11,16 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
 
 const carContentType = "application/vnd.ipld.car"
 
-// syncAccount resolves the did parameter of a sync read. Deactivated and taken-down repos are hidden from
-// everyone but their owner (deactivated) as in the reference.
-func (s *Server) syncAccount(c echo.Context) (*accountstore.Account, error) {
-	did := xrpc.ParamString(c, "did")
-	acct, err := s.accounts.AccountByDID(c.Request().Context(), did)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if acct.TakedownRef != "" {
-		return nil, xrpc.NewError(http.StatusBadRequest, "RepoTakendown", "Repo has been taken down: %s", did)
-	}
-	if acct.DeactivatedAt != nil {
-		if v := viewerOf(c); v == nil || v.DID != acct.DID {
-			return nil, xrpc.NewError(http.StatusBadRequest, "RepoDeactivated", "Repo has been deactivated: %s", did)
-		}
-	}
-	return acct, nil
-}
-
-// syncRepo is syncAccount plus the account's repo; the caller releases it.
+// syncRepo is accounts.ForSync plus the account's repo; the caller releases it.
 func (s *Server) syncRepo(c echo.Context) (*accountstore.Account, *repo.Repo, error) {
-	acct, err := s.syncAccount(c)
+	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamString(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +92,7 @@ func (s *Server) handleSyncGetRecord(c echo.Context) error {
 	}
 	defer r.Release()
 	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
-	if ref, err := s.recordTakedown(c.Request().Context(), acct.DID, atURI(acct.DID, collection, rkey)); err != nil {
+	if ref, err := s.accounts.RecordTakedownRef(c.Request().Context(), acct.DID, atURI(acct.DID, collection, rkey)); err != nil {
 		return err
 	} else if ref != "" {
 		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record")
@@ -124,7 +103,7 @@ func (s *Server) handleSyncGetRecord(c echo.Context) error {
 }
 
 func (s *Server) handleSyncGetBlocks(c echo.Context) error {
-	acct, err := s.syncAccount(c)
+	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamString(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package pds
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -167,13 +166,4 @@ func (o *outbound) serviceToken(acct *accountstore.Account, aud, lxm string, exp
 		ttl = time.Until(exp)
 	}
 	return auth.SignServiceAuth(syntax.DID(acct.DID), aud, ttl, method, key)
-}
-
-// accountForService loads the caller's account for a call made on its behalf.
-func (s *Server) accountForService(ctx context.Context, did string) (*accountstore.Account, error) {
-	acct, err := s.accounts.AccountByDID(ctx, did)
-	if err != nil {
-		return nil, accountLookupError(err)
-	}
-	return acct, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pdsgo/pds/internal/ssrf"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -146,7 +147,7 @@ func (s *Server) resolveProxyTarget(ctx context.Context, header, nsid string) (*
 	if svc := s.configuredService(did, id); svc != nil {
 		return &proxyTarget{DID: did, ServiceID: id, URL: svc.URL}, nil
 	}
-	ident, err := s.resolveDIDDoc(ctx, syntax.DID(did), false)
+	ident, err := s.accounts.ResolveDIDDoc(ctx, syntax.DID(did), false)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // the client went away
@@ -185,13 +186,6 @@ func (s *Server) configuredService(did, id string) *ServiceConfig {
 	return nil
 }
 
-func accountLookupError(err error) error {
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-	}
-	return err
-}
-
 // handleProxy is the router's fallback: every /xrpc/<nsid> not served here.
 func (s *Server) handleProxy(c echo.Context) error {
 	nsid := xrpc.MethodNSID(c)
@@ -206,25 +200,25 @@ func (s *Server) handleProxy(c echo.Context) error {
 	if !s.hasProxyTarget(c, nsid) {
 		return noServiceError(nsid)
 	}
-	v, err := s.authenticate(c, authStandard)
+	v, err := s.auth.Authenticate(c.Request(), auth.Standard)
 	if err != nil {
 		return err
 	}
 	setPrivateHeaders(c)
-	if v.Scope == ScopeAppPass && isPrivilegedMethod(nsid) {
+	if v.Scope == auth.ScopeAppPass && isPrivilegedMethod(nsid) {
 		return xrpc.InvalidToken("Bad token method")
 	}
 	return s.proxyCall(c, v, nsid)
 }
 
 // proxyCall forwards the current request for the authenticated viewer and streams the answer back.
-func (s *Server) proxyCall(c echo.Context, v *viewer, nsid string) error {
+func (s *Server) proxyCall(c echo.Context, v *auth.Caller, nsid string) error {
 	ctx := c.Request().Context()
 	target, err := s.resolveProxyTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
 	if err != nil {
 		return err
 	}
-	acct, err := s.accountForService(ctx, v.DID)
+	acct, err := s.accounts.ByDID(ctx, v.DID)
 	if err != nil {
 		return err
 	}

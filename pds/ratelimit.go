@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 	"github.com/pdsgo/pds/xrpc/ratelimit"
 )
@@ -269,8 +270,8 @@ func (s *Server) globalRateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 func byIP(c echo.Context) string { return c.RealIP() }
 
 func byDID(c echo.Context) string {
-	if v := viewerOf(c); v != nil {
-		return v.DID
+	if v := auth.CallerOf(c); v != nil {
+		return v.DID.String()
 	}
 	return ""
 }

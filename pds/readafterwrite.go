@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -124,13 +125,13 @@ type munger func(lv *localViewer, data map[string]any, local *localRecords) (map
 func (s *Server) handleReadAfterWrite(munge munger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		v := viewerOf(c)
+		v := auth.CallerOf(c)
 		nsid := xrpc.MethodNSID(c)
 		target, err := s.resolveProxyTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
 		if err != nil {
 			return err
 		}
-		acct, err := s.accountForService(ctx, v.DID)
+		acct, err := s.accounts.ByDID(ctx, v.DID)
 		if err != nil {
 			return err
 		}

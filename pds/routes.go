@@ -3,6 +3,8 @@ package pds
 import (
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/auth"
+
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -23,37 +25,37 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/.well-known/atproto-did", s.handleWellKnownDID)
 
 	r := xrpc.NewRouter(e, s.catalog)
-	auth := s.requireAuth(authStandard)
-	authFull := s.requireAuth(authFull)
-	authTakendown := s.requireAuth(authTakendown)
+	std := s.auth.RequireAuth(auth.Standard)
+	full := s.auth.RequireAuth(auth.Full)
+	takendown := s.auth.RequireAuth(auth.Takendown)
 
 	// com.atproto.server
 	r.Query("com.atproto.server.describeServer", s.handleDescribeServer)
 	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.routeLimit("createAccount"))
 	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.routeLimit("createSession"))
-	r.Query("com.atproto.server.getSession", s.handleGetSession, authTakendown)
+	r.Query("com.atproto.server.getSession", s.handleGetSession, takendown)
 	r.Procedure("com.atproto.server.refreshSession", s.handleRefreshSession)
 	r.Procedure("com.atproto.server.deleteSession", s.handleDeleteSession)
-	r.Query("com.atproto.server.checkAccountStatus", s.handleCheckAccountStatus, authTakendown)
-	r.Procedure("com.atproto.server.createInviteCode", s.handleCreateInviteCode, s.requireAdmin)
-	r.Procedure("com.atproto.server.activateAccount", s.handleActivateAccount, authFull)
-	r.Procedure("com.atproto.server.deactivateAccount", s.handleDeactivateAccount, s.requireAuth(authFullTakendown))
-	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, authFull, s.routeLimit("requestAccountDelete"))
+	r.Query("com.atproto.server.checkAccountStatus", s.handleCheckAccountStatus, takendown)
+	r.Procedure("com.atproto.server.createInviteCode", s.handleCreateInviteCode, s.auth.RequireAdmin)
+	r.Procedure("com.atproto.server.activateAccount", s.handleActivateAccount, full)
+	r.Procedure("com.atproto.server.deactivateAccount", s.handleDeactivateAccount, s.auth.RequireAuth(auth.FullTakendown))
+	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, full, s.routeLimit("requestAccountDelete"))
 	r.Procedure("com.atproto.server.deleteAccount", s.handleDeleteAccount, s.routeLimit("deleteAccount"))
-	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, authFull, s.routeLimit("requestEmailConfirmation"))
-	r.Procedure("com.atproto.server.confirmEmail", s.handleConfirmEmail, authFull)
-	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, authFull, s.routeLimit("requestEmailUpdate"))
-	r.Procedure("com.atproto.server.updateEmail", s.handleUpdateEmail, authFull)
+	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, full, s.routeLimit("requestEmailConfirmation"))
+	r.Procedure("com.atproto.server.confirmEmail", s.handleConfirmEmail, full)
+	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, full, s.routeLimit("requestEmailUpdate"))
+	r.Procedure("com.atproto.server.updateEmail", s.handleUpdateEmail, full)
 	r.Procedure("com.atproto.server.requestPasswordReset", s.handleRequestPasswordReset, s.routeLimit("requestPasswordReset"))
 	r.Procedure("com.atproto.server.resetPassword", s.handleResetPassword, s.routeLimit("resetPassword"))
-	r.Procedure("com.atproto.server.createAppPassword", s.handleCreateAppPassword, authFull)
-	r.Query("com.atproto.server.listAppPasswords", s.handleListAppPasswords, authFull)
-	r.Procedure("com.atproto.server.revokeAppPassword", s.handleRevokeAppPassword, authFull)
-	r.Procedure("com.atproto.server.createInviteCodes", s.handleCreateInviteCodes, s.requireAdmin)
-	r.Query("com.atproto.server.getAccountInviteCodes", s.handleGetAccountInviteCodes, authFull)
+	r.Procedure("com.atproto.server.createAppPassword", s.handleCreateAppPassword, full)
+	r.Query("com.atproto.server.listAppPasswords", s.handleListAppPasswords, full)
+	r.Procedure("com.atproto.server.revokeAppPassword", s.handleRevokeAppPassword, full)
+	r.Procedure("com.atproto.server.createInviteCodes", s.handleCreateInviteCodes, s.auth.RequireAdmin)
+	r.Query("com.atproto.server.getAccountInviteCodes", s.handleGetAccountInviteCodes, full)
 
 	// com.atproto.admin (handle_admin.go): HTTP Basic admin:PDS_ADMIN_PASSWORD
-	admin := s.requireAdmin
+	admin := s.auth.RequireAdmin
 	r.Query("com.atproto.admin.getAccountInfo", s.handleAdminGetAccountInfo, admin)
 	r.Query("com.atproto.admin.getAccountInfos", s.handleAdminGetAccountInfos, admin)
 	r.Query("com.atproto.admin.searchAccounts", s.handleAdminSearchAccounts, admin)
@@ -68,52 +70,52 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("com.atproto.admin.disableInviteCodes", s.handleAdminDisableInviteCodes, admin)
 	r.Query("com.atproto.admin.getInviteCodes", s.handleAdminGetInviteCodes, admin)
 	r.Procedure("com.atproto.admin.sendEmail", s.handleAdminSendEmail, admin)
-	// Operator account archives (account_archive.go: pds account export / import); not in the reference.
+	// Operator account archives (pds/accounts archive.go: pds account export / import); not in the reference.
 	r.Procedure("org.pdsgo.admin.exportAccount", s.handleAdminExportAccount, admin)
 	r.Procedure("org.pdsgo.admin.importAccount", s.handleAdminImportAccount, admin)
 
 	// com.atproto.repo
-	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, auth, s.writeLimit(fixed(3)))
-	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, auth, s.writeLimit(fixed(2)))
-	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, auth, s.writeLimit(fixed(1)))
-	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, auth, s.writeLimit(applyWritesPoints))
+	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, std, s.writeLimit(fixed(3)))
+	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, std, s.writeLimit(fixed(2)))
+	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, std, s.writeLimit(fixed(1)))
+	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, std, s.writeLimit(applyWritesPoints))
 	r.Query("com.atproto.repo.getRecord", s.handleGetRecord)
 	r.Query("com.atproto.repo.listRecords", s.handleListRecords)
 	r.Query("com.atproto.repo.describeRepo", s.handleDescribeRepo)
-	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, auth, s.routeLimit("uploadBlob")) // body streamed, not JSON (handle_blob.go)
-	r.Query("com.atproto.repo.listMissingBlobs", s.handleListMissingBlobs, auth)
-	r.Procedure("com.atproto.repo.importRepo", s.handleImportRepo, authFull) // body streamed, not JSON (handle_import.go)
+	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, std, s.routeLimit("uploadBlob")) // body streamed, not JSON (handle_blob.go)
+	r.Query("com.atproto.repo.listMissingBlobs", s.handleListMissingBlobs, std)
+	r.Procedure("com.atproto.repo.importRepo", s.handleImportRepo, full) // body streamed, not JSON (handle_import.go)
 
 	// com.atproto.sync
-	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.optionalAuth, s.routeLimit("getRepo"))
-	r.Query("com.atproto.sync.getRecord", s.handleSyncGetRecord, s.optionalAuth)
-	r.Query("com.atproto.sync.getBlocks", s.handleSyncGetBlocks, s.optionalAuth)
-	r.Query("com.atproto.sync.getLatestCommit", s.handleSyncGetLatestCommit, s.optionalAuth)
-	r.Query("com.atproto.sync.getRepoStatus", s.handleSyncGetRepoStatus, s.optionalAuth)
+	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.auth.OptionalAuth, s.routeLimit("getRepo"))
+	r.Query("com.atproto.sync.getRecord", s.handleSyncGetRecord, s.auth.OptionalAuth)
+	r.Query("com.atproto.sync.getBlocks", s.handleSyncGetBlocks, s.auth.OptionalAuth)
+	r.Query("com.atproto.sync.getLatestCommit", s.handleSyncGetLatestCommit, s.auth.OptionalAuth)
+	r.Query("com.atproto.sync.getRepoStatus", s.handleSyncGetRepoStatus, s.auth.OptionalAuth)
 	r.Query("com.atproto.sync.listRepos", s.handleSyncListRepos)
-	r.Query("com.atproto.sync.getBlob", s.handleSyncGetBlob, s.optionalAuth)
-	r.Query("com.atproto.sync.listBlobs", s.handleSyncListBlobs, s.optionalAuth)
+	r.Query("com.atproto.sync.getBlob", s.handleSyncGetBlob, s.auth.OptionalAuth)
+	r.Query("com.atproto.sync.listBlobs", s.handleSyncListBlobs, s.auth.OptionalAuth)
 	r.Subscription("com.atproto.sync.subscribeRepos", s.handleSubscribeRepos)
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)
-	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, authFull, s.routeLimit("updateHandle"))
-	r.Query("com.atproto.identity.getRecommendedDidCredentials", s.handleGetRecommendedDidCredentials, auth)
-	r.Procedure("com.atproto.identity.requestPlcOperationSignature", s.handleRequestPlcOperationSignature, s.requireAuth(authFullTakendown))
-	r.Procedure("com.atproto.identity.signPlcOperation", s.handleSignPlcOperation, s.requireAuth(authFullTakendown))
-	r.Procedure("com.atproto.identity.submitPlcOperation", s.handleSubmitPlcOperation, auth)
+	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, full, s.routeLimit("updateHandle"))
+	r.Query("com.atproto.identity.getRecommendedDidCredentials", s.handleGetRecommendedDidCredentials, std)
+	r.Procedure("com.atproto.identity.requestPlcOperationSignature", s.handleRequestPlcOperationSignature, s.auth.RequireAuth(auth.FullTakendown))
+	r.Procedure("com.atproto.identity.signPlcOperation", s.handleSignPlcOperation, s.auth.RequireAuth(auth.FullTakendown))
+	r.Procedure("com.atproto.identity.submitPlcOperation", s.handleSubmitPlcOperation, std)
 
 	// Service auth, and the app.bsky methods served or patched here (handle_appview.go, readafterwrite.go).
-	r.Query("com.atproto.server.getServiceAuth", s.handleGetServiceAuth, authTakendown)
-	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, authTakendown)
-	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, auth)
-	r.Query("app.bsky.feed.getFeed", s.handleGetFeed, auth)
-	r.Query("app.bsky.actor.getProfile", s.handleReadAfterWrite(mungeGetProfile), auth)
-	r.Query("app.bsky.actor.getProfiles", s.handleReadAfterWrite(mungeGetProfiles), auth)
-	r.Query("app.bsky.feed.getTimeline", s.handleReadAfterWrite(mungeGetTimeline), auth)
-	r.Query("app.bsky.feed.getAuthorFeed", s.handleReadAfterWrite(mungeGetAuthorFeed), auth)
-	r.Query("app.bsky.feed.getActorLikes", s.handleReadAfterWrite(mungeGetActorLikes), auth)
-	r.Query("app.bsky.feed.getPostThread", s.handleReadAfterWrite(mungeGetPostThread), auth)
+	r.Query("com.atproto.server.getServiceAuth", s.handleGetServiceAuth, takendown)
+	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, takendown)
+	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, std)
+	r.Query("app.bsky.feed.getFeed", s.handleGetFeed, std)
+	r.Query("app.bsky.actor.getProfile", s.handleReadAfterWrite(mungeGetProfile), std)
+	r.Query("app.bsky.actor.getProfiles", s.handleReadAfterWrite(mungeGetProfiles), std)
+	r.Query("app.bsky.feed.getTimeline", s.handleReadAfterWrite(mungeGetTimeline), std)
+	r.Query("app.bsky.feed.getAuthorFeed", s.handleReadAfterWrite(mungeGetAuthorFeed), std)
+	r.Query("app.bsky.feed.getActorLikes", s.handleReadAfterWrite(mungeGetActorLikes), std)
+	r.Query("app.bsky.feed.getPostThread", s.handleReadAfterWrite(mungeGetPostThread), std)
 	// Every other method goes to the service named by atproto-proxy or the namespace's default (proxy.go).
 	r.SetFallback(s.handleProxy)
 	return e

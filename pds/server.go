@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,14 +18,19 @@ import (
 	"github.com/bluesky-social/indigo/atproto/identity"
 	"github.com/bluesky-social/indigo/atproto/lexicon"
 	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/lexicons"
+	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/blobstore"
 	"github.com/pdsgo/pds/pds/mailer"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/repo"
+	"github.com/pdsgo/pds/xrpc"
 )
 
 // Version is reported by /xrpc/_health and describeServer.
@@ -34,22 +40,18 @@ const Version = "0.1.0"
 type Server struct {
 	cfg      *Config
 	log      *slog.Logger
-	accounts *accountstore.Store
+	accounts *accounts.Service // account store, lifecycle, identity, takedowns (pds/accounts)
 	repos    *repo.Store
 	seq      *sequencer.Sequencer
 	plc      *plc.Client
-	dir      identity.Directory
-	ids      identityDirectories // handles (verified both ways) and DID documents, cached
-	didLocks didLocks            // serializes identity and lifecycle changes per account
+	auth     *auth.Verifier // who is calling (pds/auth)
 	catalog  lexicon.Catalog
 	echo     *echo.Echo
 	httpSrv  *http.Server
 
 	// Operator features (email, moderation, rate limits).
-	mailer    mailer.Mailer
-	takedowns takedownCache  // taken-down accounts and records (see takedown.go)
-	tokens    verifiedTokens // access tokens already verified (see tokencache.go)
-	limits    *rateLimits    // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
+	mailer mailer.Mailer
+	limits *rateLimits // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
 
 	// httpClient makes outbound requests (requestCrawl); bg runs the background goroutines.
 	httpClient *http.Client
@@ -122,39 +124,68 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 	} else {
 		log.Warn("rate limits are off (PDS_RATE_LIMITS_ENABLED=false)")
 	}
+	var ids *accounts.Directories // handles (verified both ways) and DID documents, cached
 	if opts.Directory != nil {
-		s.ids = overrideDirectories(opts.Directory)
+		ids = accounts.OverrideDirectories(opts.Directory)
 	} else {
-		s.ids = newIdentityDirectories(cfg, opts.HTTPClient) // see idresolver.go
+		ids = accounts.NewDirectories(accounts.IdentityConfig{
+			PLCURL:                cfg.PLCURL,
+			Timeout:               cfg.IDResolverTimeout,
+			DNSServer:             cfg.HandleDNSServer,
+			BackupNameservers:     cfg.HandleBackupNameservers,
+			DisableSSRFProtection: cfg.DisableSSRFProtection,
+			UserAgent:             "pdsgo/" + Version,
+		}, opts.HTTPClient)
 	}
-	s.dir = s.ids.handles
 
 	dataDir := cfg.DataDirectory
 	sequencerPath := filepath.Join(dataDir, "sequencer.sqlite")
 	_, statErr := os.Stat(sequencerPath)
 	sequencerIsNew := errors.Is(statErr, os.ErrNotExist)
 
-	if s.accounts, err = accountstore.Open(ctx, filepath.Join(dataDir, "account.sqlite")); err != nil {
+	store, err := accountstore.Open(ctx, filepath.Join(dataDir, "account.sqlite"))
+	if err != nil {
 		return nil, err
 	}
 	seqOpts := sequencer.Options{Logger: log}
 	if sequencerIsNew {
 		// A new log beside existing accounts means the old log was lost: start above any seq it could have
 		// handed out (seq values are far below the microsecond clock), so relays never see seq go backwards.
-		if n, err := s.accounts.CountAccounts(ctx); err == nil && n > 0 {
+		if n, err := store.CountAccounts(ctx); err == nil && n > 0 {
 			seqOpts.Floor = time.Now().UnixMicro()
 			log.Warn("sequencer.sqlite was missing; starting the firehose seq above the clock", "floor", seqOpts.Floor)
 		}
 	}
 	if s.seq, err = sequencer.Open(ctx, sequencerPath, seqOpts); err != nil {
-		s.accounts.Close()
+		store.Close()
 		return nil, err
 	}
 	if s.repos, err = repo.OpenStore(filepath.Join(dataDir, "actors"), repo.StoreOptions{}); err != nil {
 		s.seq.Close()
-		s.accounts.Close()
+		store.Close()
 		return nil, err
 	}
+	s.accounts = accounts.New(accounts.Config{
+		PublicURL:            cfg.PublicURL,
+		Hostname:             cfg.Hostname,
+		ServiceDID:           cfg.ServiceDID,
+		ServiceHandleDomains: cfg.ServiceHandleDomains,
+		RotationKey:          cfg.RotationKey,
+		RecoveryDIDKey:       cfg.RecoveryDIDKey,
+		DataDirectory:        cfg.DataDirectory,
+		ResolverTimeout:      resolverTimeout(cfg),
+	}, accounts.Deps{
+		Store: store, Repos: s.repos, Seq: s.seq, PLC: s.plc, IDs: ids, Mailer: s.mailer, Log: log,
+		Blobs:     accountBlobs{s},
+		RepoError: repoError,
+	})
+	s.auth = auth.New(auth.Config{
+		JWTSecret:     cfg.JWTSecret,
+		ServiceDID:    cfg.ServiceDID,
+		AdminPassword: cfg.AdminPassword,
+		Docs:          ids.Docs(),
+		DocTimeout:    resolverTimeout(cfg),
+	}, store, s.accounts)
 	if s.blobs, err = s.openBlobs(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("blob store: %w", err)
@@ -177,7 +208,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	s.startAccountDeletionJob() // lifecycle.go: deactivated accounts past their deleteAfter
+	// Deactivated accounts past their deleteAfter (pds/accounts).
+	s.bg.Go(func() { s.accounts.RunDeletionJob(s.bg.Quit()) })
 	return s, nil
 }
 
@@ -238,4 +270,91 @@ func (s *Server) nextRKey() string {
 	s.rkeyMu.Lock()
 	defer s.rkeyMu.Unlock()
 	return s.rkeyClock.Next().String()
+}
+
+// PurgeExpiredAccounts deletes deactivated accounts whose deleteAfter has passed and returns how many it
+// deleted. The server runs it at start and every minute.
+func (s *Server) PurgeExpiredAccounts(ctx context.Context) (int, error) {
+	return s.accounts.PurgeExpired(ctx)
+}
+
+func resolverTimeout(cfg *Config) time.Duration {
+	if cfg.IDResolverTimeout > 0 {
+		return cfg.IDResolverTimeout
+	}
+	return accounts.DefaultResolverTimeout
+}
+
+// accountBlobs gives accounts what it needs of the blob service (accounts.Blobs).
+type accountBlobs struct{ s *Server }
+
+func (b accountBlobs) DeleteAccountBlobs(ctx context.Context, did string) error {
+	return b.s.deleteAccountBlobs(ctx, did)
+}
+
+func (b accountBlobs) SetQuarantine(ctx context.Context, did string, c cid.Cid, quarantined bool) error {
+	return b.s.setBlobQuarantine(ctx, did, c, quarantined)
+}
+
+func (b accountBlobs) HasBytes(ctx context.Context, did string, c cid.Cid) (bool, error) {
+	_, err := b.s.blobs.store.Stat(ctx, did, c)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (b accountBlobs) Open(ctx context.Context, did string, c cid.Cid) (io.ReadCloser, error) {
+	return b.s.blobs.store.Open(ctx, did, c)
+}
+
+func (b accountBlobs) UnreferencedHook(did string) (func(context.Context) error, func()) {
+	return b.s.blobs.unreferencedHook(did)
+}
+
+// (The blob service should own this: accounts.Blobs.StoreArchived.)
+// StoreArchived stores one blob of an account archive under its declared type, checking its content against its CID.
+func (b accountBlobs) StoreArchived(ctx context.Context, did string, c cid.Cid, mimeType string, body io.Reader, size int64) error {
+	if mimeType == "" {
+		mimeType = "application/octet-stream"
+	}
+	tmp, err := blobstore.Put(ctx, b.s.blobs.store, body, size, -1)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", c, err)
+	}
+	promoted := false
+	defer func() {
+		if !promoted {
+			b.s.blobs.store.DeleteTemp(context.WithoutCancel(ctx), tmp.Key)
+		}
+	}()
+	if !tmp.CID.Equals(c) {
+		return xrpc.InvalidRequest("Invalid account archive: blob %s has the content of %s", c, tmp.CID)
+	}
+	r, err := b.s.repos.Repo(ctx, syntax.DID(did))
+	if err != nil {
+		return repoError(err)
+	}
+	defer r.Release()
+	now := time.Now()
+	release, err := b.s.blobs.mark(ctx, did, now.Add(b.s.blobs.expiry))
+	if err != nil {
+		return err
+	}
+	defer release()
+	unlock := b.s.blobs.locks.lock(did + "/" + c.String())
+	defer unlock()
+	dctx := context.WithoutCancel(ctx)
+	row, err := r.BeginBlob(dctx, repo.BlobRef{CID: c, MimeType: mimeType, Size: tmp.Size}, now)
+	if err != nil {
+		return err
+	}
+	if n, err := b.s.blobs.store.Stat(dctx, did, c); row.State != repo.BlobReady || err != nil || n != tmp.Size {
+		if err := b.s.blobs.store.Promote(dctx, tmp.Key, did, c); err != nil {
+			return err
+		}
+		promoted = true
+	}
+	_, err = r.FinishBlob(dctx, c, now)
+	return err
 }

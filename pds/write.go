@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
@@ -17,15 +18,15 @@ import (
 
 // writableAccount resolves the repo named in a write request (DID or handle) and checks that the caller owns
 // it and may write to it.
-func (s *Server) writableAccount(ctx context.Context, v *viewer, repoParam string) (*accountstore.Account, error) {
-	acct, err := s.lookupAccount(ctx, repoParam)
+func (s *Server) writableAccount(ctx context.Context, v *auth.Caller, repoParam string) (*accountstore.Account, error) {
+	acct, err := s.accounts.Lookup(ctx, repoParam)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if acct.DID != v.DID {
+	if acct.DID != v.DID.String() {
 		return nil, xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Authentication Required")
 	}
 	if acct.TakedownRef != "" {

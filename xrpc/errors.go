@@ -80,6 +80,7 @@ const (
 	NameInvalidInviteCode      = "InvalidInviteCode"      // 400
 	NameBlobNotFound           = "BlobNotFound"           // 400
 	NameAccountNotFound        = "AccountNotFound"        // 400
+	NameUnsupportedDomain      = "UnsupportedDomain"      // 400
 )
 
 func mk(status int, name, format string, args []any) *Error {

@@ -19,7 +19,7 @@ import (
 
 // Account moves: `pds migrate` (a user's account from any PDS to this one, over the public API, package
 // migrate) and `pds account export` / `pds account import` (an operator's archive between its own servers,
-// pds/account_archive.go). See docs/migration.md.
+// pds/accounts/archive.go). See docs/migration.md.
 
 // ---- pds migrate ----
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds"
+	pdsaccounts "github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/blobgc"
 	"github.com/pdsgo/pds/pds/sequencer"
@@ -202,7 +203,7 @@ func seed(ctx context.Context, f *seedFlags, getenv func(string) string, progres
 		}
 	}
 
-	passwordHash, err := pds.HashPassword(f.password)
+	passwordHash, err := pdsaccounts.HashPassword(f.password)
 	if err != nil {
 		return nil, err
 	}

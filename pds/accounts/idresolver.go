@@ -1,13 +1,11 @@
-package pds
+package accounts
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/identity"
@@ -23,55 +21,29 @@ import (
 // configured PLC directory is trusted and reached directly.
 
 const (
-	defaultIDResolverTimeout = 3 * time.Second
+	// DefaultResolverTimeout bounds an identity resolution when the configuration does not.
+	DefaultResolverTimeout = 3 * time.Second
 	// maxIdentityResponse bounds DID documents and well-known files (indigo reads did:web bodies unbounded).
 	maxIdentityResponse = 256 << 10
 	// identityCacheTTL is how long a resolution is trusted (the reference's stale TTL for DID documents).
 	identityCacheTTL = time.Hour
 )
 
-// loadIdentityResolution reads the settings for resolving user-named hosts.
-func (c *Config) loadIdentityResolution(getenv Getenv) error {
-	var err error
-	if c.DisableSSRFProtection, err = boolEnv(getenv, "PDS_DISABLE_SSRF_PROTECTION", c.DevMode); err != nil {
-		return err
-	}
-	ms, err := intEnv(getenv, "PDS_ID_RESOLVER_TIMEOUT", int(defaultIDResolverTimeout/time.Millisecond))
-	if err != nil {
-		return err
-	}
-	if ms <= 0 {
-		return fmt.Errorf("PDS_ID_RESOLVER_TIMEOUT: must be a positive number of milliseconds")
-	}
-	c.IDResolverTimeout = time.Duration(ms) * time.Millisecond
-	if v := getenv("PDS_HANDLE_DNS_SERVER"); v != "" {
-		if c.HandleDNSServer, err = dnsServerAddr(v); err != nil {
-			return fmt.Errorf("PDS_HANDLE_DNS_SERVER: %w", err)
-		}
-	}
-	for _, v := range splitList(getenv("PDS_HANDLE_BACKUP_NAMESERVERS")) {
-		addr, err := dnsServerAddr(v)
-		if err != nil {
-			return fmt.Errorf("PDS_HANDLE_BACKUP_NAMESERVERS: %w", err)
-		}
-		c.HandleBackupNameservers = append(c.HandleBackupNameservers, addr)
-	}
-	return nil
+// IdentityConfig is how identities are resolved.
+type IdentityConfig struct {
+	PLCURL string
+	// Timeout bounds one request; 0 is DefaultResolverTimeout.
+	Timeout time.Duration
+	// DNSServer (host:port) pins the server for _atproto TXT lookups; BackupNameservers are tried after.
+	DNSServer         string
+	BackupNameservers []string
+	// DisableSSRFProtection lets user-named hosts resolve to private addresses (development).
+	DisableSSRFProtection bool
+	UserAgent             string
 }
 
-// dnsServerAddr accepts "ip", "host" or "host:port" and returns host:port (port 53 by default).
-func dnsServerAddr(v string) (string, error) {
-	if _, _, err := net.SplitHostPort(v); err == nil {
-		return v, nil
-	}
-	if strings.Contains(v, ":") && net.ParseIP(v) == nil {
-		return "", fmt.Errorf("%q is not host[:port]", v)
-	}
-	return net.JoinHostPort(v, "53"), nil
-}
-
-// identityDirectories are the views of identities the server uses.
-type identityDirectories struct {
+// Directories are the views of identities the server uses.
+type Directories struct {
 	// handles is an indigo Directory (cached): handle and DID lookups verified both ways.
 	handles identity.Directory
 	// docs resolves DID documents without re-resolving their handle (cached): keys and service endpoints.
@@ -93,12 +65,12 @@ type resolvedHandle struct {
 // failedResolutionTTL is how long a failed handle resolution is remembered (successes: identityCacheTTL).
 const failedResolutionTTL = 2 * time.Minute
 
-// newIdentityDirectories builds the directories. With client set (tests, embedders), every identity request
+// NewDirectories builds the directories. With client set (tests, embedders), every identity request
 // goes through it as given; otherwise user-named hosts get an SSRF-protected client.
-func newIdentityDirectories(cfg *Config, client *http.Client) identityDirectories {
-	timeout := cfg.IDResolverTimeout
+func NewDirectories(cfg IdentityConfig, client *http.Client) *Directories {
+	timeout := cfg.Timeout
 	if timeout <= 0 {
-		timeout = defaultIDResolverTimeout
+		timeout = DefaultResolverTimeout
 	}
 	var hc http.Client
 	if client != nil {
@@ -109,7 +81,7 @@ func newIdentityDirectories(cfg *Config, client *http.Client) identityDirectorie
 	if hc.Timeout == 0 || hc.Timeout > timeout {
 		hc.Timeout = timeout
 	}
-	server := cfg.HandleDNSServer // a pinned DNS server for _atproto TXT lookups, else the system's
+	server := cfg.DNSServer // a pinned DNS server for _atproto TXT lookups, else the system's
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		if server != "" {
 			address = server
@@ -124,12 +96,12 @@ func newIdentityDirectories(cfg *Config, client *http.Client) identityDirectorie
 			Resolver:               net.Resolver{PreferGo: true, Dial: dial},
 			TryAuthoritativeDNS:    server == "", // a pinned server is the authority
 			SkipDNSDomainSuffixes:  []string{".bsky.social"},
-			FallbackDNSServers:     cfg.HandleBackupNameservers,
+			FallbackDNSServers:     cfg.BackupNameservers,
 			SkipHandleVerification: skipHandles,
-			UserAgent:              "pdsgo/" + Version,
+			UserAgent:              cfg.UserAgent,
 		}
 	}
-	return identityDirectories{
+	return &Directories{
 		handles:  identity.NewCacheDirectory(base(false), 10000, identityCacheTTL, failedResolutionTTL, 5*time.Minute),
 		docs:     identity.NewCacheDirectory(base(true), 10000, identityCacheTTL, failedResolutionTTL, 5*time.Minute),
 		resolver: base(true),
@@ -137,9 +109,9 @@ func newIdentityDirectories(cfg *Config, client *http.Client) identityDirectorie
 	}
 }
 
-// overrideDirectories wraps a Directory given in Options (tests, embedders) for every use.
-func overrideDirectories(dir identity.Directory) identityDirectories {
-	return identityDirectories{
+// OverrideDirectories wraps a Directory given in Options (tests, embedders) for every use.
+func OverrideDirectories(dir identity.Directory) *Directories {
+	return &Directories{
 		handles:  dir,
 		docs:     dir,
 		resolved: expirable.NewLRU[syntax.Handle, resolvedHandle](10000, nil, identityCacheTTL),
@@ -153,7 +125,7 @@ type identityTransport struct {
 	rt http.RoundTripper
 }
 
-func newIdentityTransport(cfg *Config, timeout time.Duration) *identityTransport {
+func newIdentityTransport(cfg IdentityConfig, timeout time.Duration) *identityTransport {
 	t := ssrf.NewTransport(cfg.DisableSSRFProtection, ssrf.HostPort(cfg.PLCURL))
 	t.TLSHandshakeTimeout = timeout
 	t.ResponseHeaderTimeout = timeout
@@ -199,22 +171,25 @@ type handleResolver interface {
 	ResolveHandle(ctx context.Context, h syntax.Handle) (syntax.DID, error)
 }
 
-// resolveHandle resolves a handle that is not hosted here to a DID. fresh skips the cache (a user who just set up
+// Docs resolves DID documents (cached), without re-resolving their handle.
+func (d *Directories) Docs() identity.Directory { return d.docs }
+
+// ResolveHandle resolves a handle that is not hosted here to a DID. fresh skips the cache (a user who just set up
 // their DNS record must not be told about a stale miss).
-func (s *Server) resolveHandle(ctx context.Context, h syntax.Handle, fresh bool) (syntax.DID, error) {
+func (s *Service) ResolveHandle(ctx context.Context, h syntax.Handle, fresh bool) (syntax.DID, error) {
 	h = h.Normalize()
-	if e, ok := s.ids.resolved.Get(h); ok && !fresh && time.Now().Before(e.expires) {
+	if e, ok := s.d.IDs.resolved.Get(h); ok && !fresh && time.Now().Before(e.expires) {
 		return e.did, e.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*s.resolverTimeout()+time.Second) // DNS, then HTTPS
 	defer cancel()
 	var did syntax.DID
 	var err error
-	if s.ids.resolver != nil {
-		did, err = s.ids.resolver.ResolveHandle(ctx, h)
+	if s.d.IDs.resolver != nil {
+		did, err = s.d.IDs.resolver.ResolveHandle(ctx, h)
 	} else {
 		var ident *identity.Identity
-		if ident, err = s.ids.handles.LookupHandle(ctx, h); err == nil {
+		if ident, err = s.d.IDs.handles.LookupHandle(ctx, h); err == nil {
 			did = ident.DID
 		}
 	}
@@ -223,23 +198,23 @@ func (s *Server) resolveHandle(ctx context.Context, h syntax.Handle, fresh bool)
 		e.expires = time.Now().Add(failedResolutionTTL)
 	}
 	if ctx.Err() == nil { // a cancelled request says nothing about the handle
-		s.ids.resolved.Add(h, e)
+		s.d.IDs.resolved.Add(h, e)
 	}
 	return did, err
 }
 
-// resolveDIDDoc resolves a DID document (keys, service endpoint, declared handle); fresh skips the cache.
-func (s *Server) resolveDIDDoc(ctx context.Context, did syntax.DID, fresh bool) (*identity.Identity, error) {
+// ResolveDIDDoc resolves a DID document (keys, service endpoint, declared handle); fresh skips the cache.
+func (s *Service) ResolveDIDDoc(ctx context.Context, did syntax.DID, fresh bool) (*identity.Identity, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.resolverTimeout()+time.Second)
 	defer cancel()
 	if fresh {
-		s.ids.docs.Purge(ctx, did.AtIdentifier())
+		s.d.IDs.docs.Purge(ctx, did.AtIdentifier())
 	}
-	return s.ids.docs.LookupDID(ctx, did)
+	return s.d.IDs.docs.LookupDID(ctx, did)
 }
 
 // forgetIdentity drops cached resolutions after this server changed them.
-func (s *Server) forgetIdentity(ctx context.Context, did string, handles ...string) {
+func (s *Service) forgetIdentity(ctx context.Context, did string, handles ...string) {
 	ids := []syntax.AtIdentifier{}
 	if d, err := syntax.ParseDID(did); err == nil {
 		ids = append(ids, d.AtIdentifier())
@@ -247,20 +222,20 @@ func (s *Server) forgetIdentity(ctx context.Context, did string, handles ...stri
 	for _, h := range handles {
 		if hh, err := syntax.ParseHandle(h); err == nil {
 			ids = append(ids, hh.AtIdentifier())
-			s.ids.resolved.Remove(hh.Normalize())
+			s.d.IDs.resolved.Remove(hh.Normalize())
 		}
 	}
 	for _, id := range ids {
-		s.ids.handles.Purge(ctx, id)
-		if s.ids.docs != s.ids.handles {
-			s.ids.docs.Purge(ctx, id)
+		s.d.IDs.handles.Purge(ctx, id)
+		if s.d.IDs.docs != s.d.IDs.handles {
+			s.d.IDs.docs.Purge(ctx, id)
 		}
 	}
 }
 
-func (s *Server) resolverTimeout() time.Duration {
-	if s.cfg.IDResolverTimeout > 0 {
-		return s.cfg.IDResolverTimeout
+func (s *Service) resolverTimeout() time.Duration {
+	if s.cfg.ResolverTimeout > 0 {
+		return s.cfg.ResolverTimeout
 	}
-	return defaultIDResolverTimeout
+	return DefaultResolverTimeout
 }

@@ -1,12 +1,18 @@
-package pds
+package accounts
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
+	"net/http"
 	"strings"
 
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/xrpc"
 )
 
 // Passwords are hashed with scrypt in the reference PDS's format ("<hex salt>:<hex hash>", N=16384, r=8, p=1,
@@ -26,7 +32,8 @@ func HashPassword(password string) (string, error) {
 	return saltHex + ":" + hex.EncodeToString(key), nil
 }
 
-func verifyPassword(password, stored string) bool {
+// VerifyPassword checks a password against its stored hash in constant time.
+func VerifyPassword(password, stored string) bool {
 	saltHex, hashHex, ok := strings.Cut(stored, ":")
 	if !ok {
 		return false
@@ -40,4 +47,22 @@ func verifyPassword(password, stored string) bool {
 		return false
 	}
 	return subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// MaxPasswordLength is the reference's limit for new passwords.
+const MaxPasswordLength = 256
+
+// SetPassword changes an account's password and revokes every session (resetPassword, admin update).
+func (s *Service) SetPassword(ctx context.Context, did, password string) error {
+	hash, err := HashPassword(password)
+	if err != nil {
+		return err
+	}
+	if err := s.UpdatePassword(ctx, did, hash); err != nil {
+		if errors.Is(err, accountstore.ErrNotFound) {
+			return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
+		}
+		return err
+	}
+	return nil
 }

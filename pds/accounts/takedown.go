@@ -1,9 +1,8 @@
-package pds
+package accounts
 
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -93,9 +92,9 @@ func (t *takedownCache) setRecord(did, uri, ref string) {
 	}
 }
 
-// accountTakendown reports whether did is taken down.
-func (s *Server) accountTakendown(ctx context.Context, did string) (bool, error) {
-	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+// AccountTakendown reports whether did is taken down.
+func (s *Service) AccountTakendown(ctx context.Context, did string) (bool, error) {
+	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return false, err
 	}
 	s.takedowns.mu.RLock()
@@ -103,9 +102,9 @@ func (s *Server) accountTakendown(ctx context.Context, did string) (bool, error)
 	return s.takedowns.accounts[did], nil
 }
 
-// recordTakedown returns the takedown ref of a record ("" when it is visible).
-func (s *Server) recordTakedown(ctx context.Context, did, uri string) (string, error) {
-	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+// RecordTakedownRef returns the takedown ref of a record ("" when it is visible).
+func (s *Service) RecordTakedownRef(ctx context.Context, did, uri string) (string, error) {
+	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return "", err
 	}
 	s.takedowns.mu.RLock()
@@ -116,10 +115,10 @@ func (s *Server) recordTakedown(ctx context.Context, did, uri string) (string, e
 	return s.takedowns.records[uri], nil
 }
 
-// hiddenRecords returns a filter for an account's record reads: true for a taken-down record (nil when the
+// HiddenRecords returns a filter for an account's record reads: true for a taken-down record (nil when the
 // account has none, the usual case).
-func (s *Server) hiddenRecords(ctx context.Context, did string) (func(uri string) bool, error) {
-	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+func (s *Service) HiddenRecords(ctx context.Context, did string) (func(uri string) bool, error) {
+	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return nil, err
 	}
 	s.takedowns.mu.RLock()
@@ -135,61 +134,61 @@ func (s *Server) hiddenRecords(ctx context.Context, did string) (func(uri string
 	}, nil
 }
 
-// setAccountTakedown takes an account down (ref != "") or restores it (ref == ""): the store revokes its
+// TakeDownAccount takes an account down (ref != "") or restores it (ref == ""): the store revokes its
 // sessions, sync reads and logins see the new state, and the firehose gets #account with the resulting status.
-func (s *Server) setAccountTakedown(ctx context.Context, did, ref string) error {
-	unlock := s.didLocks.lock(did)
+func (s *Service) TakeDownAccount(ctx context.Context, did, ref string) error {
+	unlock := s.locks.lock(did)
 	defer unlock()
-	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return err
 	}
-	if err := s.accounts.SetAccountTakedown(ctx, did, ref); err != nil {
+	if err := s.SetAccountTakedown(ctx, did, ref); err != nil {
 		return err
 	}
 	s.takedowns.setAccount(did, ref != "")
-	acct, err := s.accounts.AccountByDID(ctx, did)
+	acct, err := s.Store.AccountByDID(ctx, did)
 	if err != nil {
 		return err
 	}
-	return <-s.seq.EnqueueAccount(did, acct.Active(), acct.Status())
+	return <-s.d.Seq.EnqueueAccount(did, acct.Active(), acct.Status())
 }
 
-// setRecordTakedown hides a record from record reads (getRecord, listRecords, sync.getRecord) or shows it again.
-func (s *Server) setRecordTakedown(ctx context.Context, did, uri, cid, ref string) error {
-	if err := s.takedowns.ensure(ctx, s.accounts); err != nil {
+// TakeDownRecord hides a record from record reads (getRecord, listRecords, sync.getRecord) or shows it again.
+func (s *Service) TakeDownRecord(ctx context.Context, did, uri, cid, ref string) error {
+	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return err
 	}
-	if err := s.accounts.SetRecordTakedown(ctx, did, uri, cid, ref); err != nil {
+	if err := s.Store.SetRecordTakedown(ctx, did, uri, cid, ref); err != nil {
 		return err
 	}
 	s.takedowns.setRecord(did, uri, ref)
 	return nil
 }
 
-// setBlobTakedown records a blob takedown (ref != "") or lifts it (ref == "") and moves the blob's bytes into
+// TakeDownBlob records a blob takedown (ref != "") or lifts it (ref == "") and moves the blob's bytes into
 // quarantine or back (a blob not uploaded yet is only recorded: getBlob and record writes check the record).
-func (s *Server) setBlobTakedown(ctx context.Context, did, blobCID, ref string) error {
+func (s *Service) TakeDownBlob(ctx context.Context, did, blobCID, ref string) error {
 	c, err := cid.Decode(blobCID)
 	if err != nil {
 		return xrpc.InvalidRequest("Invalid blob cid")
 	}
-	if err := s.accounts.SetBlobTakedown(ctx, did, c.String(), ref); err != nil {
+	if err := s.Store.SetBlobTakedown(ctx, did, c.String(), ref); err != nil {
 		return err
 	}
-	return s.setBlobQuarantine(ctx, did, c, ref != "")
+	return s.d.Blobs.SetQuarantine(ctx, did, c, ref != "")
 }
 
-// blobTakendown reports whether a blob is taken down (getBlob refuses it).
-func (s *Server) blobTakendown(ctx context.Context, did, cid string) (bool, error) {
-	_, err := s.accounts.BlobTakedown(ctx, did, cid)
+// BlobTakendown reports whether a blob is taken down (getBlob refuses it).
+func (s *Service) BlobTakendown(ctx context.Context, did, cid string) (bool, error) {
+	_, err := s.Store.BlobTakedown(ctx, did, cid)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-// takedownRef is the ref stored for an applied takedown without one (the reference uses the time).
-func takedownRef(applied bool, ref string) string {
+// TakedownRef is the ref stored for an applied takedown without one (the reference uses the time).
+func TakedownRef(applied bool, ref string) string {
 	if !applied {
 		return ""
 	}
@@ -197,8 +196,4 @@ func takedownRef(applied bool, ref string) string {
 		return time.Now().UTC().Format(time.RFC3339Nano)
 	}
 	return ref
-}
-
-func accountNotFound() error {
-	return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
 }

@@ -1,4 +1,4 @@
-package pds
+package auth
 
 import (
 	"sync"
@@ -63,17 +63,17 @@ func (v *verifiedTokens) put(raw string, t verifiedToken, now time.Time) {
 }
 
 // accessClaims verifies an access token (parseToken), or finds it verified before and not yet expired.
-func (s *Server) accessClaims(raw string) (did, scope string, err error) {
+func (v *Verifier) accessClaims(raw string) (did, scope string, err error) {
 	now := time.Now()
-	if t, ok := s.tokens.get(raw, now); ok {
+	if t, ok := v.tokens.get(raw, now); ok {
 		return t.did, t.scope, nil
 	}
-	claims, err := s.parseToken(raw, typAccess)
+	claims, err := v.parseToken(raw, typAccess)
 	if err != nil {
 		return "", "", err
 	}
 	if claims.ExpiresAt != nil { // parseToken requires it
-		s.tokens.put(raw, verifiedToken{did: claims.Subject, scope: claims.Scope, exp: claims.ExpiresAt.Time}, now)
+		v.tokens.put(raw, verifiedToken{did: claims.Subject, scope: claims.Scope, exp: claims.ExpiresAt.Time}, now)
 	}
 	return claims.Subject, claims.Scope, nil
 }

@@ -1,4 +1,4 @@
-package pds
+package auth
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 )
 
 // benchAccessToken returns a server configured to verify tokens and an access token it issued.
-func benchAccessToken(b *testing.B) (*Server, string) {
+func benchAccessToken(b *testing.B) (*Verifier, string) {
 	s := tokenTestServer()
 	tok, err := s.accessToken("did:plc:ewvi7nxzyoun6zhxrhs64oiz", ScopeAccess, time.Now())
 	if err != nil {

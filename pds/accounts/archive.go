@@ -1,4 +1,4 @@
-package pds
+package accounts
 
 import (
 	"archive/tar"
@@ -18,11 +18,9 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
-	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/pds/blobstore"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -100,7 +98,7 @@ type archiveBlob struct {
 	Size     int64  `json:"size"`
 }
 
-// ExportOptions adjust ExportAccount.
+// ExportOptions adjust Export.
 type ExportOptions struct {
 	// Deactivate deactivates an active account first (otherwise an active account is refused).
 	Deactivate bool
@@ -109,24 +107,24 @@ type ExportOptions struct {
 	TargetURL, TargetRotationKey string
 }
 
-// ExportAccount writes the archive of the account did to w (see the top of this file). Every check runs and
+// Export writes the archive of the account did to w (see the top of this file). Every check runs and
 // the repository is spooled before the first byte is written, so a refusal leaves w empty.
-func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptions, w io.Writer) error {
-	acct, err := s.accounts.AccountByDID(ctx, did)
+func (s *Service) Export(ctx context.Context, did string, opts ExportOptions, w io.Writer) error {
+	acct, err := s.Store.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found: %s", did)
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found: %s", did)
 	}
 	if err != nil {
 		return err
 	}
 	if acct.TakedownRef != "" {
-		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
 	if acct.DeactivatedAt == nil {
 		if !opts.Deactivate {
 			return xrpc.InvalidRequest("The account is active: deactivate it first (writes after the export would be lost)")
 		}
-		if err := s.deactivateAccount(ctx, acct, nil); err != nil {
+		if err := s.Deactivate(ctx, acct, nil); err != nil {
 			return err
 		}
 	}
@@ -148,14 +146,14 @@ func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptio
 			return err
 		}
 	}
-	aps, err := s.accounts.AppPasswordHashes(ctx, did)
+	aps, err := s.Store.AppPasswordHashes(ctx, did)
 	if err != nil {
 		return err
 	}
 	for _, ap := range aps {
 		m.AppPasswords = append(m.AppPasswords, archiveAppPassword(ap))
 	}
-	prefs, err := s.accounts.AllPreferences(ctx, did)
+	prefs, err := s.Store.AllPreferences(ctx, did)
 	if err != nil {
 		return err
 	}
@@ -170,9 +168,9 @@ func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptio
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	r, err := s.repos.Repo(ctx, syntax.DID(did))
+	r, err := s.d.Repos.Repo(ctx, syntax.DID(did))
 	if err != nil {
-		return repoError(err)
+		return s.d.RepoError(err)
 	}
 	err = func() error {
 		defer r.Release()
@@ -208,15 +206,15 @@ func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptio
 					continue
 				}
 				// Taken-down blobs stay behind (moderation state does not move); so do bytes that are gone.
-				if down, err := s.blobTakendown(ctx, did, cs); err != nil {
+				if down, err := s.BlobTakendown(ctx, did, cs); err != nil {
 					return err
 				} else if down {
 					continue
 				}
-				if _, err := s.blobs.store.Stat(ctx, did, c); errors.Is(err, blobstore.ErrNotFound) {
-					continue
-				} else if err != nil {
+				if has, err := s.d.Blobs.HasBytes(ctx, did, c); err != nil {
 					return err
+				} else if !has {
+					continue
 				}
 				m.Blobs = append(m.Blobs, archiveBlob{CID: cs, MimeType: b.MimeType, Size: b.Size})
 			}
@@ -259,7 +257,7 @@ func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptio
 	}
 	for _, b := range m.Blobs {
 		c, _ := cid.Decode(b.CID)
-		obj, err := s.blobs.store.Open(ctx, did, c)
+		obj, err := s.d.Blobs.Open(ctx, did, c)
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", b.CID, err)
 		}
@@ -274,7 +272,7 @@ func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptio
 
 // handoffOperation signs, with this server's rotation key, the PLC operation that moves acct to the target:
 // its PDS endpoint, and the target's rotation key in place of this server's.
-func (s *Server) handoffOperation(ctx context.Context, acct *accountstore.Account, opts ExportOptions) (*plc.Operation, error) {
+func (s *Service) handoffOperation(ctx context.Context, acct *accountstore.Account, opts ExportOptions) (*plc.Operation, error) {
 	if !isPLC(acct.DID) {
 		return nil, xrpc.InvalidRequest("%s is not a did:plc: point its DID document at the target yourself", acct.DID)
 	}
@@ -284,7 +282,7 @@ func (s *Server) handoffOperation(ctx context.Context, acct *accountstore.Accoun
 	if _, err := atcrypto.ParsePublicDIDKey(opts.TargetRotationKey); err != nil {
 		return nil, xrpc.InvalidRequest("targetRotationKey must be the target server's rotation key (a did:key)")
 	}
-	ours := s.rotationDIDKey()
+	ours := s.RotationDIDKey()
 	return s.signedPLCUpdate(ctx, acct.DID, func(op *plc.Operation) {
 		if op.Services == nil {
 			op.Services = map[string]plc.Service{}
@@ -298,7 +296,7 @@ func (s *Server) handoffOperation(ctx context.Context, acct *accountstore.Accoun
 	})
 }
 
-// ImportAccountResult reports an ImportAccount.
+// ImportAccountResult reports an Import.
 type ImportAccountResult struct {
 	DID          string `json:"did"`
 	Handle       string `json:"handle"`
@@ -312,11 +310,11 @@ type ImportAccountResult struct {
 	Note string `json:"note,omitempty"`
 }
 
-// ImportAccount reads an archive made by ExportAccount and hosts the account here: created deactivated (or, on
+// Import reads an archive made by Export and hosts the account here: created deactivated (or, on
 // a second run, the deactivated account of an earlier one is completed), repository imported (verified
 // against the DID document, as importRepo), blobs stored, then the archive's PLC operation submitted and the
 // account activated when the DID document points here.
-func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccountResult, error) {
+func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult, error) {
 	tr := tar.NewReader(r)
 	next := func(want string) (*tar.Header, error) {
 		h, err := tr.Next()
@@ -352,7 +350,7 @@ func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccount
 		return nil, xrpc.InvalidRequest("Invalid signing key in the archive")
 	}
 
-	unlock := s.didLocks.lock(did.String())
+	unlock := s.locks.lock(did.String())
 	locked := true
 	defer func() {
 		if locked {
@@ -365,12 +363,12 @@ func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccount
 	}
 	res := &ImportAccountResult{DID: acct.DID, Handle: acct.Handle}
 	if m.Account.EmailConfirmedAt != nil && acct.EmailConfirmedAt == nil {
-		if err := s.accounts.SetEmailConfirmed(ctx, acct.DID, *m.Account.EmailConfirmedAt); err != nil {
+		if err := s.Store.SetEmailConfirmed(ctx, acct.DID, *m.Account.EmailConfirmedAt); err != nil {
 			return nil, err
 		}
 	}
 	for _, ap := range m.AppPasswords {
-		err := s.accounts.CreateAppPassword(ctx, acct.DID, ap.Name, ap.PasswordHash, ap.Privileged, ap.CreatedAt)
+		err := s.Store.CreateAppPassword(ctx, acct.DID, ap.Name, ap.PasswordHash, ap.Privileged, ap.CreatedAt)
 		if err != nil && !errors.Is(err, accountstore.ErrAppPasswordExists) {
 			return nil, err
 		}
@@ -380,7 +378,7 @@ func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccount
 	for i, p := range m.Preferences {
 		prefs[i] = accountstore.Preference(p)
 	}
-	if err := s.accounts.ReplaceAllPreferences(ctx, acct.DID, prefs); err != nil {
+	if err := s.Store.ReplaceAllPreferences(ctx, acct.DID, prefs); err != nil {
 		return nil, err
 	}
 	res.Preferences = len(prefs)
@@ -392,18 +390,18 @@ func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccount
 	if h.Name != "repo.car" {
 		return nil, xrpc.InvalidRequest("Invalid account archive: repo.car must follow the manifest")
 	}
-	verifyKey, err := s.currentSigningKey(ctx, acct.DID)
+	verifyKey, err := s.CurrentSigningKey(ctx, acct.DID)
 	if err != nil {
 		return nil, err
 	}
-	hook, release := s.blobs.unreferencedHook(acct.DID)
+	hook, release := s.d.Blobs.UnreferencedHook(acct.DID)
 	defer release()
-	ir, err := s.repos.Import(ctx, did, io.LimitReader(tr, h.Size), repo.ImportOptions{VerifyKey: verifyKey, Signer: key, OnBlobsUnreferenced: hook})
+	ir, err := s.d.Repos.Import(ctx, did, io.LimitReader(tr, h.Size), repo.ImportOptions{VerifyKey: verifyKey, Signer: key, OnBlobsUnreferenced: hook})
 	switch {
 	case errors.Is(err, repo.ErrImportInvalid):
 		return nil, xrpc.InvalidRequest("Invalid repository in the archive: %s", trimSentinel(err, repo.ErrImportInvalid))
 	case err != nil:
-		return nil, repoError(err)
+		return nil, s.d.RepoError(err)
 	}
 	res.Records = ir.Records
 
@@ -424,7 +422,7 @@ func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccount
 		if !ok || cerr != nil || path.Base(h.Name) != name {
 			return nil, xrpc.InvalidRequest("Invalid account archive: unexpected entry %q", h.Name)
 		}
-		if err := s.storeArchivedBlob(ctx, acct.DID, c, mimes[name], tr, h.Size); err != nil {
+		if err := s.d.Blobs.StoreArchived(ctx, acct.DID, c, mimes[name], tr, h.Size); err != nil {
 			return nil, err
 		}
 		res.Blobs++
@@ -438,11 +436,11 @@ func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccount
 	}
 	unlock() // activateAccount takes the lock itself
 	locked = false
-	if err := s.checkDIDDocument(ctx, acct); err != nil {
+	if err := s.CheckDIDDocument(ctx, acct); err != nil {
 		res.Note = "the account is deactivated until its DID document points here: " + err.Error()
 		return res, nil
 	}
-	if err := s.activateAccount(ctx, acct); err != nil {
+	if err := s.Activate(ctx, acct); err != nil {
 		return nil, err
 	}
 	res.Activated = true
@@ -451,9 +449,9 @@ func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccount
 
 // adoptAccount creates the archive's account, deactivated, with an empty repository; a deactivated account of
 // the same DID left by an earlier run is taken as it is.
-func (s *Server) adoptAccount(ctx context.Context, m *archiveManifest, key *atcrypto.PrivateKeyK256) (*accountstore.Account, error) {
+func (s *Service) adoptAccount(ctx context.Context, m *archiveManifest, key *atcrypto.PrivateKeyK256) (*accountstore.Account, error) {
 	did := m.Account.DID
-	if acct, err := s.accounts.AccountByDID(ctx, did); err == nil {
+	if acct, err := s.Store.AccountByDID(ctx, did); err == nil {
 		if acct.DeactivatedAt == nil || acct.TakedownRef != "" {
 			return nil, xrpc.InvalidRequest("The account %s is already hosted here and active", did)
 		}
@@ -472,77 +470,31 @@ func (s *Server) adoptAccount(ctx context.Context, m *archiveManifest, key *atcr
 	if acct.CreatedAt.IsZero() {
 		acct.CreatedAt = now
 	}
-	if err := s.accounts.CreateAccount(ctx, acct, ""); err != nil {
+	if err := s.Store.CreateAccount(ctx, acct, ""); err != nil {
 		switch {
 		case errors.Is(err, accountstore.ErrHandleTaken):
-			return nil, xrpc.NewError(http.StatusBadRequest, "HandleNotAvailable", "Handle already taken here: %s", acct.Handle)
+			return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Handle already taken here: %s", acct.Handle)
 		case errors.Is(err, accountstore.ErrEmailTaken):
 			return nil, xrpc.InvalidRequest("Email already taken here: %s", acct.Email)
 		}
 		return nil, err
 	}
-	commit, err := s.repos.Create(ctx, syntax.DID(did), key)
+	commit, err := s.d.Repos.Create(ctx, syntax.DID(did), key)
 	if err == nil {
 		// Never sequenced: activation announces the head with #sync (as createAccountWithDID).
-		err = s.repos.With(ctx, syntax.DID(did), func(r *repo.Repo) error { return r.TrimOutbox(ctx, commit.Rev) })
+		err = s.d.Repos.With(ctx, syntax.DID(did), func(r *repo.Repo) error { return r.TrimOutbox(ctx, commit.Rev) })
 	}
 	if err != nil {
 		bg := context.WithoutCancel(ctx)
-		s.repos.Delete(bg, syntax.DID(did))
-		s.accounts.DeleteAccount(bg, did)
+		s.d.Repos.Delete(bg, syntax.DID(did))
+		s.Store.DeleteAccount(bg, did)
 		return nil, err
 	}
 	return acct, nil
 }
 
-// storeArchivedBlob stores one blob of an archive under its declared type, checking its content against its CID.
-func (s *Server) storeArchivedBlob(ctx context.Context, did string, c cid.Cid, mimeType string, body io.Reader, size int64) error {
-	if mimeType == "" {
-		mimeType = "application/octet-stream"
-	}
-	tmp, err := blobstore.Put(ctx, s.blobs.store, body, size, -1)
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", c, err)
-	}
-	promoted := false
-	defer func() {
-		if !promoted {
-			s.blobs.store.DeleteTemp(context.WithoutCancel(ctx), tmp.Key)
-		}
-	}()
-	if !tmp.CID.Equals(c) {
-		return xrpc.InvalidRequest("Invalid account archive: blob %s has the content of %s", c, tmp.CID)
-	}
-	r, err := s.repos.Repo(ctx, syntax.DID(did))
-	if err != nil {
-		return repoError(err)
-	}
-	defer r.Release()
-	now := time.Now()
-	release, err := s.blobs.mark(ctx, did, now.Add(s.blobs.expiry))
-	if err != nil {
-		return err
-	}
-	defer release()
-	unlock := s.blobs.locks.lock(did + "/" + c.String())
-	defer unlock()
-	dctx := context.WithoutCancel(ctx)
-	row, err := r.BeginBlob(dctx, repo.BlobRef{CID: c, MimeType: mimeType, Size: tmp.Size}, now)
-	if err != nil {
-		return err
-	}
-	if n, err := s.blobs.store.Stat(dctx, did, c); row.State != repo.BlobReady || err != nil || n != tmp.Size {
-		if err := s.blobs.store.Promote(dctx, tmp.Key, did, c); err != nil {
-			return err
-		}
-		promoted = true
-	}
-	_, err = r.FinishBlob(dctx, c, now)
-	return err
-}
-
 // submitHandoff checks that the archive's PLC operation makes this server the account's host, and submits it.
-func (s *Server) submitHandoff(ctx context.Context, acct *accountstore.Account, raw json.RawMessage) error {
+func (s *Service) submitHandoff(ctx context.Context, acct *accountstore.Account, raw json.RawMessage) error {
 	parsed, err := plc.ParseOperation(raw)
 	if err != nil {
 		return xrpc.InvalidRequest("Invalid PLC operation in the archive")
@@ -551,74 +503,16 @@ func (s *Server) submitHandoff(ctx context.Context, acct *accountstore.Account, 
 	if !ok || op.Validate() != nil {
 		return xrpc.InvalidRequest("Invalid PLC operation in the archive")
 	}
-	signing, err := signingDIDKey(acct)
+	signing, err := SigningDIDKey(acct)
 	if err != nil {
 		return err
 	}
-	if err := op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.rotationDIDKey(), PDSEndpoint: s.cfg.PublicURL, SigningKey: signing}); err != nil {
+	if err := op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.RotationDIDKey(), PDSEndpoint: s.cfg.PublicURL, SigningKey: signing}); err != nil {
 		return xrpc.InvalidRequest("The archive's PLC operation does not hand the account to this server (%s): export again with this server's URL and rotation key", strings.TrimPrefix(err.Error(), "plc: "))
 	}
-	if err := s.plc.Submit(ctx, acct.DID, op); err != nil {
+	if err := s.d.PLC.Submit(ctx, acct.DID, op); err != nil {
 		return s.plcError(err)
 	}
 	s.forgetIdentity(ctx, acct.DID)
 	return nil
-}
-
-// ---- admin methods ----
-
-// handleAdminExportAccount: POST org.pdsgo.admin.exportAccount {did, deactivate?, targetUrl?, targetRotationKey?}
-// answers the archive (application/x-tar).
-func (s *Server) handleAdminExportAccount(c echo.Context) error {
-	var in struct {
-		DID               string `json:"did"`
-		Deactivate        bool   `json:"deactivate"`
-		TargetURL         string `json:"targetUrl"`
-		TargetRotationKey string `json:"targetRotationKey"`
-	}
-	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
-		return err
-	}
-	w := &lazyResponse{c: c, contentType: "application/x-tar"}
-	err := s.ExportAccount(c.Request().Context(), in.DID, ExportOptions{Deactivate: in.Deactivate, TargetURL: in.TargetURL, TargetRotationKey: in.TargetRotationKey}, w)
-	if err != nil {
-		if !w.started {
-			return err
-		}
-		s.log.Error("account export failed mid-stream", "did", in.DID, "err", err)
-		panic(http.ErrAbortHandler) // a truncated archive must not look complete
-	}
-	if !w.started {
-		w.start()
-	}
-	return nil
-}
-
-// handleAdminImportAccount: POST org.pdsgo.admin.importAccount with an archive body.
-func (s *Server) handleAdminImportAccount(c echo.Context) error {
-	res, err := s.ImportAccount(c.Request().Context(), c.Request().Body)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, res)
-}
-
-// lazyResponse sends the status and headers on the first write, so errors before any output are XRPC errors.
-type lazyResponse struct {
-	c           echo.Context
-	contentType string
-	started     bool
-}
-
-func (w *lazyResponse) start() {
-	w.started = true
-	w.c.Response().Header().Set(echo.HeaderContentType, w.contentType)
-	w.c.Response().WriteHeader(http.StatusOK)
-}
-
-func (w *lazyResponse) Write(p []byte) (int, error) {
-	if !w.started {
-		w.start()
-	}
-	return w.c.Response().Write(p)
 }

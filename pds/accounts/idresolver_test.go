@@ -1,4 +1,4 @@
-package pds
+package accounts
 
 import (
 	"errors"
@@ -35,7 +35,7 @@ func TestIdentityTransportSSRF(t *testing.T) {
 		return string(b), err
 	}
 
-	protected := newIdentityTransport(&Config{PLCURL: big.URL}, time.Second)
+	protected := newIdentityTransport(IdentityConfig{PLCURL: big.URL}, time.Second)
 	if _, err := get(protected, small.URL+"/.well-known/atproto-did"); !errors.Is(err, ssrf.ErrForbidden) {
 		t.Fatalf("protected transport reached loopback: %v", err)
 	}
@@ -44,47 +44,12 @@ func TestIdentityTransportSSRF(t *testing.T) {
 		t.Fatalf("PLC request: want the size limit error, got %v", err)
 	}
 
-	open := newIdentityTransport(&Config{PLCURL: "https://plc.directory", DisableSSRFProtection: true}, time.Second)
+	open := newIdentityTransport(IdentityConfig{PLCURL: "https://plc.directory", DisableSSRFProtection: true}, time.Second)
 	body, err := get(open, small.URL+"/.well-known/atproto-did")
 	if err != nil || body != "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa" {
 		t.Fatalf("unprotected transport: %q %v", body, err)
 	}
 	if _, err := get(open, big.URL+"/.well-known/did.json"); !errors.Is(err, errResponseTooLarge) {
 		t.Fatalf("oversized body: want %v, got %v", errResponseTooLarge, err)
-	}
-}
-
-func TestIdentityResolutionConfig(t *testing.T) {
-	env := func(m map[string]string) Getenv { return func(k string) string { return m[k] } }
-	c := &Config{}
-	if err := c.loadIdentityResolution(env(nil)); err != nil {
-		t.Fatal(err)
-	}
-	if c.DisableSSRFProtection || c.IDResolverTimeout != 3*time.Second || c.HandleDNSServer != "" {
-		t.Fatalf("defaults: %+v", c)
-	}
-	c = &Config{DevMode: true}
-	if err := c.loadIdentityResolution(env(map[string]string{
-		"PDS_HANDLE_DNS_SERVER":         "127.0.0.1:5353",
-		"PDS_HANDLE_BACKUP_NAMESERVERS": "1.1.1.1, [2001:db8::1]:53,ns.example.com",
-		"PDS_ID_RESOLVER_TIMEOUT":       "1500",
-	})); err != nil {
-		t.Fatal(err)
-	}
-	if !c.DisableSSRFProtection || c.HandleDNSServer != "127.0.0.1:5353" || c.IDResolverTimeout != 1500*time.Millisecond {
-		t.Fatalf("parsed: %+v", c)
-	}
-	want := []string{"1.1.1.1:53", "[2001:db8::1]:53", "ns.example.com:53"}
-	if strings.Join(c.HandleBackupNameservers, " ") != strings.Join(want, " ") {
-		t.Fatalf("backup nameservers %v, want %v", c.HandleBackupNameservers, want)
-	}
-	for _, bad := range []map[string]string{
-		{"PDS_ID_RESOLVER_TIMEOUT": "0"},
-		{"PDS_DISABLE_SSRF_PROTECTION": "maybe"},
-		{"PDS_HANDLE_DNS_SERVER": "a:b:c"},
-	} {
-		if err := (&Config{}).loadIdentityResolution(env(bad)); err == nil {
-			t.Fatalf("%v accepted", bad)
-		}
 	}
 }

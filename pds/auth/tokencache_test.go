@@ -1,4 +1,4 @@
-package pds
+package auth
 
 import (
 	"fmt"
@@ -9,8 +9,8 @@ import (
 	"github.com/pdsgo/pds/xrpc"
 )
 
-func tokenTestServer() *Server {
-	return &Server{cfg: &Config{JWTSecret: []byte("test-secret-0123456789abcdef"), ServiceDID: "did:web:localhost"}}
+func tokenTestServer() *Verifier {
+	return New(Config{JWTSecret: []byte("test-secret-0123456789abcdef"), ServiceDID: "did:web:localhost"}, nil, nil)
 }
 
 func TestAccessClaimsCachesOnlyWhatVerified(t *testing.T) {
@@ -60,7 +60,7 @@ func TestAccessClaimsCachesOnlyWhatVerified(t *testing.T) {
 func TestAccessClaimsExpiresFromCache(t *testing.T) {
 	s := tokenTestServer()
 	// exp is in whole seconds: issue the token so that it expires at the next second boundary or the one after.
-	issued := time.Now().Add(-accessTTL + time.Second)
+	issued := time.Now().Add(-AccessTTL + time.Second)
 	tok, err := s.accessToken("did:plc:ewvi7nxzyoun6zhxrhs64oiz", ScopeAccess, issued)
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestAccessClaimsExpiresFromCache(t *testing.T) {
 	if _, _, err := s.accessClaims(tok); err != nil {
 		t.Fatalf("before expiry: %v", err)
 	}
-	exp := issued.Add(accessTTL).Truncate(time.Second)
+	exp := issued.Add(AccessTTL).Truncate(time.Second)
 	time.Sleep(time.Until(exp) + 20*time.Millisecond)
 	if _, _, err := s.accessClaims(tok); !isXRPCError(err, "ExpiredToken") {
 		t.Fatalf("after expiry: %v, want ExpiredToken", err)

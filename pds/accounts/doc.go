@@ -1,0 +1,16 @@
+// Package accounts owns what happens to an account as a whole: lookup, passwords, handles and identity
+// resolution (DID documents, PLC operations signed with the server's rotation key), activation, deactivation and
+// deletion (with the job that purges expired deactivated accounts), takedowns (cached in memory), and the
+// operator's account archives (export and import between two servers).
+//
+// A [Service] embeds the account store, so a plain row lookup is s.AccountByDID; the rest is methods that
+// change an account and announce it on the firehose. Each change to an account's identity or status holds the
+// account's lock ([Service.Lock]).
+//
+// It touches the repository store only for whole repositories (create, import, export, delete) and the
+// sequencer only for account-level events (#identity, #account, #sync, and a new account's first commit);
+// record writes are the write path's. It may not reach into the write path, the blob store, the firehose's
+// subscribers or the proxy: what it needs of blobs comes through [Blobs], and the write path's repository
+// error mapping through Deps.RepoError, both wired by the server. Its own store and directory errors are
+// mapped to XRPC errors in errors.go.
+package accounts

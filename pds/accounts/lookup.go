@@ -1,0 +1,93 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+// Lookup finds an account by handle, DID or email (accountstore.ErrNotFound when there is none).
+func (s *Service) Lookup(ctx context.Context, identifier string) (*accountstore.Account, error) {
+	identifier = strings.TrimSpace(identifier)
+	switch {
+	case strings.HasPrefix(identifier, "did:"):
+		return s.AccountByDID(ctx, identifier)
+	case strings.Contains(identifier, "@"):
+		return s.AccountByEmail(ctx, identifier)
+	default:
+		return s.AccountByHandle(ctx, strings.ToLower(identifier))
+	}
+}
+
+// Find is Lookup for the operator: no account is an AccountNotFound error naming the identifier.
+func (s *Service) Find(ctx context.Context, identifier string) (*accountstore.Account, error) {
+	acct, err := s.Lookup(ctx, identifier)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found: %s", identifier)
+	}
+	return acct, err
+}
+
+// ByDID loads an account (the caller's, typically): no account is an AccountNotFound error.
+func (s *Service) ByDID(ctx context.Context, did syntax.DID) (*accountstore.Account, error) {
+	acct, err := s.AccountByDID(ctx, did.String())
+	if err != nil {
+		return nil, lookupError(err)
+	}
+	return acct, nil
+}
+
+// PLCAccount is ByDID for the PLC operation methods, which only did:plc accounts have.
+func (s *Service) PLCAccount(ctx context.Context, did syntax.DID) (*accountstore.Account, error) {
+	acct, err := s.ByDID(ctx, did)
+	if err != nil {
+		return nil, err
+	}
+	if !isPLC(acct.DID) {
+		return nil, xrpc.InvalidRequest("PLC operations are only for did:plc accounts")
+	}
+	return acct, nil
+}
+
+// ForSync loads the account a sync read names (did). Deactivated and taken-down repos are hidden from everyone
+// but their owner (deactivated) as in the reference; viewer is the authenticated caller ("" for none).
+func (s *Service) ForSync(ctx context.Context, did string, viewer syntax.DID) (*accountstore.Account, error) {
+	acct, err := s.AccountByDID(ctx, did)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoNotFound, "Could not find repo for DID: %s", did)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.TakedownRef != "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", did)
+	}
+	if acct.DeactivatedAt != nil && viewer.String() != acct.DID {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", did)
+	}
+	return acct, nil
+}
+
+// Readable loads the account a record read names (DID or handle), hidden as for ForSync.
+func (s *Service) Readable(ctx context.Context, repoParam string, viewer syntax.DID) (*accountstore.Account, error) {
+	acct, err := s.Lookup(ctx, repoParam)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.TakedownRef != "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", acct.DID)
+	}
+	if acct.DeactivatedAt != nil && viewer.String() != acct.DID {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", acct.DID)
+	}
+	return acct, nil
+}

@@ -1,0 +1,121 @@
+package accounts
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/ipfs/go-cid"
+
+	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/mailer"
+	"github.com/pdsgo/pds/pds/sequencer"
+	"github.com/pdsgo/pds/repo"
+)
+
+// Config is what accounts needs of the server's configuration.
+type Config struct {
+	PublicURL            string
+	Hostname             string // named in emails
+	ServiceDID           string
+	ServiceHandleDomains []string
+	RotationKey          *atcrypto.PrivateKeyK256
+	// RecoveryDIDKey is an operator-held rotation key added to new did:plc accounts ("" for none).
+	RecoveryDIDKey string
+	// DataDirectory holds the spool files of account exports.
+	DataDirectory string
+	// ResolverTimeout bounds one identity resolution (DNS, HTTPS, DID document).
+	ResolverTimeout time.Duration
+}
+
+// Blobs is what accounts needs of the blob store (implemented by the server over its blob service).
+type Blobs interface {
+	// DeleteAccountBlobs removes every blob of a deleted account.
+	DeleteAccountBlobs(ctx context.Context, did string) error
+	// SetQuarantine moves a blob's bytes into quarantine (a takedown) or back.
+	SetQuarantine(ctx context.Context, did string, c cid.Cid, quarantined bool) error
+	// HasBytes reports whether the blob's bytes are stored (false, nil when they are not).
+	HasBytes(ctx context.Context, did string, c cid.Cid) (bool, error)
+	// Open reads a stored blob.
+	Open(ctx context.Context, did string, c cid.Cid) (io.ReadCloser, error)
+	// StoreArchived stores one blob of an account archive under its declared type, checking its content
+	// against its CID.
+	StoreArchived(ctx context.Context, did string, c cid.Cid, mimeType string, body io.Reader, size int64) error
+	// UnreferencedHook is what a repository import calls for blobs no longer referenced; release it after.
+	UnreferencedHook(did string) (hook func(context.Context) error, release func())
+}
+
+// Deps are the stores and services a Service uses.
+type Deps struct {
+	Store *accountstore.Store
+	Repos *repo.Store
+	Seq   *sequencer.Sequencer
+	PLC   *plc.Client
+	IDs   *Directories
+	// Mailer sends the email tokens and the operator's messages.
+	Mailer mailer.Mailer
+	Blobs  Blobs
+	// RepoError maps a repository store error to an XRPC error (the write path's mapping).
+	RepoError func(error) error
+	Log       *slog.Logger
+}
+
+// Service is the account service.
+type Service struct {
+	*accountstore.Store
+	cfg       Config
+	d         Deps
+	log       *slog.Logger
+	locks     didLocks
+	takedowns takedownCache
+}
+
+// New returns a Service.
+func New(cfg Config, d Deps) *Service {
+	log := d.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{Store: d.Store, cfg: cfg, d: d, log: log}
+}
+
+// Lock takes the lock of an account's identity and status changes.
+func (s *Service) Lock(did string) (unlock func()) { return s.locks.lock(did) }
+
+// didLocks is a lock per account DID; entries live only while held or awaited.
+type didLocks struct {
+	mu sync.Mutex
+	m  map[string]*didLock
+}
+
+type didLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (l *didLocks) lock(did string) (unlock func()) {
+	l.mu.Lock()
+	if l.m == nil {
+		l.m = map[string]*didLock{}
+	}
+	e := l.m[did]
+	if e == nil {
+		e = &didLock{}
+		l.m[did] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.m, did)
+		}
+		l.mu.Unlock()
+	}
+}
