@@ -23,6 +23,7 @@ import (
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/blobstore"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -172,7 +173,7 @@ func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptio
 	defer spool.Close()
 	r, err := s.repos.Repo(ctx, syntax.DID(did))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	err = func() error {
 		defer r.Release()
@@ -213,7 +214,7 @@ func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptio
 				} else if down {
 					continue
 				}
-				if _, err := s.blobs.store.Stat(ctx, did, c); errors.Is(err, blobstore.ErrNotFound) {
+				if _, err := s.blobs.Store().Stat(ctx, did, c); errors.Is(err, blobstore.ErrNotFound) {
 					continue
 				} else if err != nil {
 					return err
@@ -259,7 +260,7 @@ func (s *Server) ExportAccount(ctx context.Context, did string, opts ExportOptio
 	}
 	for _, b := range m.Blobs {
 		c, _ := cid.Decode(b.CID)
-		obj, err := s.blobs.store.Open(ctx, did, c)
+		obj, err := s.blobs.Store().Open(ctx, did, c)
 		if err != nil {
 			return fmt.Errorf("blob %s: %w", b.CID, err)
 		}
@@ -396,14 +397,12 @@ func (s *Server) ImportAccount(ctx context.Context, r io.Reader) (*ImportAccount
 	if err != nil {
 		return nil, err
 	}
-	hook, release := s.blobs.unreferencedHook(acct.DID)
-	defer release()
-	ir, err := s.repos.Import(ctx, did, io.LimitReader(tr, h.Size), repo.ImportOptions{VerifyKey: verifyKey, Signer: key, OnBlobsUnreferenced: hook})
+	ir, err := s.writer.Import(ctx, did, io.LimitReader(tr, h.Size), repo.ImportOptions{VerifyKey: verifyKey, Signer: key})
 	switch {
 	case errors.Is(err, repo.ErrImportInvalid):
-		return nil, xrpc.InvalidRequest("Invalid repository in the archive: %s", trimSentinel(err, repo.ErrImportInvalid))
+		return nil, xrpc.InvalidRequest("Invalid repository in the archive: %s", xrpc.TrimSentinel(err, repo.ErrImportInvalid))
 	case err != nil:
-		return nil, repoError(err)
+		return nil, writer.RepoError(err)
 	}
 	res.Records = ir.Records
 
@@ -500,14 +499,14 @@ func (s *Server) storeArchivedBlob(ctx context.Context, did string, c cid.Cid, m
 	if mimeType == "" {
 		mimeType = "application/octet-stream"
 	}
-	tmp, err := blobstore.Put(ctx, s.blobs.store, body, size, -1)
+	tmp, err := blobstore.Put(ctx, s.blobs.Store(), body, size, -1)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", c, err)
 	}
 	promoted := false
 	defer func() {
 		if !promoted {
-			s.blobs.store.DeleteTemp(context.WithoutCancel(ctx), tmp.Key)
+			s.blobs.Store().DeleteTemp(context.WithoutCancel(ctx), tmp.Key)
 		}
 	}()
 	if !tmp.CID.Equals(c) {
@@ -515,24 +514,24 @@ func (s *Server) storeArchivedBlob(ctx context.Context, did string, c cid.Cid, m
 	}
 	r, err := s.repos.Repo(ctx, syntax.DID(did))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	defer r.Release()
 	now := time.Now()
-	release, err := s.blobs.mark(ctx, did, now.Add(s.blobs.expiry))
+	release, err := s.blobs.Mark(ctx, did, now.Add(s.blobs.Expiry()))
 	if err != nil {
 		return err
 	}
 	defer release()
-	unlock := s.blobs.locks.lock(did + "/" + c.String())
+	unlock := s.blobs.Lock(did, c)
 	defer unlock()
 	dctx := context.WithoutCancel(ctx)
 	row, err := r.BeginBlob(dctx, repo.BlobRef{CID: c, MimeType: mimeType, Size: tmp.Size}, now)
 	if err != nil {
 		return err
 	}
-	if n, err := s.blobs.store.Stat(dctx, did, c); row.State != repo.BlobReady || err != nil || n != tmp.Size {
-		if err := s.blobs.store.Promote(dctx, tmp.Key, did, c); err != nil {
+	if n, err := s.blobs.Store().Stat(dctx, did, c); row.State != repo.BlobReady || err != nil || n != tmp.Size {
+		if err := s.blobs.Store().Promote(dctx, tmp.Key, did, c); err != nil {
 			return err
 		}
 		promoted = true

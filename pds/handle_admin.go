@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -239,7 +240,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 		canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
 		r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
 		if err != nil {
-			return repoError(err)
+			return writer.RepoError(err)
 		}
 		recCID, _, err := r.GetRecord(ctx, uri.Collection().String(), uri.RecordKey().String())
 		r.Release()

@@ -2,6 +2,7 @@ package pds
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/blobs"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -85,7 +88,7 @@ func (s *Server) prepareRecord(action repo.Action, collection, rkey string, raw 
 		return nil, err
 	}
 	return &preparedRecord{
-		op:     repo.WriteOp{Action: action, Collection: nsid, RKey: rk, Record: rec.CBOR, Blobs: recordBlobRefs(rec)},
+		op:     repo.WriteOp{Action: action, Collection: nsid, RKey: rk, Record: rec.CBOR, Blobs: blobs.RecordRefs(rec)},
 		cid:    rec.CID,
 		status: status,
 	}, nil
@@ -147,7 +150,7 @@ func (s *Server) handleCreateRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.commit(ctx, acct, []repo.WriteOp{rec.op}, swapCommit)
+	res, err := s.writer.Commit(ctx, acct, []repo.WriteOp{rec.op}, swapCommit)
 	if err != nil {
 		return err
 	}
@@ -214,7 +217,7 @@ func (s *Server) handlePutRecord(c echo.Context) error {
 		return err
 	}
 	rec.op.SwapRecord = swapRecord
-	res, err := s.commit(ctx, acct, []repo.WriteOp{rec.op}, swapCommit)
+	res, err := s.writer.Commit(ctx, acct, []repo.WriteOp{rec.op}, swapCommit)
 	if err != nil {
 		return err
 	}
@@ -267,7 +270,7 @@ func (s *Server) handleDeleteRecord(c echo.Context) error {
 	if swapRecord != nil {
 		op.SwapRecord = &repo.Swap{CID: swapRecord}
 	}
-	res, err := s.commit(ctx, acct, []repo.WriteOp{op}, swapCommit)
+	res, err := s.writer.Commit(ctx, acct, []repo.WriteOp{op}, swapCommit)
 	var xe *xrpc.Error
 	if errors.As(err, &xe) && xe.Name == "RecordNotFound" && swapRecord == nil {
 		// Deleting a record that does not exist is a no-op, as in the reference.
@@ -356,7 +359,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 			return xrpc.InvalidRequest("writes[%d]: unknown write type %q", i, w.Type)
 		}
 	}
-	res, err := s.commit(ctx, acct, ops, swapCommit)
+	res, err := s.writer.Commit(ctx, acct, ops, swapCommit)
 	if err != nil {
 		return err
 	}
@@ -397,7 +400,7 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	uri := atURI(acct.DID, collection, rkey)
 	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	defer r.Release()
 	recCID, data, err := r.GetRecord(ctx, collection, rkey)
@@ -439,7 +442,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	limit := xrpc.ParamInt(c, "limit", 50)
 	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	defer r.Release()
 	recs, cursor, err := r.ListRecords(ctx, collection, limit, xrpc.ParamString(c, "cursor"), xrpc.ParamBool(c, "reverse", false))
@@ -496,7 +499,7 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 	}
 	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	defer r.Release()
 	collections, err := r.Collections(ctx)
@@ -513,4 +516,26 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 		"collections":     collections,
 		"handleIsCorrect": s.handleIsCorrect(ctx, acct),
 	})
+}
+
+// writableAccount resolves the repo named in a write request (DID or handle) and checks that the caller owns
+// it and may write to it.
+func (s *Server) writableAccount(ctx context.Context, v *viewer, repoParam string) (*accountstore.Account, error) {
+	acct, err := s.lookupAccount(ctx, repoParam)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.DID != v.DID {
+		return nil, xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Authentication Required")
+	}
+	if acct.TakedownRef != "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+	}
+	if acct.DeactivatedAt != nil {
+		return nil, xrpc.NewError(http.StatusBadRequest, "AccountDeactivated", "Account is deactivated")
+	}
+	return acct, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -316,7 +317,7 @@ func (s *Server) activateAccount(ctx context.Context, acct *accountstore.Account
 func (s *Server) syncEventBlocks(ctx context.Context, did string) ([]byte, string, error) {
 	r, err := s.repos.Repo(ctx, syntax.DID(did))
 	if err != nil {
-		return nil, "", repoError(err)
+		return nil, "", writer.RepoError(err)
 	}
 	defer r.Release()
 	head, blk, err := r.CommitBlock(ctx)
@@ -373,7 +374,7 @@ func (s *Server) deleteAccountLocked(ctx context.Context, acct *accountstore.Acc
 		s.log.Error("account deleted but its repository files could not be removed", "did", did, "err", err)
 		errs = append(errs, err)
 	}
-	if err := s.deleteAccountBlobs(ctx, did); err != nil {
+	if err := s.blobs.DeleteAccountBlobs(ctx, did); err != nil {
 		s.log.Error("account deleted but its blobs could not be removed", "did", did, "err", err)
 		errs = append(errs, err)
 	}

@@ -22,8 +22,10 @@ import (
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/lexicons"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/mailer"
 	"github.com/pdsgo/pds/pds/sequencer"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 )
 
@@ -56,8 +58,10 @@ type Server struct {
 	bg         *background
 	// outbound makes the calls forwarded to other services (proxy.go), through the SSRF guard.
 	outbound *outbound
-	// blobs: the blob store, the blob GC list and its collector (blobs.go).
-	blobs *blobService
+	// blobs: the blob store, the blob GC list and its collector.
+	blobs *blobs.Service
+	// writer is the write path: commits, import, crash recovery.
+	writer *writer.Writer
 
 	rkeyMu    sync.Mutex
 	rkeyClock *syntax.TIDClock
@@ -155,16 +159,25 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		s.accounts.Close()
 		return nil, err
 	}
-	if s.blobs, err = s.openBlobs(ctx); err != nil {
+	if s.blobs, err = openBlobs(ctx, cfg, s.repos, log); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("blob store: %w", err)
 	}
-	if err := s.recoverSequencer(ctx); err != nil {
+	s.bg.Go(func() { s.blobs.Run(s.bg.Quit()) })
+	s.writer = &writer.Writer{
+		Accounts:    s.accounts,
+		Repos:       s.repos,
+		Seq:         s.seq,
+		Blobs:       s.blobs,
+		Log:         log,
+		CheckCommit: s.checkBlobTakedowns,
+	}
+	if err := s.writer.Recover(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("firehose recovery: %w", err)
 	}
 	if seqOpts.Floor > 0 {
-		if err := s.resyncAfterLostLog(ctx); err != nil {
+		if err := s.writer.ResyncAfterLostLog(ctx); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("firehose rebuild: %w", err)
 		}
@@ -205,7 +218,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		// Nothing writes any more: accounts whose repo head is on the stream need no recovery at the next
 		// start, which then does no per-account work after a clean stop.
-		if err := s.releaseDirtyMarks(ctx); err != nil {
+		if err := s.writer.ReleaseDirtyMarks(ctx); err != nil {
 			s.log.Warn("shutdown: accounts stay marked for recovery at the next start", "err", err)
 		}
 	}
@@ -219,7 +232,7 @@ func (s *Server) Close() {
 		if s.bg != nil {
 			s.bg.stop() // firehose subscribers get a close frame; background loops end
 		}
-		s.blobs.close()
+		s.blobs.Close()
 		if s.repos != nil {
 			s.repos.Close()
 		}
@@ -230,6 +243,23 @@ func (s *Server) Close() {
 			s.accounts.Close()
 		}
 	})
+}
+
+// openBlobs opens the configured blob store and the blob GC list.
+func openBlobs(ctx context.Context, cfg *Config, repos *repo.Store, log *slog.Logger) (*blobs.Service, error) {
+	store, err := OpenBlobstore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return blobs.Open(ctx, cfg.DataDirectory, blobs.Options{
+		Store: store, Repos: repos, Log: log,
+		Limit: cfg.BlobUploadLimit, Expiry: cfg.BlobTempExpiry, Grace: cfg.BlobGCGrace,
+	})
+}
+
+// checkBlobTakedowns is the write path's check before a commit: a record may not reference a taken-down blob.
+func (s *Server) checkBlobTakedowns(ctx context.Context, did string, ops []repo.WriteOp) error {
+	return blobs.CheckTakedowns(ctx, did, ops, s.blobTakendown)
 }
 
 // nextRKey returns a TID record key from a monotonic clock, so two records created in the same microsecond

@@ -176,7 +176,7 @@ func (s *Server) setBlobTakedown(ctx context.Context, did, blobCID, ref string) 
 	if err := s.accounts.SetBlobTakedown(ctx, did, c.String(), ref); err != nil {
 		return err
 	}
-	return s.setBlobQuarantine(ctx, did, c, ref != "")
+	return s.blobs.SetQuarantine(ctx, did, c, ref != "")
 }
 
 // blobTakendown reports whether a blob is taken down (getBlob refuses it).
