@@ -3,6 +3,7 @@ package pds
 import (
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -14,8 +15,8 @@ func (s *Server) routes() *echo.Echo {
 	e.HTTPErrorHandler = xrpc.ErrorHandler(s.log)
 	e.Use(recoverMiddleware(s.log))
 	e.Use(corsMiddleware)
-	e.IPExtractor = ipExtractor(s.cfg.TrustedProxies) // X-Forwarded-For only from trusted proxies
-	e.Use(s.globalRateLimit)                          // 3000 XRPC requests / 5 min per IP (ratelimit.go)
+	e.IPExtractor = ratelimit.IPExtractor(s.cfg.TrustedProxies) // X-Forwarded-For only from trusted proxies
+	e.Use(s.limits.Global)                                      // 3000 XRPC requests / 5 min per IP (pds/ratelimit)
 
 	e.GET("/", s.handleRoot)
 	e.GET("/robots.txt", s.handleRobots)
@@ -29,8 +30,8 @@ func (s *Server) routes() *echo.Echo {
 
 	// com.atproto.server
 	r.Query("com.atproto.server.describeServer", s.handleDescribeServer)
-	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.routeLimit("createAccount"))
-	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.routeLimit("createSession"))
+	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.limits.Route("createAccount"))
+	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.limits.Route("createSession"))
 	r.Query("com.atproto.server.getSession", s.handleGetSession, authTakendown)
 	r.Procedure("com.atproto.server.refreshSession", s.handleRefreshSession)
 	r.Procedure("com.atproto.server.deleteSession", s.handleDeleteSession)
@@ -38,14 +39,14 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("com.atproto.server.createInviteCode", s.handleCreateInviteCode, s.requireAdmin)
 	r.Procedure("com.atproto.server.activateAccount", s.handleActivateAccount, authFull)
 	r.Procedure("com.atproto.server.deactivateAccount", s.handleDeactivateAccount, s.requireAuth(authFullTakendown))
-	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, authFull, s.routeLimit("requestAccountDelete"))
-	r.Procedure("com.atproto.server.deleteAccount", s.handleDeleteAccount, s.routeLimit("deleteAccount"))
-	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, authFull, s.routeLimit("requestEmailConfirmation"))
+	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, authFull, s.limits.Route("requestAccountDelete"))
+	r.Procedure("com.atproto.server.deleteAccount", s.handleDeleteAccount, s.limits.Route("deleteAccount"))
+	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, authFull, s.limits.Route("requestEmailConfirmation"))
 	r.Procedure("com.atproto.server.confirmEmail", s.handleConfirmEmail, authFull)
-	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, authFull, s.routeLimit("requestEmailUpdate"))
+	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, authFull, s.limits.Route("requestEmailUpdate"))
 	r.Procedure("com.atproto.server.updateEmail", s.handleUpdateEmail, authFull)
-	r.Procedure("com.atproto.server.requestPasswordReset", s.handleRequestPasswordReset, s.routeLimit("requestPasswordReset"))
-	r.Procedure("com.atproto.server.resetPassword", s.handleResetPassword, s.routeLimit("resetPassword"))
+	r.Procedure("com.atproto.server.requestPasswordReset", s.handleRequestPasswordReset, s.limits.Route("requestPasswordReset"))
+	r.Procedure("com.atproto.server.resetPassword", s.handleResetPassword, s.limits.Route("resetPassword"))
 	r.Procedure("com.atproto.server.createAppPassword", s.handleCreateAppPassword, authFull)
 	r.Query("com.atproto.server.listAppPasswords", s.handleListAppPasswords, authFull)
 	r.Procedure("com.atproto.server.revokeAppPassword", s.handleRevokeAppPassword, authFull)
@@ -73,19 +74,19 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("org.pdsgo.admin.importAccount", s.handleAdminImportAccount, admin)
 
 	// com.atproto.repo
-	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, auth, s.writeLimit(fixed(3)))
-	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, auth, s.writeLimit(fixed(2)))
-	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, auth, s.writeLimit(fixed(1)))
-	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, auth, s.writeLimit(applyWritesPoints))
+	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, auth, s.limits.Write(ratelimit.Fixed(3)))
+	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, auth, s.limits.Write(ratelimit.Fixed(2)))
+	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, auth, s.limits.Write(ratelimit.Fixed(1)))
+	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, auth, s.limits.Write(ratelimit.ApplyWritesPoints))
 	r.Query("com.atproto.repo.getRecord", s.handleGetRecord)
 	r.Query("com.atproto.repo.listRecords", s.handleListRecords)
 	r.Query("com.atproto.repo.describeRepo", s.handleDescribeRepo)
-	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, auth, s.routeLimit("uploadBlob")) // body streamed, not JSON (handle_blob.go)
+	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, auth, s.limits.Route("uploadBlob")) // body streamed, not JSON (handle_blob.go)
 	r.Query("com.atproto.repo.listMissingBlobs", s.handleListMissingBlobs, auth)
 	r.Procedure("com.atproto.repo.importRepo", s.handleImportRepo, authFull) // body streamed, not JSON (handle_import.go)
 
 	// com.atproto.sync
-	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.optionalAuth, s.routeLimit("getRepo"))
+	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.optionalAuth, s.limits.Route("getRepo"))
 	r.Query("com.atproto.sync.getRecord", s.handleSyncGetRecord, s.optionalAuth)
 	r.Query("com.atproto.sync.getBlocks", s.handleSyncGetBlocks, s.optionalAuth)
 	r.Query("com.atproto.sync.getLatestCommit", s.handleSyncGetLatestCommit, s.optionalAuth)
@@ -97,7 +98,7 @@ func (s *Server) routes() *echo.Echo {
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)
-	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, authFull, s.routeLimit("updateHandle"))
+	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, authFull, s.limits.Route("updateHandle"))
 	r.Query("com.atproto.identity.getRecommendedDidCredentials", s.handleGetRecommendedDidCredentials, auth)
 	r.Procedure("com.atproto.identity.requestPlcOperationSignature", s.handleRequestPlcOperationSignature, s.requireAuth(authFullTakendown))
 	r.Procedure("com.atproto.identity.signPlcOperation", s.handleSignPlcOperation, s.requireAuth(authFullTakendown))

@@ -24,6 +24,7 @@ import (
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/mailer"
+	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
@@ -49,9 +50,9 @@ type Server struct {
 
 	// Operator features (email, moderation, rate limits).
 	mailer    mailer.Mailer
-	takedowns takedownCache  // taken-down accounts and records (see takedown.go)
-	tokens    verifiedTokens // access tokens already verified (see tokencache.go)
-	limits    *rateLimits    // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
+	takedowns takedownCache     // taken-down accounts and records (see takedown.go)
+	tokens    verifiedTokens    // access tokens already verified (see tokencache.go)
+	limits    *ratelimit.Limits // nil when PDS_RATE_LIMITS_ENABLED=false
 
 	// httpClient makes outbound requests (requestCrawl); bg runs the background goroutines.
 	httpClient *http.Client
@@ -67,6 +68,17 @@ type Server struct {
 	rkeyClock *syntax.TIDClock
 
 	closeOnce sync.Once
+}
+
+// RateLimitOptions adjust the rate limiters (tests pass a clock they can move instead of waiting).
+type RateLimitOptions = ratelimit.Options
+
+// callerDID is the authenticated account of a request, "" when none: per-account rate limits key on it.
+func callerDID(c echo.Context) string {
+	if v := viewerOf(c); v != nil {
+		return v.DID
+	}
+	return ""
 }
 
 // Options carries dependencies that tests and embedders may replace.
@@ -122,7 +134,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		s.mailer = mailer.NewLogMailer(log)
 	}
 	if cfg.RateLimitsEnabled {
-		s.limits = newRateLimits(opts.RateLimits)
+		s.limits = ratelimit.New(opts.RateLimits, ratelimit.Bypass{Key: cfg.RateLimitBypassKey, IPs: cfg.RateLimitBypassIPs}, callerDID)
 	} else {
 		log.Warn("rate limits are off (PDS_RATE_LIMITS_ENABLED=false)")
 	}
