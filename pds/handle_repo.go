@@ -424,12 +424,12 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	doc = append(doc, `{"cid":"`...)
 	doc = append(doc, recCID.String()...)
 	doc = append(doc, `","uri":`...)
-	doc = appendJSONString(doc, []byte(uri))
+	doc = xrpc.AppendJSONString(doc, []byte(uri))
 	doc = append(doc, `,"value":`...)
-	if doc, err = appendRecordJSON(doc, data); err != nil {
+	if doc, err = xrpc.AppendRecordJSON(doc, data); err != nil {
 		return err
 	}
-	return writeJSON(c, append(doc, '}'))
+	return xrpc.WriteJSON(c, append(doc, '}'))
 }
 
 func (s *Server) handleListRecords(c echo.Context) error {
@@ -463,7 +463,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	page = append(page, '{')
 	if cursor != "" {
 		page = append(page, `"cursor":`...)
-		page = appendJSONString(page, []byte(cursor))
+		page = xrpc.AppendJSONString(page, []byte(cursor))
 		page = append(page, ',')
 	}
 	page = append(page, `"records":[`...)
@@ -480,15 +480,15 @@ func (s *Server) handleListRecords(c echo.Context) error {
 		page = append(page, `{"cid":"`...)
 		page = append(page, rec.CID.String()...)
 		page = append(page, `","uri":`...)
-		page = appendJSONString(page, []byte(uri))
+		page = xrpc.AppendJSONString(page, []byte(uri))
 		page = append(page, `,"value":`...)
-		if page, err = appendRecordJSON(page, rec.Value); err != nil {
+		if page, err = xrpc.AppendRecordJSON(page, rec.Value); err != nil {
 			return err
 		}
 		page = append(page, '}')
 	}
 	page = append(page, "]}"...)
-	return writeJSON(c, page)
+	return xrpc.WriteJSON(c, page)
 }
 
 func (s *Server) handleDescribeRepo(c echo.Context) error {

@@ -89,7 +89,7 @@ func (s *Server) localRecordsSince(ctx context.Context, did, rev string) (*local
 		if rec.Collection == nsidProfile && rec.RKey != "self" {
 			continue
 		}
-		raw, err := recordJSON(rec.Value)
+		raw, err := xrpc.RecordJSON(rec.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +235,7 @@ func (lv *localViewer) currentProfile() map[string]any {
 		}
 		defer r.Release()
 		if _, data, err := r.GetRecord(lv.ctx, nsidProfile, "self"); err == nil {
-			if raw, err := recordJSON(data); err == nil {
+			if raw, err := xrpc.RecordJSON(data); err == nil {
 				lv.profile, _ = decodeJSONObject(raw)
 			}
 		}
