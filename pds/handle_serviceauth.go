@@ -8,6 +8,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -31,7 +32,7 @@ func (s *Server) handleGetServiceAuth(c echo.Context) error {
 	if v.Scope == ScopeTakendown && lxm != "com.atproto.server.createAccount" {
 		return xrpc.InvalidToken("Bad token scope")
 	}
-	if lxm != "" && isPrivilegedMethod(lxm) && v.Scope == ScopeAppPass {
+	if lxm != "" && proxy.IsPrivilegedMethod(lxm) && v.Scope == ScopeAppPass {
 		return xrpc.InvalidRequest("insufficient access to request a service auth token for the following method: %s", lxm)
 	}
 	var exp time.Time
@@ -47,14 +48,14 @@ func (s *Server) handleGetServiceAuth(c echo.Context) error {
 			return xrpc.NewError(http.StatusBadRequest, "BadExpiration", "cannot request a method-less token with an expiration more than a minute in the future")
 		}
 	}
-	if lxm != "" && isProtectedMethod(lxm) {
+	if lxm != "" && proxy.IsProtectedMethod(lxm) {
 		return xrpc.InvalidRequest("cannot request a service auth token for the following protected method: %s", lxm)
 	}
-	acct, err := s.accountForService(ctx, v.DID)
+	acct, err := s.proxy.Account(ctx, v.DID)
 	if err != nil {
 		return err
 	}
-	token, err := s.outbound.serviceToken(acct, aud, lxm, exp)
+	token, err := s.proxy.ServiceToken(acct, aud, lxm, exp)
 	if err != nil {
 		return err
 	}

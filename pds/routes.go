@@ -3,6 +3,7 @@ package pds
 import (
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -104,18 +105,18 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("com.atproto.identity.signPlcOperation", s.handleSignPlcOperation, s.requireAuth(authFullTakendown))
 	r.Procedure("com.atproto.identity.submitPlcOperation", s.handleSubmitPlcOperation, auth)
 
-	// Service auth, and the app.bsky methods served or patched here (handle_appview.go, readafterwrite.go).
+	// Service auth, and the app.bsky methods served or patched here (handle_appview.go, pds/proxy).
 	r.Query("com.atproto.server.getServiceAuth", s.handleGetServiceAuth, authTakendown)
 	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, authTakendown)
 	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, auth)
-	r.Query("app.bsky.feed.getFeed", s.handleGetFeed, auth)
-	r.Query("app.bsky.actor.getProfile", s.handleReadAfterWrite(mungeGetProfile), auth)
-	r.Query("app.bsky.actor.getProfiles", s.handleReadAfterWrite(mungeGetProfiles), auth)
-	r.Query("app.bsky.feed.getTimeline", s.handleReadAfterWrite(mungeGetTimeline), auth)
-	r.Query("app.bsky.feed.getAuthorFeed", s.handleReadAfterWrite(mungeGetAuthorFeed), auth)
-	r.Query("app.bsky.feed.getActorLikes", s.handleReadAfterWrite(mungeGetActorLikes), auth)
-	r.Query("app.bsky.feed.getPostThread", s.handleReadAfterWrite(mungeGetPostThread), auth)
-	// Every other method goes to the service named by atproto-proxy or the namespace's default (proxy.go).
-	r.SetFallback(s.handleProxy)
+	r.Query("app.bsky.feed.getFeed", s.proxy.GetFeed, auth)
+	r.Query("app.bsky.actor.getProfile", s.proxy.ReadAfterWrite(proxy.MungeGetProfile), auth)
+	r.Query("app.bsky.actor.getProfiles", s.proxy.ReadAfterWrite(proxy.MungeGetProfiles), auth)
+	r.Query("app.bsky.feed.getTimeline", s.proxy.ReadAfterWrite(proxy.MungeGetTimeline), auth)
+	r.Query("app.bsky.feed.getAuthorFeed", s.proxy.ReadAfterWrite(proxy.MungeGetAuthorFeed), auth)
+	r.Query("app.bsky.feed.getActorLikes", s.proxy.ReadAfterWrite(proxy.MungeGetActorLikes), auth)
+	r.Query("app.bsky.feed.getPostThread", s.proxy.ReadAfterWrite(proxy.MungeGetPostThread), auth)
+	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
+	r.SetFallback(s.proxy.Handle)
 	return e
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/mailer"
+	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/pds/writer"
@@ -57,8 +58,8 @@ type Server struct {
 	// httpClient makes outbound requests (requestCrawl); bg runs the background goroutines.
 	httpClient *http.Client
 	bg         *background
-	// outbound makes the calls forwarded to other services (proxy.go), through the SSRF guard.
-	outbound *outbound
+	// proxy makes the calls forwarded to other services (proxying, getFeed, read-after-write, service auth).
+	proxy *proxy.Proxy
 	// blobs: the blob store, the blob GC list and its collector.
 	blobs *blobs.Service
 	// writer is the write path: commits, import, crash recovery.
@@ -120,7 +121,6 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		rkeyClock:  syntax.NewTIDClock(0),
 		httpClient: httpClient,
 		bg:         newBackground(),
-		outbound:   newOutbound(cfg),
 	}
 	switch {
 	case opts.Mailer != nil:
@@ -194,6 +194,22 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("firehose rebuild: %w", err)
 		}
 	}
+	s.proxy = proxy.New(cfg.proxyConfig(), proxy.Deps{
+		Log:      log,
+		Accounts: s.accounts,
+		Repos:    s.repos,
+		ResolveDID: func(ctx context.Context, did syntax.DID) (*identity.Identity, error) {
+			return s.resolveDIDDoc(ctx, did, false)
+		},
+		Authenticate: func(c echo.Context) (proxy.Caller, error) {
+			v, err := s.authenticate(c, authStandard)
+			if err != nil {
+				return proxy.Caller{}, err
+			}
+			return proxy.Caller{DID: v.DID, AppPassword: v.Scope == ScopeAppPass}, nil
+		},
+		CallerDID: callerDID,
+	})
 	s.echo = s.routes()
 	s.startFirehoseBackground(opts.CrawlNotifyInterval)
 	// Built here, not in Serve, so a Shutdown racing a starting Serve sees it (Serve then returns at once).

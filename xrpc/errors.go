@@ -80,6 +80,7 @@ const (
 	NameInvalidInviteCode      = "InvalidInviteCode"      // 400
 	NameBlobNotFound           = "BlobNotFound"           // 400
 	NameAccountNotFound        = "AccountNotFound"        // 400
+	NameUnknownFeed            = "UnknownFeed"            // 400
 	NameInvalidMimeType        = "InvalidMimeType"        // 400
 	NameInvalidSize            = "InvalidSize"            // 400
 )

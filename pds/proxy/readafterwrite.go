@@ -1,4 +1,4 @@
-package pds
+package proxy
 
 import (
 	"context"
@@ -66,9 +66,9 @@ func (l *localRecords) lag() (time.Duration, bool) {
 
 // localRecordsSince loads the account's posts and profile written after rev (nothing when the repo is not
 // ahead of rev, the common case: one small query).
-func (s *Server) localRecordsSince(ctx context.Context, did, rev string) (*localRecords, error) {
+func (p *Proxy) localRecordsSince(ctx context.Context, did, rev string) (*localRecords, error) {
 	out := &localRecords{}
-	r, err := s.repos.Repo(ctx, syntax.DID(did))
+	r, err := p.Repos.Repo(ctx, syntax.DID(did))
 	if err != nil {
 		return nil, err
 	}
@@ -117,33 +117,25 @@ func (s *Server) localRecordsSince(ctx context.Context, did, rev string) (*local
 	return out, nil
 }
 
-// munger rewrites an AppView answer with the account's newer records.
-type munger func(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error)
+// Munger rewrites an AppView answer with the account's newer records.
+type Munger func(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error)
 
-// handleReadAfterWrite proxies one of the read-after-write methods and patches its answer.
-func (s *Server) handleReadAfterWrite(munge munger) echo.HandlerFunc {
+// ReadAfterWrite proxies one of the read-after-write methods (for the authenticated caller) and patches its
+// answer with munge.
+func (p *Proxy) ReadAfterWrite(munge Munger) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ctx := c.Request().Context()
-		v := viewerOf(c)
 		nsid := xrpc.MethodNSID(c)
-		target, err := s.resolveProxyTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
-		if err != nil {
-			return err
-		}
-		acct, err := s.accountForService(ctx, v.DID)
-		if err != nil {
-			return err
-		}
-		up, err := s.forward(c, target, acct, target.DID, nsid, true)
+		up, acct, err := p.forwardCall(c, p.CallerDID(c), nsid, true)
 		if err != nil {
 			return err
 		}
 		defer up.Close()
 		if up.StatusCode >= 400 {
-			uerr := s.upstreamError(up)
-			if nsid == "app.bsky.feed.getPostThread" && uerr.Name == "NotFound" {
+			uerr := p.upstreamError(up)
+			if nsid == "app.bsky.feed.getPostThread" && uerr.Name == xrpc.NameNotFound {
 				if rev := up.Header.Get("Atproto-Repo-Rev"); rev != "" {
-					if done, err := s.threadNotFoundAfterWrite(c, acct, rev); done || err != nil {
+					if done, err := p.threadNotFoundAfterWrite(c, acct, rev); done || err != nil {
 						return err
 					}
 				}
@@ -153,17 +145,17 @@ func (s *Server) handleReadAfterWrite(munge munger) echo.HandlerFunc {
 		rev := up.Header.Get("Atproto-Repo-Rev")
 		if rev == "" || up.StatusCode != http.StatusOK || c.Request().Method == http.MethodHead ||
 			!isJSONContentType(up.Header.Get("Content-Type")) {
-			return s.streamUpstream(c, up)
+			return p.streamUpstream(c, up)
 		}
-		local, err := s.localRecordsSince(ctx, acct.DID, rev)
+		local, err := p.localRecordsSince(ctx, acct.DID, rev)
 		if err != nil {
-			s.log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
-			return s.streamUpstream(c, up)
+			p.Log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
+			return p.streamUpstream(c, up)
 		}
 		if local.count == 0 {
-			return s.streamUpstream(c, up)
+			return p.streamUpstream(c, up)
 		}
-		raw, err := s.readUpstreamBody(up)
+		raw, err := p.readUpstreamBody(up)
 		if err != nil {
 			return err
 		}
@@ -171,12 +163,12 @@ func (s *Server) handleReadAfterWrite(munge munger) echo.HandlerFunc {
 		copyUpstreamHeaders(res.Header(), up.Header, false)
 		data, err := decodeJSONObject(raw)
 		if err == nil {
-			lv := &localViewer{s: s, ctx: ctx, acct: acct}
+			lv := &localViewer{p: p, ctx: ctx, acct: acct}
 			data, err = munge(lv, data, local)
 		}
 		if err != nil {
 			// The AppView's answer stands as it is; the lag header says nothing was added.
-			s.log.Info("read-after-write: answer left as the AppView gave it", "method", nsid, "err", err)
+			p.Log.Info("read-after-write: answer left as the AppView gave it", "method", nsid, "err", err)
 			return c.Blob(http.StatusOK, up.Header.Get("Content-Type"), raw)
 		}
 		if lag, ok := local.lag(); ok {
@@ -189,7 +181,7 @@ func (s *Server) handleReadAfterWrite(munge munger) echo.HandlerFunc {
 // localViewer builds views of the account's own records as the AppView would (counts are zero: nobody can
 // have liked a post the AppView has not seen).
 type localViewer struct {
-	s    *Server
+	p    *Proxy
 	ctx  context.Context
 	acct *accountstore.Account
 
@@ -199,14 +191,14 @@ type localViewer struct {
 
 // imageURL is the AppView's CDN URL when a pattern is configured, else the blob on this PDS.
 func (lv *localViewer) imageURL(kind, cid string) string {
-	if av := lv.s.cfg.BskyAppView; av != nil && av.CDNURLPattern != "" {
+	if av := lv.p.cfg.AppView; av != nil && av.CDNURLPattern != "" {
 		out := av.CDNURLPattern
 		for _, arg := range []string{kind, lv.acct.DID, cid} {
 			out = strings.Replace(out, "%s", arg, 1)
 		}
 		return out
 	}
-	return lv.s.cfg.PublicURL + "/xrpc/com.atproto.sync.getBlob?did=" + url.QueryEscape(lv.acct.DID) + "&cid=" + url.QueryEscape(cid)
+	return lv.p.cfg.PublicURL + "/xrpc/com.atproto.sync.getBlob?did=" + url.QueryEscape(lv.acct.DID) + "&cid=" + url.QueryEscape(cid)
 }
 
 // blobCID reads a blob's CID (current {"ref": {"$link"}} and legacy {"cid"} forms).
@@ -229,7 +221,7 @@ func blobCID(v any) string {
 func (lv *localViewer) currentProfile() map[string]any {
 	if !lv.profileLoaded {
 		lv.profileLoaded = true
-		r, err := lv.s.repos.Repo(lv.ctx, syntax.DID(lv.acct.DID))
+		r, err := lv.p.Repos.Repo(lv.ctx, syntax.DID(lv.acct.DID))
 		if err != nil {
 			return nil
 		}
@@ -382,10 +374,10 @@ func (lv *localViewer) recordEmbedView(embed map[string]any) map[string]any {
 	ref, _ := embed["record"].(map[string]any)
 	uri, _ := ref["uri"].(string)
 	var view map[string]any
-	if at, err := syntax.ParseATURI(uri); err == nil && lv.s.cfg.BskyAppView != nil {
+	if at, err := syntax.ParseATURI(uri); err == nil && lv.p.cfg.AppView != nil {
 		switch at.Collection().String() {
 		case nsidPost:
-			if res, err := lv.s.appViewGet(lv.ctx, lv.acct, "app.bsky.feed.getPosts", url.Values{"uris": {uri}}, true); err == nil {
+			if res, err := lv.p.appViewGet(lv.ctx, lv.acct, "app.bsky.feed.getPosts", url.Values{"uris": {uri}}, true); err == nil {
 				if posts, _ := res["posts"].([]any); len(posts) > 0 {
 					if p, ok := posts[0].(map[string]any); ok {
 						view = map[string]any{"$type": "app.bsky.embed.record#viewRecord", "uri": p["uri"], "cid": p["cid"],
@@ -400,13 +392,13 @@ func (lv *localViewer) recordEmbedView(embed map[string]any) map[string]any {
 				}
 			}
 		case "app.bsky.feed.generator":
-			if res, err := lv.s.appViewGet(lv.ctx, lv.acct, "app.bsky.feed.getFeedGenerator", url.Values{"feed": {uri}}, true); err == nil {
+			if res, err := lv.p.appViewGet(lv.ctx, lv.acct, "app.bsky.feed.getFeedGenerator", url.Values{"feed": {uri}}, true); err == nil {
 				if g, ok := res["view"].(map[string]any); ok {
 					view = viewWithType(g, "app.bsky.feed.defs#generatorView")
 				}
 			}
 		case "app.bsky.graph.list":
-			if res, err := lv.s.appViewGet(lv.ctx, lv.acct, "app.bsky.graph.getList", url.Values{"list": {uri}}, true); err == nil {
+			if res, err := lv.p.appViewGet(lv.ctx, lv.acct, "app.bsky.graph.getList", url.Values{"list": {uri}}, true); err == nil {
 				if l, ok := res["list"].(map[string]any); ok {
 					view = viewWithType(l, "app.bsky.graph.defs#listView")
 				}
@@ -520,14 +512,16 @@ func feedOf(data map[string]any) ([]any, error) {
 	return feed, nil
 }
 
-func mungeGetProfile(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+// MungeGetProfile patches app.bsky.actor.getProfile.
+func MungeGetProfile(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	if local.profile == nil || data["did"] != lv.acct.DID {
 		return data, nil
 	}
 	return lv.updateProfileDetailed(data, local.profile.Record), nil
 }
 
-func mungeGetProfiles(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+// MungeGetProfiles patches app.bsky.actor.getProfiles.
+func MungeGetProfiles(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	if local.profile == nil {
 		return data, nil
 	}
@@ -546,7 +540,8 @@ func mungeGetProfiles(lv *localViewer, data map[string]any, local *localRecords)
 	return data, nil
 }
 
-func mungeGetTimeline(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+// MungeGetTimeline patches app.bsky.feed.getTimeline.
+func MungeGetTimeline(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	feed, err := feedOf(data)
 	if err != nil {
 		return nil, err
@@ -557,7 +552,8 @@ func mungeGetTimeline(lv *localViewer, data map[string]any, local *localRecords)
 	return data, nil
 }
 
-func mungeGetAuthorFeed(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+// MungeGetAuthorFeed patches app.bsky.feed.getAuthorFeed.
+func MungeGetAuthorFeed(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	feed, err := feedOf(data)
 	if err != nil {
 		return nil, err
@@ -593,7 +589,8 @@ func isUsersFeed(feed []any, did string) bool {
 	return author != nil && author["did"] == did
 }
 
-func mungeGetActorLikes(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+// MungeGetActorLikes patches app.bsky.feed.getActorLikes.
+func MungeGetActorLikes(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	feed, err := feedOf(data)
 	if err != nil {
 		return nil, err
@@ -602,7 +599,8 @@ func mungeGetActorLikes(lv *localViewer, data map[string]any, local *localRecord
 	return data, nil
 }
 
-func mungeGetPostThread(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+// MungeGetPostThread patches app.bsky.feed.getPostThread.
+func MungeGetPostThread(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	thread, ok := data["thread"].(map[string]any)
 	if !ok || thread["$type"] != typeThreadViewPost {
 		return data, nil
@@ -670,7 +668,7 @@ func (lv *localViewer) threadViewPost(p localRecord) map[string]any {
 // threadNotFoundAfterWrite answers getPostThread for one of the account's own posts that the AppView has not
 // seen yet (it said NotFound): the thread is built from the local post, its local replies, and the parents the
 // AppView does know. done reports whether it answered.
-func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Account, rev string) (done bool, err error) {
+func (p *Proxy) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Account, rev string) (done bool, err error) {
 	ctx := c.Request().Context()
 	at, err := syntax.ParseATURI(xrpc.ParamString(c, "uri"))
 	if err != nil {
@@ -678,7 +676,7 @@ func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acc
 	}
 	did := at.Authority().String()
 	if h, err := at.Authority().AsHandle(); err == nil {
-		if a, err := s.accounts.AccountByHandle(ctx, h.Normalize().String()); err == nil {
+		if a, err := p.Accounts.AccountByHandle(ctx, h.Normalize().String()); err == nil {
 			did = a.DID
 		}
 	}
@@ -686,9 +684,9 @@ func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acc
 		return false, nil
 	}
 	uri := atURI(did, at.Collection().String(), at.RecordKey().String())
-	local, err := s.localRecordsSince(ctx, acct.DID, rev)
+	local, err := p.localRecordsSince(ctx, acct.DID, rev)
 	if err != nil {
-		s.log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
+		p.Log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
 		return false, nil
 	}
 	var found *localRecord
@@ -703,14 +701,14 @@ func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acc
 	if found == nil {
 		return false, nil
 	}
-	lv := &localViewer{s: s, ctx: ctx, acct: acct}
+	lv := &localViewer{p: p, ctx: ctx, acct: acct}
 	thread := lv.addPostsToThread(lv.threadViewPost(*found), rest)
-	if parent := replyURI(found.Record, "parent"); parent != "" && s.cfg.BskyAppView != nil {
+	if parent := replyURI(found.Record, "parent"); parent != "" && p.cfg.AppView != nil {
 		params := url.Values{"uri": {parent}, "depth": {"0"}}
 		if ph := c.QueryParam("parentHeight"); ph != "" {
 			params.Set("parentHeight", ph)
 		}
-		if res, err := s.appViewGet(ctx, acct, "app.bsky.feed.getPostThread", params, true); err == nil {
+		if res, err := p.appViewGet(ctx, acct, "app.bsky.feed.getPostThread", params, true); err == nil {
 			if pt, ok := res["thread"]; ok {
 				thread["parent"] = pt
 			}
@@ -720,4 +718,8 @@ func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acc
 		c.Response().Header().Set("Atproto-Upstream-Lag", strconv.FormatInt(lag.Milliseconds(), 10))
 	}
 	return true, c.JSON(http.StatusOK, map[string]any{"thread": thread})
+}
+
+func atURI(did, collection, rkey string) string {
+	return "at://" + did + "/" + collection + "/" + rkey
 }
