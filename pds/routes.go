@@ -95,7 +95,7 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("com.atproto.sync.listRepos", s.handleSyncListRepos)
 	r.Query("com.atproto.sync.getBlob", s.handleSyncGetBlob, s.optionalAuth)
 	r.Query("com.atproto.sync.listBlobs", s.handleSyncListBlobs, s.optionalAuth)
-	r.Subscription("com.atproto.sync.subscribeRepos", s.handleSubscribeRepos)
+	r.Subscription("com.atproto.sync.subscribeRepos", s.firehose.Subscribe)
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)

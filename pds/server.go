@@ -20,9 +20,11 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/internal/background"
 	"github.com/pdsgo/pds/lexicons"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/blobs"
+	"github.com/pdsgo/pds/pds/firehose"
 	"github.com/pdsgo/pds/pds/mailer"
 	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/pds/ratelimit"
@@ -55,9 +57,10 @@ type Server struct {
 	tokens    verifiedTokens    // access tokens already verified (see tokencache.go)
 	limits    *ratelimit.Limits // nil when PDS_RATE_LIMITS_ENABLED=false
 
-	// httpClient makes outbound requests (requestCrawl); bg runs the background goroutines.
-	httpClient *http.Client
-	bg         *background
+	// bg runs the background goroutines.
+	bg *background.Group
+	// firehose serves subscribeRepos and runs retention and requestCrawl.
+	firehose *firehose.Firehose
 	// proxy makes the calls forwarded to other services (proxying, getFeed, read-after-write, service auth).
 	proxy *proxy.Proxy
 	// blobs: the blob store, the blob GC list and its collector.
@@ -114,13 +117,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("loading lexicons: %w", err)
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        log,
-		plc:        &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
-		catalog:    cat,
-		rkeyClock:  syntax.NewTIDClock(0),
-		httpClient: httpClient,
-		bg:         newBackground(),
+		cfg:       cfg,
+		log:       log,
+		plc:       &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
+		catalog:   cat,
+		rkeyClock: syntax.NewTIDClock(0),
+		bg:        background.New(),
 	}
 	switch {
 	case opts.Mailer != nil:
@@ -210,8 +212,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		},
 		CallerDID: callerDID,
 	})
+	s.firehose = firehose.New(cfg.firehoseConfig(opts.CrawlNotifyInterval), s.seq, s.repos, log, s.bg, httpClient)
 	s.echo = s.routes()
-	s.startFirehoseBackground(opts.CrawlNotifyInterval)
+	s.firehose.Start()
 	// Built here, not in Serve, so a Shutdown racing a starting Serve sees it (Serve then returns at once).
 	s.httpSrv = &http.Server{
 		Handler:           s.echo,
@@ -242,7 +245,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err == nil {
 		if s.bg != nil {
-			s.bg.stop()
+			s.bg.Stop()
 		}
 		// Nothing writes any more: accounts whose repo head is on the stream need no recovery at the next
 		// start, which then does no per-account work after a clean stop.
@@ -258,7 +261,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.bg != nil {
-			s.bg.stop() // firehose subscribers get a close frame; background loops end
+			s.bg.Stop() // firehose subscribers get a close frame; background loops end
 		}
 		s.blobs.Close()
 		if s.repos != nil {

@@ -81,6 +81,7 @@ const (
 	NameBlobNotFound           = "BlobNotFound"           // 400
 	NameAccountNotFound        = "AccountNotFound"        // 400
 	NameUnknownFeed            = "UnknownFeed"            // 400
+	NameServiceUnavailable     = "ServiceUnavailable"     // 503
 	NameInvalidMimeType        = "InvalidMimeType"        // 400
 	NameInvalidSize            = "InvalidSize"            // 400
 )
