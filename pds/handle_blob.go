@@ -39,7 +39,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 		return err
 	}
 	if acct.TakedownRef != "" {
-		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
 	if req.Header.Get("Content-Type") == "" {
 		return xrpc.InvalidRequest("Request encoding (Content-Type) required but not provided")

@@ -78,7 +78,7 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 		return err
 	}
 	if acct.TakedownRef != "" {
-		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
 	if acct.DeactivatedAt == nil {
 		return xrpc.InvalidRequest("Repo imports are accepted only while the account is deactivated (as after createAccount with an existing DID)")

@@ -380,11 +380,11 @@ func (s *Server) readableAccount(c echo.Context, repoParam string) (*accountstor
 		return nil, err
 	}
 	if acct.TakedownRef != "" {
-		return nil, xrpc.NewError(http.StatusBadRequest, "RepoTakendown", "Repo has been taken down: %s", acct.DID)
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", acct.DID)
 	}
 	if acct.DeactivatedAt != nil {
 		if v := viewerOf(c); v == nil || v.DID != acct.DID {
-			return nil, xrpc.NewError(http.StatusBadRequest, "RepoDeactivated", "Repo has been deactivated: %s", acct.DID)
+			return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", acct.DID)
 		}
 	}
 	return acct, nil
@@ -405,18 +405,18 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	defer r.Release()
 	recCID, data, err := r.GetRecord(ctx, collection, rkey)
 	if errors.Is(err, repo.ErrRecordNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
 	}
 	if err != nil {
 		return err
 	}
 	if want := xrpc.ParamString(c, "cid"); want != "" && want != recCID.String() {
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
 	}
 	if ref, err := s.recordTakedown(ctx, acct.DID, uri); err != nil {
 		return err
 	} else if ref != "" {
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
 	}
 	// Written as listRecords writes each record (the bytes encoding/json gives for these keys, sorted), without
 	// encoding/json compacting the record's JSON once more.
@@ -453,7 +453,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// The page is written straight into one buffer (recordjson.go), as c.JSON would write the map
+	// The page is written straight into one buffer (xrpc.AppendRecordJSON), as c.JSON would write the map
 	// {"cursor", "records": [{"cid", "uri", "value"}]}.
 	size := 64
 	for _, rec := range recs {
@@ -529,13 +529,13 @@ func (s *Server) writableAccount(ctx context.Context, v *viewer, repoParam strin
 		return nil, err
 	}
 	if acct.DID != v.DID {
-		return nil, xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Authentication Required")
+		return nil, xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Authentication Required")
 	}
 	if acct.TakedownRef != "" {
-		return nil, xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
 	if acct.DeactivatedAt != nil {
-		return nil, xrpc.NewError(http.StatusBadRequest, "AccountDeactivated", "Account is deactivated")
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountDeactivated, "Account is deactivated")
 	}
 	return acct, nil
 }
