@@ -13,7 +13,6 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -300,7 +299,7 @@ func (s *Server) activateAccount(ctx context.Context, acct *accountstore.Account
 	if err := s.checkDIDDocument(ctx, acct); err != nil {
 		return err
 	}
-	car, rev, err := s.syncEventBlocks(ctx, acct.DID)
+	car, rev, err := s.writer.SyncEventBlocks(ctx, syntax.DID(acct.DID))
 	if err != nil {
 		return err
 	}
@@ -311,20 +310,6 @@ func (s *Server) activateAccount(ctx context.Context, acct *accountstore.Account
 	s.seq.EnqueueAccount(acct.DID, true, "")
 	s.seq.EnqueueIdentity(acct.DID, acct.Handle)
 	return <-s.seq.EnqueueSync(acct.DID, rev, car) // the log stores in order: the earlier two are durable too
-}
-
-// syncEventBlocks returns a #sync event's blocks (a CAR holding only the head commit) and the head's rev.
-func (s *Server) syncEventBlocks(ctx context.Context, did string) ([]byte, string, error) {
-	r, err := s.repos.Repo(ctx, syntax.DID(did))
-	if err != nil {
-		return nil, "", writer.RepoError(err)
-	}
-	defer r.Release()
-	head, blk, err := r.CommitBlock(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	return repo.SyncCAR(head.Commit, blk), head.Rev, nil
 }
 
 // deactivateAccount marks the account deactivated (deleteAfter, if set, is when the deletion job removes it)

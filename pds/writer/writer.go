@@ -47,6 +47,21 @@ func (w *Writer) Import(ctx context.Context, did syntax.DID, body io.Reader, opt
 	return w.Repos.Import(ctx, did, body, opts)
 }
 
+// SyncEventBlocks returns a #sync event's blocks (a CAR holding only the account's head commit) and the head's
+// rev, for announcing the repo as it is (activation). Errors are XRPC errors where the repo's have a mapping.
+func (w *Writer) SyncEventBlocks(ctx context.Context, did syntax.DID) ([]byte, string, error) {
+	r, err := w.Repos.Repo(ctx, did)
+	if err != nil {
+		return nil, "", RepoError(err)
+	}
+	defer r.Release()
+	head, blk, err := r.CommitBlock(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	return repo.SyncCAR(head.Commit, blk), head.Rev, nil
+}
+
 // Commit applies writes to an account's repo: the one write path. The account is marked dirty in the
 // sequencer before the repo commits, and the commit's event is queued while the repo lock is still held, so
 // the firehose carries every commit in order (see docs/architecture.md). The repo transaction does not wait
