@@ -3,7 +3,6 @@ package pds
 import (
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -110,12 +109,12 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, authTakendown)
 	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, auth)
 	r.Query("app.bsky.feed.getFeed", s.proxy.GetFeed, auth)
-	r.Query("app.bsky.actor.getProfile", s.proxy.ReadAfterWrite(proxy.MungeGetProfile), auth)
-	r.Query("app.bsky.actor.getProfiles", s.proxy.ReadAfterWrite(proxy.MungeGetProfiles), auth)
-	r.Query("app.bsky.feed.getTimeline", s.proxy.ReadAfterWrite(proxy.MungeGetTimeline), auth)
-	r.Query("app.bsky.feed.getAuthorFeed", s.proxy.ReadAfterWrite(proxy.MungeGetAuthorFeed), auth)
-	r.Query("app.bsky.feed.getActorLikes", s.proxy.ReadAfterWrite(proxy.MungeGetActorLikes), auth)
-	r.Query("app.bsky.feed.getPostThread", s.proxy.ReadAfterWrite(proxy.MungeGetPostThread), auth)
+	r.Query("app.bsky.actor.getProfile", s.proxy.GetProfile, auth)
+	r.Query("app.bsky.actor.getProfiles", s.proxy.GetProfiles, auth)
+	r.Query("app.bsky.feed.getTimeline", s.proxy.GetTimeline, auth)
+	r.Query("app.bsky.feed.getAuthorFeed", s.proxy.GetAuthorFeed, auth)
+	r.Query("app.bsky.feed.getActorLikes", s.proxy.GetActorLikes, auth)
+	r.Query("app.bsky.feed.getPostThread", s.proxy.GetPostThread, auth)
 	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
 	r.SetFallback(s.proxy.Handle)
 	return e

@@ -117,65 +117,70 @@ func (p *Proxy) localRecordsSince(ctx context.Context, did, rev string) (*localR
 	return out, nil
 }
 
-// Munger rewrites an AppView answer with the account's newer records.
-type Munger func(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error)
+// munger rewrites an AppView answer with the account's newer records.
+type munger func(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error)
 
-// ReadAfterWrite proxies one of the read-after-write methods (for the authenticated caller) and patches its
-// answer with munge.
-func (p *Proxy) ReadAfterWrite(munge Munger) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		ctx := c.Request().Context()
-		nsid := xrpc.MethodNSID(c)
-		up, acct, err := p.forwardCall(c, p.CallerDID(c), nsid, true)
-		if err != nil {
-			return err
-		}
-		defer up.Close()
-		if up.StatusCode >= 400 {
-			uerr := p.upstreamError(up)
-			if nsid == "app.bsky.feed.getPostThread" && uerr.Name == xrpc.NameNotFound {
-				if rev := up.Header.Get("Atproto-Repo-Rev"); rev != "" {
-					if done, err := p.threadNotFoundAfterWrite(c, acct, rev); done || err != nil {
-						return err
-					}
+// The read-after-write methods (for the caller authenticated by the route): the AppView's answer, patched.
+func (p *Proxy) GetProfile(c echo.Context) error    { return p.readAfterWrite(c, mungeGetProfile) }
+func (p *Proxy) GetProfiles(c echo.Context) error   { return p.readAfterWrite(c, mungeGetProfiles) }
+func (p *Proxy) GetTimeline(c echo.Context) error   { return p.readAfterWrite(c, mungeGetTimeline) }
+func (p *Proxy) GetAuthorFeed(c echo.Context) error { return p.readAfterWrite(c, mungeGetAuthorFeed) }
+func (p *Proxy) GetActorLikes(c echo.Context) error { return p.readAfterWrite(c, mungeGetActorLikes) }
+func (p *Proxy) GetPostThread(c echo.Context) error { return p.readAfterWrite(c, mungeGetPostThread) }
+
+// readAfterWrite proxies one of the read-after-write methods and patches its answer with munge.
+func (p *Proxy) readAfterWrite(c echo.Context, munge munger) error {
+	ctx := c.Request().Context()
+	nsid := xrpc.MethodNSID(c)
+	up, acct, err := p.forwardCall(c, p.CallerDID(c), nsid, true)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	if up.StatusCode >= 400 {
+		uerr := p.upstreamError(up)
+		if nsid == "app.bsky.feed.getPostThread" && uerr.Name == xrpc.NameNotFound {
+			if rev := up.Header.Get("Atproto-Repo-Rev"); rev != "" {
+				if done, err := p.threadNotFoundAfterWrite(c, acct, rev); done || err != nil {
+					return err
 				}
 			}
-			return uerr
 		}
-		rev := up.Header.Get("Atproto-Repo-Rev")
-		if rev == "" || up.StatusCode != http.StatusOK || c.Request().Method == http.MethodHead ||
-			!isJSONContentType(up.Header.Get("Content-Type")) {
-			return p.streamUpstream(c, up)
-		}
-		local, err := p.localRecordsSince(ctx, acct.DID, rev)
-		if err != nil {
-			p.Log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
-			return p.streamUpstream(c, up)
-		}
-		if local.count == 0 {
-			return p.streamUpstream(c, up)
-		}
-		raw, err := p.readUpstreamBody(up)
-		if err != nil {
-			return err
-		}
-		res := c.Response()
-		copyUpstreamHeaders(res.Header(), up.Header, false)
-		data, err := decodeJSONObject(raw)
-		if err == nil {
-			lv := &localViewer{p: p, ctx: ctx, acct: acct}
-			data, err = munge(lv, data, local)
-		}
-		if err != nil {
-			// The AppView's answer stands as it is; the lag header says nothing was added.
-			p.Log.Info("read-after-write: answer left as the AppView gave it", "method", nsid, "err", err)
-			return c.Blob(http.StatusOK, up.Header.Get("Content-Type"), raw)
-		}
-		if lag, ok := local.lag(); ok {
-			res.Header().Set("Atproto-Upstream-Lag", strconv.FormatInt(lag.Milliseconds(), 10))
-		}
-		return c.JSON(http.StatusOK, data)
+		return uerr
 	}
+	rev := up.Header.Get("Atproto-Repo-Rev")
+	if rev == "" || up.StatusCode != http.StatusOK || c.Request().Method == http.MethodHead ||
+		!isJSONContentType(up.Header.Get("Content-Type")) {
+		return p.streamUpstream(c, up)
+	}
+	local, err := p.localRecordsSince(ctx, acct.DID, rev)
+	if err != nil {
+		p.Log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
+		return p.streamUpstream(c, up)
+	}
+	if local.count == 0 {
+		return p.streamUpstream(c, up)
+	}
+	raw, err := p.readUpstreamBody(up)
+	if err != nil {
+		return err
+	}
+	res := c.Response()
+	copyUpstreamHeaders(res.Header(), up.Header, false)
+	data, err := decodeJSONObject(raw)
+	if err == nil {
+		lv := &localViewer{p: p, ctx: ctx, acct: acct}
+		data, err = munge(lv, data, local)
+	}
+	if err != nil {
+		// The AppView's answer stands as it is; the lag header says nothing was added.
+		p.Log.Info("read-after-write: answer left as the AppView gave it", "method", nsid, "err", err)
+		return c.Blob(http.StatusOK, up.Header.Get("Content-Type"), raw)
+	}
+	if lag, ok := local.lag(); ok {
+		res.Header().Set("Atproto-Upstream-Lag", strconv.FormatInt(lag.Milliseconds(), 10))
+	}
+	return c.JSON(http.StatusOK, data)
 }
 
 // localViewer builds views of the account's own records as the AppView would (counts are zero: nobody can
@@ -512,16 +517,14 @@ func feedOf(data map[string]any) ([]any, error) {
 	return feed, nil
 }
 
-// MungeGetProfile patches app.bsky.actor.getProfile.
-func MungeGetProfile(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+func mungeGetProfile(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	if local.profile == nil || data["did"] != lv.acct.DID {
 		return data, nil
 	}
 	return lv.updateProfileDetailed(data, local.profile.Record), nil
 }
 
-// MungeGetProfiles patches app.bsky.actor.getProfiles.
-func MungeGetProfiles(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+func mungeGetProfiles(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	if local.profile == nil {
 		return data, nil
 	}
@@ -540,8 +543,7 @@ func MungeGetProfiles(lv *localViewer, data map[string]any, local *localRecords)
 	return data, nil
 }
 
-// MungeGetTimeline patches app.bsky.feed.getTimeline.
-func MungeGetTimeline(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+func mungeGetTimeline(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	feed, err := feedOf(data)
 	if err != nil {
 		return nil, err
@@ -552,8 +554,7 @@ func MungeGetTimeline(lv *localViewer, data map[string]any, local *localRecords)
 	return data, nil
 }
 
-// MungeGetAuthorFeed patches app.bsky.feed.getAuthorFeed.
-func MungeGetAuthorFeed(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+func mungeGetAuthorFeed(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	feed, err := feedOf(data)
 	if err != nil {
 		return nil, err
@@ -589,8 +590,7 @@ func isUsersFeed(feed []any, did string) bool {
 	return author != nil && author["did"] == did
 }
 
-// MungeGetActorLikes patches app.bsky.feed.getActorLikes.
-func MungeGetActorLikes(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+func mungeGetActorLikes(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	feed, err := feedOf(data)
 	if err != nil {
 		return nil, err
@@ -599,8 +599,7 @@ func MungeGetActorLikes(lv *localViewer, data map[string]any, local *localRecord
 	return data, nil
 }
 
-// MungeGetPostThread patches app.bsky.feed.getPostThread.
-func MungeGetPostThread(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
+func mungeGetPostThread(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
 	thread, ok := data["thread"].(map[string]any)
 	if !ok || thread["$type"] != typeThreadViewPost {
 		return data, nil
