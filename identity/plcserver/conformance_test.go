@@ -100,7 +100,6 @@ func (f *fixture) didOf(op *plc.Operation) string {
 	return "did:plc:" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))[:24]
 }
 
-
 func opCID(t *testing.T, v any) string {
 	t.Helper()
 	switch o := v.(type) {
@@ -358,7 +357,10 @@ func scenarios(t *testing.T) []scenario {
 		{"recovery: the first rotation key forks out an op of the second", func(f *fixture) []step {
 			g := f.signOp(f.genesis("recover.test"), f.rot)
 			did := f.didOf(g)
-			hijack, _ := g.Next(func(o *plc.Operation) { o.RotationKeys = []string{f.didKey(f.rec)}; o.AlsoKnownAs = []string{"at://hijack.test"} })
+			hijack, _ := g.Next(func(o *plc.Operation) {
+				o.RotationKeys = []string{f.didKey(f.rec)}
+				o.AlsoKnownAs = []string{"at://hijack.test"}
+			})
 			f.signOp(hijack, f.rec)
 			recover, _ := g.Next(func(o *plc.Operation) { o.AlsoKnownAs = []string{"at://recovered.test"} })
 			f.signOp(recover, f.rot)
