@@ -624,3 +624,10 @@ func compareDocs(t *testing.T, did string, ours, ref []byte) {
 		}
 	}
 }
+
+func httptestServer(t testing.TB, d *plcserver.Directory) string {
+	t.Helper()
+	srv := httptest.NewServer(d.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
