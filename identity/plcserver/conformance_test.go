@@ -26,13 +26,13 @@ import (
 // fixture is the keys of one scenario; every scenario has fresh keys, hence
 // fresh DIDs, so the two directories can be shared by all of them.
 type fixture struct {
-	t        *testing.T
+	t        testing.TB
 	rot, rec atcrypto.PrivateKey // rotation keys, highest priority first
 	rogue    atcrypto.PrivateKey // not a rotation key
 	sign     atcrypto.PublicKey
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{t: t}
 	f.rot = genK256(t)
@@ -46,7 +46,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func genK256(t *testing.T) atcrypto.PrivateKey {
+func genK256(t testing.TB) atcrypto.PrivateKey {
 	t.Helper()
 	k, err := atcrypto.GeneratePrivateKeyK256()
 	if err != nil {
@@ -55,7 +55,7 @@ func genK256(t *testing.T) atcrypto.PrivateKey {
 	return k
 }
 
-func pub(t *testing.T, k atcrypto.PrivateKey) atcrypto.PublicKey {
+func pub(t testing.TB, k atcrypto.PrivateKey) atcrypto.PublicKey {
 	t.Helper()
 	p, err := k.PublicKey()
 	if err != nil {
@@ -100,7 +100,7 @@ func (f *fixture) didOf(op *plc.Operation) string {
 	return "did:plc:" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:]))[:24]
 }
 
-func opCID(t *testing.T, v any) string {
+func opCID(t testing.TB, v any) string {
 	t.Helper()
 	switch o := v.(type) {
 	case *plc.Operation:
