@@ -3,6 +3,7 @@ package plcserver_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/json"
@@ -11,12 +12,14 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/identity"
+	"github.com/mr-tron/base58"
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/identity/plcserver"
@@ -408,11 +411,53 @@ func scenarios(t *testing.T) []scenario {
 			f.signOp(g, f.rot)
 			return []step{{did: f.didOf(g), body: mustJSON(t, g), want: 400, refWant: 200}}
 		}},
-		{"service endpoint over 256 characters (current reference's limit)", func(f *fixture) []step {
+		{"service endpoint over 512 characters (current reference's limit)", func(f *fixture) []step {
 			g := f.genesis("longsvc.test")
-			g.Services["atproto_pds"] = plc.Service{Type: "AtprotoPersonalDataServer", Endpoint: "https://" + strings.Repeat("e", 260)}
+			g.Services["atproto_pds"] = plc.Service{Type: "AtprotoPersonalDataServer", Endpoint: "https://" + strings.Repeat("e", 510)}
 			f.signOp(g, f.rot)
 			return []step{{did: f.didOf(g), body: mustJSON(t, g), want: 400, refWant: 200}}
+		}},
+		{"eleven verification methods (current reference's limit)", func(f *fixture) []step {
+			g := f.genesis("vms.test")
+			for i := 0; i < 10; i++ {
+				g.VerificationMethods["k"+strconv.Itoa(i)] = f.sign.DIDKey()
+			}
+			f.signOp(g, f.rot)
+			return []step{{did: f.didOf(g), body: mustJSON(t, g), want: 400, refWant: 200}}
+		}},
+		{"eleven rotation keys", func(f *fixture) []step {
+			g := f.genesis("rot11.test")
+			for i := 0; i < 9; i++ {
+				g.RotationKeys = append(g.RotationKeys, f.didKey(genK256(t)))
+			}
+			f.signOp(g, f.rot)
+			return []step{{did: f.didOf(g), body: mustJSON(t, g), want: 400}}
+		}},
+		// The current reference accepts any did:key type as a signing key;
+		// the installed one only K256 and P256.
+		{"ed25519 verification method (current reference accepts)", func(f *fixture) []step {
+			g := f.genesis("ed.test")
+			raw := make([]byte, 34)
+			raw[0], raw[1] = 0xed, 0x01
+			rand.Read(raw[2:])
+			g.VerificationMethods["other"] = "did:key:z" + base58.Encode(raw)
+			f.signOp(g, f.rot)
+			return []step{{did: f.didOf(g), body: mustJSON(t, g), want: 200, refWant: 400}}
+		}},
+		// The current reference drops unknown fields before checking the
+		// signature; the installed one keeps them in the signed bytes.
+		{"unknown field added after signing", func(f *fixture) []step {
+			g := f.signOp(f.genesis("extra.test"), f.rot)
+			body := editJSON(t, g, func(m map[string]any) { m["extra"] = "x" })
+			return []step{{did: f.didOf(g), body: body, want: 200, refWant: 400}}
+		}},
+		{"recovery of a tombstone", func(f *fixture) []step {
+			g := f.signOp(f.genesis("untomb.test"), f.rot)
+			did := f.didOf(g)
+			ts := f.signTomb(plc.NewTombstone(opCID(t, g)), f.rec)
+			rec, _ := g.Next(func(o *plc.Operation) { o.AlsoKnownAs = []string{"at://alive.test"} })
+			f.signOp(rec, f.rot)
+			return []step{ok(did, mustJSON(t, g)), ok(did, mustJSON(t, ts)), ok(did, mustJSON(t, rec))}
 		}},
 		// The reference fails inside CID.parse (500); a bad prev is the
 		// client's fault here.

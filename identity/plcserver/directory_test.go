@@ -235,6 +235,22 @@ func TestDocument(t *testing.T) {
 	if string(mustJSON(t, doc)) != string(mustJSON(t, want)) {
 		t.Errorf("document\n%s\nwant\n%s", mustJSON(t, doc), mustJSON(t, want))
 	}
+	// A signing key of another type (the current reference accepts any
+	// did:key) is rendered as a Multikey without a suite context.
+	ed := f.genesis("ed.test")
+	edKey := "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK"
+	ed.VerificationMethods["other"] = edKey
+	f.signOp(ed, f.rot)
+	edDID := f.didOf(ed)
+	if a := submit(t, base, edDID, ed); a.status != 200 {
+		t.Fatalf("ed25519 signing key: %d %s", a.status, a.body)
+	}
+	var edDoc plcserver.Document
+	json.Unmarshal(do(t, "GET", base+"/"+edDID, "", nil).body, &edDoc)
+	if len(edDoc.Context) != 3 || len(edDoc.VerificationMethod) != 2 || edDoc.VerificationMethod[1].ID != edDID+"#other" ||
+		edDoc.VerificationMethod[1].PublicKeyMultibase != strings.TrimPrefix(edKey, "did:key:") {
+		t.Errorf("document with an ed25519 key: %+v", edDoc)
+	}
 	if a := do(t, "GET", base+"/did:plc:"+strings.Repeat("z", 24), "", nil); a.status != 404 || a.message() != "DID not registered: did:plc:"+strings.Repeat("z", 24) {
 		t.Errorf("unknown DID: %d %s", a.status, a.body)
 	}

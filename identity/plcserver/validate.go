@@ -7,27 +7,32 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf16"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/ipfs/go-cid"
+	"github.com/mr-tron/base58"
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/identity/plcserver/plcstore"
 )
 
-// Limits of the current reference server (constraints.ts) and of the
-// did:plc spec (rotation keys).
+// Limits of the current reference server (constraints.ts) and of
+// @did-plc/lib (at most 5 rotation keys, the spec's bound).
 const (
-	MaxOpBytes            = 4000 // DAG-CBOR encoding of the submitted operation
-	MaxAlsoKnownAs        = 10
-	MaxAlsoKnownAsLength  = 258 // a 253-character handle plus "at://"
-	MaxRotationKeys       = 5
-	MaxServices           = 10
-	MaxServiceTypeLength  = 96
-	MaxServiceEndpointLen = 256
-	MaxIDLength           = 32        // service and verification method ids
-	MaxBodyBytes          = 100 << 10 // express.json's limit
-	RecoveryWindow        = 72 * time.Hour
+	MaxOpBytes             = 4000 // DAG-CBOR encoding of the submitted operation
+	MaxAlsoKnownAs         = 10
+	MaxAlsoKnownAsLength   = 258 // a 253-character handle plus "at://"
+	maxRotationEntries     = 10  // constraints.ts; the lib's 5 applies after it
+	MaxRotationKeys        = 5
+	MaxServices            = 10
+	MaxServiceTypeLength   = 256
+	MaxServiceEndpointLen  = 512
+	MaxVerificationMethods = 10
+	MaxIDLength            = 32        // service and verification method ids
+	MaxVerificationKeyLen  = 256       // a did:key in verificationMethods
+	MaxBodyBytes           = 100 << 10 // express.json's limit
+	RecoveryWindow         = 72 * time.Hour
 )
 
 // opError is a refusal with the reference's status and message.
@@ -227,15 +232,15 @@ func hasNull(v any) bool {
 	return false
 }
 
-// checkLimits applies the current reference server's constraints and the
-// lib's rotation key rules.
+// checkLimits applies the current reference server's constraints, then
+// the lib's rotation key rules.
 func checkLimits(op *plc.Operation) *opError {
 	if len(op.AlsoKnownAs) > MaxAlsoKnownAs {
-		return bad("To many alsoKnownAs entries (max %d)", MaxAlsoKnownAs)
+		return bad("Too many alsoKnownAs entries (max %d)", MaxAlsoKnownAs)
 	}
 	seen := make(map[string]bool, len(op.AlsoKnownAs))
 	for _, aka := range op.AlsoKnownAs {
-		if len(aka) > MaxAlsoKnownAsLength {
+		if jsLen(aka) > MaxAlsoKnownAsLength {
 			return bad("alsoKnownAs entry too long (max %d): %s", MaxAlsoKnownAsLength, aka)
 		}
 		if seen[aka] {
@@ -243,30 +248,47 @@ func checkLimits(op *plc.Operation) *opError {
 		}
 		seen[aka] = true
 	}
+	if len(op.RotationKeys) > maxRotationEntries {
+		return bad("Too many rotationKey entries (max %d)", maxRotationEntries)
+	}
 	for _, k := range op.RotationKeys {
 		if _, err := atcrypto.ParsePublicDIDKey(k); err != nil {
 			return bad("Invalid rotationKey: %s", k)
 		}
 	}
 	if len(op.Services) > MaxServices {
-		return bad("To many service entries (max %d)", MaxServices)
+		return bad("Too many service entries (max %d)", MaxServices)
 	}
-	for id, sv := range op.Services {
-		if len(id) > MaxIDLength {
+	for _, id := range sortedKeys(op.Services) {
+		sv := op.Services[id]
+		if jsLen(id) > MaxIDLength {
 			return bad("Service id too long (max %d): %s", MaxIDLength, id)
 		}
-		if len(sv.Type) > MaxServiceTypeLength {
+		if jsLen(sv.Type) > MaxServiceTypeLength {
 			return bad("Service type too long (max %d)", MaxServiceTypeLength)
 		}
-		if len(sv.Endpoint) > MaxServiceEndpointLen {
+		if jsLen(sv.Endpoint) > MaxServiceEndpointLen {
 			return bad("Service endpoint too long (max %d)", MaxServiceEndpointLen)
 		}
 	}
-	for id, k := range op.VerificationMethods {
-		if len(id) > MaxIDLength {
+	if len(op.VerificationMethods) > MaxVerificationMethods {
+		return bad("Too many Verification Method entries (max %d)", MaxVerificationMethods)
+	}
+	for _, id := range sortedKeys(op.VerificationMethods) {
+		k := op.VerificationMethods[id]
+		if jsLen(id) > MaxIDLength {
 			return bad("Verification Method id too long (max %d): %s", MaxIDLength, id)
 		}
-		if _, err := atcrypto.ParsePublicDIDKey(k); err != nil {
+		if jsLen(k) > MaxVerificationKeyLen {
+			return bad("Verification Method key too long (max %d): %s", MaxVerificationKeyLen, k)
+		}
+		// Only did:key syntax (base58btc multibase), any key type: the
+		// current reference no longer restricts signing key types.
+		mb, ok := strings.CutPrefix(k, "did:key:")
+		if !ok || !strings.HasPrefix(mb, "z") || len(mb) < 2 {
+			return bad("Invalid verificationMethod key: %s", k)
+		}
+		if _, err := base58.Decode(mb[1:]); err != nil {
 			return bad("Invalid verificationMethod key: %s", k)
 		}
 	}
@@ -278,6 +300,10 @@ func checkLimits(op *plc.Operation) *opError {
 	}
 	return nil
 }
+
+// jsLen is a string's length as JavaScript counts it (UTF-16 code units),
+// which is what the reference's limits count.
+func jsLen(s string) int { return len(utf16.Encode([]rune(s))) }
 
 // logOp is a parsed entry of a DID's (non-nullified) log.
 type logOp struct {
