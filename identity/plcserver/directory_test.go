@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -188,6 +189,35 @@ func boolStr(b bool) string {
 	return "false"
 }
 
+// TestStartLoopback: the directory serves itself on loopback until Close.
+func TestStartLoopback(t *testing.T) {
+	d, err := plcserver.Open(context.Background(), filepath.Join(t.TempDir(), "plc.sqlite"), plcserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := d.StartLoopback()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(base, "http://127.0.0.1:") {
+		t.Errorf("base URL %q", base)
+	}
+	f := newFixture(t)
+	g := f.signOp(f.genesis("loop.test"), f.rot)
+	if err := (&plc.Client{URL: base}).Submit(context.Background(), f.didOf(g), g); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.StartLoopback(); err == nil {
+		t.Error("second StartLoopback succeeded")
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get(base + "/_health"); err == nil {
+		t.Error("still serving after Close")
+	}
+}
+
 // TestClient: identity/plc.Client sees the same thing from both directories.
 func TestClient(t *testing.T) {
 	ref := testplc.Start(t)
@@ -322,5 +352,56 @@ func TestExportAndPersistence(t *testing.T) {
 	}
 	if a := do(t, "GET", srv+"/_health", "", nil); a.status != 200 || string(a.body) != `{"version":"0.0.0"}` {
 		t.Errorf("health: %d %s", a.status, a.body)
+	}
+}
+
+// TestConcurrentSubmit: of competing updates on the same prev, signed by the
+// same key, exactly one is accepted.
+func TestConcurrentSubmit(t *testing.T) {
+	_, base := openDirectory(t, plcserver.Options{})
+	f := newFixture(t)
+	g := f.signOp(f.genesis("race.test"), f.rot)
+	did := f.didOf(g)
+	if a := submit(t, base, did, g); a.status != 200 {
+		t.Fatalf("genesis: %d %s", a.status, a.body)
+	}
+	const n = 8
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		u, _ := g.Next(func(o *plc.Operation) { o.AlsoKnownAs = []string{"at://race" + strconv.Itoa(i) + ".test"} })
+		bodies[i] = mustJSON(t, f.signOp(u, f.rot))
+	}
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", base+"/"+did, strings.NewReader(string(bodies[i])))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			statuses[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	accepted := 0
+	for _, st := range statuses {
+		switch st {
+		case 200:
+			accepted++
+		case 400:
+		default:
+			t.Errorf("status %d", st)
+		}
+	}
+	var audit []plc.LogEntry
+	json.Unmarshal(do(t, "GET", base+"/"+did+"/log/audit", "", nil).body, &audit)
+	if accepted != 1 || len(audit) != 2 {
+		t.Fatalf("accepted %d of %d, audit has %d entries (want 1 and 2)", accepted, n, len(audit))
 	}
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base32"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -40,6 +42,9 @@ type Directory struct {
 	// mu serialises validation and append: the log an operation was
 	// checked against is the log it is appended to.
 	mu sync.Mutex
+
+	srvMu sync.Mutex
+	srv   *http.Server // set by StartLoopback
 }
 
 // Open opens (creating if needed) the directory database at path.
@@ -58,8 +63,38 @@ func Open(ctx context.Context, path string, opts Options) (*Directory, error) {
 	return d, nil
 }
 
-// Close closes the database.
-func (d *Directory) Close() error { return d.store.Close() }
+// StartLoopback serves Handler on a new listener on 127.0.0.1 (a free
+// port) and returns its base URL, "http://127.0.0.1:PORT". Close stops it.
+func (d *Directory) StartLoopback() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	d.srvMu.Lock()
+	if d.srv != nil {
+		d.srvMu.Unlock()
+		l.Close()
+		return "", errors.New("plcserver: already started")
+	}
+	d.srv = srv
+	d.srvMu.Unlock()
+	go srv.Serve(l)
+	return "http://" + l.Addr().String(), nil
+}
+
+// Close stops the loopback server (if started) and closes the database.
+func (d *Directory) Close() error {
+	d.srvMu.Lock()
+	srv := d.srv
+	d.srvMu.Unlock()
+	if srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		srv.Shutdown(ctx)
+		cancel()
+	}
+	return d.store.Close()
+}
 
 // Handler serves the reference directory's HTTP API at the root:
 // GET /_health, GET /export, GET /{did}, GET /{did}/data, GET /{did}/log,
