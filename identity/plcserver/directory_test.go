@@ -300,10 +300,14 @@ func TestExportAndPersistence(t *testing.T) {
 		f := newFixture(t)
 		g := f.signOp(f.genesis("exp.test"), f.rot)
 		clk.Add(time.Second)
-		if st, msg := d.Submit(context.Background(), f.didOf(g), mustJSON(t, g)); st != 200 {
-			t.Fatalf("submit: %d %s", st, msg)
+		if err := d.Submit(context.Background(), f.didOf(g), mustJSON(t, g)); err != nil {
+			t.Fatalf("submit: %v", err)
 		}
 		cids = append(cids, opCID(t, g))
+	}
+	var refusal *plcserver.Error
+	if err := d.Submit(context.Background(), "did:plc:"+strings.Repeat("a", 24), []byte(`{}`)); !errors.As(err, &refusal) || refusal.Status != 400 {
+		t.Fatalf("Submit({}) = %v, want a 400 *Error", err)
 	}
 	d.Close()
 	d, err = plcserver.Open(context.Background(), path, plcserver.Options{Now: clk.Now})

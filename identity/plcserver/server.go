@@ -5,6 +5,7 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -384,65 +385,74 @@ func (d *Directory) submit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "Unexpected token in JSON")
 		return
 	}
-	status, msg := d.Submit(r.Context(), r.PathValue("did"), body)
-	if status != http.StatusOK {
-		writeError(w, status, msg)
+	if err := d.Submit(r.Context(), r.PathValue("did"), body); err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Status: http.StatusInternalServerError, Message: "Internal Server Error"}
+		}
+		writeError(w, e.Status, e.Message)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("OK"))
 }
 
+// Error is the refusal of an operation by Submit: the HTTP status and
+// message the directory answers with.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("plc directory: HTTP %d: %s", e.Status, e.Message) }
+
 // Submit validates the wire-format operation body for did and appends it to
-// the log. It returns the HTTP status the directory answers (200 when
-// accepted) and, otherwise, the reference's message.
-func (d *Directory) Submit(ctx context.Context, did string, body []byte) (status int, message string) {
+// the log. A refusal is an *Error with the reference's status and message;
+// other errors are the database's.
+func (d *Directory) Submit(ctx context.Context, did string, body []byte) error {
 	s, oerr := decodeOp(body)
 	if oerr != nil {
-		return oerr.status, oerr.msg
+		return &Error{oerr.status, oerr.msg}
 	}
 	c, err := cidOf(s)
 	if err != nil {
-		return http.StatusBadRequest, "Not a valid operation"
+		return &Error{http.StatusBadRequest, "Not a valid operation"}
 	}
 	wire, err := json.Marshal(s.value())
 	if err != nil {
-		return http.StatusInternalServerError, "Internal Server Error"
+		return err
 	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	entries, err := d.store.Log(ctx, did, false)
 	if err != nil {
-		return http.StatusInternalServerError, "Internal Server Error"
+		return err
 	}
 	log := make([]logOp, len(entries))
 	for i, e := range entries {
 		l := logOp{entry: e}
 		if l.cid, err = cid.Decode(e.CID); err != nil {
-			return http.StatusInternalServerError, "Internal Server Error"
+			return fmt.Errorf("plcserver: stored CID %q: %w", e.CID, err)
 		}
-		if v, err := plc.ParseOperation(e.Operation); err == nil {
-			l.op, _ = v.(*plc.Operation)
-		} else {
-			return http.StatusInternalServerError, "Internal Server Error"
+		v, err := plc.ParseOperation(e.Operation)
+		if err != nil {
+			return fmt.Errorf("plcserver: stored operation %s: %w", e.CID, err)
 		}
+		l.op, _ = v.(*plc.Operation)
 		log[i] = l
 	}
 	now := d.now()
 	nullify, oerr := nextOp(did, log, s, now)
 	if oerr != nil {
-		return oerr.status, oerr.msg
+		return &Error{oerr.status, oerr.msg}
 	}
 	for _, e := range entries {
 		if e.CID == c.String() {
-			return http.StatusConflict, "Operation already in the log"
+			return &Error{http.StatusConflict, "Operation already in the log"}
 		}
 	}
-	if err := d.store.Append(ctx, plcstore.Entry{DID: did, CID: c.String(), Operation: wire, CreatedAt: now.UTC().Truncate(time.Millisecond)}, nullify); err != nil {
-		return http.StatusInternalServerError, "Internal Server Error"
-	}
-	return http.StatusOK, ""
+	return d.store.Append(ctx, plcstore.Entry{DID: did, CID: c.String(), Operation: wire, CreatedAt: now.UTC().Truncate(time.Millisecond)}, nullify)
 }
 
 func cidOf(s submitted) (cid.Cid, error) {
