@@ -27,8 +27,8 @@
 //     ordered" (the reference fails with 500), and malformed or oversized
 //     bodies get 400/413 with a JSON message;
 //   - a tombstoned DID answers 404 "DID not available: {did}" on GET /{did}
-//     and /{did}/data, as the reference server's code does (plc.directory's
-//     front end is reported to answer 410).
+//     and /{did}/data, as the reference server's code does (some other
+//     directory implementations answer 410), so that plc.ErrNotFound holds.
 //
 // It owns the directory's HTTP handlers and validation rules; signing,
 // CBOR, CIDs and DIDs come from identity/plc, storage from plcstore.
