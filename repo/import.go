@@ -505,15 +505,30 @@ func (b *buildFile) close() {
 	}
 }
 
-// walker copies a verified MST and its records from the staging file into the build.
+// walker copies a verified MST and its records from a source (the staging file of an import, another server's
+// repository for Adopt) into the build.
 type walker struct {
-	st                          *staging
+	st                          walkSource
 	insBlock, insRecord, insRef *sql.Stmt
-	rev                         string
+	rev                         string // the rev of blocks and records whose source gives none
 	lastKey                     []byte
 	records                     int64
 	nodes                       int64
+	from                        string // where the blocks come from, for messages ("the CAR")
 }
+
+// walkSource gives the walker a block and the rev it was stored at ("": the walker's rev), and a record's rev.
+type walkSource interface {
+	walkBlock(ctx context.Context, c cid.Cid) (data []byte, rev string, ok bool, err error)
+	recordRev(ctx context.Context, collection, rkey string) (string, error)
+}
+
+func (st *staging) walkBlock(ctx context.Context, c cid.Cid) ([]byte, string, bool, error) {
+	data, ok, err := st.block(ctx, c)
+	return data, "", ok, err
+}
+
+func (st *staging) recordRev(context.Context, string, string) (string, error) { return "", nil }
 
 func (b *buildFile) build(ctx context.Context, st *staging, did syntax.DID, imported *atrepo.Commit, cur Head, signer atcrypto.PrivateKey) (*ImportResult, error) {
 	// The new rev follows both the imported one and this repository's own.
@@ -529,7 +544,7 @@ func (b *buildFile) build(ctx context.Context, st *staging, did syntax.DID, impo
 		return nil, err
 	}
 	b.tx = tx
-	w := &walker{st: st, rev: rev}
+	w := &walker{st: st, rev: rev, from: "the CAR"}
 	for _, p := range []struct {
 		stmt **sql.Stmt
 		q    string
@@ -581,12 +596,12 @@ func (w *walker) node(ctx context.Context, c cid.Cid, height int, root bool) err
 			return err
 		}
 	}
-	data, ok, err := w.st.block(ctx, c)
+	data, blockRev, ok, err := w.st.walkBlock(ctx, c)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return importError("MST node %s is missing from the CAR", c)
+		return importError("MST node %s is missing from %s", c, w.from)
 	}
 	nd, err := mst.NodeDataFromCBOR(bytes.NewReader(data))
 	if err != nil {
@@ -644,7 +659,7 @@ func (w *walker) node(ctx context.Context, c cid.Cid, height int, root bool) err
 		return importError("MST node %s has children below the bottom layer", c)
 	}
 
-	if _, err := w.insBlock.ExecContext(ctx, c.Bytes(), w.rev, data); err != nil {
+	if _, err := w.insBlock.ExecContext(ctx, c.Bytes(), orRev(blockRev, w.rev), data); err != nil {
 		return err
 	}
 	if nd.Left != nil {
@@ -675,21 +690,25 @@ func (w *walker) record(ctx context.Context, path string, c cid.Cid) error {
 	if err != nil {
 		return importError("invalid record path %q in the MST", path)
 	}
-	data, ok, err := w.st.block(ctx, c)
+	data, blockRev, ok, err := w.st.walkBlock(ctx, c)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		return importError("record %s (%s) is missing from the CAR", path, c)
+		return importError("record %s (%s) is missing from %s", path, c, w.from)
 	}
 	refs, err := importBlobRefs(data)
 	if err != nil {
 		return importError("could not parse record at '%s': %v", path, err)
 	}
-	if _, err := w.insBlock.ExecContext(ctx, c.Bytes(), w.rev, data); err != nil {
+	if _, err := w.insBlock.ExecContext(ctx, c.Bytes(), orRev(blockRev, w.rev), data); err != nil {
 		return err
 	}
-	if _, err := w.insRecord.ExecContext(ctx, coll.String(), rkey.String(), c.Bytes(), w.rev); err != nil {
+	recRev, err := w.st.recordRev(ctx, coll.String(), rkey.String())
+	if err != nil {
+		return err
+	}
+	if _, err := w.insRecord.ExecContext(ctx, coll.String(), rkey.String(), c.Bytes(), orRev(recRev, w.rev)); err != nil {
 		return err
 	}
 	for _, ref := range refs {

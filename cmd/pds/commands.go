@@ -44,6 +44,7 @@ var commands = []command{
 	{name: "migrate", args: "--from URL --identifier H [--to URL] [--password P] [--plc-token T] [--state FILE]", summary: "move a user's account from another PDS to this one with their credentials, resumable (migrate.go, docs/migration.md)", run: runMigrate},
 	{name: "account export", args: "DID|HANDLE FILE [--deactivate] [--to URL --to-rotation-key KEY]", summary: "write an account's archive (repo, blobs, preferences, keys) to move it to another server of yours", run: runAccountExport},
 	{name: "account import", args: "FILE", summary: "host an account from an archive of `account export` (activated when its DID points here)", run: runAccountImport},
+	{name: "takeover", args: "--from DIR --env FILE --to DIR [--check] [--move]", summary: "take over a stopped reference PDS's data directory: same DIDs, keys, passwords, repos, blobs, firehose seq (takeover.go, docs/takeover.md)", run: runTakeover},
 	{name: "plc rotation-key", summary: "print this server's PLC rotation key (did:key), for `account export --to-rotation-key`", run: runRotationKey},
 }
 
