@@ -58,7 +58,9 @@ type takeoverBar struct {
 	drawn    bool
 }
 
-func newTakeoverBar(w io.Writer, tty bool) *takeoverBar { return &takeoverBar{w: w, tty: tty, lastPct: -1} }
+func newTakeoverBar(w io.Writer, tty bool) *takeoverBar {
+	return &takeoverBar{w: w, tty: tty, lastPct: -1}
+}
 
 func (b *takeoverBar) update(p takeover.Progress) {
 	pct := int64(100)
