@@ -44,8 +44,8 @@ type refAccount struct {
 	emailConfirmed            bool
 	blob, takenDownBlob, temp []byte // an avatar (referenced), a blob under takedown (referenced), a temporary upload
 	head                      repo.Head
-	firstRev                  string // genesis
-	postsRev                  string // the commit of the first two posts
+	firstRev                  string             // genesis
+	postsRev                  string             // the commit of the first two posts
 	records                   map[string]cid.Cid // "collection/rkey" -> CID
 	takenDownRecord           string             // "collection/rkey"
 }

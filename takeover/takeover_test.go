@@ -359,12 +359,14 @@ func TestTakeoverMoveUndo(t *testing.T) {
 
 func TestTakeoverErrors(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, f *refFixture)
-		want  error
-		msg   string
+		want   error
+		msg    string
 	}{
-		{"older schema", func(t *testing.T, f *refFixture) { execRef(t, f, "account.sqlite", "DELETE FROM kysely_migration WHERE name = '007'") }, refpds.ErrSchema, "older reference"},
+		{"older schema", func(t *testing.T, f *refFixture) {
+			execRef(t, f, "account.sqlite", "DELETE FROM kysely_migration WHERE name = '007'")
+		}, refpds.ErrSchema, "older reference"},
 		{"newer schema", func(t *testing.T, f *refFixture) {
 			execRef(t, f, "sequencer.sqlite", "INSERT INTO kysely_migration VALUES ('002', '2027-01-01T00:00:00.000Z')")
 		}, refpds.ErrSchema, "newer reference"},
