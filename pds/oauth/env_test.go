@@ -269,6 +269,7 @@ type formBrowser struct {
 	t      *testing.T
 	client *http.Client
 	last   string // body of the last page
+	loc    *url.URL // the last redirect to the app
 }
 
 func newFormBrowser(t *testing.T) *formBrowser {
@@ -324,6 +325,11 @@ func (e *env) approveWithForms(t *testing.T, b *formBrowser, authURL, identifier
 	if resp.StatusCode != 200 {
 		t.Fatalf("authorize page: %d %s", resp.StatusCode, b.last)
 	}
+	if strings.Contains(b.last, "Choose an account") { // the chooser: pick the account
+		if resp := b.get(authURL + "&account=" + url.QueryEscape(identifier)); resp.StatusCode != 200 {
+			t.Fatalf("chooser: %d", resp.StatusCode)
+		}
+	}
 	if strings.Contains(b.last, `name="password"`) {
 		form := b.hidden()
 		form.Set("identifier", identifier)
@@ -342,6 +348,7 @@ func (e *env) approveWithForms(t *testing.T, b *formBrowser, authURL, identifier
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.loc = loc
 	return loc.Query()
 }
 
