@@ -268,7 +268,7 @@ func (e *env) whoami(t *testing.T, sess *ioauth.ClientSession) (int, map[string]
 type formBrowser struct {
 	t      *testing.T
 	client *http.Client
-	last   string // body of the last page
+	last   string   // body of the last page
 	loc    *url.URL // the last redirect to the app
 }
 
