@@ -1,61 +1,81 @@
 package oauth
 
-// TEMPORARY until package pds/oauth/client lands (branch oauthlib): loopback development clients only.
-
 import (
 	"context"
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/pdsgo/pds/pds/oauth/client"
 )
 
-type tempResolver struct{}
+// libResolver adapts package client to the provider's appClient.
+type libResolver struct{ r *client.Resolver }
 
-func newClientResolver(_ *http.Client) clientSource { return tempResolver{} }
-
-func (tempResolver) resolve(ctx context.Context, clientID string) (*appClient, error) {
-	u, err := url.Parse(clientID)
-	if err != nil || u.Scheme != "http" || u.Host != "localhost" || (u.Path != "" && u.Path != "/") {
-		return nil, oauthErr(400, CodeInvalidClient, "only loopback clients are supported yet")
-	}
-	q := u.Query()
-	redirects := q["redirect_uri"]
-	if len(redirects) == 0 {
-		redirects = []string{"http://127.0.0.1/", "http://[::1]/"}
-	}
-	sc := q.Get("scope")
-	if sc == "" {
-		sc = "atproto"
-	}
-	allowed := strings.Fields(sc)
-	return &appClient{
-		ID: clientID, Loopback: true, AuthMethod: "none", RedirectURIs: redirects,
-		authenticate: func(form url.Values, issuer string, _ func(string, time.Time) bool) error {
-			if form.Get("client_assertion") != "" {
-				return errors.New("loopback clients do not authenticate")
-			}
-			return nil
-		},
-		redirectAllowed: func(uri string) bool {
-			ru, err := url.Parse(uri)
-			if err != nil {
-				return false
-			}
-			for _, r := range redirects {
-				au, _ := url.Parse(r)
-				if au != nil && au.Scheme == ru.Scheme && au.Hostname() == ru.Hostname() && au.Path == ru.Path {
-					return true
-				}
-			}
-			return false
-		},
-		scopeAllowed: func(s string) bool { return slices.Contains(allowed, s) },
-	}, nil
+func newClientResolver(hc *http.Client, allowHTTP bool) clientSource {
+	r := client.NewResolver(hc)
+	r.AllowHTTP = allowHTTP
+	return libResolver{r}
 }
 
-func describeScope(s string) []string { return strings.Fields(s) }
+func (l libResolver) resolve(ctx context.Context, clientID string) (*appClient, error) {
+	c, err := l.r.Resolve(ctx, clientID)
+	if err != nil {
+		if errors.Is(err, client.ErrInvalidClientID) || errors.Is(err, client.ErrInvalidClientMetadata) {
+			return nil, oauthErr(400, CodeInvalidClient, "%v", err)
+		}
+		return nil, err
+	}
+	md := c.Metadata
+	out := &appClient{
+		ID:           c.ID,
+		Loopback:     c.Loopback,
+		AuthMethod:   c.AuthMethod,
+		RedirectURIs: md.RedirectURIs,
+		authenticate: func(form url.Values, issuer string, jtiSeen func(string, time.Time) bool) (string, error) {
+			// indigo's Go client sends client_assertion and client_assertion_type empty for public clients:
+			// an empty parameter is an absent one (RFC 6749 3.1).
+			for _, k := range []string{"client_assertion", "client_assertion_type"} {
+				if form.Has(k) && form.Get(k) == "" {
+					form = cloneWithout(form, k)
+				}
+			}
+			a, err := c.AuthenticateAssertion(form, issuer, jtiSeen)
+			if err != nil {
+				return "", err
+			}
+			if a.Method == client.AuthPrivateKeyJWT {
+				// Bind the grant to the key: later requests must be signed by the same one.
+				return a.Method + ":" + a.JKT, nil
+			}
+			return a.Method, nil
+		},
+		redirectAllowed: c.RedirectAllowed,
+		scopeAllowed:    c.ScopeAllowed,
+		allowsRefresh:   c.AllowsGrant("refresh_token"),
+	}
+	if !c.Loopback { // a loopback client's metadata is made up here: show none of it
+		if md.ClientName != nil {
+			out.Name = *md.ClientName
+		}
+		if md.ClientURI != nil && strings.HasPrefix(*md.ClientURI, "https://") {
+			out.ClientURI = *md.ClientURI
+		}
+		if md.LogoURI != nil && strings.HasPrefix(*md.LogoURI, "https://") {
+			out.LogoURI = *md.LogoURI
+		}
+	}
+	return out, nil
+}
 
-func validateScope(s string) error { return nil }
+func cloneWithout(v url.Values, key string) url.Values {
+	out := url.Values{}
+	for k, vs := range v {
+		if k != key {
+			out[k] = vs
+		}
+	}
+	return out
+}

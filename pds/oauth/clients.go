@@ -18,26 +18,27 @@ type appClient struct {
 	// RedirectURIs are the registered redirect URIs (the first is the default when a request names none).
 	RedirectURIs []string
 
-	authenticate    func(form url.Values, issuer string, jtiSeen func(jti string, exp time.Time) bool) error
+	// authenticate checks the request's client authentication and returns how it authenticated ("none", or
+	// "private_key_jwt:<key thumbprint>"): requests and sessions store it, and later requests of the same grant
+	// must authenticate the same way (for confidential clients: with the same key).
+	authenticate    func(form url.Values, issuer string, jtiSeen func(jti string, exp time.Time) bool) (string, error)
 	redirectAllowed func(uri string) bool
 	scopeAllowed    func(scope string) bool
+	allowsRefresh   bool
 }
 
 type clientSource interface {
 	resolve(ctx context.Context, clientID string) (*appClient, error)
 }
 
-// clientAuth describes how a client authenticated, as stored with requests and sessions: later requests of the
-// same grant must authenticate the same way.
-func (c *appClient) clientAuth() string { return c.AuthMethod }
-
 // confidential reports whether the client authenticates with a key (longer session lifetimes).
 func (c *appClient) confidential() bool { return c.AuthMethod == "private_key_jwt" }
 
-// Authenticate checks the client's authentication in a PAR, token or revocation request; jtis of client
-// assertions are remembered in the store so none is accepted twice.
-func (p *Provider) authenticateClient(ctx context.Context, c *appClient, form url.Values) error {
-	err := c.authenticate(form, p.cfg.Issuer, func(jti string, exp time.Time) bool {
+// authenticateClient checks the client's authentication in a PAR, token or revocation request and returns how
+// it authenticated (see appClient.authenticate); jtis of client assertions are remembered in the store so none
+// is accepted twice.
+func (p *Provider) authenticateClient(ctx context.Context, c *appClient, form url.Values) (string, error) {
+	auth, err := c.authenticate(form, p.cfg.Issuer, func(jti string, exp time.Time) bool {
 		if max := p.now().Add(ClientAssertionMaxAge); exp.Before(max) {
 			exp = max
 		}
@@ -45,7 +46,7 @@ func (p *Provider) authenticateClient(ctx context.Context, c *appClient, form ur
 		return err != nil || !fresh // on a store error, refuse: treat as seen
 	})
 	if err != nil {
-		return oauthErr(400, CodeInvalidClient, "Client authentication failed: %v", err)
+		return "", oauthErr(400, CodeInvalidClient, "Client authentication failed: %v", err)
 	}
-	return nil
+	return auth, nil
 }

@@ -84,7 +84,8 @@ func (p *Provider) par(w http.ResponseWriter, r *http.Request) (string, error) {
 	if err != nil {
 		return "", clientErr(err)
 	}
-	if err := p.authenticateClient(ctx, c, f); err != nil {
+	auth, err := p.authenticateClient(ctx, c, f)
+	if err != nil {
 		return "", err
 	}
 	for _, k := range []string{"request", "claims", "id_token_hint", "nonce", "authorization_details"} {
@@ -188,7 +189,7 @@ func (p *Provider) par(w http.ResponseWriter, r *http.Request) (string, error) {
 	}
 	id := randomID("req-", 16)
 	if err := p.store.CreateOAuthRequest(ctx, &accountstore.OAuthRequest{
-		ID: id, ClientID: c.ID, ClientAuth: c.clientAuth(), DPoPJKT: jkt, Params: string(body),
+		ID: id, ClientID: c.ID, ClientAuth: auth, DPoPJKT: jkt, Params: string(body),
 		ExpiresAt: p.now().Add(PARLifetime),
 	}); err != nil {
 		return "", err

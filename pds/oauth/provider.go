@@ -89,6 +89,8 @@ type Config struct {
 	Secret []byte
 	// ClientHTTP fetches client metadata and JWKS: internal/ssrf.NewClient(false, ...) in production.
 	ClientHTTP *http.Client
+	// AllowHTTPClients accepts http:// client_id URLs (tests with a client on loopback only).
+	AllowHTTPClients bool
 	// ServiceName names this server on its pages ("" gives the issuer's host).
 	ServiceName string
 	// ClientIP returns the address a request came from, for rate limits (nil: the TCP peer).
@@ -175,7 +177,7 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 		p.nonces.Now = cfg.Now
 		p.verifier.Now = cfg.Now
 	}
-	p.clients = newClientResolver(cfg.ClientHTTP)
+	p.clients = newClientResolver(cfg.ClientHTTP, cfg.AllowHTTPClients)
 	return p, nil
 }
 

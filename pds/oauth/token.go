@@ -107,14 +107,18 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) (*TokenResponse
 	if err != nil {
 		return nil, clientErr(err)
 	}
-	if err := p.authenticateClient(ctx, c, f); err != nil {
+	auth, err := p.authenticateClient(ctx, c, f)
+	if err != nil {
 		return nil, err
 	}
 	switch f.Get("grant_type") {
 	case "authorization_code":
-		return p.exchangeCode(ctx, c, jkt, f.Get("code"), f.Get("redirect_uri"), f.Get("code_verifier"))
+		return p.exchangeCode(ctx, c, auth, jkt, f.Get("code"), f.Get("redirect_uri"), f.Get("code_verifier"))
 	case "refresh_token":
-		return p.refresh(ctx, c, jkt, f.Get("refresh_token"))
+		if !c.allowsRefresh {
+			return nil, oauthErr(400, CodeUnauthorizedClient, "The client did not declare the refresh_token grant")
+		}
+		return p.refresh(ctx, c, auth, jkt, f.Get("refresh_token"))
 	case "":
 		return nil, oauthErr(400, CodeInvalidRequest, "grant_type is required")
 	default:
@@ -125,7 +129,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) (*TokenResponse
 // RFC 7636 4.1: 43 to 128 unreserved characters.
 var codeVerifierRE = regexp.MustCompile(`^[A-Za-z0-9._~-]{43,128}$`)
 
-func (p *Provider) exchangeCode(ctx context.Context, c *appClient, jkt, code, redirectURI, verifier string) (*TokenResponse, error) {
+func (p *Provider) exchangeCode(ctx context.Context, c *appClient, auth, jkt, code, redirectURI, verifier string) (*TokenResponse, error) {
 	if code == "" || verifier == "" {
 		return nil, oauthErr(400, CodeInvalidRequest, "code and code_verifier are required")
 	}
@@ -144,7 +148,7 @@ func (p *Provider) exchangeCode(ctx context.Context, c *appClient, jkt, code, re
 	switch {
 	case req.ClientID != c.ID:
 		return nil, oauthErr(400, CodeInvalidGrant, "This code was issued to another client")
-	case req.ClientAuth != c.clientAuth():
+	case req.ClientAuth != auth:
 		return nil, oauthErr(400, CodeInvalidGrant, "Client authentication differs from the authorization request")
 	case redirectURI != params.RedirectURI:
 		return nil, oauthErr(400, CodeInvalidGrant, "redirect_uri does not match the authorization request")
@@ -168,7 +172,7 @@ func (p *Provider) exchangeCode(ctx context.Context, c *appClient, jkt, code, re
 		sessionLife, refreshLife = ConfidentialSessionLifetime, ConfidentialRefreshLifetime
 	}
 	sess := &accountstore.OAuthSession{
-		ID: randomID("ses-", 16), DID: req.DID, ClientID: c.ID, ClientAuth: c.clientAuth(), Scope: params.Scope,
+		ID: randomID("ses-", 16), DID: req.DID, ClientID: c.ID, ClientAuth: auth, Scope: params.Scope,
 		DPoPJKT: jkt, TokenID: randomID("tok-", 16), CreatedAt: now, UpdatedAt: now,
 		ExpiresAt: now.Add(sessionLife), RefreshExpiresAt: now.Add(refreshLife),
 	}
@@ -179,7 +183,7 @@ func (p *Provider) exchangeCode(ctx context.Context, c *appClient, jkt, code, re
 	return p.tokenResponse(sess, refresh, now)
 }
 
-func (p *Provider) refresh(ctx context.Context, c *appClient, jkt, refreshToken string) (*TokenResponse, error) {
+func (p *Provider) refresh(ctx context.Context, c *appClient, auth, jkt, refreshToken string) (*TokenResponse, error) {
 	if refreshToken == "" {
 		return nil, oauthErr(400, CodeInvalidRequest, "refresh_token is required")
 	}
@@ -193,7 +197,7 @@ func (p *Provider) refresh(ctx context.Context, c *appClient, jkt, refreshToken 
 	switch {
 	case sess.ClientID != c.ID:
 		return nil, oauthErr(400, CodeInvalidGrant, "This refresh token was issued to another client")
-	case sess.ClientAuth != c.clientAuth():
+	case sess.ClientAuth != auth:
 		return nil, oauthErr(400, CodeInvalidGrant, "Client authentication differs from the one the session started with")
 	case jkt != sess.DPoPJKT:
 		// The session is bound to one DPoP key for its whole life (required for public clients; we hold
@@ -269,7 +273,7 @@ func (p *Provider) handleRevoke(w http.ResponseWriter, r *http.Request) {
 			p.writeError(w, clientErr(err))
 			return
 		}
-		if err := p.authenticateClient(ctx, c, f); err != nil {
+		if _, err := p.authenticateClient(ctx, c, f); err != nil {
 			p.writeError(w, err)
 			return
 		}
