@@ -95,7 +95,7 @@ func (p *Provider) setPageHeaders(w http.ResponseWriter, f *flow) {
 	h.Set("Pragma", "no-cache")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // not no-referrer: that makes browsers send "Origin: null" on our own forms
 	h.Set("Content-Type", "text/html; charset=utf-8")
 }
 

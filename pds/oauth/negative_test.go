@@ -381,6 +381,13 @@ func TestPages(t *testing.T) {
 	if resp := b.post(e.issuer+oauth.PathConsent, noCSRF); resp.StatusCode != 403 || resp.Header.Get("Location") != "" {
 		t.Errorf("consent without CSRF token: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	// A cross-site POST (Origin of another site) is refused even with the right token.
+	req, _ := http.NewRequest("POST", e.issuer+oauth.PathConsent, strings.NewReader(url.Values{"action": {"approve"}}.Encode()+"&"+consent.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "https://evil.example")
+	if resp, err := b.client.Do(req); err != nil || resp.StatusCode != 403 {
+		t.Errorf("cross-site consent POST: %v %v", resp.StatusCode, err)
+	}
 	// Another browser with its own cookie cannot use this page's token, nor open the request.
 	other := newFormBrowser(t)
 	other.get(authURL)
