@@ -1,6 +1,7 @@
 package scope
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,10 +14,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/identity"
 	"github.com/bluesky-social/indigo/atproto/lexicon"
+	atrepo "github.com/bluesky-social/indigo/atproto/repo"
+	"github.com/bluesky-social/indigo/atproto/repo/mst"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	lru "github.com/hashicorp/golang-lru/v2"
+	car "github.com/ipld/go-car"
 )
 
 // Cache lifetimes from the permission spec: re-resolve a set once it is stale (24 h recommended, and a firm
@@ -29,16 +35,20 @@ const (
 	defaultCacheSize   = 1000
 )
 
-// ErrNotPermissionSet: the NSID resolved to a Lexicon whose main definition is not a permission set.
-var ErrNotPermissionSet = errors.New("lexicon is not a permission set")
+var (
+	// ErrNotPermissionSet: the NSID resolved to a Lexicon whose main definition is not a permission set.
+	ErrNotPermissionSet = errors.New("lexicon is not a permission set")
+	// ErrBadProof: the record proof the PDS returned does not check out.
+	ErrBadProof = errors.New("lexicon record proof invalid")
+)
 
 // LexiconResolver resolves permission sets through atproto Lexicon resolution: the NSID's authority domain
 // answers a DNS TXT query for _lexicon.<authority> with did=<DID>; that DID's PDS serves the schema as the
 // com.atproto.lexicon.schema record whose key is the NSID. Results are cached as the permission spec asks.
 // Configure before first use; Resolve is safe for concurrent use.
 //
-// The record is read with com.atproto.repo.getRecord, as indigo's lexicon resolver does; the repository's
-// commit signature is not checked (see the package report).
+// The record is read with com.atproto.sync.getRecord and authenticated like @atproto/lexicon-resolver does:
+// signed commit, MST path, record block (indigo's own resolver reads repo.getRecord without checks).
 type LexiconResolver struct {
 	// Directory resolves the DID to its PDS (the server passes its identity directory).
 	Directory identity.Directory
@@ -137,23 +147,39 @@ func (r *LexiconResolver) resolve(ctx context.Context, nsid syntax.NSID) (*lexic
 		return nil, fmt.Errorf("%s has no PDS", did)
 	}
 
-	q := url.Values{"repo": {did.String()}, "collection": {"com.atproto.lexicon.schema"}, "rkey": {nsid.String()}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(pds, "/")+"/xrpc/com.atproto.repo.getRecord?"+q.Encode(), nil)
+	pub, err := ident.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("%s has no atproto signing key: %w", did, err)
+	}
+	value, err := r.fetchVerifiedRecord(ctx, pds, did, pub, nsid)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	return parsePermissionSet(nsid, value)
+}
+
+// fetchVerifiedRecord fetches com.atproto.sync.getRecord for the schema record and checks the proof as
+// @atproto/lexicon-resolver does: every block matches its CID, the root commit is the DID's and signed by its
+// atproto key, and the commit's MST maps com.atproto.lexicon.schema/<nsid> to the record block. It returns the
+// record as JSON.
+func (r *LexiconResolver) fetchVerifiedRecord(ctx context.Context, pds string, did syntax.DID, pub atcrypto.PublicKey, nsid syntax.NSID) ([]byte, error) {
+	q := url.Values{"did": {did.String()}, "collection": {schemaCollection}, "rkey": {nsid.String()}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(pds, "/")+"/xrpc/com.atproto.sync.getRecord?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/vnd.ipld.car")
 	hc := r.HTTPClient
 	if hc == nil {
 		hc = http.DefaultClient
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetching lexicon record: %w", err)
+		return nil, fmt.Errorf("fetching lexicon record proof: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching lexicon record: HTTP %d", resp.StatusCode)
+		return nil, fmt.Errorf("fetching lexicon record proof: HTTP %d", resp.StatusCode)
 	}
 	max := r.MaxSize
 	if max <= 0 {
@@ -164,17 +190,68 @@ func (r *LexiconResolver) resolve(ctx context.Context, nsid syntax.NSID) (*lexic
 		return nil, err
 	}
 	if int64(len(body)) > max {
-		return nil, fmt.Errorf("lexicon record larger than %d bytes", max)
+		return nil, fmt.Errorf("lexicon record proof larger than %d bytes", max)
 	}
-	var out struct {
-		URI   string          `json:"uri"`
-		Value json.RawMessage `json:"value"`
+
+	cr, err := car.NewCarReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadProof, err)
 	}
-	if err := json.Unmarshal(body, &out); err != nil || len(out.Value) == 0 {
-		return nil, fmt.Errorf("lexicon record response malformed")
+	if len(cr.Header.Roots) != 1 {
+		return nil, fmt.Errorf("%w: want one root", ErrBadProof)
 	}
-	return parsePermissionSet(nsid, out.Value)
+	bs := atrepo.NewTinyBlockstore()
+	for {
+		blk, err := cr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadProof, err)
+		}
+		// go-car's reader checks this too; kept so the guarantee does not rest on the reader version.
+		if sum, err := blk.Cid().Prefix().Sum(blk.RawData()); err != nil || !sum.Equals(blk.Cid()) {
+			return nil, fmt.Errorf("%w: block %s does not match its CID", ErrBadProof, blk.Cid())
+		}
+		bs.Put(ctx, blk)
+	}
+	cblk, err := bs.Get(ctx, cr.Header.Roots[0])
+	if err != nil {
+		return nil, fmt.Errorf("%w: no commit block", ErrBadProof)
+	}
+	var commit atrepo.Commit
+	if err := commit.UnmarshalCBOR(bytes.NewReader(cblk.RawData())); err != nil {
+		return nil, fmt.Errorf("%w: commit: %v", ErrBadProof, err)
+	}
+	if err := commit.VerifyStructure(); err != nil {
+		return nil, fmt.Errorf("%w: commit: %v", ErrBadProof, err)
+	}
+	if commit.DID != did.String() {
+		return nil, fmt.Errorf("%w: commit is for %s, not %s", ErrBadProof, commit.DID, did)
+	}
+	if err := commit.VerifySignature(pub); err != nil {
+		return nil, fmt.Errorf("%w: commit signature: %v", ErrBadProof, err)
+	}
+	tree, err := mst.LoadTreeFromStore(ctx, bs, commit.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: MST: %v", ErrBadProof, err)
+	}
+	rc, err := tree.Get([]byte(schemaCollection + "/" + nsid.String()))
+	if err != nil || rc == nil {
+		return nil, fmt.Errorf("%w: record not in the proof", ErrBadProof)
+	}
+	rblk, err := bs.Get(ctx, *rc)
+	if err != nil {
+		return nil, fmt.Errorf("%w: record block missing", ErrBadProof)
+	}
+	rec, err := atdata.UnmarshalCBOR(rblk.RawData())
+	if err != nil {
+		return nil, fmt.Errorf("lexicon record: %w", err)
+	}
+	return json.Marshal(rec)
 }
+
+const schemaCollection = "com.atproto.lexicon.schema"
 
 // parsePermissionSet reads a com.atproto.lexicon.schema record: its id must be the NSID and its main definition
 // a permission set. The set's entries are not validated here: Expand ignores entries it cannot use.

@@ -1,6 +1,7 @@
 package scope
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,9 +20,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/identity"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/miekg/dns"
+
+	pdsrepo "github.com/pdsgo/pds/repo"
 )
 
 // lexWorld is the outside world of Lexicon resolution, on loopback: a DNS server on a real UDP socket answers
@@ -32,11 +37,18 @@ type lexWorld struct {
 	srv     *httptest.Server
 	roots   *x509.CertPool
 
-	mu      sync.Mutex
-	txt     map[string]string          // "_lexicon.<authority>." -> TXT value
-	records map[string]json.RawMessage // rkey (NSID) -> record value
-	fail    bool                       // PDS answers 500
-	fetches int
+	// The schema records live in a real repository (this project's repo store), signed with key; the PDS
+	// serves sync.getRecord proofs of it.
+	store *pdsrepo.Store
+	key   atcrypto.PrivateKey
+
+	mu        sync.Mutex
+	txt       map[string]string // "_lexicon.<authority>." -> TXT value
+	fail      bool              // PDS answers 500
+	docKey    string            // publicKeyMultibase in the DID document
+	tamper    bool              // flip the proof's last byte (the record block)
+	otherRepo *pdsrepo.Store    // serve the proof from this store instead (another DID's repository)
+	fetches   int
 }
 
 const (
@@ -46,7 +58,10 @@ const (
 
 func startLexWorld(t *testing.T) *lexWorld {
 	t.Helper()
-	w := &lexWorld{txt: map[string]string{}, records: map[string]json.RawMessage{}}
+	w := &lexWorld{txt: map[string]string{}}
+	w.store, w.key = newLexRepo(t, lexDID)
+	pub, _ := w.key.PublicKey()
+	w.docKey = pub.Multibase()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -89,24 +104,40 @@ func (w *lexWorld) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	case host == "lex.example.com" && r.URL.Path == "/.well-known/did.json":
 		rw.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(rw).Encode(map[string]any{
-			"@context": []string{"https://www.w3.org/ns/did/v1"},
-			"id":       lexDID,
-			"service":  []map[string]any{{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": "https://" + pdsHost}},
+			"@context":           []string{"https://www.w3.org/ns/did/v1"},
+			"id":                 lexDID,
+			"service":            []map[string]any{{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer", "serviceEndpoint": "https://" + pdsHost}},
+			"verificationMethod": []map[string]any{{"id": lexDID + "#atproto", "type": "Multikey", "controller": lexDID, "publicKeyMultibase": w.docKey}},
 		})
-	case host == pdsHost && r.URL.Path == "/xrpc/com.atproto.repo.getRecord":
+	case host == pdsHost && r.URL.Path == "/xrpc/com.atproto.sync.getRecord":
 		w.fetches++
 		q := r.URL.Query()
-		rec, ok := w.records[q.Get("rkey")]
-		switch {
-		case w.fail:
+		if w.fail {
 			http.Error(rw, `{"error":"InternalServerError"}`, 500)
-		case q.Get("repo") != lexDID || q.Get("collection") != "com.atproto.lexicon.schema" || !ok:
-			rw.WriteHeader(400)
-			rw.Write([]byte(`{"error":"RecordNotFound"}`))
-		default:
-			rw.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(rw).Encode(map[string]any{"uri": "at://" + lexDID + "/com.atproto.lexicon.schema/" + q.Get("rkey"), "value": rec})
+			return
 		}
+		store, did := w.store, syntax.DID(lexDID)
+		if w.otherRepo != nil {
+			store, did = w.otherRepo, otherDID
+		}
+		if q.Get("did") != lexDID {
+			http.Error(rw, `{"error":"RepoNotFound"}`, 400)
+			return
+		}
+		var buf bytes.Buffer
+		err := store.With(r.Context(), did, func(rp *pdsrepo.Repo) error {
+			return rp.WriteRecordProof(r.Context(), &buf, q.Get("collection"), q.Get("rkey"))
+		})
+		if err != nil {
+			http.Error(rw, err.Error(), 500)
+			return
+		}
+		b := buf.Bytes()
+		if w.tamper {
+			b[len(b)-1] ^= 0x01
+		}
+		rw.Header().Set("Content-Type", "application/vnd.ipld.car")
+		rw.Write(b)
 	default:
 		http.NotFound(rw, r)
 	}
@@ -134,13 +165,53 @@ func (w *lexWorld) resolver() *LexiconResolver {
 	return r
 }
 
-func (w *lexWorld) publish(nsid string, value any) {
-	b, _ := json.Marshal(value)
+const otherDID = "did:web:other.example.com"
+
+func newLexRepo(t *testing.T, did string) (*pdsrepo.Store, atcrypto.PrivateKey) {
+	t.Helper()
+	s, err := pdsrepo.OpenStore(t.TempDir(), pdsrepo.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	key, err := atcrypto.GeneratePrivateKeyK256()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(context.Background(), syntax.DID(did), key); err != nil {
+		t.Fatal(err)
+	}
+	return s, key
+}
+
+// put writes a com.atproto.lexicon.schema record (key: the NSID) into a repository.
+func put(t *testing.T, s *pdsrepo.Store, did string, key atcrypto.PrivateKey, nsid string, value any) {
+	t.Helper()
+	j, _ := json.Marshal(value)
+	data, err := atdata.UnmarshalJSON(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := atdata.MarshalCBOR(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.With(context.Background(), syntax.DID(did), func(r *pdsrepo.Repo) error {
+		_, err := r.Apply(context.Background(), pdsrepo.WriteRequest{Signer: key, Ops: []pdsrepo.WriteOp{{
+			Action: pdsrepo.ActionUpdate, Collection: "com.atproto.lexicon.schema", RKey: syntax.RecordKey(nsid), Record: rec,
+		}}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (w *lexWorld) publish(t *testing.T, nsid string, value any) {
+	put(t, w.store, lexDID, w.key, nsid, value)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.records[nsid] = b
-	auth := syntax.NSID(nsid).Authority()
-	w.txt["_lexicon."+auth+"."] = "did=" + lexDID
+	w.txt["_lexicon."+syntax.NSID(nsid).Authority()+"."] = "did=" + lexDID
 }
 
 func setRecord(nsid string) map[string]any {
@@ -163,7 +234,7 @@ func setRecord(nsid string) map[string]any {
 
 func TestLexiconResolver(t *testing.T) {
 	w := startLexWorld(t)
-	w.publish("app.example.authFull", setRecord("app.example.authFull"))
+	w.publish(t, "app.example.authFull", setRecord("app.example.authFull"))
 	r := w.resolver()
 	clk := time.Now()
 	r.Now = func() time.Time { return clk }
@@ -214,21 +285,21 @@ func TestLexiconResolver(t *testing.T) {
 
 func TestLexiconResolverRefusals(t *testing.T) {
 	w := startLexWorld(t)
-	w.publish("app.example.authFull", setRecord("app.example.authFull"))
+	w.publish(t, "app.example.authFull", setRecord("app.example.authFull"))
 	if _, err := w.resolver().Resolve(context.Background(), "app.example.authFull"); err != nil {
 		t.Fatalf("control: %v", err)
 	}
 
 	// The record's id names another set.
-	w.publish("app.example.authOther", setRecord("app.example.authFull"))
+	w.publish(t, "app.example.authOther", setRecord("app.example.authFull"))
 	// The main def is a record type, not a permission set.
 	rec := setRecord("app.example.authRecord")
 	rec["defs"] = map[string]any{"main": map[string]any{"type": "record", "key": "tid", "record": map[string]any{"type": "object", "properties": map[string]any{}}}}
-	w.publish("app.example.authRecord", rec)
+	w.publish(t, "app.example.authRecord", rec)
 	// Not a lexicon schema record at all.
 	notLex := setRecord("app.example.authPost")
 	notLex["$type"] = "app.bsky.feed.post"
-	w.publish("app.example.authPost", notLex)
+	w.publish(t, "app.example.authPost", notLex)
 
 	for nsid, want := range map[syntax.NSID]error{
 		"app.example.authOther":  nil,
@@ -241,6 +312,49 @@ func TestLexiconResolverRefusals(t *testing.T) {
 		if err == nil || (want != nil && !errors.Is(err, want)) {
 			t.Errorf("%s: got %v, want an error (%v)", nsid, err, want)
 		}
+	}
+}
+
+// Proofs that do not authenticate the record are refused; each case after the untouched proof passes.
+func TestLexiconProofRefusals(t *testing.T) {
+	w := startLexWorld(t)
+	w.publish(t, "app.example.authFull", setRecord("app.example.authFull"))
+	other, otherKey := newLexRepo(t, otherDID)
+	put(t, other, otherDID, otherKey, "app.example.authFull", setRecord("app.example.authFull"))
+	stranger, _ := atcrypto.GeneratePrivateKeyK256()
+	strangerPub, _ := stranger.PublicKey()
+	goodKey := w.docKey
+
+	cases := []struct {
+		name  string
+		set   func()
+		reset func()
+	}{
+		{"commit signed by a key the DID document does not declare", func() { w.docKey = strangerPub.Multibase() }, func() { w.docKey = goodKey }},
+		{"record block altered", func() { w.tamper = true }, func() { w.tamper = false }},
+		{"proof from another DID's repository", func() { w.otherRepo = other }, func() { w.otherRepo = nil }},
+	}
+	for _, c := range cases {
+		if _, err := w.resolver().Resolve(context.Background(), "app.example.authFull"); err != nil {
+			t.Fatalf("%s: control: %v", c.name, err)
+		}
+		w.mu.Lock()
+		c.set()
+		w.mu.Unlock()
+		_, err := w.resolver().Resolve(context.Background(), "app.example.authFull")
+		w.mu.Lock()
+		c.reset()
+		w.mu.Unlock()
+		if !errors.Is(err, ErrBadProof) {
+			t.Errorf("%s: got %v, want ErrBadProof", c.name, err)
+		}
+	}
+	// A record that is absent from the repository: the proof shows absence.
+	w.mu.Lock()
+	w.txt["_lexicon.example.app."] = "did=" + lexDID
+	w.mu.Unlock()
+	if _, err := w.resolver().Resolve(context.Background(), "app.example.authAbsent"); !errors.Is(err, ErrBadProof) {
+		t.Errorf("absent record: %v", err)
 	}
 }
 
