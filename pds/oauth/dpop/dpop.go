@@ -206,8 +206,9 @@ func (v *Verifier) Verify(header http.Header, method, reqURL string, accessToken
 		return nil, invalid("%v", err)
 	}
 
-	// Remember the jti for as long as the iat check would let this proof through.
-	if v.Replay != nil && v.Replay.Seen(c.ID, iat.Add(v.MaxAge+v.Leeway+time.Second)) {
+	// Remember the jti for as long as the iat check would let this proof through. The prefix keeps DPoP jtis
+	// apart from other single-use values if a caller shares the cache (e.g. client-assertion jtis).
+	if v.Replay != nil && v.Replay.Seen("DPoP "+c.ID, iat.Add(v.MaxAge+v.Leeway+time.Second)) {
 		return nil, ErrReplay
 	}
 
