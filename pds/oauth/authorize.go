@@ -18,6 +18,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/oauth/scope"
 )
 
 //go:embed templates/pages.html templates/style.css
@@ -55,7 +56,7 @@ type page struct {
 	Identifier            string
 	Account               Account
 	Accounts              []chooserEntry
-	Permissions           []string
+	Permissions           []scope.Description
 }
 
 type chooserEntry struct {
@@ -286,7 +287,7 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 			key = f.params.LoginHint
 		}
 		if a, ok := findAccount(accts, key); ok && key != "" {
-			p.renderConsent(w, f, a, accts)
+			p.renderConsent(ctx, w, f, a, accts)
 			return
 		}
 		if len(accts) > 0 {
@@ -302,10 +303,10 @@ func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	p.render(w, f, http.StatusOK, "signin", pg)
 }
 
-func (p *Provider) renderConsent(w http.ResponseWriter, f *flow, a Account, accts []Account) {
+func (p *Provider) renderConsent(ctx context.Context, w http.ResponseWriter, f *flow, a Account, accts []Account) {
 	pg := p.basePage(f, "Allow access")
 	pg.Account = a
-	pg.Permissions = describeScope(f.params.Scope)
+	pg.Permissions = p.describeScope(ctx, f.params.Scope)
 	pg.Accounts = p.chooserEntries(f, accts)
 	p.render(w, f, http.StatusOK, "consent", pg)
 }
@@ -392,7 +393,7 @@ func (p *Provider) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, "The server could not sign you in. Try again later.")
 		return
 	}
-	p.renderConsent(w, f, acct, p.signedIn(ctx, f))
+	p.renderConsent(ctx, w, f, acct, p.signedIn(ctx, f))
 }
 
 func (p *Provider) handleConsent(w http.ResponseWriter, r *http.Request) {

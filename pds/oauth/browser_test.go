@@ -64,7 +64,7 @@ func TestBrowser(t *testing.T) {
 		if !strings.Contains(title, "Sign in") || !styled {
 			t.Errorf("sign-in page: title %q, styled %v", title, styled)
 		}
-		for _, want := range []string{"@" + aliceHandle, "localhost", "development app", "transition:generic"} {
+		for _, want := range []string{"@" + aliceHandle, "localhost", "development app", "Create, update and delete any of your records"} {
 			if !strings.Contains(consent, want) {
 				t.Errorf("consent page lacks %q:\n%s", want, consent)
 			}

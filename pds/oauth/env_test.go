@@ -106,7 +106,7 @@ type env struct {
 
 // newEnv starts the provider behind a real loopback HTTP server, with issuer http://localhost:<port> (dev mode),
 // and a resource route (/xrpc/com.example.whoami) that authenticates with VerifyAccess.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, opts ...func(*oauth.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	store, err := accountstore.Open(ctx, filepath.Join(t.TempDir(), "account.sqlite"))
@@ -125,10 +125,14 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	issuer := fmt.Sprintf("http://localhost:%d", ln.Addr().(*net.TCPAddr).Port)
-	p, err := oauth.New(oauth.Config{
+	cfg := oauth.Config{
 		Issuer: issuer, ServiceDID: serviceDID, Secret: []byte("0123456789abcdef0123456789abcdef"),
 		ClientHTTP: &http.Client{Timeout: 5 * time.Second}, ServiceName: "Test PDS",
-	}, oauth.Deps{Store: store, Accounts: &testAccounts{store: store}})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	p, err := oauth.New(cfg, oauth.Deps{Store: store, Accounts: &testAccounts{store: store}})
 	if err != nil {
 		t.Fatal(err)
 	}

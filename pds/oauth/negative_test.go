@@ -367,7 +367,7 @@ func TestPages(t *testing.T) {
 		t.Fatalf("sign-in by email: %d", resp.StatusCode)
 	}
 	consent := b.hidden()
-	for _, want := range []string{"@" + aliceHandle, "transition:generic", "localhost"} {
+	for _, want := range []string{"@" + aliceHandle, "Know which account you are", "Create, update and delete any of your records", "localhost"} {
 		if !strings.Contains(b.last, want) {
 			t.Errorf("consent page lacks %q", want)
 		}

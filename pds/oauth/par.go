@@ -145,7 +145,7 @@ func (p *Provider) par(w http.ResponseWriter, r *http.Request) (string, error) {
 		}
 	}
 	params.Scope = strings.Join(scopes, " ")
-	if err := validateScope(params.Scope); err != nil {
+	if _, err := p.checkScope(ctx, params.Scope); err != nil {
 		return "", oauthErr(400, CodeInvalidScope, "%v", err)
 	}
 

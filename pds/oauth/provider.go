@@ -19,6 +19,7 @@ import (
 
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/oauth/dpop"
+	"github.com/pdsgo/pds/pds/oauth/scope"
 )
 
 // Lifetimes, as @atproto/oauth-provider (src/constants.ts) as installed with @atproto/pds 0.5.35
@@ -89,6 +90,9 @@ type Config struct {
 	Secret []byte
 	// ClientHTTP fetches client metadata and JWKS: internal/ssrf.NewClient(false, ...) in production.
 	ClientHTTP *http.Client
+	// IncludeResolver resolves include: permission sets (scope.NewLexiconResolver); nil leaves them unexpanded
+	// (requests naming one then show it by name only).
+	IncludeResolver scope.IncludeResolver
 	// AllowHTTPClients accepts http:// client_id URLs (tests with a client on loopback only).
 	AllowHTTPClients bool
 	// ServiceName names this server on its pages ("" gives the issuer's host).
