@@ -14,6 +14,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	ioauth "github.com/bluesky-social/indigo/atproto/auth/oauth"
 
+	"github.com/pdsgo/pds/internal/ssrf"
 	"github.com/pdsgo/pds/pds/oauth"
 )
 
@@ -117,5 +118,35 @@ func TestConfidentialClient(t *testing.T) {
 	refresh.Set("client_assertion", assertion)
 	if resp := d.post(t, e.issuer+"/oauth/token", refresh, true); resp.StatusCode != 400 || oauthErrorOf(resp) != "invalid_grant" {
 		t.Errorf("refresh signed by the client's other key: %d", resp.StatusCode)
+	}
+}
+
+// TestClientMetadataOnPrivateAddress: with the server's SSRF guard (internal/ssrf.Control at connect time), a
+// client_id whose host resolves to a private address (here: loopback) is refused; TestConfidentialClient is the
+// positive control with the same metadata server and an unguarded dialer.
+func TestClientMetadataOnPrivateAddress(t *testing.T) {
+	fetched := false
+	mdSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fetched = true }))
+	defer mdSrv.Close()
+	_, port, _ := net.SplitHostPort(mdSrv.Listener.Addr().String())
+	guarded := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			// DNS (outside the machine) answers 127.0.0.1 for the client's host.
+			return (&net.Dialer{Control: ssrf.Control}).DialContext(ctx, network, mdSrv.Listener.Addr().String())
+		}}}
+	e := newEnv(t, func(c *oauth.Config) { c.ClientHTTP = guarded; c.AllowHTTPClients = true })
+	d := newDPoPPoster(t)
+	form, _ := e.parForm(uniqueVerifier(t))
+	form.Set("client_id", "http://client.example.com:"+port+"/client-metadata.json")
+	form.Set("redirect_uri", "https://client.example.com/callback")
+	resp := d.post(t, e.issuer+"/oauth/par", form, true)
+	var body map[string]string
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || body["error"] != "invalid_client" || !strings.Contains(body["error_description"], "not public") {
+		t.Fatalf("client on a private address: %d %v", resp.StatusCode, body)
+	}
+	if fetched {
+		t.Fatal("the metadata server was reached")
 	}
 }
