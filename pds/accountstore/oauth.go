@@ -398,16 +398,18 @@ func (s *Store) UseOAuthOnce(ctx context.Context, kind, value string, expiresAt 
 	return n == 1, tx.Commit()
 }
 
-// PruneOAuth deletes expired requests, sessions and single-use values, and devices unseen since deviceCutoff.
-func (s *Store) PruneOAuth(ctx context.Context, deviceCutoff time.Time) error {
+// PruneOAuth deletes expired requests, sessions and single-use values, browser sign-ins older than
+// signInCutoff, and devices unseen since deviceCutoff.
+func (s *Store) PruneOAuth(ctx context.Context, deviceCutoff, signInCutoff time.Time) error {
 	now := ms(s.clock())
 	for _, q := range []string{
 		`DELETE FROM oauth_request WHERE expires_at <= ?1`,
 		`DELETE FROM oauth_session WHERE expires_at <= ?1 OR refresh_expires_at <= ?1`,
 		`DELETE FROM oauth_replay WHERE expires_at <= ?1`,
 		`DELETE FROM oauth_device WHERE last_seen_at <= ?2`,
+		`DELETE FROM oauth_device_account WHERE authenticated_at <= ?3`,
 	} {
-		if _, err := s.db.ExecContext(ctx, q, now, ms(deviceCutoff)); err != nil {
+		if _, err := s.db.ExecContext(ctx, q, now, ms(deviceCutoff), ms(signInCutoff)); err != nil {
 			return err
 		}
 	}

@@ -172,13 +172,23 @@ func TestOAuthOnceAndDevices(t *testing.T) {
 	if dids, _ := s.OAuthDeviceAccounts(ctx, "other", time.Now().Add(-time.Hour)); len(dids) != 0 {
 		t.Fatalf("other device sees %v", dids)
 	}
-	if err := s.PruneOAuth(ctx, time.Now().Add(-time.Hour)); err != nil {
+	if err := s.PruneOAuth(ctx, time.Now().Add(-time.Hour), time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if dids, _ := s.OAuthDeviceAccounts(ctx, "dev-secret", time.Now().Add(-time.Hour)); len(dids) != 1 {
 		t.Fatal("prune removed a fresh device")
 	}
-	if err := s.PruneOAuth(ctx, time.Now().Add(time.Hour)); err != nil {
+	// Sign-ins older than the cutoff go; the device stays.
+	if err := s.PruneOAuth(ctx, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if dids, _ := s.OAuthDeviceAccounts(ctx, "dev-secret", time.Now().Add(-time.Hour)); len(dids) != 0 {
+		t.Fatal("prune kept an old sign-in")
+	}
+	if err := s.AddOAuthDeviceAccount(ctx, "dev-secret", "did:plc:alice"); err != nil {
+		t.Fatalf("device row pruned with its sign-in: %v", err)
+	}
+	if err := s.PruneOAuth(ctx, time.Now().Add(time.Hour), time.Now().Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if dids, _ := s.OAuthDeviceAccounts(ctx, "dev-secret", time.Now().Add(-time.Hour)); len(dids) != 0 {

@@ -268,14 +268,15 @@ func findAccount(accts []Account, key string) (Account, bool) {
 func (p *Provider) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	device := p.device(w, r, true)
-	if err := p.store.TouchOAuthDevice(ctx, device, truncate(r.UserAgent(), 256), p.clientIP(r)); err != nil {
-		p.log.Error("oauth: device", "err", err)
-	}
 	q := r.URL.Query()
 	f, err := p.openFlow(ctx, device, q.Get("request_uri"), q.Get("client_id"))
 	if err != nil {
 		p.renderError(w, http.StatusBadRequest, err.Error())
 		return
+	}
+	// Browsers are recorded only once they open a real request, so stray visits leave no rows.
+	if err := p.store.TouchOAuthDevice(ctx, device, truncate(r.UserAgent(), 256), p.clientIP(r)); err != nil {
+		p.log.Error("oauth: device", "err", err)
 	}
 	var accts []Account
 	if f.params.Prompt != "login" {
@@ -388,7 +389,11 @@ func (p *Provider) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusInternalServerError, "The server could not sign you in. Try again later.")
 		return
 	}
-	if err := p.store.AddOAuthDeviceAccount(ctx, f.device, acct.DID.String()); err != nil {
+	err = p.store.TouchOAuthDevice(ctx, f.device, truncate(r.UserAgent(), 256), p.clientIP(r))
+	if err == nil {
+		err = p.store.AddOAuthDeviceAccount(ctx, f.device, acct.DID.String())
+	}
+	if err != nil {
 		p.log.Error("oauth: remember sign-in", "err", err)
 		fail(http.StatusInternalServerError, "The server could not sign you in. Try again later.")
 		return

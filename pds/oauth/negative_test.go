@@ -347,6 +347,14 @@ func TestPages(t *testing.T) {
 			t.Errorf("sign-in %v: %d", c, resp.StatusCode)
 		}
 	}
+	// A deactivated account cannot sign in here (the message says so, without revealing more).
+	now := time.Now()
+	if err := e.store.SetDeactivated(context.Background(), bobDID, &now, nil); err != nil {
+		t.Fatal(err)
+	}
+	if resp := signIn("bob.test", alicePassword); resp.StatusCode != 403 || !strings.Contains(b.last, "not available") {
+		t.Errorf("deactivated account: %d", resp.StatusCode)
+	}
 	// An app password is refused on this page.
 	apw := "abcd-efgh-ijkl-mnop"
 	if err := e.store.CreateAppPassword(context.Background(), aliceDID, "test", hashPassword(apw), true, time.Now()); err != nil {

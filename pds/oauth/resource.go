@@ -148,7 +148,7 @@ func (p *Provider) RevokeAccount(ctx context.Context, did syntax.DID) error {
 
 // Prune deletes expired OAuth state; the server calls it from its background loop.
 func (p *Provider) Prune(ctx context.Context) error {
-	return p.store.PruneOAuth(ctx, p.now().Add(-deviceLifetime))
+	return p.store.PruneOAuth(ctx, p.now().Add(-deviceLifetime), p.now().Add(-SignInLifetime))
 }
 
 var jwtExpired = jwt.ErrTokenExpired
