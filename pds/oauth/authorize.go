@@ -443,21 +443,21 @@ func (p *Provider) redirectToClient(w http.ResponseWriter, r *http.Request, f *f
 		p.renderError(w, http.StatusBadRequest, "The app's redirect address is invalid.")
 		return
 	}
+	var target string
 	if f.params.ResponseMode == "fragment" {
-		u.Fragment = ""
-		u.RawFragment = ""
-		u.Fragment = v.Encode()
-		u.RawFragment = v.Encode()
+		u.Fragment, u.RawFragment = "", ""
+		target = u.String() + "#" + v.Encode() // form-encoded once, as URLSearchParams(location.hash) expects
 	} else {
 		q := u.Query()
 		for k := range v {
 			q.Set(k, v.Get(k))
 		}
 		u.RawQuery = q.Encode()
+		target = u.String()
 	}
 	p.setPageHeaders(w, f)
 	w.Header().Del("Content-Type")
-	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 func truncate(s string, n int) string {

@@ -274,6 +274,7 @@ type formBrowser struct {
 	client *http.Client
 	last   string   // body of the last page
 	loc    *url.URL // the last redirect to the app
+	rawLoc string
 }
 
 func newFormBrowser(t *testing.T) *formBrowser {
@@ -353,6 +354,7 @@ func (e *env) approveWithForms(t *testing.T, b *formBrowser, authURL, identifier
 		t.Fatal(err)
 	}
 	b.loc = loc
+	b.rawLoc = resp.Header.Get("Location")
 	return loc.Query()
 }
 
