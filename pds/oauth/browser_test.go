@@ -52,6 +52,14 @@ func TestBrowser(t *testing.T) {
 		title := run(t, ctx, chromedp.Title())
 		// The stylesheet is allowed by its CSP hash: the sign-in button got its colour.
 		styled := run(t, ctx, chromedp.Evaluate[bool](`getComputedStyle(document.querySelector("button")).backgroundColor === "rgb(29, 100, 216)"`))
+		// On a phone-sized window nothing overflows sideways; every visible field has its label, every button a name.
+		fits := run(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
+		labelled := run(t, ctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("input:not([type=hidden])")].every(i => i.labels.length === 1 && i.labels[0].textContent.trim() !== "") &&
+			[...document.querySelectorAll("button")].every(b => b.textContent.trim() !== "")`))
+		focused := run(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`))
+		if !fits || !labelled || focused != "identifier" {
+			t.Errorf("sign-in page: fits %v, labelled %v, focus on %q", fits, labelled, focused)
+		}
 		err := chromedp.Do(ctx,
 			chromedp.SendKeys(chromedp.ID("identifier"), aliceHandle),
 			chromedp.SendKeys(chromedp.ID("password"), alicePassword+"\r"), // Enter submits the form
