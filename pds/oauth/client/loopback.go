@@ -13,11 +13,14 @@ import (
 const LoopbackOrigin = "http://localhost"
 
 // Defaults of a loopback client, as @atproto/oauth-types builds them.
-var (
-	DefaultLoopbackRedirectURIs = []string{"http://127.0.0.1/", "http://[::1]/"}
-	DefaultLoopbackScope        = "atproto"
-	LoopbackClientName          = "Loopback client"
+const (
+	DefaultLoopbackScope = "atproto"
+	LoopbackClientName   = "Loopback client"
 )
+
+// DefaultLoopbackRedirectURIs are a loopback client's redirect URIs when its client_id names none (read-only:
+// copied on use).
+var DefaultLoopbackRedirectURIs = []string{"http://127.0.0.1/", "http://[::1]/"}
 
 // scopeSyntax is RFC 6749 §3.3: space-separated tokens of printable ASCII except space, " and \.
 var scopeSyntax = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$`)
@@ -75,8 +78,7 @@ func loopbackMetadata(clientID string) (*oauth.ClientMetadata, error) {
 	if redirects == nil {
 		redirects = append([]string(nil), DefaultLoopbackRedirectURIs...)
 	}
-	native := "native"
-	name := LoopbackClientName
+	native, name := "native", LoopbackClientName
 	return &oauth.ClientMetadata{
 		ClientID:                clientID,
 		ApplicationType:         &native,
