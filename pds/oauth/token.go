@@ -135,10 +135,7 @@ func (p *Provider) exchangeCode(ctx context.Context, c *appClient, auth, jkt, co
 	}
 	// The code is consumed first, whatever follows: a code is never usable twice, even after a failed exchange.
 	req, err := p.store.ConsumeOAuthCode(ctx, code)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, oauthErr(400, CodeInvalidGrant, "Invalid or expired code")
-	}
-	if err != nil {
+	if err != nil { // unknown/expired (invalid_grant) or replayed (invalid_grant, session revoked): see asError
 		return nil, err
 	}
 	var params requestParams
@@ -188,10 +185,7 @@ func (p *Provider) refresh(ctx context.Context, c *appClient, auth, jkt, refresh
 		return nil, oauthErr(400, CodeInvalidRequest, "refresh_token is required")
 	}
 	sess, err := p.store.OAuthSessionByRefresh(ctx, refreshToken)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, oauthErr(400, CodeInvalidGrant, "Invalid or expired refresh token")
-	}
-	if err != nil {
+	if err != nil { // unknown/expired or replayed: see asError
 		return nil, err
 	}
 	switch {
