@@ -64,5 +64,5 @@ func (s *Service) SetPassword(ctx context.Context, did, password string) error {
 		}
 		return err
 	}
-	return nil
+	return s.endSessions(ctx, did)
 }
