@@ -2,37 +2,16 @@ package oauth_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/pdsgo/pds/internal/testbrowser"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
-// newBrowser starts headless Debian chromium (chromedp) and returns a function that opens a fresh browser
-// context (its own cookies, like a separate browser) in it.
-func newBrowser(t *testing.T) func() (context.Context, context.CancelFunc) {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium is required for the page tests (apt-get install chromium): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromiumPath), chromedp.NoSandbox,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(390, 844)) // a phone-sized window
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
-	return func() (context.Context, context.CancelFunc) {
-		ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-		ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-		return ctx, func() { cancelT(); cancel() }
-	}
-}
+// newBrowser starts headless chromium (internal/testbrowser).
+func newBrowser(t *testing.T) func() (context.Context, context.CancelFunc) { return testbrowser.New(t) }
 
 // TestBrowser: a real browser signs in and approves on the pages (the app then exchanges the code with indigo's
 // client and uses, refreshes and revokes the session), denies in a second run, and sees the error on a wrong
@@ -186,9 +165,5 @@ func TestBrowser(t *testing.T) {
 
 func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 	t.Helper()
-	v, err := chromedp.Run(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return testbrowser.Run(t, ctx, a)
 }
