@@ -16,12 +16,9 @@ import (
 // callbacks make them. Every Require* is a no-op for legacy callers (session tokens, app passwords), whose
 // access the Level of the route already decided, and for a nil caller (routes with optional auth).
 
-// NameScopeMissing is the reference's error name for a permission the OAuth grant lacks (403).
-const NameScopeMissing = "ScopeMissingError"
-
 // scopeMissing is the reference's ScopeMissingError: 403, `Missing required scope "<scope>"`.
 func scopeMissing(needed string) error {
-	return xrpc.NewError(http.StatusForbidden, NameScopeMissing, "Missing required scope %q", needed)
+	return xrpc.NewError(http.StatusForbidden, xrpc.NameScopeMissing, "Missing required scope %q", needed)
 }
 
 // IsOAuth reports whether the caller authenticated with an OAuth access token.
