@@ -352,3 +352,43 @@ func TestOAuthSessionsEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestOAuthRoutes: the provider's routes in the server's route table: discovery documents naming this server,
+// CORS on them and on XRPC (the server's CORS middleware answers the preflights, allowing the DPoP header, and
+// exposes DPoP-Nonce and WWW-Authenticate).
+func TestOAuthRoutes(t *testing.T) {
+	p := testpds.Start(t, testpds.Options{})
+	var prm struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	getJSON(t, p.URL+"/.well-known/oauth-protected-resource", &prm)
+	var meta struct {
+		Issuer        string `json:"issuer"`
+		TokenEndpoint string `json:"token_endpoint"`
+		PAREndpoint   string `json:"pushed_authorization_request_endpoint"`
+	}
+	getJSON(t, p.URL+"/.well-known/oauth-authorization-server", &meta)
+	if prm.Resource != p.URL || len(prm.AuthorizationServers) != 1 || prm.AuthorizationServers[0] != p.URL ||
+		meta.Issuer != p.URL || meta.TokenEndpoint != p.URL+"/oauth/token" || meta.PAREndpoint != p.URL+"/oauth/par" {
+		t.Fatalf("metadata: %+v %+v", prm, meta)
+	}
+	for _, path := range []string{"/oauth/par", "/oauth/token", "/xrpc/com.atproto.repo.createRecord"} {
+		req, _ := http.NewRequest(http.MethodOptions, p.URL+path, nil)
+		req.Header.Set("Origin", "https://app.example.com")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "content-type,dpop,authorization")
+		r := p.Do(req, "")
+		h := r.Header
+		if r.Status != http.StatusNoContent || h.Get("Access-Control-Allow-Origin") != "*" || len(h.Values("Access-Control-Allow-Origin")) != 1 ||
+			!strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "dpop") || !strings.Contains(h.Get("Access-Control-Allow-Methods"), "POST") {
+			t.Errorf("preflight %s: %d %v", path, r.Status, h)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, p.URL+"/xrpc/com.atproto.server.describeServer", nil)
+	req.Header.Set("Origin", "https://app.example.com")
+	if r := p.Do(req, ""); !strings.Contains(r.Header.Get("Access-Control-Expose-Headers"), "DPoP-Nonce") ||
+		!strings.Contains(r.Header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+		t.Errorf("XRPC CORS: %v", r.Header)
+	}
+}
