@@ -71,7 +71,7 @@ func (s *Server) pruneOAuth(quit <-chan struct{}) {
 // proxyCaller is what the proxy needs of a caller: its DID, whether it is an ordinary app password, and for
 // OAuth callers the rpc: check.
 func proxyCaller(v *auth.Caller) proxy.Caller {
-	pc := proxy.Caller{DID: v.DID.String(), AppPassword: v.Scope == auth.ScopeAppPass}
+	pc := proxy.Caller{DID: v.DID, AppPassword: v.Scope == auth.ScopeAppPass}
 	if v.IsOAuth() {
 		pc.RequireRPC = v.RequireRPC
 	}

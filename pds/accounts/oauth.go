@@ -22,11 +22,11 @@ func (s *Service) SetSessionRevoker(r SessionRevoker) { s.revoker = r }
 
 // endSessions ends the account's OAuth sessions; refresh tokens in the account store end with the store call
 // that changed the account.
-func (s *Service) endSessions(ctx context.Context, did string) error {
+func (s *Service) endSessions(ctx context.Context, did syntax.DID) error {
 	if s.revoker == nil {
 		return nil
 	}
-	return s.revoker.RevokeAccount(context.WithoutCancel(ctx), syntax.DID(did))
+	return s.revoker.RevokeAccount(context.WithoutCancel(ctx), did)
 }
 
 // OAuthAccounts is the account service as the OAuth sign-in pages see it (oauth.Accounts).
@@ -53,7 +53,7 @@ func (a oauthAccounts) SignIn(ctx context.Context, identifier, password string) 
 
 // Account returns a usable account.
 func (a oauthAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Account, error) {
-	acct, err := a.s.AccountByDID(ctx, did.String())
+	acct, err := a.s.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}

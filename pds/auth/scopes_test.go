@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
 	"github.com/pdsgo/pds/pds/oauth/scope"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -80,7 +82,7 @@ func TestRequireChecks(t *testing.T) {
 // A session token carrying cnf (an OAuth token sent as Bearer) or lxm is refused.
 func TestLegacyTokenClaims(t *testing.T) {
 	v := New(Config{JWTSecret: []byte("test-secret-0123456789abcdef"), ServiceDID: "did:web:localhost"}, nil, fakeTakedowns{})
-	did := "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+	did := syntax.DID("did:plc:ewvi7nxzyoun6zhxrhs64oiz")
 	sign := func(extra func(*sessionClaims)) string {
 		tok, _ := v.accessToken(did, ScopeAccess, time.Now())
 		if extra == nil {
