@@ -235,7 +235,7 @@ func (p *Provider) signedIn(ctx context.Context, f *flow) []Account {
 	}
 	var out []Account
 	for _, d := range dids {
-		did, err := syntax.ParseDID(d)
+		did, err := syntax.ParseDID(d.String())
 		if err != nil {
 			continue
 		}
@@ -391,7 +391,7 @@ func (p *Provider) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	err = p.store.TouchOAuthDevice(ctx, f.device, truncate(r.UserAgent(), 256), p.clientIP(r))
 	if err == nil {
-		err = p.store.AddOAuthDeviceAccount(ctx, f.device, acct.DID.String())
+		err = p.store.AddOAuthDeviceAccount(ctx, f.device, acct.DID)
 	}
 	if err != nil {
 		p.log.Error("oauth: remember sign-in", "err", err)
@@ -421,7 +421,7 @@ func (p *Provider) handleConsent(w http.ResponseWriter, r *http.Request) {
 		p.redirectToClient(w, r, f, url.Values{"error": {CodeAccessDenied}, "error_description": {"The user denied access"}})
 	case "approve":
 		code := randomID("cod-", 32)
-		err := p.store.ApproveOAuthRequest(ctx, f.req.ID, f.device, a.DID.String(), code, p.now().Add(CodeLifetime))
+		err := p.store.ApproveOAuthRequest(ctx, f.req.ID, f.device, a.DID, code, p.now().Add(CodeLifetime))
 		if err != nil {
 			p.renderError(w, http.StatusBadRequest, "This sign-in request was already used or has expired.")
 			return
