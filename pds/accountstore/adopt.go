@@ -20,8 +20,13 @@ type AdoptedAccount struct {
 }
 
 // AdoptAccounts inserts accounts as they are, in one transaction (a failure inserts none of them). Meant for a
-// database that a takeover is filling, not for a live server's: it bypasses the cache.
+// database that a takeover is filling, not for a live server's.
 func (s *Store) AdoptAccounts(ctx context.Context, accts []AdoptedAccount) error {
+	defer func() {
+		for i := range accts {
+			s.changed(accts[i].Account.DID)
+		}
+	}()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
