@@ -31,7 +31,9 @@ type Config struct {
 	ServiceName   string // PDS_SERVICE_NAME
 	DataDirectory string // PDS_DATA_DIRECTORY
 
-	PLCURL               string   // PDS_DID_PLC_URL
+	PLCURL               string   // PDS_DID_PLC_URL; for the embedded directory, set by New once it listens
+	EmbeddedPLC          bool     // localhost without PDS_DID_PLC_URL: New runs identity/plcserver on <data>/plc.sqlite
+	EmbeddedPLCAddr      string   // PDS_EMBEDDED_PLC_ADDR (default 127.0.0.1:2582): where the embedded directory listens
 	ServiceHandleDomains []string // PDS_SERVICE_HANDLE_DOMAINS, each starting with "."
 	InviteRequired       bool     // PDS_INVITE_REQUIRED
 	RecoveryDIDKey       string   // PDS_RECOVERY_DID_KEY: an operator-held rotation key added to new accounts
@@ -97,14 +99,26 @@ type Config struct {
 // Getenv is the environment lookup LoadConfig uses; tests pass a map's lookup.
 type Getenv func(string) string
 
+// Lookup is an environment lookup that tells an unset variable from one set to "" (os.LookupEnv).
+type Lookup func(string) (string, bool)
+
 // LoadConfig builds the configuration. Secrets that are not configured are generated once and kept in
-// <data>/secrets.json (mode 0600), so a bare `pds serve` works and keeps working across restarts.
+// <data>/secrets.json (mode 0600), so a bare `pds serve` works and keeps working across restarts. A variable
+// set to "" counts as unset; LoadConfigLookup tells them apart (an empty service variable turns it off).
 func LoadConfig(getenv Getenv) (*Config, error) {
+	return LoadConfigLookup(func(k string) (string, bool) {
+		v := getenv(k)
+		return v, v != ""
+	})
+}
+
+// LoadConfigLookup is LoadConfig with a lookup that can say a variable is set to "".
+func LoadConfigLookup(lookup Lookup) (*Config, error) {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
 	c := &Config{
 		Hostname:              or(getenv("PDS_HOSTNAME"), "localhost"),
 		ServiceName:           or(getenv("PDS_SERVICE_NAME"), "PDS"),
 		DataDirectory:         or(getenv("PDS_DATA_DIRECTORY"), "./data"),
-		PLCURL:                strings.TrimRight(or(getenv("PDS_DID_PLC_URL"), "https://plc.directory"), "/"),
 		RecoveryDIDKey:        getenv("PDS_RECOVERY_DID_KEY"),
 		AdminPassword:         getenv("PDS_ADMIN_PASSWORD"),
 		EmailSMTPURL:          getenv("PDS_EMAIL_SMTP_URL"),
@@ -141,7 +155,6 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 	if c.MaxSubscriptionBuffer, err = intEnv(getenv, "PDS_MAX_SUBSCRIPTION_BUFFER", 500); err != nil {
 		return nil, err
 	}
-	c.Crawlers = splitList(getenv("PDS_CRAWLERS"))
 	if err := c.loadRateLimits(getenv); err != nil {
 		return nil, err
 	}
@@ -158,6 +171,9 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 		return nil, err
 	}
 	if err := c.loadServices(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.loadNetworkDefaults(lookup, local); err != nil {
 		return nil, err
 	}
 

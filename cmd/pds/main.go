@@ -41,7 +41,6 @@ func serve() error {
 		return err
 	}
 	log.Info("pds listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "service_did", cfg.ServiceDID)
-	log.Info("plc directory", "url", cfg.PLCURL)
 	log.Info("data directory", "path", cfg.DataDirectory, "handle_domains", cfg.ServiceHandleDomains, "invite_required", cfg.InviteRequired)
 	if len(cfg.GeneratedSecrets) > 0 {
 		log.Warn("generated secrets and saved them in the data directory's secrets.json", "secrets", cfg.GeneratedSecrets)
@@ -58,6 +57,10 @@ func serve() error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	log.Info("network (PDS_DID_PLC_URL, PDS_BSKY_APP_VIEW_*, PDS_REPORT_SERVICE_*, PDS_MOD_SERVICE_*, PDS_CRAWLERS; \"none\" turns one off)", cfg.Network()...)
+	if cfg.Hostname == "localhost" && !cfg.EmbeddedPLC {
+		log.Warn("a localhost server is using the PLC directory named by PDS_DID_PLC_URL: DIDs created here are published there", "url", cfg.PLCURL)
 	}
 	debug.FreeOSMemory() // start-up's garbage (migrations, schemas), before the first request
 	errc := make(chan error, 1)
