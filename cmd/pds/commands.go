@@ -24,12 +24,13 @@ type cli struct {
 	stdout, stderr io.Writer
 	stdin          io.Reader
 	getenv         func(string) string
+	lookupenv      func(string) (string, bool) // nil: getenv, with "" as unset
 }
 
 // commands is the command table. Other subcommands (blob migration, account export/import) add rows here.
 var commands = []command{
-	{name: "serve", summary: "start the PDS (configuration: PDS_* environment variables, see README.md)",
-		run: func(ctx context.Context, cl *cli, args []string) error { return serve() }},
+	{name: "serve", args: "[--env-file FILE]", summary: "start the PDS (configuration: PDS_* environment variables, and a pds.env file for those not set; see README.md)",
+		run: runServe},
 	{name: "create-invite", args: "[N]", summary: "create an invite code usable N times (default 1); same as `invite create --uses N`",
 		run: runCreateInvite},
 	{name: "invite create", args: "[--uses N] [--count N] [--for DID,...]", summary: "create invite codes", run: runInviteCreate},
@@ -147,5 +148,5 @@ func (cl *cli) flagSet(name string) *flag.FlagSet {
 }
 
 func defaultCLI() *cli {
-	return &cli{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv}
+	return &cli{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv, lookupenv: os.LookupEnv}
 }

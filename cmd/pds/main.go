@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -26,14 +27,34 @@ func main() {
 	os.Exit(code)
 }
 
-func serve() error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg, err := pds.LoadConfig(os.Getenv)
+func runServe(ctx context.Context, cl *cli, args []string) error {
+	fs := cl.flagSet("serve")
+	envFile := fs.String("env-file", "", "read variables not set in the environment from this pds.env file (default $PDS_ENV_FILE)")
+	if rest, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	lookup, err := cl.envLookup(*envFile)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	return serve(ctx, cl, lookup, *envFile)
+}
+
+func serve(ctx context.Context, cl *cli, lookup pds.Lookup, envFile string) error {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
+	log := slog.New(slog.NewTextHandler(cl.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := pds.LoadConfigLookup(lookup)
+	if err != nil {
+		return err
+	}
+	if envFile == "" {
+		envFile = getenv("PDS_ENV_FILE")
+	}
+	if envFile != "" {
+		log.Info("env file", "path", envFile, "note", "variables set in the environment take precedence")
+	}
 
 	addr := net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
@@ -45,9 +66,9 @@ func serve() error {
 	if len(cfg.GeneratedSecrets) > 0 {
 		log.Warn("generated secrets and saved them in the data directory's secrets.json", "secrets", cfg.GeneratedSecrets)
 	}
-	defer startMemoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT"), log)()
+	defer startMemoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT"), log) // the runtime reads only the process environment()
 	defer startMemoryTrim(trimInterval, trimQuiet, trimMinExcess, debug.FreeOSMemory)()
-	_, stopPprof, err := startPprof(os.Getenv("PDS_PPROF_ADDR"), log)
+	_, stopPprof, err := startPprof(getenv("PDS_PPROF_ADDR"), log)
 	if err != nil {
 		ln.Close()
 		return err
