@@ -23,13 +23,17 @@ import (
 // Config is the server's whole configuration. It is built from the environment (the reference PDS's variable
 // names, so an operator's pds.env keeps working) and passed explicitly; nothing reads the environment later.
 type Config struct {
-	Hostname      string // PDS_HOSTNAME
-	Port          int    // PDS_PORT
-	BindAddress   string // PDS_BIND_ADDRESS: 127.0.0.1 for localhost, else all interfaces
-	PublicURL     string // https://<hostname>, or http://localhost:<port> for local runs
-	ServiceDID    string // PDS_SERVICE_DID, default did:web:<hostname>
-	ServiceName   string // PDS_SERVICE_NAME
-	DataDirectory string // PDS_DATA_DIRECTORY
+	Hostname    string // PDS_HOSTNAME
+	Port        int    // PDS_PORT
+	BindAddress string // PDS_BIND_ADDRESS: 127.0.0.1 for localhost, else all interfaces
+	PublicURL   string // https://<hostname>, or http://localhost:<port> for local runs
+	ServiceDID  string // PDS_SERVICE_DID, default did:web:<hostname>
+	ServiceName string // PDS_SERVICE_NAME
+	// Shown by describeServer (links, contact), as the reference.
+	PrivacyPolicyURL    string // PDS_PRIVACY_POLICY_URL
+	TermsOfServiceURL   string // PDS_TERMS_OF_SERVICE_URL
+	ContactEmailAddress string // PDS_CONTACT_EMAIL_ADDRESS
+	DataDirectory       string // PDS_DATA_DIRECTORY
 
 	PLCURL               string   // PDS_DID_PLC_URL; for the embedded directory, set by New once it listens
 	EmbeddedPLC          bool     // localhost without PDS_DID_PLC_URL: New runs identity/plcserver on <data>/plc.sqlite
@@ -120,6 +124,9 @@ func LoadConfigLookup(lookup Lookup) (*Config, error) {
 		ServiceName:           or(getenv("PDS_SERVICE_NAME"), "PDS"),
 		DataDirectory:         or(getenv("PDS_DATA_DIRECTORY"), "./data"),
 		RecoveryDIDKey:        getenv("PDS_RECOVERY_DID_KEY"),
+		PrivacyPolicyURL:      getenv("PDS_PRIVACY_POLICY_URL"),
+		TermsOfServiceURL:     getenv("PDS_TERMS_OF_SERVICE_URL"),
+		ContactEmailAddress:   getenv("PDS_CONTACT_EMAIL_ADDRESS"),
 		AdminPassword:         getenv("PDS_ADMIN_PASSWORD"),
 		EmailSMTPURL:          getenv("PDS_EMAIL_SMTP_URL"),
 		EmailFromAddress:      getenv("PDS_EMAIL_FROM_ADDRESS"),

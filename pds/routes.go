@@ -23,6 +23,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/robots.txt", s.handleRobots)
 	e.GET("/xrpc/_health", s.handleHealth)
 	e.GET("/.well-known/atproto-did", s.handleWellKnownDID)
+	e.GET("/tls-check", s.handleTLSCheck) // a proxy's on-demand TLS asks before getting a certificate
 
 	r := xrpc.NewRouter(e, s.catalog)
 	std := s.auth.RequireAuth(auth.Standard)
