@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -45,6 +46,8 @@ var commands = []command{
 	{name: "migrate", args: "--from URL --identifier H [--to URL] [--password P] [--plc-token T] [--state FILE]", summary: "move a user's account from another PDS to this one with their credentials, resumable (migrate.go, docs/migration.md)", run: runMigrate},
 	{name: "account export", args: "DID|HANDLE FILE [--deactivate] [--to URL --to-rotation-key KEY]", summary: "write an account's archive (repo, blobs, preferences, keys) to move it to another server of yours", run: runAccountExport},
 	{name: "account import", args: "FILE", summary: "host an account from an archive of `account export` (activated when its DID points here)", run: runAccountImport},
+	{name: "health", args: "[--server URL] [--timeout D]", summary: "exit 0 if the running server answers /xrpc/_health (for container health checks), else 1", run: runHealth},
+	{name: "version", summary: "print the version", run: runVersion},
 	{name: "plc rotation-key", summary: "print this server's PLC rotation key (did:key), for `account export --to-rotation-key`", run: runRotationKey},
 }
 
@@ -115,6 +118,11 @@ func run(ctx context.Context, cl *cli, args []string) int {
 	if err := cmd.run(ctx, cl, rest); err != nil {
 		if err == flag.ErrHelp {
 			return 0
+		}
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(cl.stderr, "pds %s: %v\n", cmd.name, err)
+			return 2
 		}
 		fmt.Fprintf(cl.stderr, "pds %s: %v\n", cmd.name, err)
 		return 1
