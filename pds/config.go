@@ -30,10 +30,11 @@ type Config struct {
 	ServiceDID  string // PDS_SERVICE_DID, default did:web:<hostname>
 	ServiceName string // PDS_SERVICE_NAME
 	// Shown by describeServer (links, contact), as the reference.
-	PrivacyPolicyURL    string // PDS_PRIVACY_POLICY_URL
-	TermsOfServiceURL   string // PDS_TERMS_OF_SERVICE_URL
-	ContactEmailAddress string // PDS_CONTACT_EMAIL_ADDRESS
-	DataDirectory       string // PDS_DATA_DIRECTORY
+	PrivacyPolicyURL    string    // PDS_PRIVACY_POLICY_URL
+	TermsOfServiceURL   string    // PDS_TERMS_OF_SERVICE_URL
+	ContactEmailAddress string    // PDS_CONTACT_EMAIL_ADDRESS
+	DataDirectory       string    // PDS_DATA_DIRECTORY
+	TLS                 TLSConfig // PDS_TLS=auto: HTTPS served by the PDS itself (config_tls.go)
 
 	PLCURL               string   // PDS_DID_PLC_URL; for the embedded directory, set by New once it listens
 	EmbeddedPLC          bool     // localhost without PDS_DID_PLC_URL: New runs identity/plcserver on <data>/plc.sqlite
@@ -187,10 +188,13 @@ func LoadConfigLookup(lookup Lookup) (*Config, error) {
 	if _, err := syntax.ParseHandle(c.Hostname); err != nil && !local {
 		return nil, fmt.Errorf("PDS_HOSTNAME %q is not a valid hostname", c.Hostname)
 	}
+	if err := c.loadTLS(getenv, local); err != nil {
+		return nil, err
+	}
 	c.BindAddress = getenv("PDS_BIND_ADDRESS")
 	if c.BindAddress == "" {
 		c.BindAddress = "0.0.0.0"
-		if local {
+		if local || c.TLS.Auto { // with built-in HTTPS the plain port serves only this machine (admin commands, health)
 			c.BindAddress = "127.0.0.1"
 		}
 	}

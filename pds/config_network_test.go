@@ -115,3 +115,24 @@ func TestEmbeddedPLCServesTheServer(t *testing.T) {
 		t.Fatal("embedded directory still serving after Close")
 	}
 }
+
+func TestTLSConfig(t *testing.T) {
+	t.Parallel()
+	c, err := loadLookup(t, map[string]string{"PDS_HOSTNAME": "pds.example.com", "PDS_TLS": "auto", "PDS_ADMIN_EMAIL": "ops@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.TLS.Auto || c.TLS.HTTPSAddr != ":443" || c.TLS.HTTPAddr != ":80" || c.TLS.ACMEEmail != "ops@example.com" ||
+		c.TLS.ACMEDirectoryURL != pds.DefaultACMEDirectoryURL || c.BindAddress != "127.0.0.1" {
+		t.Fatalf("PDS_TLS=auto: %+v bind %s", c.TLS, c.BindAddress)
+	}
+	if c, err = loadLookup(t, map[string]string{"PDS_HOSTNAME": "pds.example.com"}); err != nil || c.TLS.Auto || c.BindAddress != "0.0.0.0" {
+		t.Fatalf("default: %+v %v", c, err)
+	}
+	for _, bad := range []map[string]string{{"PDS_TLS": "auto"}, {"PDS_HOSTNAME": "pds.example.com", "PDS_TLS": "yes"},
+		{"PDS_HOSTNAME": "pds.example.com", "PDS_TLS": "auto", "PDS_TLS_HTTPS_ADDR": "443"}} {
+		if _, err := loadLookup(t, bad); err == nil {
+			t.Fatalf("%v accepted", bad)
+		}
+	}
+}

@@ -12,12 +12,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/pdsgo/pds/pds"
+	"github.com/pdsgo/pds/pds/autotls"
 )
 
 func main() {
@@ -66,7 +68,8 @@ func serve(ctx context.Context, cl *cli, lookup pds.Lookup, envFile string) erro
 	if len(cfg.GeneratedSecrets) > 0 {
 		log.Warn("generated secrets and saved them in the data directory's secrets.json", "secrets", cfg.GeneratedSecrets)
 	}
-	defer startMemoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT"), log) // the runtime reads only the process environment()
+	// GOMEMLIMIT from the process environment only: the runtime reads nothing else.
+	defer startMemoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT"), log)()
 	defer startMemoryTrim(trimInterval, trimQuiet, trimMinExcess, debug.FreeOSMemory)()
 	_, stopPprof, err := startPprof(getenv("PDS_PPROF_ADDR"), log)
 	if err != nil {
@@ -83,17 +86,42 @@ func serve(ctx context.Context, cl *cli, lookup pds.Lookup, envFile string) erro
 	if cfg.Hostname == "localhost" && !cfg.EmbeddedPLC {
 		log.Warn("a localhost server is using the PLC directory named by PDS_DID_PLC_URL: DIDs created here are published there", "url", cfg.PLCURL)
 	}
+	var front *autotls.Frontend
+	frontErr := make(<-chan error)
+	if cfg.TLS.Auto {
+		front, err = autotls.Start(autotls.Config{
+			HTTPSAddr: cfg.TLS.HTTPSAddr, HTTPAddr: cfg.TLS.HTTPAddr,
+			CacheDir:     filepath.Join(cfg.DataDirectory, "certs"),
+			DirectoryURL: cfg.TLS.ACMEDirectoryURL, Email: cfg.TLS.ACMEEmail, CACertsFile: cfg.TLS.ACMECACerts,
+			Hosts: srv.HostsName, Log: log,
+		}, srv.Handler())
+		if err != nil {
+			ln.Close()
+			srv.Close()
+			return err
+		}
+		frontErr = front.Err()
+		log.Info("https (PDS_TLS=auto): certificates on demand for the hostname and hosted handles",
+			"https", front.HTTPSAddr, "http", front.HTTPAddr, "acme", cfg.TLS.ACMEDirectoryURL)
+	}
 	debug.FreeOSMemory() // start-up's garbage (migrations, schemas), before the first request
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	var runErr error
 	select {
-	case err := <-errc:
-		srv.Close()
-		return err
+	case runErr = <-errc:
+	case runErr = <-frontErr:
+		runErr = fmt.Errorf("https: %w", runErr)
 	case <-ctx.Done():
+		log.Info("shutting down")
 	}
-	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	if front != nil {
+		front.Shutdown(shutdownCtx)
+	}
+	if err := srv.Shutdown(shutdownCtx); runErr == nil {
+		runErr = err
+	}
+	return runErr
 }
