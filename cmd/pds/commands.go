@@ -111,6 +111,13 @@ func run(ctx context.Context, cl *cli, args []string) int {
 		return 0
 	}
 	cmd, rest := findCommand(args)
+	if cmd != nil && cmd.name != "serve" && cmd.name != "health" {
+		// Operator commands see the server's pds.env (PDS_ENV_FILE) too: its admin password, port, data directory.
+		if err := cl.withEnvFile(""); err != nil {
+			fmt.Fprintf(cl.stderr, "pds %s: %v\n", cmd.name, err)
+			return 1
+		}
+	}
 	if cmd == nil {
 		fmt.Fprintf(cl.stderr, "pds: unknown command %q\n\n%s", strings.Join(args, " "), usageText())
 		return 2

@@ -53,7 +53,8 @@ func parseEnvFile(r io.Reader) (map[string]string, error) {
 func (cl *cli) envLookup(envFile string) (func(string) (string, bool), error) {
 	lookup := cl.lookupenv
 	if lookup == nil {
-		lookup = func(k string) (string, bool) { v := cl.getenv(k); return v, v != "" }
+		getenv := cl.getenv // the current one: withEnvFile replaces cl.getenv
+		lookup = func(k string) (string, bool) { v := getenv(k); return v, v != "" }
 	}
 	if envFile == "" {
 		envFile, _ = lookup("PDS_ENV_FILE")
@@ -77,4 +78,15 @@ func (cl *cli) envLookup(envFile string) (func(string) (string, bool), error) {
 		v, ok := file[k]
 		return v, ok
 	}, nil
+}
+
+// withEnvFile makes the command's environment the process environment plus the env file (see envLookup).
+func (cl *cli) withEnvFile(envFile string) error {
+	lookup, err := cl.envLookup(envFile)
+	if err != nil {
+		return err
+	}
+	cl.lookupenv = lookup
+	cl.getenv = func(k string) string { v, _ := lookup(k); return v }
+	return nil
 }

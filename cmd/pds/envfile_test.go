@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pdsgo/pds/internal/testpds"
 )
 
 func TestParseEnvFile(t *testing.T) {
@@ -98,4 +100,21 @@ PDS_SERVICE_HANDLE_DOMAINS=.from-file.test
 	srv2 := startBinary(t, map[string]string{"PDS_PORT": fmt.Sprint(port2), "PDS_CRAWLERS": "", "PDS_ENV_FILE": file,
 		"PDS_SERVICE_HANDLE_DOMAINS": ".from-env.test", "PDS_DATA_DIRECTORY": filepath.Join(dir, "data2")})
 	check(srv2, ".from-env.test", "data2")
+}
+
+// TestEnvFileForOperatorCommands: `PDS_ENV_FILE=/etc/pds/pds.env pds account list` finds the admin password
+// and server there, as docs/deploy.md says.
+func TestEnvFileForOperatorCommands(t *testing.T) {
+	t.Parallel()
+	p := testpds.Start(t, testpds.Options{})
+	file := filepath.Join(t.TempDir(), "pds.env")
+	os.WriteFile(file, []byte("PDS_ADMIN_SERVER_URL="+p.URL+"\nPDS_ADMIN_PASSWORD=admin-pass\n"), 0o600)
+	mustCLI(t, map[string]string{"PDS_ENV_FILE": file}, "account", "list")
+	// The environment still wins: a wrong password there is used, and refused.
+	if _, errOut, code := pdsCLI(t, map[string]string{"PDS_ENV_FILE": file, "PDS_ADMIN_PASSWORD": "wrong"}, "", "account", "list"); code != 1 || !strings.Contains(errOut, "AuthenticationRequired") {
+		t.Fatalf("environment over file: exit %d %q", code, errOut)
+	}
+	if _, errOut, code := pdsCLI(t, map[string]string{"PDS_ENV_FILE": file + ".missing"}, "", "account", "list"); code != 1 || !strings.Contains(errOut, "env file") {
+		t.Fatalf("missing env file: exit %d %q", code, errOut)
+	}
 }
