@@ -118,7 +118,13 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 }
 
 // LoadConfigLookup is LoadConfig with a lookup that can say a variable is set to "".
-func LoadConfigLookup(lookup Lookup) (*Config, error) {
+func LoadConfigLookup(lookup Lookup) (*Config, error) { return loadConfig(lookup, true) }
+
+// InspectConfig is LoadConfigLookup without touching the disk: the data directory is not created and no
+// secret is generated (those not configured stay empty). `pds doctor` uses it.
+func InspectConfig(lookup Lookup) (*Config, error) { return loadConfig(lookup, false) }
+
+func loadConfig(lookup Lookup, write bool) (*Config, error) {
 	getenv := func(k string) string { v, _ := lookup(k); return v }
 	c := &Config{
 		Hostname:              or(getenv("PDS_HOSTNAME"), "localhost"),
@@ -226,6 +232,9 @@ func LoadConfigLookup(lookup Lookup) (*Config, error) {
 		if _, err := atcrypto.ParsePublicDIDKey(c.RecoveryDIDKey); err != nil {
 			return nil, fmt.Errorf("PDS_RECOVERY_DID_KEY: %w", err)
 		}
+	}
+	if !write {
+		return c, nil
 	}
 	if err := os.MkdirAll(c.DataDirectory, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)

@@ -47,6 +47,7 @@ var commands = []command{
 	{name: "account export", args: "DID|HANDLE FILE [--deactivate] [--to URL --to-rotation-key KEY]", summary: "write an account's archive (repo, blobs, preferences, keys) to move it to another server of yours", run: runAccountExport},
 	{name: "account import", args: "FILE", summary: "host an account from an archive of `account export` (activated when its DID points here)", run: runAccountImport},
 	{name: "health", args: "[--server URL] [--timeout D]", summary: "exit 0 if the running server answers /xrpc/_health (for container health checks), else 1", run: runHealth},
+	{name: "doctor", args: "[--env-file F] [--mail-to ADDR] [--dns-server H:P] [--https-port N] [--ca-certs F]", summary: "check a configuration before and after going live: DNS, HTTPS, PLC/AppView/crawlers, SMTP, disk, data directory", run: runDoctor},
 	{name: "version", summary: "print the version", run: runVersion},
 	{name: "plc rotation-key", summary: "print this server's PLC rotation key (did:key), for `account export --to-rotation-key`", run: runRotationKey},
 }
