@@ -66,8 +66,10 @@ func runHealth(ctx context.Context, cl *cli, args []string) error {
 
 // runVersion prints the server version and the build's Go version and VCS revision.
 func runVersion(ctx context.Context, cl *cli, args []string) error {
-	if len(args) > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", args[0])}
+	if rest, err := parseFlags(cl.flagSet("version"), args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", rest[0])}
 	}
 	rev := ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
@@ -85,8 +87,3 @@ func runVersion(ctx context.Context, cl *cli, args []string) error {
 	fmt.Fprintf(cl.stdout, "pds %s%s (%s %s/%s)\n", pds.Version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
-
-// usageError is a command-line mistake: exit 2, not 1.
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
