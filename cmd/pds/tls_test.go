@@ -60,32 +60,9 @@ func (d *loopbackDNS) wasAsked(name string) bool {
 // server): certificates are issued for the hostname and a hosted handle, and refused for names the server does
 // not host, whose validation is never even attempted; plain HTTP redirects to HTTPS.
 func TestBuiltInTLS(t *testing.T) {
-	// Pebble reads these when its parts are built: no random validation delays, no deliberately bad nonces.
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-
-	names := &loopbackDNS{asked: map[string]bool{}}
-	dnsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dnsSrv := &dns.Server{Listener: dnsLn, Handler: names}
-	go dnsSrv.ActivateAndServe()
-	defer dnsSrv.Shutdown()
-
 	httpsPort, httpPort := freePort(t), freePort(t)
-	var pebbleLog bytes.Buffer
-	var logMu sync.Mutex
-	logger := log.New(writerFunc(func(b []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return pebbleLog.Write(b) }), "pebble ", 0)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	validator := va.New(logger, httpPort, httpsPort, false, dnsLn.Addr().String(), store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	acmeSrv := httptest.NewTLSServer(front.Handler())
-	defer acmeSrv.Close()
-	caFile := filepath.Join(t.TempDir(), "acme-ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: acmeSrv.Certificate().Raw}), 0o600)
-
+	acme := startPebble(t, httpPort, httpsPort)
+	names, authority, acmeSrv, caFile, pebbleLog := acme.names, acme.authority, acme.srv, acme.caFile, acme.log
 	port := freePort(t)
 	data := t.TempDir()
 	srv := startBinary(t, map[string]string{
@@ -175,6 +152,50 @@ func TestBuiltInTLS(t *testing.T) {
 	}
 }
 
-type writerFunc func([]byte) (int, error)
+// pebble is Let's Encrypt's Pebble ACME server, in this process on loopback, validating names through a
+// loopback DNS server that answers 127.0.0.1 for every name: http-01 reaches httpPort, tls-alpn-01 tlsPort.
+type pebble struct {
+	names     *loopbackDNS
+	authority *ca.CAImpl
+	srv       *httptest.Server // the ACME directory is srv.URL + "/dir"
+	caFile    string           // PEM of srv's own certificate, for the ACME client to trust
+	log       *lockedBuffer
+}
 
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+func startPebble(t *testing.T, httpPort, tlsPort int) *pebble {
+	t.Helper()
+	// Pebble reads these when its parts are built: no random validation delays, no deliberately bad nonces.
+	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
+	names := &loopbackDNS{asked: map[string]bool{}}
+	dnsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnsSrv := &dns.Server{Listener: dnsLn, Handler: names}
+	go dnsSrv.ActivateAndServe()
+	t.Cleanup(func() { dnsSrv.Shutdown() })
+	buf := &lockedBuffer{}
+	logger := log.New(buf, "pebble ", 0)
+	store := db.NewMemoryStore()
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
+	validator := va.New(logger, httpPort, tlsPort, false, dnsLn.Addr().String(), store)
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
+	srv := httptest.NewTLSServer(front.Handler())
+	t.Cleanup(srv.Close)
+	caFile := filepath.Join(t.TempDir(), "acme-ca.pem")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+	return &pebble{names: names, authority: authority, srv: srv, caFile: caFile, log: buf}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
