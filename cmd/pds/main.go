@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -111,6 +112,9 @@ func serve(ctx context.Context, cl *cli, lookup pds.Lookup, envFile string) erro
 	select {
 	case runErr = <-errc:
 	case runErr = <-frontErr:
+		if runErr == nil {
+			runErr = errors.New("https listener stopped")
+		}
 		runErr = fmt.Errorf("https: %w", runErr)
 	case <-ctx.Done():
 		log.Info("shutting down")
