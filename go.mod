@@ -3,6 +3,7 @@ module github.com/pdsgo/pds
 go 1.26.0
 
 require (
+	filippo.io/age v1.3.2
 	github.com/bluesky-social/indigo v0.0.0-20260605210604-af2fec94f34c
 	github.com/golang-jwt/jwt/v5 v5.2.2
 	github.com/gorilla/websocket v1.5.3
@@ -18,6 +19,8 @@ require (
 	golang.org/x/crypto v0.59.0
 	modernc.org/sqlite v1.62.0
 )
+
+require filippo.io/hpke v0.4.0 // indirect
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
