@@ -44,6 +44,10 @@ var commands = []command{
 	{name: "migrate", args: "--from URL --identifier H [--to URL] [--password P] [--plc-token T] [--state FILE]", summary: "move a user's account from another PDS to this one with their credentials, resumable (migrate.go, docs/migration.md)", run: runMigrate},
 	{name: "account export", args: "DID|HANDLE FILE [--deactivate] [--to URL --to-rotation-key KEY]", summary: "write an account's archive (repo, blobs, preferences, keys) to move it to another server of yours", run: runAccountExport},
 	{name: "account import", args: "FILE", summary: "host an account from an archive of `account export` (activated when its DID points here)", run: runAccountImport},
+	{name: "backup now", args: "[--json]", summary: "back the data directory up once to PDS_BACKUP_URL (the server does it every PDS_BACKUP_INTERVAL; docs/backups.md)", run: runBackupNow},
+	{name: "backup list", args: "[--json]", summary: "list the backup's rounds: time, firehose seq, accounts, blobs", run: runBackupList},
+	{name: "backup verify", args: "[ROUND]", summary: "restore a round (default the newest) into a temp dir and check every repository, signature, record index and blob", run: runBackupVerify},
+	{name: "restore", args: "--to DIR [--from URL] [--at TIME]", summary: "write a data directory from a backup (offline; PDS_BACKUP_* variables), then start the server on it", run: runRestore},
 	{name: "plc rotation-key", summary: "print this server's PLC rotation key (did:key), for `account export --to-rotation-key`", run: runRotationKey},
 }
 
