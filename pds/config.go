@@ -57,7 +57,7 @@ type Config struct {
 	InviteInterval time.Duration // PDS_INVITE_INTERVAL (ms): a user earns a code per interval; 0 = never
 	InviteEpoch    time.Time     // PDS_INVITE_EPOCH (ms since 1970): only intervals after it count
 
-	// Services reached on behalf of accounts (XRPC proxying, see proxy.go); each URL needs its DID.
+	// Services reached on behalf of accounts (XRPC proxying, see pds/proxy); each URL needs its DID.
 	BskyAppView   *ServiceConfig // PDS_BSKY_APP_VIEW_URL / _DID (+ _CDN_URL_PATTERN): app.bsky and chat.bsky
 	ModService    *ServiceConfig // PDS_MOD_SERVICE_URL / _DID: tools.ozone
 	ReportService *ServiceConfig // PDS_REPORT_SERVICE_URL / _DID (default the mod service): createReport
@@ -75,7 +75,7 @@ type Config struct {
 	// loopback, link-local and private ranges, as the reference; "none" trusts no one).
 	TrustedProxies []netip.Prefix
 
-	// Blobs (blobs.go): on disk under the data directory, or in an S3-compatible bucket when one is configured.
+	// Blobs (config_blobs.go, pds/blobs): on disk under the data directory, or in an S3-compatible bucket when one is configured.
 	BlobUploadLimit  int64               // PDS_BLOB_UPLOAD_LIMIT (bytes, default 100 MiB)
 	BlobstoreDisk    string              // PDS_BLOBSTORE_DISK_LOCATION (default <data>/blobs)
 	BlobstoreDiskTmp string              // PDS_BLOBSTORE_DISK_TMP_LOCATION (default <disk location>/tmp)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -231,7 +232,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 		canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
 		r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
 		if err != nil {
-			return repoError(err)
+			return writer.RepoError(err)
 		}
 		recCID, _, err := r.GetRecord(ctx, uri.Collection().String(), uri.RecordKey().String())
 		r.Release()

@@ -3,9 +3,7 @@ package pds
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -27,21 +25,10 @@ const (
 	prefDeclaredAge     = "app.bsky.actor.defs#declaredAgePref" // computed from personalDetailsPref, never stored
 )
 
-// proxiedElsewhere reports whether the atproto-proxy header names a service other than the configured
-// AppView: preferences then live there, and the call is forwarded.
-func (s *Server) proxiedElsewhere(c echo.Context) bool {
-	h := c.Request().Header.Get("atproto-proxy")
-	if h == "" {
-		return false
-	}
-	av := s.cfg.BskyAppView
-	return av == nil || h != av.DID+"#"+serviceIDAppView
-}
-
 func (s *Server) handleGetPreferences(c echo.Context) error {
 	v := auth.CallerOf(c)
-	if s.proxiedElsewhere(c) {
-		return s.proxyCall(c, v, xrpc.MethodNSID(c))
+	if s.proxy.ProxiedElsewhere(c) {
+		return s.proxy.Call(c, v.DID.String(), xrpc.MethodNSID(c))
 	}
 	prefs, err := s.accounts.Preferences(c.Request().Context(), v.DID.String(), prefNamespace)
 	if err != nil {
@@ -87,8 +74,8 @@ func ageOn(born, now time.Time) int {
 
 func (s *Server) handlePutPreferences(c echo.Context) error {
 	v := auth.CallerOf(c)
-	if s.proxiedElsewhere(c) {
-		return s.proxyCall(c, v, xrpc.MethodNSID(c))
+	if s.proxy.ProxiedElsewhere(c) {
+		return s.proxy.Call(c, v.DID.String(), xrpc.MethodNSID(c))
 	}
 	var in struct {
 		Preferences []json.RawMessage `json:"preferences"`
@@ -142,57 +129,4 @@ func (s *Server) handlePutPreferences(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
-}
-
-// handleGetFeed finds the feed generator's DID from its record (through the AppView) and forwards the call to
-// the AppView with a token for that generator (lxm getFeedSkeleton), which the AppView passes on.
-func (s *Server) handleGetFeed(c echo.Context) error {
-	v := auth.CallerOf(c)
-	nsid := xrpc.MethodNSID(c)
-	if s.cfg.BskyAppView == nil {
-		return s.proxyCall(c, v, nsid) // no AppView to read the generator record from: a plain proxied call
-	}
-	ctx := c.Request().Context()
-	feed, err := syntax.ParseATURI(xrpc.ParamString(c, "feed"))
-	if err != nil {
-		return xrpc.InvalidRequest("feed must be a valid at-uri")
-	}
-	acct, err := s.accounts.ByDID(ctx, v.DID)
-	if err != nil {
-		return err
-	}
-	rec, err := s.appViewGet(ctx, acct, "com.atproto.repo.getRecord", url.Values{
-		"repo": {feed.Authority().String()}, "collection": {feed.Collection().String()}, "rkey": {feed.RecordKey().String()},
-	}, false)
-	if err != nil {
-		var ae *appViewError
-		if errors.As(err, &ae) && ae.status < 500 {
-			e := &xrpc.Error{Status: ae.status}
-			var payload struct{ Error, Message string }
-			if json.Unmarshal(ae.body, &payload) == nil {
-				e.Name, e.Message = payload.Error, payload.Message
-			}
-			return e
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		s.log.Warn("getFeed: reading the feed generator record", "feed", feed.String(), "err", err)
-		return xrpc.UpstreamFailure("could not read the feed generator record")
-	}
-	value, _ := rec["value"].(map[string]any)
-	feedDID, _ := value["did"].(string)
-	if _, err := syntax.ParseDID(feedDID); err != nil {
-		return xrpc.NewError(http.StatusBadRequest, "UnknownFeed", "could not resolve feed did")
-	}
-	target, err := s.resolveProxyTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
-	if err != nil {
-		return err
-	}
-	up, err := s.forward(c, target, acct, feedDID, "app.bsky.feed.getFeedSkeleton", false)
-	if err != nil {
-		return err
-	}
-	defer up.Close()
-	return s.streamUpstream(c, up)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobstore"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -33,30 +34,30 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	req := c.Request()
 	acct, err := s.accounts.AccountByDID(ctx, auth.CallerOf(c).DID.String())
 	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
 	}
 	if err != nil {
 		return err
 	}
 	if acct.TakedownRef != "" {
-		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
 	if req.Header.Get("Content-Type") == "" {
 		return xrpc.InvalidRequest("Request encoding (Content-Type) required but not provided")
 	}
 	declared := blobstore.NormalizeMIME(req.Header.Get("Content-Type"))
 	size := req.ContentLength // -1 when chunked
-	if size > s.blobs.limit {
-		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", s.blobs.limit)
+	if size > s.blobs.Limit() {
+		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", s.blobs.Limit())
 	}
 	if req.Body == nil {
 		req.Body = http.NoBody
 	}
-	tmp, err := blobstore.Put(ctx, s.blobs.store, req.Body, size, s.blobs.limit)
+	tmp, err := blobstore.Put(ctx, s.blobs.Store(), req.Body, size, s.blobs.Limit())
 	var be *blobstore.BodyError
 	switch {
 	case errors.Is(err, blobstore.ErrTooLarge):
-		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", s.blobs.limit)
+		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", s.blobs.Limit())
 	case errors.As(err, &be):
 		return xrpc.InvalidRequest("Could not read the request body")
 	case err != nil:
@@ -65,7 +66,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	promoted := false
 	defer func() {
 		if !promoted {
-			s.blobs.store.DeleteTemp(context.WithoutCancel(ctx), tmp.Key)
+			s.blobs.Store().DeleteTemp(context.WithoutCancel(ctx), tmp.Key)
 		}
 	}()
 
@@ -77,7 +78,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	}
 	r, err := s.repos.Repo(ctx, syntax.DID(did))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	defer r.Release()
 
@@ -98,12 +99,12 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	}
 
 	now := time.Now()
-	release, err := s.blobs.mark(ctx, did, now.Add(s.blobs.expiry))
+	release, err := s.blobs.Mark(ctx, did, now.Add(s.blobs.Expiry()))
 	if err != nil {
 		return err
 	}
 	defer release()
-	unlock := s.blobs.locks.lock(did + "/" + tmp.CID.String())
+	unlock := s.blobs.Lock(did, tmp.CID)
 	defer unlock()
 	// Past this point a cancelled request must not leave the row half-way: finish with a detached context.
 	dctx := context.WithoutCancel(ctx)
@@ -113,8 +114,8 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	}
 	// A blob stored already (the same bytes uploaded again) is not rewritten: no copy on S3, and readers of it
 	// are undisturbed. Anything else (new, revived, or bytes lost) is promoted.
-	if n, err := s.blobs.store.Stat(dctx, did, tmp.CID); row.State != repo.BlobReady || err != nil || n != tmp.Size {
-		if err := s.blobs.store.Promote(dctx, tmp.Key, did, tmp.CID); err != nil {
+	if n, err := s.blobs.Store().Stat(dctx, did, tmp.CID); row.State != repo.BlobReady || err != nil || n != tmp.Size {
+		if err := s.blobs.Store().Promote(dctx, tmp.Key, did, tmp.CID); err != nil {
 			return err
 		}
 		promoted = true
@@ -132,7 +133,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 
 // blobNotFound is getBlob's answer for a blob it does not serve.
 func blobNotFound() error {
-	return xrpc.NewError(http.StatusNotFound, "BlobNotFound", "Blob not found")
+	return xrpc.NewError(http.StatusNotFound, xrpc.NameBlobNotFound, "Blob not found")
 }
 
 // handleSyncGetBlob streams a blob with its stored MIME type. Range and conditional requests (ETag = CID) are
@@ -163,7 +164,7 @@ func (s *Server) handleSyncGetBlob(c echo.Context) error {
 	} else if down {
 		return blobNotFound()
 	}
-	obj, err := s.blobs.store.Open(ctx, acct.DID, blobCID)
+	obj, err := s.blobs.Store().Open(ctx, acct.DID, blobCID)
 	if errors.Is(err, blobstore.ErrNotFound) {
 		s.log.Warn("blob in the database but not in the blob store", "did", acct.DID, "cid", blobCID)
 		return blobNotFound()
@@ -251,50 +252,4 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-// recordBlobRefs returns the blob references of a record for repo.WriteOp.Blobs, one per distinct CID. The repo
-// checks them against the stored blobs when it commits.
-func recordBlobRefs(rec *xrpc.RecordData) []repo.BlobRef {
-	var refs []repo.BlobRef
-	seen := map[cid.Cid]bool{}
-	for _, b := range rec.Blobs() {
-		c := cid.Cid(b.Ref)
-		if seen[c] {
-			continue
-		}
-		seen[c] = true
-		refs = append(refs, repo.BlobRef{CID: c, MimeType: b.MimeType, Size: b.Size})
-	}
-	return refs
-}
-
-// checkBlobTakedowns refuses writes that reference a taken-down blob, as if it did not exist.
-func (s *Server) checkBlobTakedowns(ctx context.Context, did string, ops []repo.WriteOp) error {
-	for _, op := range ops {
-		for _, ref := range op.Blobs {
-			if down, err := s.accounts.BlobTakendown(ctx, did, ref.CID.String()); err != nil {
-				return err
-			} else if down {
-				return xrpc.NewError(http.StatusBadRequest, "BlobNotFound", "Could not find blob: %s", ref.CID)
-			}
-		}
-	}
-	return nil
-}
-
-// blobWriteError maps the repo's blob errors of a record write to the reference PDS's answers.
-func blobWriteError(err error) error {
-	var mm *repo.BlobMismatchError
-	switch {
-	case errors.Is(err, repo.ErrBlobNotFound):
-		return xrpc.NewError(http.StatusBadRequest, "BlobNotFound", "Could not find blob: %s", trimSentinel(err, repo.ErrBlobNotFound))
-	case errors.As(err, &mm) && mm.Field == "mimeType":
-		return xrpc.NewError(http.StatusBadRequest, "InvalidMimeType",
-			"Referenced Mimetype does not match stored blob. Expected: %s, Got: %s", mm.Stored, mm.Declared)
-	case errors.As(err, &mm):
-		return xrpc.NewError(http.StatusBadRequest, "InvalidSize",
-			"Referenced Size does not match stored blob. Expected: %s, Got: %s", mm.Stored, mm.Declared)
-	}
-	return err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -76,7 +77,7 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 		return err
 	}
 	if acct.TakedownRef != "" {
-		return xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
 	if acct.DeactivatedAt == nil {
 		return xrpc.InvalidRequest("Repo imports are accepted only while the account is deactivated (as after createAccount with an existing DID)")
@@ -89,24 +90,21 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("account signing key: %w", err)
 	}
-	hook, release := s.blobs.unreferencedHook(acct.DID) // blobs the old repository used may lose their records
-	defer release()
 	start := time.Now()
-	res, err := s.repos.Import(ctx, syntax.DID(acct.DID), req.Body, repo.ImportOptions{
-		VerifyKey:           verifyKey,
-		Signer:              signer,
-		MaxBytes:            s.cfg.MaxRepoImportSize,
-		OnBlobsUnreferenced: hook,
+	res, err := s.writer.Import(ctx, syntax.DID(acct.DID), req.Body, repo.ImportOptions{
+		VerifyKey: verifyKey,
+		Signer:    signer,
+		MaxBytes:  s.cfg.MaxRepoImportSize,
 	})
 	switch {
 	case errors.Is(err, repo.ErrImportTooLarge):
 		return xrpc.PayloadTooLarge("Repository is larger than the import limit (%d bytes)", s.cfg.MaxRepoImportSize)
 	case errors.Is(err, repo.ErrImportInvalid):
-		return xrpc.InvalidRequest("Invalid repository: %s", trimSentinel(err, repo.ErrImportInvalid))
+		return xrpc.InvalidRequest("Invalid repository: %s", xrpc.TrimSentinel(err, repo.ErrImportInvalid))
 	case errors.Is(err, repo.ErrImportInProgress), errors.Is(err, repo.ErrImportConflict):
 		return xrpc.InvalidRequest("%s", err.Error())
 	case err != nil:
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	s.log.Info("repository imported", "did", acct.DID, "records", res.Records, "blocks", res.Blocks,
 		"blobs", res.BlobRefs, "bytes", res.Bytes, "importedRev", res.ImportedRev, "rev", res.Head.Rev,

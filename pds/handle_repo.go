@@ -12,6 +12,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/blobs"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -85,7 +87,7 @@ func (s *Server) prepareRecord(action repo.Action, collection, rkey string, raw 
 		return nil, err
 	}
 	return &preparedRecord{
-		op:     repo.WriteOp{Action: action, Collection: nsid, RKey: rk, Record: rec.CBOR, Blobs: recordBlobRefs(rec)},
+		op:     repo.WriteOp{Action: action, Collection: nsid, RKey: rk, Record: rec.CBOR, Blobs: blobs.RecordRefs(rec)},
 		cid:    rec.CID,
 		status: status,
 	}, nil
@@ -135,7 +137,7 @@ func (s *Server) handleCreateRecord(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.RecordBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
+	acct, err := s.accounts.Writable(ctx, in.Repo, auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -147,7 +149,7 @@ func (s *Server) handleCreateRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.commit(ctx, acct, []repo.WriteOp{rec.op}, swapCommit)
+	res, err := s.writer.Commit(ctx, acct, []repo.WriteOp{rec.op}, swapCommit)
 	if err != nil {
 		return err
 	}
@@ -197,7 +199,7 @@ func (s *Server) handlePutRecord(c echo.Context) error {
 	if in.RKey == "" {
 		return xrpc.InvalidRequest("rkey is required")
 	}
-	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
+	acct, err := s.accounts.Writable(ctx, in.Repo, auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -214,7 +216,7 @@ func (s *Server) handlePutRecord(c echo.Context) error {
 		return err
 	}
 	rec.op.SwapRecord = swapRecord
-	res, err := s.commit(ctx, acct, []repo.WriteOp{rec.op}, swapCommit)
+	res, err := s.writer.Commit(ctx, acct, []repo.WriteOp{rec.op}, swapCommit)
 	if err != nil {
 		return err
 	}
@@ -243,7 +245,7 @@ func (s *Server) handleDeleteRecord(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
+	acct, err := s.accounts.Writable(ctx, in.Repo, auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -267,7 +269,7 @@ func (s *Server) handleDeleteRecord(c echo.Context) error {
 	if swapRecord != nil {
 		op.SwapRecord = &repo.Swap{CID: swapRecord}
 	}
-	res, err := s.commit(ctx, acct, []repo.WriteOp{op}, swapCommit)
+	res, err := s.writer.Commit(ctx, acct, []repo.WriteOp{op}, swapCommit)
 	var xe *xrpc.Error
 	if errors.As(err, &xe) && xe.Name == "RecordNotFound" && swapRecord == nil {
 		// Deleting a record that does not exist is a no-op, as in the reference.
@@ -302,7 +304,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 	if len(in.Writes) > maxWrites {
 		return xrpc.InvalidRequest("Too many writes. Max: %d", maxWrites)
 	}
-	acct, err := s.writableAccount(ctx, auth.CallerOf(c), in.Repo)
+	acct, err := s.accounts.Writable(ctx, in.Repo, auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -356,7 +358,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 			return xrpc.InvalidRequest("writes[%d]: unknown write type %q", i, w.Type)
 		}
 	}
-	res, err := s.commit(ctx, acct, ops, swapCommit)
+	res, err := s.writer.Commit(ctx, acct, ops, swapCommit)
 	if err != nil {
 		return err
 	}
@@ -367,7 +369,6 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// readableRepo resolves the repo parameter of a read (DID or handle) to an account that may be read.
 func (s *Server) handleGetRecord(c echo.Context) error {
 	ctx := c.Request().Context()
 	acct, err := s.accounts.Readable(c.Request().Context(), xrpc.ParamString(c, "repo"), auth.CallerDID(c))
@@ -378,23 +379,23 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	uri := atURI(acct.DID, collection, rkey)
 	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	defer r.Release()
 	recCID, data, err := r.GetRecord(ctx, collection, rkey)
 	if errors.Is(err, repo.ErrRecordNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
 	}
 	if err != nil {
 		return err
 	}
 	if want := xrpc.ParamString(c, "cid"); want != "" && want != recCID.String() {
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
 	}
 	if ref, err := s.accounts.RecordTakedownRef(ctx, acct.DID, uri); err != nil {
 		return err
 	} else if ref != "" {
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record: %s", uri)
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
 	}
 	// Written as listRecords writes each record (the bytes encoding/json gives for these keys, sorted), without
 	// encoding/json compacting the record's JSON once more.
@@ -402,12 +403,12 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	doc = append(doc, `{"cid":"`...)
 	doc = append(doc, recCID.String()...)
 	doc = append(doc, `","uri":`...)
-	doc = appendJSONString(doc, []byte(uri))
+	doc = xrpc.AppendJSONString(doc, []byte(uri))
 	doc = append(doc, `,"value":`...)
-	if doc, err = appendRecordJSON(doc, data); err != nil {
+	if doc, err = xrpc.AppendRecordJSON(doc, data); err != nil {
 		return err
 	}
-	return writeJSON(c, append(doc, '}'))
+	return xrpc.WriteJSON(c, append(doc, '}'))
 }
 
 func (s *Server) handleListRecords(c echo.Context) error {
@@ -420,7 +421,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	limit := xrpc.ParamInt(c, "limit", 50)
 	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	defer r.Release()
 	recs, cursor, err := r.ListRecords(ctx, collection, limit, xrpc.ParamString(c, "cursor"), xrpc.ParamBool(c, "reverse", false))
@@ -431,7 +432,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// The page is written straight into one buffer (recordjson.go), as c.JSON would write the map
+	// The page is written straight into one buffer (xrpc.AppendRecordJSON), as c.JSON would write the map
 	// {"cursor", "records": [{"cid", "uri", "value"}]}.
 	size := 64
 	for _, rec := range recs {
@@ -441,7 +442,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	page = append(page, '{')
 	if cursor != "" {
 		page = append(page, `"cursor":`...)
-		page = appendJSONString(page, []byte(cursor))
+		page = xrpc.AppendJSONString(page, []byte(cursor))
 		page = append(page, ',')
 	}
 	page = append(page, `"records":[`...)
@@ -458,15 +459,15 @@ func (s *Server) handleListRecords(c echo.Context) error {
 		page = append(page, `{"cid":"`...)
 		page = append(page, rec.CID.String()...)
 		page = append(page, `","uri":`...)
-		page = appendJSONString(page, []byte(uri))
+		page = xrpc.AppendJSONString(page, []byte(uri))
 		page = append(page, `,"value":`...)
-		if page, err = appendRecordJSON(page, rec.Value); err != nil {
+		if page, err = xrpc.AppendRecordJSON(page, rec.Value); err != nil {
 			return err
 		}
 		page = append(page, '}')
 	}
 	page = append(page, "]}"...)
-	return writeJSON(c, page)
+	return xrpc.WriteJSON(c, page)
 }
 
 func (s *Server) handleDescribeRepo(c echo.Context) error {
@@ -477,7 +478,7 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 	}
 	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
 	if err != nil {
-		return repoError(err)
+		return writer.RepoError(err)
 	}
 	defer r.Release()
 	collections, err := r.Collections(ctx)

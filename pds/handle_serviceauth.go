@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -32,7 +33,7 @@ func (s *Server) handleGetServiceAuth(c echo.Context) error {
 	if v.Scope == auth.ScopeTakendown && lxm != "com.atproto.server.createAccount" {
 		return xrpc.InvalidToken("Bad token scope")
 	}
-	if lxm != "" && isPrivilegedMethod(lxm) && v.Scope == auth.ScopeAppPass {
+	if lxm != "" && proxy.IsPrivilegedMethod(lxm) && v.Scope == auth.ScopeAppPass {
 		return xrpc.InvalidRequest("insufficient access to request a service auth token for the following method: %s", lxm)
 	}
 	var exp time.Time
@@ -48,14 +49,14 @@ func (s *Server) handleGetServiceAuth(c echo.Context) error {
 			return xrpc.NewError(http.StatusBadRequest, "BadExpiration", "cannot request a method-less token with an expiration more than a minute in the future")
 		}
 	}
-	if lxm != "" && isProtectedMethod(lxm) {
+	if lxm != "" && proxy.IsProtectedMethod(lxm) {
 		return xrpc.InvalidRequest("cannot request a service auth token for the following protected method: %s", lxm)
 	}
 	acct, err := s.accounts.ByDID(ctx, v.DID)
 	if err != nil {
 		return err
 	}
-	token, err := s.outbound.serviceToken(acct, aud, lxm, exp)
+	token, err := s.proxy.ServiceToken(acct, aud, lxm, exp)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
-
+	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -16,8 +16,8 @@ func (s *Server) routes() *echo.Echo {
 	e.HTTPErrorHandler = xrpc.ErrorHandler(s.log)
 	e.Use(recoverMiddleware(s.log))
 	e.Use(corsMiddleware)
-	e.IPExtractor = ipExtractor(s.cfg.TrustedProxies) // X-Forwarded-For only from trusted proxies
-	e.Use(s.globalRateLimit)                          // 3000 XRPC requests / 5 min per IP (ratelimit.go)
+	e.IPExtractor = ratelimit.IPExtractor(s.cfg.TrustedProxies) // X-Forwarded-For only from trusted proxies
+	e.Use(s.limits.Global)                                      // 3000 XRPC requests / 5 min per IP (pds/ratelimit)
 
 	e.GET("/", s.handleRoot)
 	e.GET("/robots.txt", s.handleRobots)
@@ -31,8 +31,8 @@ func (s *Server) routes() *echo.Echo {
 
 	// com.atproto.server
 	r.Query("com.atproto.server.describeServer", s.handleDescribeServer)
-	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.routeLimit("createAccount"))
-	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.routeLimit("createSession"))
+	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.limits.Route("createAccount"))
+	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.limits.Route("createSession"))
 	r.Query("com.atproto.server.getSession", s.handleGetSession, takendown)
 	r.Procedure("com.atproto.server.refreshSession", s.handleRefreshSession)
 	r.Procedure("com.atproto.server.deleteSession", s.handleDeleteSession)
@@ -40,14 +40,14 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("com.atproto.server.createInviteCode", s.handleCreateInviteCode, s.auth.RequireAdmin)
 	r.Procedure("com.atproto.server.activateAccount", s.handleActivateAccount, full)
 	r.Procedure("com.atproto.server.deactivateAccount", s.handleDeactivateAccount, s.auth.RequireAuth(auth.FullTakendown))
-	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, full, s.routeLimit("requestAccountDelete"))
-	r.Procedure("com.atproto.server.deleteAccount", s.handleDeleteAccount, s.routeLimit("deleteAccount"))
-	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, full, s.routeLimit("requestEmailConfirmation"))
+	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, full, s.limits.Route("requestAccountDelete"))
+	r.Procedure("com.atproto.server.deleteAccount", s.handleDeleteAccount, s.limits.Route("deleteAccount"))
+	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, full, s.limits.Route("requestEmailConfirmation"))
 	r.Procedure("com.atproto.server.confirmEmail", s.handleConfirmEmail, full)
-	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, full, s.routeLimit("requestEmailUpdate"))
+	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, full, s.limits.Route("requestEmailUpdate"))
 	r.Procedure("com.atproto.server.updateEmail", s.handleUpdateEmail, full)
-	r.Procedure("com.atproto.server.requestPasswordReset", s.handleRequestPasswordReset, s.routeLimit("requestPasswordReset"))
-	r.Procedure("com.atproto.server.resetPassword", s.handleResetPassword, s.routeLimit("resetPassword"))
+	r.Procedure("com.atproto.server.requestPasswordReset", s.handleRequestPasswordReset, s.limits.Route("requestPasswordReset"))
+	r.Procedure("com.atproto.server.resetPassword", s.handleResetPassword, s.limits.Route("resetPassword"))
 	r.Procedure("com.atproto.server.createAppPassword", s.handleCreateAppPassword, full)
 	r.Query("com.atproto.server.listAppPasswords", s.handleListAppPasswords, full)
 	r.Procedure("com.atproto.server.revokeAppPassword", s.handleRevokeAppPassword, full)
@@ -75,19 +75,19 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("org.pdsgo.admin.importAccount", s.handleAdminImportAccount, admin)
 
 	// com.atproto.repo
-	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, std, s.writeLimit(fixed(3)))
-	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, std, s.writeLimit(fixed(2)))
-	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, std, s.writeLimit(fixed(1)))
-	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, std, s.writeLimit(applyWritesPoints))
+	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, std, s.limits.Write(ratelimit.Fixed(3)))
+	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, std, s.limits.Write(ratelimit.Fixed(2)))
+	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, std, s.limits.Write(ratelimit.Fixed(1)))
+	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, std, s.limits.Write(ratelimit.ApplyWritesPoints))
 	r.Query("com.atproto.repo.getRecord", s.handleGetRecord)
 	r.Query("com.atproto.repo.listRecords", s.handleListRecords)
 	r.Query("com.atproto.repo.describeRepo", s.handleDescribeRepo)
-	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, std, s.routeLimit("uploadBlob")) // body streamed, not JSON (handle_blob.go)
+	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, std, s.limits.Route("uploadBlob")) // body streamed, not JSON (handle_blob.go)
 	r.Query("com.atproto.repo.listMissingBlobs", s.handleListMissingBlobs, std)
 	r.Procedure("com.atproto.repo.importRepo", s.handleImportRepo, full) // body streamed, not JSON (handle_import.go)
 
 	// com.atproto.sync
-	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.auth.OptionalAuth, s.routeLimit("getRepo"))
+	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.auth.OptionalAuth, s.limits.Route("getRepo"))
 	r.Query("com.atproto.sync.getRecord", s.handleSyncGetRecord, s.auth.OptionalAuth)
 	r.Query("com.atproto.sync.getBlocks", s.handleSyncGetBlocks, s.auth.OptionalAuth)
 	r.Query("com.atproto.sync.getLatestCommit", s.handleSyncGetLatestCommit, s.auth.OptionalAuth)
@@ -95,11 +95,11 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("com.atproto.sync.listRepos", s.handleSyncListRepos)
 	r.Query("com.atproto.sync.getBlob", s.handleSyncGetBlob, s.auth.OptionalAuth)
 	r.Query("com.atproto.sync.listBlobs", s.handleSyncListBlobs, s.auth.OptionalAuth)
-	r.Subscription("com.atproto.sync.subscribeRepos", s.handleSubscribeRepos)
+	r.Subscription("com.atproto.sync.subscribeRepos", s.firehose.Subscribe)
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)
-	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, full, s.routeLimit("updateHandle"))
+	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, full, s.limits.Route("updateHandle"))
 	r.Query("com.atproto.identity.getRecommendedDidCredentials", s.handleGetRecommendedDidCredentials, std)
 	r.Procedure("com.atproto.identity.requestPlcOperationSignature", s.handleRequestPlcOperationSignature, s.auth.RequireAuth(auth.FullTakendown))
 	r.Procedure("com.atproto.identity.signPlcOperation", s.handleSignPlcOperation, s.auth.RequireAuth(auth.FullTakendown))
@@ -109,14 +109,14 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("com.atproto.server.getServiceAuth", s.handleGetServiceAuth, takendown)
 	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, takendown)
 	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, std)
-	r.Query("app.bsky.feed.getFeed", s.handleGetFeed, std)
-	r.Query("app.bsky.actor.getProfile", s.handleReadAfterWrite(mungeGetProfile), std)
-	r.Query("app.bsky.actor.getProfiles", s.handleReadAfterWrite(mungeGetProfiles), std)
-	r.Query("app.bsky.feed.getTimeline", s.handleReadAfterWrite(mungeGetTimeline), std)
-	r.Query("app.bsky.feed.getAuthorFeed", s.handleReadAfterWrite(mungeGetAuthorFeed), std)
-	r.Query("app.bsky.feed.getActorLikes", s.handleReadAfterWrite(mungeGetActorLikes), std)
-	r.Query("app.bsky.feed.getPostThread", s.handleReadAfterWrite(mungeGetPostThread), std)
-	// Every other method goes to the service named by atproto-proxy or the namespace's default (proxy.go).
-	r.SetFallback(s.handleProxy)
+	r.Query("app.bsky.feed.getFeed", s.proxy.GetFeed, std)
+	r.Query("app.bsky.actor.getProfile", s.proxy.GetProfile, std)
+	r.Query("app.bsky.actor.getProfiles", s.proxy.GetProfiles, std)
+	r.Query("app.bsky.feed.getTimeline", s.proxy.GetTimeline, std)
+	r.Query("app.bsky.feed.getAuthorFeed", s.proxy.GetAuthorFeed, std)
+	r.Query("app.bsky.feed.getActorLikes", s.proxy.GetActorLikes, std)
+	r.Query("app.bsky.feed.getPostThread", s.proxy.GetPostThread, std)
+	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
+	r.SetFallback(s.proxy.Handle)
 	return e
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,20 +17,23 @@ import (
 	"github.com/bluesky-social/indigo/atproto/identity"
 	"github.com/bluesky-social/indigo/atproto/lexicon"
 	"github.com/bluesky-social/indigo/atproto/syntax"
-	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/internal/background"
 	"github.com/pdsgo/pds/lexicons"
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/backup"
-	"github.com/pdsgo/pds/pds/blobstore"
+	"github.com/pdsgo/pds/pds/blobs"
+	"github.com/pdsgo/pds/pds/firehose"
 	"github.com/pdsgo/pds/pds/mailer"
+	"github.com/pdsgo/pds/pds/proxy"
+	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/pds/sequencer"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
-	"github.com/pdsgo/pds/xrpc"
 )
 
 // Version is reported by /xrpc/_health and describeServer.
@@ -52,21 +54,30 @@ type Server struct {
 
 	// Operator features (email, moderation, rate limits).
 	mailer mailer.Mailer
-	limits *rateLimits // nil when PDS_RATE_LIMITS_ENABLED=false (see ratelimit.go)
+	limits *ratelimit.Limits // nil when PDS_RATE_LIMITS_ENABLED=false
 
-	// httpClient makes outbound requests (requestCrawl); bg runs the background goroutines.
-	httpClient *http.Client
-	bg         *background
-	// outbound makes the calls forwarded to other services (proxy.go), through the SSRF guard.
-	outbound *outbound
-	// blobs: the blob store, the blob GC list and its collector (blobs.go).
-	blobs *blobService
+	// bg runs the background goroutines.
+	bg *background.Group
+	// firehose serves subscribeRepos and runs retention and requestCrawl.
+	firehose *firehose.Firehose
+	// proxy makes the calls forwarded to other services (proxying, getFeed, read-after-write, service auth).
+	proxy *proxy.Proxy
+	// blobs: the blob store, the blob GC list and its collector.
+	blobs *blobs.Service
+	// writer is the write path: commits, import, crash recovery.
+	writer *writer.Writer
 
 	rkeyMu    sync.Mutex
 	rkeyClock *syntax.TIDClock
 
 	closeOnce sync.Once
 }
+
+// RateLimitOptions adjust the rate limiters (tests pass a clock they can move instead of waiting).
+type RateLimitOptions = ratelimit.Options
+
+// callerDID is the authenticated account of a request, "" when none: per-account rate limits key on it.
+func callerDID(c echo.Context) string { return auth.CallerDID(c).String() }
 
 // Options carries dependencies that tests and embedders may replace.
 type Options struct {
@@ -100,14 +111,12 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("loading lexicons: %w", err)
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        log,
-		plc:        &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
-		catalog:    cat,
-		rkeyClock:  syntax.NewTIDClock(0),
-		httpClient: httpClient,
-		bg:         newBackground(),
-		outbound:   newOutbound(cfg),
+		cfg:       cfg,
+		log:       log,
+		plc:       &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
+		catalog:   cat,
+		rkeyClock: syntax.NewTIDClock(0),
+		bg:        background.New(),
 	}
 	switch {
 	case opts.Mailer != nil:
@@ -121,7 +130,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		s.mailer = mailer.NewLogMailer(log)
 	}
 	if cfg.RateLimitsEnabled {
-		s.limits = newRateLimits(opts.RateLimits)
+		s.limits = ratelimit.New(opts.RateLimits, ratelimit.Bypass{Key: cfg.RateLimitBypassKey, IPs: cfg.RateLimitBypassIPs}, callerDID)
 	} else {
 		log.Warn("rate limits are off (PDS_RATE_LIMITS_ENABLED=false)")
 	}
@@ -176,6 +185,19 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		store.Close()
 		return nil, err
 	}
+	if s.blobs, err = openBlobs(ctx, cfg, s.repos, log); err != nil {
+		s.Close()
+		store.Close()
+		return nil, fmt.Errorf("blob store: %w", err)
+	}
+	s.writer = &writer.Writer{
+		Accounts:    store,
+		Repos:       s.repos,
+		Seq:         s.seq,
+		Blobs:       s.blobs,
+		Log:         log,
+		CheckCommit: s.checkBlobTakedowns,
+	}
 	s.accounts = accounts.New(accounts.Config{
 		PublicURL:            cfg.PublicURL,
 		Hostname:             cfg.Hostname,
@@ -187,8 +209,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		ResolverTimeout:      resolverTimeout(cfg),
 	}, accounts.Deps{
 		Store: store, Repos: s.repos, Seq: s.seq, PLC: s.plc, IDs: ids, Mailer: s.mailer, Log: log,
-		Blobs:     accountBlobs{s},
-		RepoError: repoError,
+		Blobs:  s.blobs,
+		Writer: s.writer,
 	})
 	s.auth = auth.New(auth.Config{
 		JWTSecret:     cfg.JWTSecret,
@@ -197,16 +219,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		Docs:          ids.Docs(),
 		DocTimeout:    resolverTimeout(cfg),
 	}, store, s.accounts)
-	if s.blobs, err = s.openBlobs(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("blob store: %w", err)
-	}
-	if err := s.recoverSequencer(ctx); err != nil {
+	s.bg.Go(func() { s.blobs.Run(s.bg.Quit()) })
+	if err := s.writer.Recover(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("firehose recovery: %w", err)
 	}
 	if seqOpts.Floor > 0 {
-		if err := s.resyncAfterLostLog(ctx); err != nil {
+		if err := s.writer.ResyncAfterLostLog(ctx); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("firehose rebuild: %w", err)
 		}
@@ -217,8 +236,25 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 			}
 		}
 	}
+	s.proxy = proxy.New(cfg.proxyConfig(), proxy.Deps{
+		Log:      log,
+		Accounts: store,
+		Repos:    s.repos,
+		ResolveDID: func(ctx context.Context, did syntax.DID) (*identity.Identity, error) {
+			return s.accounts.ResolveDIDDoc(ctx, did, false)
+		},
+		Authenticate: func(c echo.Context) (proxy.Caller, error) {
+			v, err := s.auth.Authenticate(c.Request(), auth.Standard)
+			if err != nil {
+				return proxy.Caller{}, err
+			}
+			return proxy.Caller{DID: v.DID.String(), AppPassword: v.Scope == auth.ScopeAppPass}, nil
+		},
+		CallerDID: callerDID,
+	})
+	s.firehose = firehose.New(cfg.firehoseConfig(opts.CrawlNotifyInterval), s.seq, s.repos, log, s.bg, httpClient)
 	s.echo = s.routes()
-	s.startFirehoseBackground(opts.CrawlNotifyInterval)
+	s.firehose.Start()
 	// Built here, not in Serve, so a Shutdown racing a starting Serve sees it (Serve then returns at once).
 	s.httpSrv = &http.Server{
 		Handler:           s.echo,
@@ -253,11 +289,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err == nil {
 		if s.bg != nil {
-			s.bg.stop()
+			s.bg.Stop()
 		}
 		// Nothing writes any more: accounts whose repo head is on the stream need no recovery at the next
 		// start, which then does no per-account work after a clean stop.
-		if err := s.releaseDirtyMarks(ctx); err != nil {
+		if err := s.writer.ReleaseDirtyMarks(ctx); err != nil {
 			s.log.Warn("shutdown: accounts stay marked for recovery at the next start", "err", err)
 		}
 	}
@@ -269,9 +305,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.bg != nil {
-			s.bg.stop() // firehose subscribers get a close frame; background loops end
+			s.bg.Stop() // firehose subscribers get a close frame; background loops end
 		}
-		s.blobs.close()
+		s.blobs.Close()
 		if s.repos != nil {
 			s.repos.Close()
 		}
@@ -282,6 +318,23 @@ func (s *Server) Close() {
 			s.accounts.Close()
 		}
 	})
+}
+
+// openBlobs opens the configured blob store and the blob GC list.
+func openBlobs(ctx context.Context, cfg *Config, repos *repo.Store, log *slog.Logger) (*blobs.Service, error) {
+	store, err := OpenBlobstore(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return blobs.Open(ctx, cfg.DataDirectory, blobs.Options{
+		Store: store, Repos: repos, Log: log,
+		Limit: cfg.BlobUploadLimit, Expiry: cfg.BlobTempExpiry, Grace: cfg.BlobGCGrace,
+	})
+}
+
+// checkBlobTakedowns is the write path's check before a commit: a record may not reference a taken-down blob.
+func (s *Server) checkBlobTakedowns(ctx context.Context, did string, ops []repo.WriteOp) error {
+	return blobs.CheckTakedowns(ctx, did, ops, s.accounts.BlobTakendown)
 }
 
 // nextRKey returns a TID record key from a monotonic clock, so two records created in the same microsecond
@@ -312,78 +365,4 @@ func resolverTimeout(cfg *Config) time.Duration {
 		return cfg.IDResolverTimeout
 	}
 	return accounts.DefaultResolverTimeout
-}
-
-// accountBlobs gives accounts what it needs of the blob service (accounts.Blobs).
-type accountBlobs struct{ s *Server }
-
-func (b accountBlobs) DeleteAccountBlobs(ctx context.Context, did string) error {
-	return b.s.deleteAccountBlobs(ctx, did)
-}
-
-func (b accountBlobs) SetQuarantine(ctx context.Context, did string, c cid.Cid, quarantined bool) error {
-	return b.s.setBlobQuarantine(ctx, did, c, quarantined)
-}
-
-func (b accountBlobs) HasBytes(ctx context.Context, did string, c cid.Cid) (bool, error) {
-	_, err := b.s.blobs.store.Stat(ctx, did, c)
-	if errors.Is(err, blobstore.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (b accountBlobs) Open(ctx context.Context, did string, c cid.Cid) (io.ReadCloser, error) {
-	return b.s.blobs.store.Open(ctx, did, c)
-}
-
-func (b accountBlobs) UnreferencedHook(did string) (func(context.Context) error, func()) {
-	return b.s.blobs.unreferencedHook(did)
-}
-
-// (The blob service should own this: accounts.Blobs.StoreArchived.)
-// StoreArchived stores one blob of an account archive under its declared type, checking its content against its CID.
-func (b accountBlobs) StoreArchived(ctx context.Context, did string, c cid.Cid, mimeType string, body io.Reader, size int64) error {
-	if mimeType == "" {
-		mimeType = "application/octet-stream"
-	}
-	tmp, err := blobstore.Put(ctx, b.s.blobs.store, body, size, -1)
-	if err != nil {
-		return fmt.Errorf("blob %s: %w", c, err)
-	}
-	promoted := false
-	defer func() {
-		if !promoted {
-			b.s.blobs.store.DeleteTemp(context.WithoutCancel(ctx), tmp.Key)
-		}
-	}()
-	if !tmp.CID.Equals(c) {
-		return xrpc.InvalidRequest("Invalid account archive: blob %s has the content of %s", c, tmp.CID)
-	}
-	r, err := b.s.repos.Repo(ctx, syntax.DID(did))
-	if err != nil {
-		return repoError(err)
-	}
-	defer r.Release()
-	now := time.Now()
-	release, err := b.s.blobs.mark(ctx, did, now.Add(b.s.blobs.expiry))
-	if err != nil {
-		return err
-	}
-	defer release()
-	unlock := b.s.blobs.locks.lock(did + "/" + c.String())
-	defer unlock()
-	dctx := context.WithoutCancel(ctx)
-	row, err := r.BeginBlob(dctx, repo.BlobRef{CID: c, MimeType: mimeType, Size: tmp.Size}, now)
-	if err != nil {
-		return err
-	}
-	if n, err := b.s.blobs.store.Stat(dctx, did, c); row.State != repo.BlobReady || err != nil || n != tmp.Size {
-		if err := b.s.blobs.store.Promote(dctx, tmp.Key, did, c); err != nil {
-			return err
-		}
-		promoted = true
-	}
-	_, err = r.FinishBlob(dctx, c, now)
-	return err
 }

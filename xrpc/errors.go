@@ -81,7 +81,21 @@ const (
 	NameBlobNotFound           = "BlobNotFound"           // 400
 	NameAccountNotFound        = "AccountNotFound"        // 400
 	NameUnsupportedDomain      = "UnsupportedDomain"      // 400
+	NameUnknownFeed            = "UnknownFeed"            // 400
+	NameServiceUnavailable     = "ServiceUnavailable"     // 503
+	NameInvalidMimeType        = "InvalidMimeType"        // 400
+	NameInvalidSize            = "InvalidSize"            // 400
 )
+
+// TrimSentinel returns err's message without the leading "sentinel: " that wrapping added, for error messages
+// that carry a store's detail but not its sentinel's wording.
+func TrimSentinel(err, sentinel error) string {
+	msg := err.Error()
+	if len(msg) > len(sentinel.Error())+2 && msg[:len(sentinel.Error())] == sentinel.Error() {
+		return msg[len(sentinel.Error())+2:]
+	}
+	return msg
+}
 
 func mk(status int, name, format string, args []any) *Error {
 	return NewError(status, name, format, args...)

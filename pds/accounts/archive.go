@@ -21,6 +21,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -170,7 +171,7 @@ func (s *Service) Export(ctx context.Context, did string, opts ExportOptions, w 
 	defer spool.Close()
 	r, err := s.d.Repos.Repo(ctx, syntax.DID(did))
 	if err != nil {
-		return s.d.RepoError(err)
+		return writer.RepoError(err)
 	}
 	err = func() error {
 		defer r.Release()
@@ -394,14 +395,12 @@ func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult
 	if err != nil {
 		return nil, err
 	}
-	hook, release := s.d.Blobs.UnreferencedHook(acct.DID)
-	defer release()
-	ir, err := s.d.Repos.Import(ctx, did, io.LimitReader(tr, h.Size), repo.ImportOptions{VerifyKey: verifyKey, Signer: key, OnBlobsUnreferenced: hook})
+	ir, err := s.d.Writer.Import(ctx, did, io.LimitReader(tr, h.Size), repo.ImportOptions{VerifyKey: verifyKey, Signer: key})
 	switch {
 	case errors.Is(err, repo.ErrImportInvalid):
-		return nil, xrpc.InvalidRequest("Invalid repository in the archive: %s", trimSentinel(err, repo.ErrImportInvalid))
+		return nil, xrpc.InvalidRequest("Invalid repository in the archive: %s", xrpc.TrimSentinel(err, repo.ErrImportInvalid))
 	case err != nil:
-		return nil, s.d.RepoError(err)
+		return nil, writer.RepoError(err)
 	}
 	res.Records = ir.Records
 
@@ -423,7 +422,7 @@ func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult
 			return nil, xrpc.InvalidRequest("Invalid account archive: unexpected entry %q", h.Name)
 		}
 		if err := s.d.Blobs.StoreArchived(ctx, acct.DID, c, mimes[name], tr, h.Size); err != nil {
-			return nil, err
+			return nil, writer.RepoError(err)
 		}
 		res.Blobs++
 	}

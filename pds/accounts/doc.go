@@ -9,8 +9,8 @@
 //
 // It touches the repository store only for whole repositories (create, import, export, delete) and the
 // sequencer only for account-level events (#identity, #account, #sync, and a new account's first commit);
-// record writes are the write path's. It may not reach into the write path, the blob store, the firehose's
-// subscribers or the proxy: what it needs of blobs comes through [Blobs], and the write path's repository
-// error mapping through Deps.RepoError, both wired by the server. Its own store and directory errors are
+// record writes are the write path's (pds/writer, which it uses for repository imports, #sync blocks and the
+// repository error mapping). It may not reach into the blob store, the firehose's subscribers or the proxy:
+// what it needs of blobs comes through [Blobs], wired by the server. Its own store and directory errors are
 // mapped to XRPC errors in errors.go.
 package accounts

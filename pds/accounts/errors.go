@@ -39,15 +39,6 @@ func invalidHandle(msg string) error {
 	return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidHandle, "%s", msg)
 }
 
-// trimSentinel drops a sentinel's "<sentinel>: " prefix from an error's message (as the write path's mapping).
-func trimSentinel(err, sentinel error) string {
-	msg := err.Error()
-	if len(msg) > len(sentinel.Error())+2 && msg[:len(sentinel.Error())] == sentinel.Error() {
-		return msg[len(sentinel.Error())+2:]
-	}
-	return msg
-}
-
 // EmailTokenError maps the store's token errors to the reference's XRPC errors.
 func EmailTokenError(err error) error {
 	switch {

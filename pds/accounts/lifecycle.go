@@ -38,7 +38,7 @@ func (s *Service) Activate(ctx context.Context, acct *accountstore.Account) erro
 	if err := s.CheckDIDDocument(ctx, acct); err != nil {
 		return err
 	}
-	car, rev, err := s.syncEventBlocks(ctx, acct.DID)
+	car, rev, err := s.d.Writer.SyncEventBlocks(ctx, syntax.DID(acct.DID))
 	if err != nil {
 		return err
 	}
@@ -49,20 +49,6 @@ func (s *Service) Activate(ctx context.Context, acct *accountstore.Account) erro
 	s.d.Seq.EnqueueAccount(acct.DID, true, "")
 	s.d.Seq.EnqueueIdentity(acct.DID, acct.Handle)
 	return <-s.d.Seq.EnqueueSync(acct.DID, rev, car) // the log stores in order: the earlier two are durable too
-}
-
-// syncEventBlocks returns a #sync event's blocks (a CAR holding only the head commit) and the head's rev.
-func (s *Service) syncEventBlocks(ctx context.Context, did string) ([]byte, string, error) {
-	r, err := s.d.Repos.Repo(ctx, syntax.DID(did))
-	if err != nil {
-		return nil, "", s.d.RepoError(err)
-	}
-	defer r.Release()
-	head, blk, err := r.CommitBlock(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	return repo.SyncCAR(head.Commit, blk), head.Rev, nil
 }
 
 // Deactivate marks the account deactivated (deleteAfter, if set, is when the deletion job removes it)

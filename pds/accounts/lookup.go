@@ -74,6 +74,28 @@ func (s *Service) ForSync(ctx context.Context, did string, viewer syntax.DID) (*
 	return acct, nil
 }
 
+// Writable loads the account a write request names (DID or handle) and checks that the caller (writer) owns it
+// and that it may be written to.
+func (s *Service) Writable(ctx context.Context, repoParam string, writer syntax.DID) (*accountstore.Account, error) {
+	acct, err := s.Lookup(ctx, repoParam)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acct.DID != writer.String() {
+		return nil, xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Authentication Required")
+	}
+	if acct.TakedownRef != "" {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
+	}
+	if acct.DeactivatedAt != nil {
+		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountDeactivated, "Account is deactivated")
+	}
+	return acct, nil
+}
+
 // Readable loads the account a record read names (DID or handle), hidden as for ForSync.
 func (s *Service) Readable(ctx context.Context, repoParam string, viewer syntax.DID) (*accountstore.Account, error) {
 	acct, err := s.Lookup(ctx, repoParam)

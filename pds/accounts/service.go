@@ -14,6 +14,7 @@ import (
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/mailer"
 	"github.com/pdsgo/pds/pds/sequencer"
+	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 )
 
@@ -45,8 +46,6 @@ type Blobs interface {
 	// StoreArchived stores one blob of an account archive under its declared type, checking its content
 	// against its CID.
 	StoreArchived(ctx context.Context, did string, c cid.Cid, mimeType string, body io.Reader, size int64) error
-	// UnreferencedHook is what a repository import calls for blobs no longer referenced; release it after.
-	UnreferencedHook(did string) (hook func(context.Context) error, release func())
 }
 
 // Deps are the stores and services a Service uses.
@@ -59,9 +58,9 @@ type Deps struct {
 	// Mailer sends the email tokens and the operator's messages.
 	Mailer mailer.Mailer
 	Blobs  Blobs
-	// RepoError maps a repository store error to an XRPC error (the write path's mapping).
-	RepoError func(error) error
-	Log       *slog.Logger
+	// Writer is the write path: repository imports and the head-commit #sync blocks go through it.
+	Writer *writer.Writer
+	Log    *slog.Logger
 }
 
 // Service is the account service.

@@ -1,4 +1,4 @@
-package pds
+package proxy
 
 import (
 	"context"
@@ -17,7 +17,6 @@ import (
 
 	"github.com/pdsgo/pds/internal/ssrf"
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -58,12 +57,13 @@ func lxmSet(methods ...string) map[string]bool {
 	return m
 }
 
-func isProtectedMethod(nsid string) bool { return protectedMethods[strings.ToLower(nsid)] }
+// IsProtectedMethod: the method manages the account itself (never proxied nor granted to service auth).
+func IsProtectedMethod(nsid string) bool { return protectedMethods[strings.ToLower(nsid)] }
 
-// isPrivilegedMethod: refused to ordinary app passwords (direct messages, and creating accounts elsewhere
+// IsPrivilegedMethod: refused to ordinary app passwords (direct messages, and creating accounts elsewhere
 // with this identity). The reference lists the chat.bsky methods one by one; every chat.bsky method is
 // privileged here, so a new one is not open to app passwords by default.
-func isPrivilegedMethod(nsid string) bool {
+func IsPrivilegedMethod(nsid string) bool {
 	l := strings.ToLower(nsid)
 	return strings.HasPrefix(l, "chat.bsky.") || l == "com.atproto.server.createaccount"
 }
@@ -75,15 +75,15 @@ const (
 )
 
 // defaultService is the configured service for a method without atproto-proxy header (nil: none).
-func (s *Server) defaultService(nsid string) (*ServiceConfig, string) {
+func (p *Proxy) defaultService(nsid string) (*Service, string) {
 	l := strings.ToLower(nsid)
 	switch {
 	case l == "com.atproto.moderation.createreport":
-		return s.cfg.ReportService, serviceIDLabeler
+		return p.cfg.ReportService, serviceIDLabeler
 	case strings.HasPrefix(l, "tools.ozone."):
-		return s.cfg.ModService, serviceIDLabeler
+		return p.cfg.ModService, serviceIDLabeler
 	case strings.HasPrefix(l, "app.bsky."), strings.HasPrefix(l, "chat.bsky."):
-		return s.cfg.BskyAppView, serviceIDAppView
+		return p.cfg.AppView, serviceIDAppView
 	}
 	return nil, ""
 }
@@ -95,13 +95,13 @@ type proxyTarget struct {
 	URL       string // base URL (scheme://host[:port])
 }
 
-// hasProxyTarget reports, without any network request, whether the call could have a target: it has an
+// hasTarget reports, without any network request, whether the call could have a target: it has an
 // atproto-proxy header or a default service. Checked before authentication so an unknown method is a 501.
-func (s *Server) hasProxyTarget(c echo.Context, nsid string) bool {
+func (p *Proxy) hasTarget(c echo.Context, nsid string) bool {
 	if c.Request().Header.Get("atproto-proxy") != "" {
 		return true
 	}
-	svc, _ := s.defaultService(nsid)
+	svc, _ := p.defaultService(nsid)
 	return svc != nil
 }
 
@@ -129,12 +129,12 @@ func parseProxyHeader(h string) (did, serviceID string, err error) {
 	return did, serviceID, nil
 }
 
-// resolveProxyTarget finds the target of a call. Configured services are used as configured (their URL may be
+// resolveTarget finds the target of a call. Configured services are used as configured (their URL may be
 // private: operator's choice); any other DID is resolved, and its endpoint must be https on a public address
 // unless SSRF protection is off.
-func (s *Server) resolveProxyTarget(ctx context.Context, header, nsid string) (*proxyTarget, error) {
+func (p *Proxy) resolveTarget(ctx context.Context, header, nsid string) (*proxyTarget, error) {
 	if header == "" {
-		svc, id := s.defaultService(nsid)
+		svc, id := p.defaultService(nsid)
 		if svc == nil {
 			return nil, noServiceError(nsid)
 		}
@@ -144,16 +144,16 @@ func (s *Server) resolveProxyTarget(ctx context.Context, header, nsid string) (*
 	if err != nil {
 		return nil, err
 	}
-	if svc := s.configuredService(did, id); svc != nil {
+	if svc := p.configuredService(did, id); svc != nil {
 		return &proxyTarget{DID: did, ServiceID: id, URL: svc.URL}, nil
 	}
-	ident, err := s.accounts.ResolveDIDDoc(ctx, syntax.DID(did), false)
+	ident, err := p.ResolveDID(ctx, syntax.DID(did))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // the client went away
 		}
 		if !errors.Is(err, identity.ErrDIDNotFound) {
-			s.log.Info("proxy: resolving service DID", "did", did, "err", err)
+			p.Log.Info("proxy: resolving service DID", "did", did, "err", err)
 		}
 		return nil, xrpc.InvalidRequest("could not resolve proxy did")
 	}
@@ -165,7 +165,7 @@ func (s *Server) resolveProxyTarget(ctx context.Context, header, nsid string) (*
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, xrpc.InvalidRequest("could not resolve proxy did service url")
 	}
-	if !s.cfg.DisableSSRFProtection {
+	if !p.cfg.DisableSSRFProtection {
 		if err := ssrf.CheckURL(endpoint, false); err != nil {
 			return nil, xrpc.InvalidRequest("proxy service url is not allowed (it must be https on a public address)")
 		}
@@ -174,11 +174,11 @@ func (s *Server) resolveProxyTarget(ctx context.Context, header, nsid string) (*
 }
 
 // configuredService is the configured service named by did#id, if any.
-func (s *Server) configuredService(did, id string) *ServiceConfig {
+func (p *Proxy) configuredService(did, id string) *Service {
 	for _, c := range []struct {
-		svc *ServiceConfig
+		svc *Service
 		id  string
-	}{{s.cfg.BskyAppView, serviceIDAppView}, {s.cfg.ModService, serviceIDLabeler}, {s.cfg.ReportService, serviceIDLabeler}} {
+	}{{p.cfg.AppView, serviceIDAppView}, {p.cfg.ModService, serviceIDLabeler}, {p.cfg.ReportService, serviceIDLabeler}} {
 		if c.svc != nil && c.svc.DID == did && c.id == id {
 			return c.svc
 		}
@@ -186,48 +186,58 @@ func (s *Server) configuredService(did, id string) *ServiceConfig {
 	return nil
 }
 
-// handleProxy is the router's fallback: every /xrpc/<nsid> not served here.
-func (s *Server) handleProxy(c echo.Context) error {
+// Handle is the router's fallback: every /xrpc/<nsid> not served here.
+func (p *Proxy) Handle(c echo.Context) error {
 	nsid := xrpc.MethodNSID(c)
 	switch c.Request().Method {
 	case http.MethodGet, http.MethodHead, http.MethodPost:
 	default:
 		return xrpc.InvalidRequest("XRPC requests only supports GET and POST")
 	}
-	if isProtectedMethod(nsid) {
+	if IsProtectedMethod(nsid) {
 		return xrpc.InvalidToken("Bad token method")
 	}
-	if !s.hasProxyTarget(c, nsid) {
+	if !p.hasTarget(c, nsid) {
 		return noServiceError(nsid)
 	}
-	v, err := s.auth.Authenticate(c.Request(), auth.Standard)
+	caller, err := p.Authenticate(c)
 	if err != nil {
 		return err
 	}
 	setPrivateHeaders(c)
-	if v.Scope == auth.ScopeAppPass && isPrivilegedMethod(nsid) {
+	if caller.AppPassword && IsPrivilegedMethod(nsid) {
 		return xrpc.InvalidToken("Bad token method")
 	}
-	return s.proxyCall(c, v, nsid)
+	return p.Call(c, caller.DID, nsid)
 }
 
-// proxyCall forwards the current request for the authenticated viewer and streams the answer back.
-func (s *Server) proxyCall(c echo.Context, v *auth.Caller, nsid string) error {
-	ctx := c.Request().Context()
-	target, err := s.resolveProxyTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
-	if err != nil {
-		return err
-	}
-	acct, err := s.accounts.ByDID(ctx, v.DID)
-	if err != nil {
-		return err
-	}
-	up, err := s.forward(c, target, acct, target.DID, nsid, false)
+// Call forwards the current request for the account did (authenticated) and streams the answer back.
+func (p *Proxy) Call(c echo.Context, did, nsid string) error {
+	up, _, err := p.forwardCall(c, did, nsid, false)
 	if err != nil {
 		return err
 	}
 	defer up.Close()
-	return s.streamUpstream(c, up)
+	return p.streamUpstream(c, up)
+}
+
+// forwardCall resolves the call's target and forwards the current request there for the account did, with a
+// token for the target (lxm nsid): what a proxied call and a read-after-write call share.
+func (p *Proxy) forwardCall(c echo.Context, did, nsid string, decoded bool) (*upstream, *accountstore.Account, error) {
+	ctx := c.Request().Context()
+	target, err := p.resolveTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
+	if err != nil {
+		return nil, nil, err
+	}
+	acct, err := p.Account(ctx, did)
+	if err != nil {
+		return nil, nil, err
+	}
+	up, err := p.forward(c, target, acct, target.DID, nsid, decoded)
+	if err != nil {
+		return nil, nil, err
+	}
+	return up, acct, nil
 }
 
 func setPrivateHeaders(c echo.Context) {
@@ -279,13 +289,13 @@ func (r *idleReader) Read(p []byte) (int, error) {
 // forward sends the current request to target with a service token (aud, lxm) for acct. decoded asks the
 // service for a body the PDS can read (Go's transport negotiates gzip and decodes it); otherwise the client's
 // Accept-Encoding is passed on and the body is relayed untouched. Errors are XRPC errors.
-func (s *Server) forward(c echo.Context, target *proxyTarget, acct *accountstore.Account, aud, lxm string, decoded bool) (*upstream, error) {
+func (p *Proxy) forward(c echo.Context, target *proxyTarget, acct *accountstore.Account, aud, lxm string, decoded bool) (*upstream, error) {
 	in := c.Request()
-	token, err := s.outbound.serviceToken(acct, aud, lxm, time.Time{})
+	token, err := p.ServiceToken(acct, aud, lxm, time.Time{})
 	if err != nil {
 		return nil, err
 	}
-	limits := s.cfg.Proxy
+	limits := p.cfg.Limits
 	var body io.Reader
 	if in.Method == http.MethodPost && in.Body != nil {
 		if in.ContentLength > limits.MaxResponseSize {
@@ -326,10 +336,10 @@ func (s *Server) forward(c echo.Context, target *proxyTarget, acct *accountstore
 		out.Header.Set("Accept-Encoding", ae)
 	}
 	out.Header.Set("Authorization", "Bearer "+token)
-	out.Header.Set("User-Agent", "pdsgo/"+Version)
+	out.Header.Set("User-Agent", p.cfg.UserAgent)
 
 	headers := time.AfterFunc(limits.HeadersTimeout, func() { cancel(errUpstreamTimeout) })
-	resp, err := s.outbound.Do(out)
+	resp, err := p.client.Do(out)
 	headers.Stop()
 	if err != nil {
 		cause := context.Cause(ctx)
@@ -345,7 +355,7 @@ func (s *Server) forward(c echo.Context, target *proxyTarget, acct *accountstore
 		case errors.As(err, &mbe):
 			return nil, xrpc.PayloadTooLarge("Request entity too large")
 		}
-		s.log.Warn("proxy: upstream unreachable", "method", lxm, "service", target.DID, "err", err)
+		p.Log.Warn("proxy: upstream unreachable", "method", lxm, "service", target.DID, "err", err)
 		return nil, xrpc.UpstreamFailure("Upstream service unreachable")
 	}
 	u := &upstream{Response: resp, cancel: cancel, ctx: ctx}
@@ -356,7 +366,7 @@ func (s *Server) forward(c echo.Context, target *proxyTarget, acct *accountstore
 
 // upstreamError turns a service's error response into the PDS's answer: 4xx as the service said it (status,
 // error name, message), 5xx as 502 UpstreamFailure; the rev, labelers and retry-after headers are kept.
-func (s *Server) upstreamError(u *upstream) *xrpc.Error {
+func (p *Proxy) upstreamError(u *upstream) *xrpc.Error {
 	var payload struct {
 		Error   any `json:"error"`
 		Message any `json:"message"`
@@ -414,11 +424,11 @@ func copyUpstreamHeaders(dst http.Header, src http.Header, content bool) {
 // streamUpstream relays a service's answer. An error status becomes an XRPC error; a body over the size cap
 // is refused when its length is announced, and cut (connection aborted, so the client cannot take a truncated
 // body for a whole one) when it is not.
-func (s *Server) streamUpstream(c echo.Context, u *upstream) error {
+func (p *Proxy) streamUpstream(c echo.Context, u *upstream) error {
 	if u.StatusCode >= 400 {
-		return s.upstreamError(u)
+		return p.upstreamError(u)
 	}
-	max := s.cfg.Proxy.MaxResponseSize
+	max := p.cfg.Limits.MaxResponseSize
 	if u.ContentLength > max {
 		return xrpc.UpstreamFailure("Upstream response too large")
 	}
@@ -438,18 +448,18 @@ func (s *Server) streamUpstream(c echo.Context, u *upstream) error {
 	}
 	switch {
 	case err == nil:
-		s.log.Warn("proxy: upstream response over the size cap; aborted", "path", c.Request().URL.Path, "max", max)
+		p.Log.Warn("proxy: upstream response over the size cap; aborted", "path", c.Request().URL.Path, "max", max)
 	case u.timedOut():
-		s.log.Warn("proxy: upstream body stalled; aborted", "path", c.Request().URL.Path)
+		p.Log.Warn("proxy: upstream body stalled; aborted", "path", c.Request().URL.Path)
 	case c.Request().Context().Err() == nil:
-		s.log.Warn("proxy: reading upstream body", "path", c.Request().URL.Path, "err", err)
+		p.Log.Warn("proxy: reading upstream body", "path", c.Request().URL.Path, "err", err)
 	}
 	panic(http.ErrAbortHandler) // net/http closes the connection without ending the body
 }
 
 // readUpstreamBody reads a whole (decoded) body within the size cap.
-func (s *Server) readUpstreamBody(u *upstream) ([]byte, error) {
-	max := s.cfg.Proxy.MaxResponseSize
+func (p *Proxy) readUpstreamBody(u *upstream) ([]byte, error) {
+	max := p.cfg.Limits.MaxResponseSize
 	if u.ContentLength > max {
 		return nil, xrpc.UpstreamFailure("Upstream response too large")
 	}
@@ -468,38 +478,38 @@ func (s *Server) readUpstreamBody(u *upstream) ([]byte, error) {
 
 // appViewGet is a GET to the configured AppView made by the PDS itself on acct's behalf (read-after-write
 // embeds, feed generator lookups). token == false sends no Authorization.
-func (s *Server) appViewGet(ctx context.Context, acct *accountstore.Account, nsid string, params url.Values, token bool) (map[string]any, error) {
-	av := s.cfg.BskyAppView
+func (p *Proxy) appViewGet(ctx context.Context, acct *accountstore.Account, nsid string, params url.Values, token bool) (map[string]any, error) {
+	av := p.cfg.AppView
 	if av == nil {
 		return nil, errors.New("no AppView configured")
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Proxy.HeadersTimeout+s.cfg.Proxy.BodyTimeout)
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Limits.HeadersTimeout+p.cfg.Limits.BodyTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, av.URL+"/xrpc/"+nsid+"?"+params.Encode(), nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("User-Agent", "pdsgo/"+Version)
+	req.Header.Set("User-Agent", p.cfg.UserAgent)
 	if token {
-		jwt, err := s.outbound.serviceToken(acct, av.DID, nsid, time.Time{})
+		jwt, err := p.ServiceToken(acct, av.DID, nsid, time.Time{})
 		if err != nil {
 			return nil, err
 		}
 		req.Header.Set("Authorization", "Bearer "+jwt)
 	}
-	resp, err := s.outbound.Do(req)
+	resp, err := p.client.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, s.cfg.Proxy.MaxResponseSize+1))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, p.cfg.Limits.MaxResponseSize+1))
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, &appViewError{status: resp.StatusCode, body: raw}
 	}
-	if int64(len(raw)) > s.cfg.Proxy.MaxResponseSize {
+	if int64(len(raw)) > p.cfg.Limits.MaxResponseSize {
 		return nil, errors.New("AppView response too large")
 	}
 	return decodeJSONObject(raw)

@@ -1,44 +1,68 @@
-package pds
+package writer
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
 
-// writableAccount resolves the repo named in a write request (DID or handle) and checks that the caller owns
-// it and may write to it.
-func (s *Server) writableAccount(ctx context.Context, v *auth.Caller, repoParam string) (*accountstore.Account, error) {
-	acct, err := s.accounts.Lookup(ctx, repoParam)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if acct.DID != v.DID.String() {
-		return nil, xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Authentication Required")
-	}
-	if acct.TakedownRef != "" {
-		return nil, xrpc.NewError(http.StatusBadRequest, "AccountTakedown", "Account has been taken down")
-	}
-	if acct.DeactivatedAt != nil {
-		return nil, xrpc.NewError(http.StatusBadRequest, "AccountDeactivated", "Account is deactivated")
-	}
-	return acct, nil
+// Blobs is what the write path needs from the blob service: scheduling the blob collector when a commit or a
+// replay may leave blobs unreferenced (*blobs.Service).
+type Blobs interface {
+	UnreferencedHook(did string) (hook func(context.Context) error, release func())
+	MarkReplayed(ctx context.Context, did string) error
 }
 
-// commit applies writes to an account's repo: the one write path. The account is marked dirty in the
+// Writer orders repository commits and firehose events. Its fields are set once, before the first write.
+type Writer struct {
+	Accounts *accountstore.Store
+	Repos    *repo.Store
+	Seq      *sequencer.Sequencer
+	Blobs    Blobs
+	Log      *slog.Logger
+	// CheckCommit, when set, vets a commit's operations before anything is marked or locked (the server
+	// refuses references to taken-down blobs); its error is the write's answer.
+	CheckCommit func(ctx context.Context, did string, ops []repo.WriteOp) error
+}
+
+// Import replaces an account's repository with the one in body (account migration; see repo.Store.Import),
+// scheduling the blob collector for blobs the old repository used. The account is deactivated: nothing goes
+// on the stream. Errors are the repo's (repo.ErrImport*), for the caller to map.
+func (w *Writer) Import(ctx context.Context, did syntax.DID, body io.Reader, opts repo.ImportOptions) (*repo.ImportResult, error) {
+	hook, release := w.Blobs.UnreferencedHook(did.String())
+	defer release()
+	opts.OnBlobsUnreferenced = hook
+	return w.Repos.Import(ctx, did, body, opts)
+}
+
+// SyncEventBlocks returns a #sync event's blocks (a CAR holding only the account's head commit) and the head's
+// rev, for announcing the repo as it is (activation). Errors are XRPC errors where the repo's have a mapping.
+func (w *Writer) SyncEventBlocks(ctx context.Context, did syntax.DID) ([]byte, string, error) {
+	r, err := w.Repos.Repo(ctx, did)
+	if err != nil {
+		return nil, "", RepoError(err)
+	}
+	defer r.Release()
+	head, blk, err := r.CommitBlock(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	return repo.SyncCAR(head.Commit, blk), head.Rev, nil
+}
+
+// Commit applies writes to an account's repo: the one write path. The account is marked dirty in the
 // sequencer before the repo commits, and the commit's event is queued while the repo lock is still held, so
 // the firehose carries every commit in order (see docs/architecture.md). The repo transaction does not wait
 // for fsync (repo.WriteRequest.DeferSync); the write is acknowledged once its event is durable in the log,
@@ -47,33 +71,35 @@ func (s *Server) writableAccount(ctx context.Context, v *auth.Caller, repoParam 
 // published only once that transaction is over (EnqueueCommitGated). Start-up recovery replays logged
 // commits a repo lost to power loss (recoverAccount); a repo whose transaction failed after its commit was
 // logged is brought forward the same way before its next write (catchUp).
-func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []repo.WriteOp, swapCommit *cid.Cid) (*repo.CommitResult, error) {
+func (w *Writer) Commit(ctx context.Context, acct *accountstore.Account, ops []repo.WriteOp, swapCommit *cid.Cid) (*repo.CommitResult, error) {
 	key, err := acct.Signer()
 	if err != nil {
 		return nil, fmt.Errorf("account signing key: %w", err)
 	}
-	if err := s.checkBlobTakedowns(ctx, acct.DID, ops); err != nil {
+	if w.CheckCommit != nil {
+		if err := w.CheckCommit(ctx, acct.DID, ops); err != nil {
+			return nil, err
+		}
+	}
+	if err := w.Seq.MarkDirty(ctx, acct.DID); err != nil {
 		return nil, err
 	}
-	if err := s.seq.MarkDirty(ctx, acct.DID); err != nil {
-		return nil, err
-	}
-	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
+	r, err := w.Repos.Repo(ctx, syntax.DID(acct.DID))
 	if err != nil {
 		return nil, err
 	}
 	defer r.Release()
-	onUnref, releaseUnref := s.blobs.unreferencedHook(acct.DID) // blobs.go: schedules blob GC
+	onUnref, releaseUnref := w.Blobs.UnreferencedHook(acct.DID) // schedules blob GC
 	defer releaseUnref()
 	var logged <-chan error
 	req := repo.WriteRequest{
 		Ops:               ops,
 		SwapCommit:        swapCommit,
 		Signer:            key,
-		TrimOutboxThrough: s.seq.SequencedRev(acct.DID),
+		TrimOutboxThrough: w.Seq.SequencedRev(acct.DID),
 		OnStaged: func(res *repo.CommitResult) func(error) {
 			gate := make(chan struct{})
-			logged = s.seq.EnqueueCommitGated(res.Event, gate)
+			logged = w.Seq.EnqueueCommitGated(res.Event, gate)
 			return func(error) { close(gate) }
 		},
 		OnBlobsUnreferenced: onUnref,
@@ -81,7 +107,7 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 	}
 	res, err := r.Apply(ctx, req)
 	if errors.Is(err, repo.ErrBehind) {
-		if err := s.catchUp(ctx, r, acct.DID); err != nil {
+		if err := w.catchUp(ctx, r, acct.DID); err != nil {
 			return nil, err
 		}
 		logged = nil
@@ -92,12 +118,12 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 			// The commit was logged but the repo transaction failed: the log is the truth. Bring the repo
 			// forward now (the write still answers with the error: its outcome was not known in time).
 			if lerr := <-logged; lerr == nil {
-				if cerr := s.catchUp(ctx, r, acct.DID); cerr != nil {
-					s.log.Error("repo behind the firehose log; its next write retries", "did", acct.DID, "err", cerr)
+				if cerr := w.catchUp(ctx, r, acct.DID); cerr != nil {
+					w.Log.Error("repo behind the firehose log; its next write retries", "did", acct.DID, "err", cerr)
 				}
 			}
 		}
-		return nil, repoError(err)
+		return nil, RepoError(err)
 	}
 	if logged != nil {
 		// Waited for after the repo lock is released, so the account's next writes group-commit meanwhile.
@@ -110,15 +136,15 @@ func (s *Server) commit(ctx context.Context, acct *accountstore.Account, ops []r
 
 // catchUp replays into r the logged commits it does not have (a transaction that failed after its commit was
 // logged): repo.ErrBehind until it has.
-func (s *Server) catchUp(ctx context.Context, r *repo.Repo, did string) error {
-	if err := s.seq.Flush(ctx); err != nil {
+func (w *Writer) catchUp(ctx context.Context, r *repo.Repo, did string) error {
+	if err := w.Seq.Flush(ctx); err != nil {
 		return err
 	}
 	head, err := r.Head(ctx)
 	if err != nil {
 		return err
 	}
-	events, err := s.seq.CommitsAfter(ctx, did, head.Rev)
+	events, err := w.Seq.CommitsAfter(ctx, did, head.Rev)
 	if err != nil {
 		return err
 	}
@@ -127,54 +153,46 @@ func (s *Server) catchUp(ctx context.Context, r *repo.Repo, did string) error {
 		return fmt.Errorf("replaying logged commits into the repo: %w", err)
 	}
 	if n > 0 {
-		s.log.Warn("repo brought forward to the firehose log after a failed transaction", "did", did, "commits", n)
-		if err := s.blobs.markReplayed(ctx, did); err != nil {
+		w.Log.Warn("repo brought forward to the firehose log after a failed transaction", "did", did, "commits", n)
+		if err := w.Blobs.MarkReplayed(ctx, did); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// repoError maps the repo package's sentinel errors to XRPC errors.
-func repoError(err error) error {
+// RepoError maps the repo package's sentinel errors to XRPC errors.
+func RepoError(err error) error {
 	switch {
 	case errors.Is(err, repo.ErrInvalidSwap):
-		return xrpc.NewError(http.StatusBadRequest, "InvalidSwap", "%s", trimSentinel(err, repo.ErrInvalidSwap))
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidSwap, "%s", xrpc.TrimSentinel(err, repo.ErrInvalidSwap))
 	case errors.Is(err, repo.ErrInvalidWrite):
-		return xrpc.InvalidRequest("%s", trimSentinel(err, repo.ErrInvalidWrite))
+		return xrpc.InvalidRequest("%s", xrpc.TrimSentinel(err, repo.ErrInvalidWrite))
 	case errors.Is(err, repo.ErrRecordExists):
 		return xrpc.InvalidRequest("Record already exists")
 	case errors.Is(err, repo.ErrRecordNotFound):
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not find record")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not find record")
 	case errors.Is(err, repo.ErrTooManyOps):
 		return xrpc.InvalidRequest("Too many writes. Max: 200")
 	case errors.Is(err, repo.ErrTooLarge):
-		return xrpc.NewError(http.StatusRequestEntityTooLarge, "PayloadTooLarge", "Commit is too large (more than 2,000,000 bytes of blocks)")
+		return xrpc.NewError(http.StatusRequestEntityTooLarge, xrpc.NamePayloadTooLarge, "Commit is too large (more than 2,000,000 bytes of blocks)")
 	case errors.Is(err, repo.ErrRepoNotFound):
-		return xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoNotFound, "Could not find repo")
 	}
-	return blobWriteError(err)
+	return blobs.WriteError(err)
 }
 
-func trimSentinel(err, sentinel error) string {
-	msg := err.Error()
-	if len(msg) > len(sentinel.Error())+2 && msg[:len(sentinel.Error())] == sentinel.Error() {
-		return msg[len(sentinel.Error())+2:]
-	}
-	return msg
-}
-
-// recoverSequencer runs at start, before any write: every commit that reached a repo but not the firehose
+// Recover runs at start, before any write: every commit that reached a repo but not the firehose
 // (the process died in between) is sequenced now, in commit order.
-func (s *Server) recoverSequencer(ctx context.Context) error {
-	dirty, err := s.seq.Dirty(ctx)
+func (w *Writer) Recover(ctx context.Context) error {
+	dirty, err := w.Seq.Dirty(ctx)
 	if err != nil {
 		return err
 	}
 	recovered := 0
 	dids := make([]string, 0, len(dirty))
 	for _, d := range dirty {
-		n, err := s.recoverAccount(ctx, d)
+		n, err := w.recoverAccount(ctx, d)
 		if err != nil {
 			return fmt.Errorf("%s: %w", d.DID, err)
 		}
@@ -184,15 +202,15 @@ func (s *Server) recoverSequencer(ctx context.Context) error {
 	// What the repos hold now may still be only in the page cache (the previous process died, the machine did
 	// not): make it durable before unmarking, or power loss could take commits no recovery would look for.
 	if len(dids) > 0 {
-		if err := s.repos.Sync(); err != nil {
+		if err := w.Repos.Sync(); err != nil {
 			return err
 		}
-		if err := s.seq.ClearDirty(ctx, dids...); err != nil {
+		if err := w.Seq.ClearDirty(ctx, dids...); err != nil {
 			return err
 		}
 	}
 	if recovered > 0 {
-		s.log.Warn("firehose recovery: sequenced commits that were in repos but not on the stream", "commits", recovered)
+		w.Log.Warn("firehose recovery: sequenced commits that were in repos but not on the stream", "commits", recovered)
 	}
 	return nil
 }
@@ -201,18 +219,18 @@ func (s *Server) recoverSequencer(ctx context.Context) error {
 // created is finished or undone here: without an account row the repo is removed (the signup never
 // answered); with one, its genesis commit goes out with the events a signup emits around it (identity,
 // account, commit, sync), exactly as if the process had not died.
-func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (int, error) {
-	acct, err := s.accounts.AccountByDID(ctx, d.DID)
+func (w *Writer) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (int, error) {
+	acct, err := w.Accounts.AccountByDID(ctx, d.DID)
 	if errors.Is(err, accountstore.ErrNotFound) {
-		if err := s.repos.Delete(ctx, syntax.DID(d.DID)); err != nil && !errors.Is(err, repo.ErrRepoNotFound) {
+		if err := w.Repos.Delete(ctx, syntax.DID(d.DID)); err != nil && !errors.Is(err, repo.ErrRepoNotFound) {
 			return 0, err
 		}
-		return 0, s.seq.Forget(ctx, d.DID)
+		return 0, w.Seq.Forget(ctx, d.DID)
 	}
 	if err != nil {
 		return 0, err
 	}
-	r, err := s.repos.Repo(ctx, syntax.DID(d.DID))
+	r, err := w.Repos.Repo(ctx, syntax.DID(d.DID))
 	if errors.Is(err, repo.ErrRepoNotFound) {
 		return 0, nil
 	}
@@ -225,7 +243,7 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 		return 0, err
 	}
 	if d.LastRev > head.Rev {
-		if err := s.replayLostCommits(ctx, r, acct, d.LastRev, head); err != nil {
+		if err := w.replayLostCommits(ctx, r, acct, d.LastRev, head); err != nil {
 			return 0, err
 		}
 	}
@@ -238,11 +256,11 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 	for _, evt := range events {
 		genesis := evt.Since == nil
 		if genesis {
-			done = append(done, s.seq.EnqueueIdentity(acct.DID, acct.Handle), s.seq.EnqueueAccount(acct.DID, acct.Active(), acct.Status()))
+			done = append(done, w.Seq.EnqueueIdentity(acct.DID, acct.Handle), w.Seq.EnqueueAccount(acct.DID, acct.Active(), acct.Status()))
 		}
-		done = append(done, s.seq.EnqueueCommit(evt))
+		done = append(done, w.Seq.EnqueueCommit(evt))
 		if genesis {
-			done = append(done, s.seq.EnqueueSync(acct.DID, evt.Rev, (&repo.CommitResult{Commit: cid.Cid(evt.Commit), Event: evt}).SyncCAR()))
+			done = append(done, w.Seq.EnqueueSync(acct.DID, evt.Rev, (&repo.CommitResult{Commit: cid.Cid(evt.Commit), Event: evt}).SyncCAR()))
 		}
 	}
 	logged := d.LastRev
@@ -259,9 +277,9 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 		if err != nil {
 			return 0, err
 		}
-		s.log.Warn("recovery: the repo has commits the firehose never got (not acknowledged); announcing its head with #sync",
+		w.Log.Warn("recovery: the repo has commits the firehose never got (not acknowledged); announcing its head with #sync",
 			"did", acct.DID, "repo_rev", head.Rev, "log_rev", logged)
-		done = append(done, s.seq.EnqueueSync(acct.DID, head.Rev, repo.SyncCAR(head.Commit, blk)))
+		done = append(done, w.Seq.EnqueueSync(acct.DID, head.Rev, repo.SyncCAR(head.Commit, blk)))
 	}
 	for _, ch := range done {
 		if err := <-ch; err != nil {
@@ -278,41 +296,41 @@ func (s *Server) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 // commits' events were durable and acknowledged) forward by replaying the logged commits. If the log cannot
 // give the missing chain (pruned, which the retention loop's Sync prevents), the repo's head is announced with
 // #sync so consumers resynchronize instead of waiting for a commit that chains to what was lost.
-func (s *Server) replayLostCommits(ctx context.Context, r *repo.Repo, acct *accountstore.Account, lastRev string, head repo.Head) error {
-	events, err := s.seq.CommitsAfter(ctx, acct.DID, head.Rev)
+func (w *Writer) replayLostCommits(ctx context.Context, r *repo.Repo, acct *accountstore.Account, lastRev string, head repo.Head) error {
+	events, err := w.Seq.CommitsAfter(ctx, acct.DID, head.Rev)
 	if err != nil {
 		return err
 	}
 	n, err := r.ReplayCommits(ctx, events)
 	if err == nil && n > 0 {
-		if merr := s.blobs.markReplayed(ctx, acct.DID); merr != nil {
-			s.log.Error("recovery: scheduling the blob GC after a replay", "did", acct.DID, "err", merr)
+		if merr := w.Blobs.MarkReplayed(ctx, acct.DID); merr != nil {
+			w.Log.Error("recovery: scheduling the blob GC after a replay", "did", acct.DID, "err", merr)
 		}
 	}
 	if err == nil {
 		if now, herr := r.Head(ctx); herr == nil && now.Rev == lastRev {
-			s.log.Warn("recovery: replayed commits the repo lost from the firehose log", "did", acct.DID, "commits", n, "rev", lastRev)
+			w.Log.Warn("recovery: replayed commits the repo lost from the firehose log", "did", acct.DID, "commits", n, "rev", lastRev)
 			return nil
 		}
 		err = fmt.Errorf("%w: the log does not reach %s", repo.ErrReplayGap, lastRev)
 	}
-	s.log.Error("recovery: the repo is behind the firehose log and the log cannot replay it; announcing its head with #sync",
+	w.Log.Error("recovery: the repo is behind the firehose log and the log cannot replay it; announcing its head with #sync",
 		"did", acct.DID, "repo_rev", head.Rev, "log_rev", lastRev, "err", err)
 	now, blk, err := r.CommitBlock(ctx)
 	if err != nil {
 		return err
 	}
-	return <-s.seq.EnqueueSync(acct.DID, now.Rev, repo.SyncCAR(now.Commit, blk))
+	return <-w.Seq.EnqueueSync(acct.DID, now.Rev, repo.SyncCAR(now.Commit, blk))
 }
 
-// resyncAfterLostLog runs when sequencer.sqlite was lost while accounts exist. Whatever the old log held (and
+// ResyncAfterLostLog runs when sequencer.sqlite was lost while accounts exist. Whatever the old log held (and
 // whatever the outboxes still held unsequenced) is gone from the stream, so every active account's current
 // head is announced with #sync: a relay then re-fetches the repo instead of waiting for a commit that chains
 // to something it never saw. This is the one start-up path that visits every account.
-func (s *Server) resyncAfterLostLog(ctx context.Context) error {
+func (w *Writer) ResyncAfterLostLog(ctx context.Context) error {
 	cursor, n := "", 0
 	for {
-		accts, err := s.accounts.ListAccounts(ctx, cursor, 500)
+		accts, err := w.Accounts.ListAccounts(ctx, cursor, 500)
 		if err != nil {
 			return err
 		}
@@ -325,7 +343,7 @@ func (s *Server) resyncAfterLostLog(ctx context.Context) error {
 			if !a.Active() {
 				continue
 			}
-			r, err := s.repos.Repo(ctx, syntax.DID(a.DID))
+			r, err := w.Repos.Repo(ctx, syntax.DID(a.DID))
 			if errors.Is(err, repo.ErrRepoNotFound) {
 				continue
 			}
@@ -340,7 +358,7 @@ func (s *Server) resyncAfterLostLog(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			done = append(done, s.seq.EnqueueSync(a.DID, head.Rev, repo.SyncCAR(head.Commit, commitBlock)))
+			done = append(done, w.Seq.EnqueueSync(a.DID, head.Rev, repo.SyncCAR(head.Commit, commitBlock)))
 			n++
 		}
 		for _, ch := range done {
@@ -349,24 +367,24 @@ func (s *Server) resyncAfterLostLog(ctx context.Context) error {
 			}
 		}
 	}
-	s.log.Warn("firehose log was rebuilt: announced every active account's head with #sync", "accounts", n)
+	w.Log.Warn("firehose log was rebuilt: announced every active account's head with #sync", "accounts", n)
 	return nil
 }
 
-// releaseDirtyMarks clears the recovery mark of every account whose repo head is the last rev on the stream.
+// ReleaseDirtyMarks clears the recovery mark of every account whose repo head is the last rev on the stream.
 // Only for a clean stop, after every writer is gone; any account still behind keeps its mark.
-func (s *Server) releaseDirtyMarks(ctx context.Context) error {
-	if err := s.seq.Flush(ctx); err != nil {
+func (w *Writer) ReleaseDirtyMarks(ctx context.Context) error {
+	if err := w.Seq.Flush(ctx); err != nil {
 		return err
 	}
 	var clean []string
-	for _, did := range s.seq.DirtyDIDs() {
-		last, err := s.seq.LastRev(ctx, did)
+	for _, did := range w.Seq.DirtyDIDs() {
+		last, err := w.Seq.LastRev(ctx, did)
 		if err != nil {
 			return err
 		}
 		var head repo.Head
-		err = s.repos.With(ctx, syntax.DID(did), func(r *repo.Repo) error {
+		err = w.Repos.With(ctx, syntax.DID(did), func(r *repo.Repo) error {
 			var err error
 			head, err = r.Head(ctx)
 			return err
@@ -384,8 +402,8 @@ func (s *Server) releaseDirtyMarks(ctx context.Context) error {
 		return nil
 	}
 	// Commits were stored without fsync (DeferSync): durable before nothing would replay them.
-	if err := s.repos.Sync(); err != nil {
+	if err := w.Repos.Sync(); err != nil {
 		return err
 	}
-	return s.seq.ClearDirty(ctx, clean...)
+	return w.Seq.ClearDirty(ctx, clean...)
 }

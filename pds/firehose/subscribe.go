@@ -1,4 +1,4 @@
-package pds
+package firehose
 
 import (
 	"context"
@@ -68,9 +68,9 @@ type noWriteBuffers struct{}
 func (noWriteBuffers) Get() any { return nil }
 func (noWriteBuffers) Put(any)  {}
 
-// handleSubscribeRepos serves com.atproto.sync.subscribeRepos: with no cursor the live tail; with a cursor,
+// Subscribe serves com.atproto.sync.subscribeRepos: with no cursor the live tail; with a cursor,
 // every stored event after it, then live, with no gap and no duplicate (see stream).
-func (s *Server) handleSubscribeRepos(c echo.Context) error {
+func (s *Firehose) Subscribe(c echo.Context) error {
 	req := c.Request()
 	if !websocket.IsWebSocketUpgrade(req) {
 		return xrpc.InvalidRequest("com.atproto.sync.subscribeRepos is a websocket event stream: connect with a websocket client")
@@ -80,25 +80,25 @@ func (s *Server) handleSubscribeRepos(c echo.Context) error {
 		n := int64(xrpc.ParamInt(c, "cursor", 0))
 		cursor = &n
 	}
-	if !s.bg.enter() {
-		return xrpc.NewError(http.StatusServiceUnavailable, "ServiceUnavailable", "Server is shutting down")
+	if !s.bg.Enter() {
+		return xrpc.NewError(http.StatusServiceUnavailable, xrpc.NameServiceUnavailable, "Server is shutting down")
 	}
 	conn, err := upgrader.Upgrade(c.Response(), req, nil)
 	if err != nil {
-		s.bg.leave()
+		s.bg.Leave()
 		return nil // the upgrader has answered the request
 	}
 	// The stream gets its own goroutine and the handler returns: net/http keeps the connection's 4 KB read
 	// and write buffers, the request and the handler's deep stack for as long as a hijacked handler runs.
 	remote := req.RemoteAddr
 	go func() {
-		defer s.bg.leave()
+		defer s.bg.Leave()
 		s.serveFirehose(conn, cursor, remote)
 	}()
 	return nil
 }
 
-func (s *Server) serveFirehose(conn *websocket.Conn, cursor *int64, remote string) {
+func (s *Firehose) serveFirehose(conn *websocket.Conn, cursor *int64, remote string) {
 	fc := newFirehoseConn(conn)
 	defer fc.ws.Close()
 	// At shutdown the stream loop sends a close frame; a write stuck on a peer that stopped reading would hold
@@ -286,7 +286,7 @@ func (fc *firehoseConn) close(code int, reason string) {
 // Replay with a cursor reads stored pages without a live subscription while far behind (a slow backfill is
 // not "too slow" for the live buffer), then subscribes: Subscribe's head is exact, so replaying the store up
 // to it and then taking live events above the last one sent gives every event once, in order.
-func (s *Server) stream(fc *firehoseConn, cursor *int64) (int, string, error) {
+func (s *Firehose) stream(fc *firehoseConn, cursor *int64) (int, string, error) {
 	ctx := fc.ctx
 	quit := s.bg.Quit()
 	var last int64 // seq of the last event sent
@@ -386,7 +386,7 @@ func (s *Server) stream(fc *firehoseConn, cursor *int64) (int, string, error) {
 	}
 }
 
-func (s *Server) subscriptionEnded(fc *firehoseConn, err error) (int, string, error) {
+func (s *Firehose) subscriptionEnded(fc *firehoseConn, err error) (int, string, error) {
 	if errors.Is(err, sequencer.ErrTooSlow) {
 		if err := fc.send1(sequencer.EncodeErrorFrame("ConsumerTooSlow", msgConsumerSlow)); err != nil {
 			return 0, "", err
@@ -399,7 +399,7 @@ func (s *Server) subscriptionEnded(fc *firehoseConn, err error) (int, string, er
 // replayStart decides where a replay from cursor starts. Events older than the retention window (kept until
 // the next prune) and events already pruned are not replayed: the subscriber gets #info OutdatedCursor and
 // the stream starts at the oldest event inside the window.
-func (s *Server) replayStart(ctx context.Context, fc *firehoseConn, cursor, head int64) (int64, error) {
+func (s *Firehose) replayStart(ctx context.Context, fc *firehoseConn, cursor, head int64) (int64, error) {
 	if cursor < 0 {
 		cursor = 0
 	}
@@ -436,7 +436,7 @@ func (s *Server) replayStart(ctx context.Context, fc *firehoseConn, cursor, head
 // prunedAfter reports whether events after seq may have been pruned, as opposed to a jump over seqs never
 // assigned (the floor of a restored log): pruning removes the oldest events first, so while the log holds one
 // at or below seq, nothing after it was pruned.
-func (s *Server) prunedAfter(ctx context.Context, seq int64) bool {
+func (s *Firehose) prunedAfter(ctx context.Context, seq int64) bool {
 	oldest, err := s.seq.Oldest(ctx)
 	return err != nil || oldest == 0 || oldest > seq
 }
@@ -446,7 +446,7 @@ var outdatedCursorFrame = sequencer.EncodeInfoFrame("OutdatedCursor", msgOutdate
 // replay sends stored events after *last (one page, and only up to through when through > 0), advancing
 // *last. A jump in seq means events were pruned while the subscriber was reading: it gets #info
 // OutdatedCursor, as for an old cursor.
-func (s *Server) replay(ctx context.Context, fc *firehoseConn, last *int64, through int64) (int, error) {
+func (s *Firehose) replay(ctx context.Context, fc *firehoseConn, last *int64, through int64) (int, error) {
 	if err := fc.keepAlive(); err != nil {
 		return 0, err
 	}
@@ -473,3 +473,17 @@ func (s *Server) replay(ctx context.Context, fc *firehoseConn, last *int64, thro
 	*last = next
 	return sent, nil
 }
+
+// SetKeepAliveForTest sets the ping interval (the read timeout is three intervals) for connections made
+// afterwards; the returned function restores the defaults. For tests only.
+func SetKeepAliveForTest(ping time.Duration) (restore func()) {
+	oldPing, oldRead := pingInterval, readTimeout
+	pingInterval, readTimeout = ping, 3*ping
+	return func() { pingInterval, readTimeout = oldPing, oldRead }
+}
+
+// Head is the seq of the last event on the firehose (durable).
+func (s *Firehose) Head() int64 { return s.seq.Head() }
+
+// Subscribers is the number of live subscriptions.
+func (s *Firehose) Subscribers() int { return s.seq.Subscribers() }

@@ -1,10 +1,9 @@
-package pds
+package ratelimit
 
 import (
 	"bytes"
 	"crypto/subtle"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,53 +13,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
-	"github.com/pdsgo/pds/xrpc/ratelimit"
+	limiter "github.com/pdsgo/pds/xrpc/ratelimit"
 )
 
-// loadRateLimits reads the rate-limit and proxy settings.
-func (c *Config) loadRateLimits(getenv Getenv) error {
-	var err error
-	if c.RateLimitsEnabled, err = boolEnv(getenv, "PDS_RATE_LIMITS_ENABLED", true); err != nil {
-		return err
-	}
-	c.RateLimitBypassKey = getenv("PDS_RATE_LIMIT_BYPASS_KEY")
-	for _, ip := range splitList(getenv("PDS_RATE_LIMIT_BYPASS_IPS")) {
-		a, err := netip.ParseAddr(ip)
-		if err != nil {
-			return fmt.Errorf("PDS_RATE_LIMIT_BYPASS_IPS: %q is not an IP address", ip)
-		}
-		c.RateLimitBypassIPs = append(c.RateLimitBypassIPs, a.Unmap().String())
-	}
-	proxies := getenv("PDS_TRUSTED_PROXIES")
-	if proxies == "" {
-		proxies = "127.0.0.0/8,::1/128,169.254.0.0/16,fe80::/10,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
-	}
-	if strings.TrimSpace(proxies) != "none" {
-		for _, p := range splitList(proxies) {
-			pfx, err := netip.ParsePrefix(p)
-			if err != nil {
-				a, aerr := netip.ParseAddr(p)
-				if aerr != nil {
-					return fmt.Errorf("PDS_TRUSTED_PROXIES: %q is not an IP address or CIDR range", p)
-				}
-				pfx = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-			}
-			c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
-		}
-	}
-	// The reference trusts X-Forwarded-For from its bypass IPs too.
-	for _, ip := range c.RateLimitBypassIPs {
-		a := netip.MustParseAddr(ip)
-		c.TrustedProxies = append(c.TrustedProxies, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return nil
-}
-
-// ipExtractor derives the client IP: the peer's address, or, when the peer is a trusted proxy, the right-most
+// IPExtractor derives the client IP: the peer's address, or, when the peer is a trusted proxy, the right-most
 // X-Forwarded-For entry that is not itself a trusted proxy (Express's "trust proxy", which the reference uses).
-func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+func IPExtractor(trusted []netip.Prefix) echo.IPExtractor {
 	isTrusted := func(a netip.Addr) bool {
 		a = a.Unmap()
 		for _, p := range trusted {
@@ -104,30 +63,38 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 	}
 }
 
-// rateLimits holds the server's limiters (nil when PDS_RATE_LIMITS_ENABLED=false).
-type rateLimits struct {
-	now func() time.Time
+// Limits holds the server's limiters. A nil *Limits limits nothing (PDS_RATE_LIMITS_ENABLED=false).
+type Limits struct {
+	now    func() time.Time
+	bypass Bypass
+	caller func(echo.Context) string
 
-	globalIP *ratelimit.Limiter // every XRPC request but getRepo, per client IP
-	getRepo  *ratelimit.Limiter
+	globalIP *limiter.Limiter // every XRPC request but getRepo, per client IP
+	getRepo  *limiter.Limiter
 	// Repo writes share two budgets per account: creates cost 3, updates 2, deletes 1.
-	writeHour, writeDay *ratelimit.Limiter
+	writeHour, writeDay *limiter.Limiter
 
-	createAccount                       *ratelimit.Limiter
-	createSession5m, createSession      *ratelimit.Limiter
-	updateHandle5m, updateHandle        *ratelimit.Limiter
-	uploadBlob                          *ratelimit.Limiter
-	deleteAccount                       *ratelimit.Limiter
-	resetPassword                       *ratelimit.Limiter
-	passwordResetHour, passwordResetDay *ratelimit.Limiter
-	emailHour, emailDay                 *ratelimit.Limiter // per route: confirmation, update, account delete
-	emailUpdateHour, emailUpdateDay     *ratelimit.Limiter
-	accountDeleteHour, accountDeleteDay *ratelimit.Limiter
+	createAccount                       *limiter.Limiter
+	createSession5m, createSession      *limiter.Limiter
+	updateHandle5m, updateHandle        *limiter.Limiter
+	uploadBlob                          *limiter.Limiter
+	deleteAccount                       *limiter.Limiter
+	resetPassword                       *limiter.Limiter
+	passwordResetHour, passwordResetDay *limiter.Limiter
+	emailHour, emailDay                 *limiter.Limiter // per route: confirmation, update, account delete
+	emailUpdateHour, emailUpdateDay     *limiter.Limiter
+	accountDeleteHour, accountDeleteDay *limiter.Limiter
 }
 
-// RateLimitOptions adjust the limiters for tests: a clock to move instead of waiting out windows.
-type RateLimitOptions struct {
+// Options adjust the limiters for tests: a clock to move instead of waiting out windows.
+type Options struct {
 	Now func() time.Time
+}
+
+// Bypass names the requests no limit applies to (PDS_RATE_LIMIT_BYPASS_KEY, PDS_RATE_LIMIT_BYPASS_IPS).
+type Bypass struct {
+	Key string   // requests with header x-ratelimit-bypass: <Key>
+	IPs []string // client IPs
 }
 
 const (
@@ -136,19 +103,22 @@ const (
 	day    = 24 * time.Hour
 )
 
-// newRateLimits builds the reference PDS's limits.
-func newRateLimits(opts RateLimitOptions) *rateLimits {
+// New builds the reference PDS's limits. caller names the authenticated account of a request ("" when
+// none): per-account limits key on it.
+func New(opts Options, bypass Bypass, caller func(echo.Context) string) *Limits {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
-	mk := func(name string, points int, window time.Duration) *ratelimit.Limiter {
-		l := ratelimit.New(name, points, window)
+	mk := func(name string, points int, window time.Duration) *limiter.Limiter {
+		l := limiter.New(name, points, window)
 		l.Now = now
 		return l
 	}
-	return &rateLimits{
+	return &Limits{
 		now:               now,
+		bypass:            bypass,
+		caller:            caller,
 		globalIP:          mk("global-ip", 3000, 5*minute),
 		getRepo:           mk("getRepo", 6000, 5*minute),
 		writeHour:         mk("repo-write-hour", 5000, hour),
@@ -174,21 +144,21 @@ func newRateLimits(opts RateLimitOptions) *rateLimits {
 
 // rule is one limiter applied to a route with its key and cost.
 type rule struct {
-	l      *ratelimit.Limiter
+	l      *limiter.Limiter
 	key    func(c echo.Context) string // "" skips the rule
 	points func(c echo.Context) int
 }
 
 // bypassed: the bypass key header or a bypass IP.
-func (s *Server) rateLimitBypassed(c echo.Context) bool {
-	if k := s.cfg.RateLimitBypassKey; k != "" {
+func (l *Limits) bypassed(c echo.Context) bool {
+	if k := l.bypass.Key; k != "" {
 		if got := c.Request().Header.Get("x-ratelimit-bypass"); got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(k)) == 1 {
 			return true
 		}
 	}
-	if len(s.cfg.RateLimitBypassIPs) > 0 {
+	if len(l.bypass.IPs) > 0 {
 		ip := c.RealIP()
-		for _, b := range s.cfg.RateLimitBypassIPs {
+		for _, b := range l.bypass.IPs {
 			if b == ip {
 				return true
 			}
@@ -199,11 +169,11 @@ func (s *Server) rateLimitBypassed(c echo.Context) bool {
 
 // applyRules consumes points from every rule, sets the tightest limit's headers, and refuses the request with
 // 429 RateLimitExceeded when one is exceeded.
-func (s *Server) applyRules(c echo.Context, rules []rule) error {
-	if s.limits == nil || s.rateLimitBypassed(c) {
+func (l *Limits) applyRules(c echo.Context, rules []rule) error {
+	if l == nil || l.bypassed(c) {
 		return nil
 	}
-	var statuses []ratelimit.Status
+	var statuses []limiter.Status
 	for _, r := range rules {
 		key := r.key(c)
 		if key == "" {
@@ -218,11 +188,11 @@ func (s *Server) applyRules(c echo.Context, rules []rule) error {
 		}
 		statuses = append(statuses, r.l.Consume(key, points))
 	}
-	st, ok := ratelimit.Tightest(statuses...)
+	st, ok := limiter.Tightest(statuses...)
 	if !ok {
 		return nil
 	}
-	now := s.limits.now()
+	now := l.now()
 	if st.Exceeded {
 		e := xrpc.RateLimitExceeded("Rate Limit Exceeded")
 		for k, v := range st.Headers(now) {
@@ -235,13 +205,13 @@ func (s *Server) applyRules(c echo.Context, rules []rule) error {
 }
 
 // limit is the route middleware for rules (after authentication, so keys can use the caller's DID).
-func (s *Server) limit(rules ...rule) echo.MiddlewareFunc {
+func (l *Limits) limit(rules ...rule) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		if s.limits == nil {
+		if l == nil {
 			return next
 		}
 		return func(c echo.Context) error {
-			if err := s.applyRules(c, rules); err != nil {
+			if err := l.applyRules(c, rules); err != nil {
 				return err
 			}
 			return next(c)
@@ -249,18 +219,18 @@ func (s *Server) limit(rules ...rule) echo.MiddlewareFunc {
 	}
 }
 
-// globalRateLimit is the per-IP limit on every XRPC request (getRepo has its own, larger, limit).
-func (s *Server) globalRateLimit(next echo.HandlerFunc) echo.HandlerFunc {
-	if s.limits == nil {
+// Global is the per-IP limit on every XRPC request (getRepo has its own, larger, limit).
+func (l *Limits) Global(next echo.HandlerFunc) echo.HandlerFunc {
+	if l == nil {
 		return next
 	}
-	rules := []rule{{l: s.limits.globalIP, key: byIP}}
+	rules := []rule{{l: l.globalIP, key: byIP}}
 	return func(c echo.Context) error {
 		p := c.Request().URL.Path
 		if !strings.HasPrefix(p, "/xrpc/") || p == "/xrpc/_health" || p == "/xrpc/com.atproto.sync.getRepo" {
 			return next(c)
 		}
-		if err := s.applyRules(c, rules); err != nil {
+		if err := l.applyRules(c, rules); err != nil {
 			return err
 		}
 		return next(c)
@@ -269,14 +239,8 @@ func (s *Server) globalRateLimit(next echo.HandlerFunc) echo.HandlerFunc {
 
 func byIP(c echo.Context) string { return c.RealIP() }
 
-func byDID(c echo.Context) string {
-	if v := auth.CallerOf(c); v != nil {
-		return v.DID.String()
-	}
-	return ""
-}
-
-func fixed(n int) func(echo.Context) int { return func(echo.Context) int { return n } }
+// Fixed is a route's cost that does not depend on the request.
+func Fixed(n int) func(echo.Context) int { return func(echo.Context) int { return n } }
 
 // peekJSON decodes the request body into v and puts the body back for the handler (limits whose key or cost
 // depends on the input). An unreadable body decodes to nothing: the handler reports it.
@@ -302,8 +266,8 @@ func sessionKey(c echo.Context) string {
 	return strings.ToLower(strings.TrimSpace(in.Identifier)) + "-" + c.RealIP()
 }
 
-// applyWritesPoints costs an applyWrites batch: create 3, update 2, delete 1.
-func applyWritesPoints(c echo.Context) int {
+// ApplyWritesPoints costs an applyWrites batch: create 3, update 2, delete 1.
+func ApplyWritesPoints(c echo.Context) int {
 	var in struct {
 		Writes []struct {
 			Type string `json:"$type"`
@@ -324,42 +288,43 @@ func applyWritesPoints(c echo.Context) int {
 	return n
 }
 
-// Route rule sets (routes.go attaches them).
-func (s *Server) writeLimit(points func(echo.Context) int) echo.MiddlewareFunc {
-	if s.limits == nil {
-		return s.limit()
+// Write is the repo-write limit (pds/routes.go attaches it), points per request.
+func (l *Limits) Write(points func(echo.Context) int) echo.MiddlewareFunc {
+	if l == nil {
+		return l.limit()
 	}
-	return s.limit(rule{s.limits.writeHour, byDID, points}, rule{s.limits.writeDay, byDID, points})
+	return l.limit(rule{l.writeHour, l.caller, points}, rule{l.writeDay, l.caller, points})
 }
 
-func (s *Server) routeLimit(name string) echo.MiddlewareFunc {
-	l := s.limits
+// Route is the named route's limit (pds/routes.go attaches it); an unknown name panics at start.
+func (l *Limits) Route(name string) echo.MiddlewareFunc {
 	if l == nil {
-		return s.limit()
+		return l.limit()
 	}
+	byDID := l.caller
 	switch name {
 	case "createAccount":
-		return s.limit(rule{l.createAccount, byIP, nil})
+		return l.limit(rule{l.createAccount, byIP, nil})
 	case "createSession":
-		return s.limit(rule{l.createSession5m, sessionKey, nil}, rule{l.createSession, sessionKey, nil})
+		return l.limit(rule{l.createSession5m, sessionKey, nil}, rule{l.createSession, sessionKey, nil})
 	case "updateHandle":
-		return s.limit(rule{l.updateHandle5m, byDID, nil}, rule{l.updateHandle, byDID, nil})
+		return l.limit(rule{l.updateHandle5m, byDID, nil}, rule{l.updateHandle, byDID, nil})
 	case "uploadBlob":
-		return s.limit(rule{l.uploadBlob, byDID, nil})
+		return l.limit(rule{l.uploadBlob, byDID, nil})
 	case "deleteAccount":
-		return s.limit(rule{l.deleteAccount, byIP, nil})
+		return l.limit(rule{l.deleteAccount, byIP, nil})
 	case "resetPassword":
-		return s.limit(rule{l.resetPassword, byIP, nil})
+		return l.limit(rule{l.resetPassword, byIP, nil})
 	case "requestPasswordReset":
-		return s.limit(rule{l.passwordResetHour, byIP, nil}, rule{l.passwordResetDay, byIP, nil})
+		return l.limit(rule{l.passwordResetHour, byIP, nil}, rule{l.passwordResetDay, byIP, nil})
 	case "requestEmailConfirmation":
-		return s.limit(rule{l.emailHour, byDID, nil}, rule{l.emailDay, byDID, nil})
+		return l.limit(rule{l.emailHour, byDID, nil}, rule{l.emailDay, byDID, nil})
 	case "requestEmailUpdate":
-		return s.limit(rule{l.emailUpdateHour, byDID, nil}, rule{l.emailUpdateDay, byDID, nil})
+		return l.limit(rule{l.emailUpdateHour, byDID, nil}, rule{l.emailUpdateDay, byDID, nil})
 	case "requestAccountDelete":
-		return s.limit(rule{l.accountDeleteHour, byDID, nil}, rule{l.accountDeleteDay, byDID, nil})
+		return l.limit(rule{l.accountDeleteHour, byDID, nil}, rule{l.accountDeleteDay, byDID, nil})
 	case "getRepo":
-		return s.limit(rule{l.getRepo, byIP, nil})
+		return l.limit(rule{l.getRepo, byIP, nil})
 	}
 	panic("unknown rate limit " + name)
 }

@@ -1,4 +1,4 @@
-package pds
+package blobs
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -22,14 +21,14 @@ import (
 // records use a blob) in each account's repository database, and blobgc.sqlite lists the accounts with blobs to
 // delete. Who changes what, and in which order, so that a crash anywhere leaves nothing inconsistent:
 //
-//   - upload (handle_blob.go): stream into a temporary object while hashing; mark the account in the GC list;
+//   - upload (pds/handle_blob.go): stream into a temporary object while hashing; mark the account in the GC list;
 //     under the blob's lock: BeginBlob (a new row is "uploading"), promote the bytes, FinishBlob (ready). A crash
 //     leaves at worst an uploading row, which expires like an unused upload, or a temporary object, which
 //     CleanTemp removes.
 //   - record writes (repo.Apply): references are checked under the repository's write lock and linked in the
 //     commit's transaction; a commit that leaves a blob unreferenced marks the account in the GC list inside that
 //     transaction (OnBlobsUnreferenced), before it commits.
-//   - collection (collectBlobs): due blobs are claimed ("deleting": no record may reference them any more), then,
+//   - collection (collectDue): due blobs are claimed ("deleting": no record may reference them any more), then,
 //     under each blob's lock, the bytes are deleted and the row after them. A crash in between leaves a
 //     "deleting" row, claimed again next time.
 //
@@ -37,9 +36,6 @@ import (
 // same bytes.
 
 const (
-	defaultBlobUploadLimit = 100 << 20
-	defaultBlobTempExpiry  = time.Hour
-	defaultBlobGCGrace     = time.Hour
 	// tempObjectMaxAge: a temporary object older than this is left from a crash (a live upload keeps writing
 	// its file, and its object on S3 exists only once complete and is promoted at once).
 	tempObjectMaxAge = time.Hour
@@ -48,68 +44,8 @@ const (
 	gcRetry          = time.Minute
 )
 
-// loadBlobConfig reads the blob settings (called by LoadConfig).
-func (c *Config) loadBlobConfig(getenv Getenv) error {
-	c.BlobUploadLimit = defaultBlobUploadLimit
-	if v := getenv("PDS_BLOB_UPLOAD_LIMIT"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return fmt.Errorf("PDS_BLOB_UPLOAD_LIMIT: not a byte count: %q", v)
-		}
-		c.BlobUploadLimit = n
-	}
-	c.BlobstoreDisk = or(getenv("PDS_BLOBSTORE_DISK_LOCATION"), filepath.Join(c.DataDirectory, "blobs"))
-	c.BlobstoreDiskTmp = or(getenv("PDS_BLOBSTORE_DISK_TMP_LOCATION"), filepath.Join(c.BlobstoreDisk, "tmp"))
-	var err error
-	if c.BlobTempExpiry, err = msEnv(getenv, "PDS_BLOB_TEMP_EXPIRY_MS", defaultBlobTempExpiry); err != nil {
-		return err
-	}
-	if c.BlobGCGrace, err = msEnv(getenv, "PDS_BLOB_GC_GRACE_MS", defaultBlobGCGrace); err != nil {
-		return err
-	}
-	if bucket := getenv("PDS_BLOBSTORE_S3_BUCKET"); bucket != "" {
-		s3 := &blobstore.S3Config{
-			Bucket:          bucket,
-			Region:          getenv("PDS_BLOBSTORE_S3_REGION"),
-			Endpoint:        getenv("PDS_BLOBSTORE_S3_ENDPOINT"),
-			AccessKeyID:     getenv("PDS_BLOBSTORE_S3_ACCESS_KEY_ID"),
-			SecretAccessKey: getenv("PDS_BLOBSTORE_S3_SECRET_ACCESS_KEY"),
-		}
-		if s3.ForcePathStyle, err = boolEnv(getenv, "PDS_BLOBSTORE_S3_FORCE_PATH_STYLE", false); err != nil {
-			return err
-		}
-		// The reference bounds a whole upload by 10 s by default, too short for a large video on a slow link.
-		if s3.UploadTimeout, err = msEnv(getenv, "PDS_BLOBSTORE_S3_UPLOAD_TIMEOUT_MS", 10*time.Minute); err != nil {
-			return err
-		}
-		c.BlobstoreS3 = s3
-	}
-	return nil
-}
-
-// msEnv reads a duration in milliseconds; unset is def, 0 is allowed (tests collect at once).
-func msEnv(getenv Getenv, name string, def time.Duration) (time.Duration, error) {
-	v := getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%s: not a number of milliseconds: %q", name, v)
-	}
-	return time.Duration(n) * time.Millisecond, nil
-}
-
-// OpenBlobstore opens the backend the configuration selects: S3 when a bucket is set, else the disk.
-func OpenBlobstore(cfg *Config) (blobstore.Backend, error) {
-	if cfg.BlobstoreS3 != nil {
-		return blobstore.NewS3(*cfg.BlobstoreS3)
-	}
-	return blobstore.NewDisk(cfg.BlobstoreDisk, cfg.BlobstoreDiskTmp)
-}
-
-// blobService holds the blob store, the GC list and the locks that order uploads and deletions.
-type blobService struct {
+// Service holds the blob store, the GC list and the locks that order uploads and deletions.
+type Service struct {
 	store  blobstore.Backend
 	queue  *blobgc.Queue
 	repos  *repo.Store
@@ -125,40 +61,59 @@ type blobService struct {
 	inflight map[string]int // per DID: marks whose repository change has not finished
 }
 
-// openBlobs opens the blob store and the GC list and starts the collector (called by New).
-func (s *Server) openBlobs(ctx context.Context) (*blobService, error) {
-	store, err := OpenBlobstore(s.cfg)
-	if err != nil {
-		return nil, err
-	}
-	q, err := blobgc.Open(ctx, filepath.Join(s.cfg.DataDirectory, "blobgc.sqlite"))
-	if err != nil {
-		return nil, err
-	}
-	b := &blobService{
-		store:    store,
-		queue:    q,
-		repos:    s.repos,
-		log:      s.log,
-		limit:    s.cfg.BlobUploadLimit,
-		expiry:   s.cfg.BlobTempExpiry,
-		grace:    s.cfg.BlobGCGrace,
-		wake:     make(chan struct{}, 1),
-		inflight: map[string]int{},
-	}
-	s.bg.Go(func() { b.run(s.bg.Quit()) })
-	return b, nil
+// Options configure a Service.
+type Options struct {
+	Store  blobstore.Backend
+	Repos  *repo.Store
+	Log    *slog.Logger
+	Limit  int64         // largest upload, in bytes
+	Expiry time.Duration // an upload no record references is deleted after this
+	Grace  time.Duration // a blob a commit left unreferenced is deleted after this
 }
 
-func (b *blobService) close() {
+// Open opens the GC list (blobgc.sqlite in dataDir). The caller runs the collector (Run).
+func Open(ctx context.Context, dataDir string, opts Options) (*Service, error) {
+	q, err := blobgc.Open(ctx, filepath.Join(dataDir, "blobgc.sqlite"))
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		store:    opts.Store,
+		queue:    q,
+		repos:    opts.Repos,
+		log:      opts.Log,
+		limit:    opts.Limit,
+		expiry:   opts.Expiry,
+		grace:    opts.Grace,
+		wake:     make(chan struct{}, 1),
+		inflight: map[string]int{},
+	}, nil
+}
+
+// Close closes the GC list; nil-safe (a server that failed to start).
+func (b *Service) Close() {
 	if b != nil && b.queue != nil {
 		b.queue.Close()
 	}
 }
 
-// mark durably notes that did will have blob work due at due, before the change that creates it; release must
+// Store is the blob store in use.
+func (b *Service) Store() blobstore.Backend { return b.store }
+
+// Limit is the largest upload, in bytes.
+func (b *Service) Limit() int64 { return b.limit }
+
+// Expiry is how long an upload no record references is kept.
+func (b *Service) Expiry() time.Duration { return b.expiry }
+
+// Lock takes the lock of one account's blob, which serializes its upload and its deletion.
+func (b *Service) Lock(did string, c cid.Cid) (unlock func()) {
+	return b.locks.lock(did + "/" + c.String())
+}
+
+// Mark durably notes that did will have blob work due at due, before the change that creates it; release must
 // be called once that change is over (committed or not).
-func (b *blobService) mark(ctx context.Context, did string, due time.Time) (release func(), err error) {
+func (b *Service) Mark(ctx context.Context, did string, due time.Time) (release func(), err error) {
 	b.mu.Lock()
 	b.inflight[did]++
 	b.mu.Unlock()
@@ -180,21 +135,21 @@ func (b *blobService) mark(ctx context.Context, did string, due time.Time) (rele
 	return release, nil
 }
 
-func (b *blobService) busy(did string) bool {
+func (b *Service) busy(did string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.inflight[did] > 0
 }
 
-// unreferencedHook is the repo.WriteRequest.OnBlobsUnreferenced of did's commits. The returned release must be
+// UnreferencedHook is the repo.WriteRequest.OnBlobsUnreferenced of did's commits. The returned release must be
 // called after the commit.
-func (b *blobService) unreferencedHook(did string) (hook func(context.Context) error, release func()) {
+func (b *Service) UnreferencedHook(did string) (hook func(context.Context) error, release func()) {
 	var rel func()
 	hook = func(ctx context.Context) error {
 		if rel != nil {
 			return nil
 		}
-		r, err := b.mark(ctx, did, time.Now().Add(b.grace))
+		r, err := b.Mark(ctx, did, time.Now().Add(b.grace))
 		rel = r
 		return err
 	}
@@ -206,20 +161,20 @@ func (b *blobService) unreferencedHook(did string) (hook func(context.Context) e
 	return hook, release
 }
 
-// markReplayed schedules the collector for an account after commits were replayed into its repo: a replay has
+// MarkReplayed schedules the collector for an account after commits were replayed into its repo: a replay has
 // no OnBlobsUnreferenced hook, and one of its commits may have left a blob unreferenced (the collector finds
 // nothing to do otherwise).
-func (b *blobService) markReplayed(ctx context.Context, did string) error {
-	release, err := b.mark(ctx, did, time.Now().Add(b.grace))
+func (b *Service) MarkReplayed(ctx context.Context, did string) error {
+	release, err := b.Mark(ctx, did, time.Now().Add(b.grace))
 	if err == nil {
 		release()
 	}
 	return err
 }
 
-// run is the collector: it collects what is due, then sleeps until the next due time (at most gcMaxSleep), a
+// Run is the collector: it collects what is due, then sleeps until the next due time (at most gcMaxSleep), a
 // mark, or the server stopping.
-func (b *blobService) run(quit <-chan struct{}) {
+func (b *Service) Run(quit <-chan struct{}) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -257,7 +212,7 @@ func (b *blobService) run(quit <-chan struct{}) {
 }
 
 // collectDue collects the accounts whose work is due; more reports a full batch (look again at once).
-func (b *blobService) collectDue(ctx context.Context) (more bool) {
+func (b *Service) collectDue(ctx context.Context) (more bool) {
 	due, err := b.queue.Due(ctx, time.Now(), gcBatch)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -275,7 +230,7 @@ func (b *blobService) collectDue(ctx context.Context) (more bool) {
 }
 
 // collectAccount deletes the due blobs of one account and schedules its next look.
-func (b *blobService) collectAccount(ctx context.Context, e blobgc.Entry) {
+func (b *Service) collectAccount(ctx context.Context, e blobgc.Entry) {
 	retry := func(err error) {
 		if ctx.Err() != nil {
 			return
@@ -335,8 +290,8 @@ func (b *blobService) collectAccount(ctx context.Context, e blobgc.Entry) {
 }
 
 // deleteClaimed deletes the bytes of a claimed blob, then its row, unless an upload revived it meanwhile.
-func (b *blobService) deleteClaimed(ctx context.Context, r *repo.Repo, did string, c cid.Cid) error {
-	unlock := b.locks.lock(did + "/" + c.String())
+func (b *Service) deleteClaimed(ctx context.Context, r *repo.Repo, did string, c cid.Cid) error {
+	unlock := b.Lock(did, c)
 	defer unlock()
 	row, err := r.GetBlob(ctx, c)
 	if errors.Is(err, repo.ErrBlobNotFound) {
@@ -354,16 +309,16 @@ func (b *blobService) deleteClaimed(ctx context.Context, r *repo.Repo, did strin
 	return r.FinishBlobDelete(ctx, c)
 }
 
-// setBlobQuarantine moves a blob's bytes out of reach (takedown) or back. The admin API records the takedown
+// SetQuarantine moves a blob's bytes out of reach (takedown) or back. The admin API records the takedown
 // itself (setBlobTakedown) and calls this; a blob the store does not have is not an error.
-func (s *Server) setBlobQuarantine(ctx context.Context, did string, c cid.Cid, quarantined bool) error {
-	unlock := s.blobs.locks.lock(did + "/" + c.String())
+func (b *Service) SetQuarantine(ctx context.Context, did string, c cid.Cid, quarantined bool) error {
+	unlock := b.Lock(did, c)
 	defer unlock()
 	var err error
 	if quarantined {
-		err = s.blobs.store.Quarantine(ctx, did, c)
+		err = b.store.Quarantine(ctx, did, c)
 	} else {
-		err = s.blobs.store.Restore(ctx, did, c)
+		err = b.store.Restore(ctx, did, c)
 	}
 	if errors.Is(err, blobstore.ErrNotFound) {
 		return nil
@@ -371,9 +326,9 @@ func (s *Server) setBlobQuarantine(ctx context.Context, did string, c cid.Cid, q
 	return err
 }
 
-// deleteAccountBlobs deletes every blob of an account (account deletion, after its repository is gone).
-func (s *Server) deleteAccountBlobs(ctx context.Context, did string) error {
-	return s.blobs.store.DeleteAll(ctx, did)
+// DeleteAccountBlobs deletes every blob of an account (account deletion, after its repository is gone).
+func (b *Service) DeleteAccountBlobs(ctx context.Context, did string) error {
+	return b.store.DeleteAll(ctx, did)
 }
 
 // keyedLocks is a set of mutexes by key, created on demand and dropped when unused.

@@ -1,4 +1,4 @@
-package pds
+package proxy
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -67,9 +66,9 @@ func (l *localRecords) lag() (time.Duration, bool) {
 
 // localRecordsSince loads the account's posts and profile written after rev (nothing when the repo is not
 // ahead of rev, the common case: one small query).
-func (s *Server) localRecordsSince(ctx context.Context, did, rev string) (*localRecords, error) {
+func (p *Proxy) localRecordsSince(ctx context.Context, did, rev string) (*localRecords, error) {
 	out := &localRecords{}
-	r, err := s.repos.Repo(ctx, syntax.DID(did))
+	r, err := p.Repos.Repo(ctx, syntax.DID(did))
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +89,7 @@ func (s *Server) localRecordsSince(ctx context.Context, did, rev string) (*local
 		if rec.Collection == nsidProfile && rec.RKey != "self" {
 			continue
 		}
-		raw, err := recordJSON(rec.Value)
+		raw, err := xrpc.RecordJSON(rec.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -121,76 +120,73 @@ func (s *Server) localRecordsSince(ctx context.Context, did, rev string) (*local
 // munger rewrites an AppView answer with the account's newer records.
 type munger func(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error)
 
-// handleReadAfterWrite proxies one of the read-after-write methods and patches its answer.
-func (s *Server) handleReadAfterWrite(munge munger) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		ctx := c.Request().Context()
-		v := auth.CallerOf(c)
-		nsid := xrpc.MethodNSID(c)
-		target, err := s.resolveProxyTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
-		if err != nil {
-			return err
-		}
-		acct, err := s.accounts.ByDID(ctx, v.DID)
-		if err != nil {
-			return err
-		}
-		up, err := s.forward(c, target, acct, target.DID, nsid, true)
-		if err != nil {
-			return err
-		}
-		defer up.Close()
-		if up.StatusCode >= 400 {
-			uerr := s.upstreamError(up)
-			if nsid == "app.bsky.feed.getPostThread" && uerr.Name == "NotFound" {
-				if rev := up.Header.Get("Atproto-Repo-Rev"); rev != "" {
-					if done, err := s.threadNotFoundAfterWrite(c, acct, rev); done || err != nil {
-						return err
-					}
+// The read-after-write methods (for the caller authenticated by the route): the AppView's answer, patched.
+func (p *Proxy) GetProfile(c echo.Context) error    { return p.readAfterWrite(c, mungeGetProfile) }
+func (p *Proxy) GetProfiles(c echo.Context) error   { return p.readAfterWrite(c, mungeGetProfiles) }
+func (p *Proxy) GetTimeline(c echo.Context) error   { return p.readAfterWrite(c, mungeGetTimeline) }
+func (p *Proxy) GetAuthorFeed(c echo.Context) error { return p.readAfterWrite(c, mungeGetAuthorFeed) }
+func (p *Proxy) GetActorLikes(c echo.Context) error { return p.readAfterWrite(c, mungeGetActorLikes) }
+func (p *Proxy) GetPostThread(c echo.Context) error { return p.readAfterWrite(c, mungeGetPostThread) }
+
+// readAfterWrite proxies one of the read-after-write methods and patches its answer with munge.
+func (p *Proxy) readAfterWrite(c echo.Context, munge munger) error {
+	ctx := c.Request().Context()
+	nsid := xrpc.MethodNSID(c)
+	up, acct, err := p.forwardCall(c, p.CallerDID(c), nsid, true)
+	if err != nil {
+		return err
+	}
+	defer up.Close()
+	if up.StatusCode >= 400 {
+		uerr := p.upstreamError(up)
+		if nsid == "app.bsky.feed.getPostThread" && uerr.Name == xrpc.NameNotFound {
+			if rev := up.Header.Get("Atproto-Repo-Rev"); rev != "" {
+				if done, err := p.threadNotFoundAfterWrite(c, acct, rev); done || err != nil {
+					return err
 				}
 			}
-			return uerr
 		}
-		rev := up.Header.Get("Atproto-Repo-Rev")
-		if rev == "" || up.StatusCode != http.StatusOK || c.Request().Method == http.MethodHead ||
-			!isJSONContentType(up.Header.Get("Content-Type")) {
-			return s.streamUpstream(c, up)
-		}
-		local, err := s.localRecordsSince(ctx, acct.DID, rev)
-		if err != nil {
-			s.log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
-			return s.streamUpstream(c, up)
-		}
-		if local.count == 0 {
-			return s.streamUpstream(c, up)
-		}
-		raw, err := s.readUpstreamBody(up)
-		if err != nil {
-			return err
-		}
-		res := c.Response()
-		copyUpstreamHeaders(res.Header(), up.Header, false)
-		data, err := decodeJSONObject(raw)
-		if err == nil {
-			lv := &localViewer{s: s, ctx: ctx, acct: acct}
-			data, err = munge(lv, data, local)
-		}
-		if err != nil {
-			// The AppView's answer stands as it is; the lag header says nothing was added.
-			s.log.Info("read-after-write: answer left as the AppView gave it", "method", nsid, "err", err)
-			return c.Blob(http.StatusOK, up.Header.Get("Content-Type"), raw)
-		}
-		if lag, ok := local.lag(); ok {
-			res.Header().Set("Atproto-Upstream-Lag", strconv.FormatInt(lag.Milliseconds(), 10))
-		}
-		return c.JSON(http.StatusOK, data)
+		return uerr
 	}
+	rev := up.Header.Get("Atproto-Repo-Rev")
+	if rev == "" || up.StatusCode != http.StatusOK || c.Request().Method == http.MethodHead ||
+		!isJSONContentType(up.Header.Get("Content-Type")) {
+		return p.streamUpstream(c, up)
+	}
+	local, err := p.localRecordsSince(ctx, acct.DID, rev)
+	if err != nil {
+		p.Log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
+		return p.streamUpstream(c, up)
+	}
+	if local.count == 0 {
+		return p.streamUpstream(c, up)
+	}
+	raw, err := p.readUpstreamBody(up)
+	if err != nil {
+		return err
+	}
+	res := c.Response()
+	copyUpstreamHeaders(res.Header(), up.Header, false)
+	data, err := decodeJSONObject(raw)
+	if err == nil {
+		lv := &localViewer{p: p, ctx: ctx, acct: acct}
+		data, err = munge(lv, data, local)
+	}
+	if err != nil {
+		// The AppView's answer stands as it is; the lag header says nothing was added.
+		p.Log.Info("read-after-write: answer left as the AppView gave it", "method", nsid, "err", err)
+		return c.Blob(http.StatusOK, up.Header.Get("Content-Type"), raw)
+	}
+	if lag, ok := local.lag(); ok {
+		res.Header().Set("Atproto-Upstream-Lag", strconv.FormatInt(lag.Milliseconds(), 10))
+	}
+	return c.JSON(http.StatusOK, data)
 }
 
 // localViewer builds views of the account's own records as the AppView would (counts are zero: nobody can
 // have liked a post the AppView has not seen).
 type localViewer struct {
-	s    *Server
+	p    *Proxy
 	ctx  context.Context
 	acct *accountstore.Account
 
@@ -200,14 +196,14 @@ type localViewer struct {
 
 // imageURL is the AppView's CDN URL when a pattern is configured, else the blob on this PDS.
 func (lv *localViewer) imageURL(kind, cid string) string {
-	if av := lv.s.cfg.BskyAppView; av != nil && av.CDNURLPattern != "" {
+	if av := lv.p.cfg.AppView; av != nil && av.CDNURLPattern != "" {
 		out := av.CDNURLPattern
 		for _, arg := range []string{kind, lv.acct.DID, cid} {
 			out = strings.Replace(out, "%s", arg, 1)
 		}
 		return out
 	}
-	return lv.s.cfg.PublicURL + "/xrpc/com.atproto.sync.getBlob?did=" + url.QueryEscape(lv.acct.DID) + "&cid=" + url.QueryEscape(cid)
+	return lv.p.cfg.PublicURL + "/xrpc/com.atproto.sync.getBlob?did=" + url.QueryEscape(lv.acct.DID) + "&cid=" + url.QueryEscape(cid)
 }
 
 // blobCID reads a blob's CID (current {"ref": {"$link"}} and legacy {"cid"} forms).
@@ -230,13 +226,13 @@ func blobCID(v any) string {
 func (lv *localViewer) currentProfile() map[string]any {
 	if !lv.profileLoaded {
 		lv.profileLoaded = true
-		r, err := lv.s.repos.Repo(lv.ctx, syntax.DID(lv.acct.DID))
+		r, err := lv.p.Repos.Repo(lv.ctx, syntax.DID(lv.acct.DID))
 		if err != nil {
 			return nil
 		}
 		defer r.Release()
 		if _, data, err := r.GetRecord(lv.ctx, nsidProfile, "self"); err == nil {
-			if raw, err := recordJSON(data); err == nil {
+			if raw, err := xrpc.RecordJSON(data); err == nil {
 				lv.profile, _ = decodeJSONObject(raw)
 			}
 		}
@@ -383,10 +379,10 @@ func (lv *localViewer) recordEmbedView(embed map[string]any) map[string]any {
 	ref, _ := embed["record"].(map[string]any)
 	uri, _ := ref["uri"].(string)
 	var view map[string]any
-	if at, err := syntax.ParseATURI(uri); err == nil && lv.s.cfg.BskyAppView != nil {
+	if at, err := syntax.ParseATURI(uri); err == nil && lv.p.cfg.AppView != nil {
 		switch at.Collection().String() {
 		case nsidPost:
-			if res, err := lv.s.appViewGet(lv.ctx, lv.acct, "app.bsky.feed.getPosts", url.Values{"uris": {uri}}, true); err == nil {
+			if res, err := lv.p.appViewGet(lv.ctx, lv.acct, "app.bsky.feed.getPosts", url.Values{"uris": {uri}}, true); err == nil {
 				if posts, _ := res["posts"].([]any); len(posts) > 0 {
 					if p, ok := posts[0].(map[string]any); ok {
 						view = map[string]any{"$type": "app.bsky.embed.record#viewRecord", "uri": p["uri"], "cid": p["cid"],
@@ -401,13 +397,13 @@ func (lv *localViewer) recordEmbedView(embed map[string]any) map[string]any {
 				}
 			}
 		case "app.bsky.feed.generator":
-			if res, err := lv.s.appViewGet(lv.ctx, lv.acct, "app.bsky.feed.getFeedGenerator", url.Values{"feed": {uri}}, true); err == nil {
+			if res, err := lv.p.appViewGet(lv.ctx, lv.acct, "app.bsky.feed.getFeedGenerator", url.Values{"feed": {uri}}, true); err == nil {
 				if g, ok := res["view"].(map[string]any); ok {
 					view = viewWithType(g, "app.bsky.feed.defs#generatorView")
 				}
 			}
 		case "app.bsky.graph.list":
-			if res, err := lv.s.appViewGet(lv.ctx, lv.acct, "app.bsky.graph.getList", url.Values{"list": {uri}}, true); err == nil {
+			if res, err := lv.p.appViewGet(lv.ctx, lv.acct, "app.bsky.graph.getList", url.Values{"list": {uri}}, true); err == nil {
 				if l, ok := res["list"].(map[string]any); ok {
 					view = viewWithType(l, "app.bsky.graph.defs#listView")
 				}
@@ -671,7 +667,7 @@ func (lv *localViewer) threadViewPost(p localRecord) map[string]any {
 // threadNotFoundAfterWrite answers getPostThread for one of the account's own posts that the AppView has not
 // seen yet (it said NotFound): the thread is built from the local post, its local replies, and the parents the
 // AppView does know. done reports whether it answered.
-func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Account, rev string) (done bool, err error) {
+func (p *Proxy) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Account, rev string) (done bool, err error) {
 	ctx := c.Request().Context()
 	at, err := syntax.ParseATURI(xrpc.ParamString(c, "uri"))
 	if err != nil {
@@ -679,7 +675,7 @@ func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acc
 	}
 	did := at.Authority().String()
 	if h, err := at.Authority().AsHandle(); err == nil {
-		if a, err := s.accounts.AccountByHandle(ctx, h.Normalize().String()); err == nil {
+		if a, err := p.Accounts.AccountByHandle(ctx, h.Normalize().String()); err == nil {
 			did = a.DID
 		}
 	}
@@ -687,9 +683,9 @@ func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acc
 		return false, nil
 	}
 	uri := atURI(did, at.Collection().String(), at.RecordKey().String())
-	local, err := s.localRecordsSince(ctx, acct.DID, rev)
+	local, err := p.localRecordsSince(ctx, acct.DID, rev)
 	if err != nil {
-		s.log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
+		p.Log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
 		return false, nil
 	}
 	var found *localRecord
@@ -704,14 +700,14 @@ func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acc
 	if found == nil {
 		return false, nil
 	}
-	lv := &localViewer{s: s, ctx: ctx, acct: acct}
+	lv := &localViewer{p: p, ctx: ctx, acct: acct}
 	thread := lv.addPostsToThread(lv.threadViewPost(*found), rest)
-	if parent := replyURI(found.Record, "parent"); parent != "" && s.cfg.BskyAppView != nil {
+	if parent := replyURI(found.Record, "parent"); parent != "" && p.cfg.AppView != nil {
 		params := url.Values{"uri": {parent}, "depth": {"0"}}
 		if ph := c.QueryParam("parentHeight"); ph != "" {
 			params.Set("parentHeight", ph)
 		}
-		if res, err := s.appViewGet(ctx, acct, "app.bsky.feed.getPostThread", params, true); err == nil {
+		if res, err := p.appViewGet(ctx, acct, "app.bsky.feed.getPostThread", params, true); err == nil {
 			if pt, ok := res["thread"]; ok {
 				thread["parent"] = pt
 			}
@@ -721,4 +717,8 @@ func (s *Server) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acc
 		c.Response().Header().Set("Atproto-Upstream-Lag", strconv.FormatInt(lag.Milliseconds(), 10))
 	}
 	return true, c.JSON(http.StatusOK, map[string]any{"thread": thread})
+}
+
+func atURI(did, collection, rkey string) string {
+	return "at://" + did + "/" + collection + "/" + rkey
 }

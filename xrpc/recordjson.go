@@ -1,4 +1,4 @@
-package pds
+package xrpc
 
 import (
 	"bytes"
@@ -17,29 +17,29 @@ import (
 )
 
 // Stored records are DAG-CBOR; reads answer JSON. The general path decodes into maps and validates the data
-// model (atdata.UnmarshalCBOR), then json.Marshal walks the maps again. appendRecordJSON transcodes the common
+// model (atdata.UnmarshalCBOR), then json.Marshal walks the maps again. AppendRecordJSON transcodes the common
 // shapes straight from the CBOR bytes to the same JSON, byte for byte: object keys sorted, blobs as
 // {"$type","ref","mimeType","size"}, links as {"$link"}, bytes as {"$bytes"}, strings escaped as
 // encoding/json does (HTML characters included). Anything unusual — floats, indefinite lengths, non-minimal
 // heads, tags other than CIDs, "$link"/"$bytes" keys, legacy blobs, bad "$type", limits — goes the general way,
 // so errors and edge cases stay exactly what atdata says.
 
-// writeJSON answers 200 with a JSON document built by hand, as c.JSON would send it (a final newline;
+// WriteJSON answers 200 with a JSON document built by hand, as c.JSON would send it (a final newline;
 // indented with ?pretty or in debug mode).
-func writeJSON(c echo.Context, doc []byte) error {
+func WriteJSON(c echo.Context, doc []byte) error {
 	if _, pretty := c.QueryParams()["pretty"]; pretty || c.Echo().Debug {
 		return c.JSON(http.StatusOK, json.RawMessage(doc))
 	}
 	return c.JSONBlob(http.StatusOK, append(doc, '\n'))
 }
 
-// recordJSON renders a stored record's CBOR as JSON.
-func recordJSON(cbor []byte) (json.RawMessage, error) {
-	return appendRecordJSON(nil, cbor)
+// RecordJSON renders a stored record's CBOR as JSON.
+func RecordJSON(cbor []byte) (json.RawMessage, error) {
+	return AppendRecordJSON(nil, cbor)
 }
 
-// appendRecordJSON appends the JSON of a stored record to dst.
-func appendRecordJSON(dst, cbor []byte) ([]byte, error) {
+// AppendRecordJSON appends the JSON of a stored record to dst.
+func AppendRecordJSON(dst, cbor []byte) ([]byte, error) {
 	if out, ok := transcodeRecord(dst, cbor); ok {
 		return out, nil
 	}
@@ -153,7 +153,7 @@ func (t *transcoder) value(dst []byte, pos, depth int) ([]byte, int, bool) {
 		if !ok || len(s) > atdata.MAX_RECORD_STRING_LEN || !utf8.Valid(s) {
 			return dst, 0, false
 		}
-		return appendJSONString(dst, s), end, true
+		return AppendJSONString(dst, s), end, true
 	case majorArray:
 		if arg > atdata.MAX_CBOR_CONTAINER_LEN {
 			return dst, 0, false
@@ -270,7 +270,7 @@ func (t *transcoder) object(dst []byte, pos int, n uint64, depth int) ([]byte, i
 			}
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, e.key)
+		dst = AppendJSONString(dst, e.key)
 		dst = append(dst, ':')
 		var ok bool
 		if dst, _, ok = t.value(dst, e.start, depth+1); !ok {
@@ -334,7 +334,7 @@ func (t *transcoder) blob(dst []byte, entries []mapEntry) ([]byte, bool) {
 	dst = append(dst, `{"$type":"blob","ref":`...)
 	dst = appendLink(dst, ref)
 	dst = append(dst, `,"mimeType":`...)
-	dst = appendJSONString(dst, mime)
+	dst = AppendJSONString(dst, mime)
 	dst = append(dst, `,"size":`...)
 	dst = strconv.AppendInt(dst, size, 10)
 	return append(dst, '}'), true
@@ -377,9 +377,9 @@ func (t *transcoder) skip(pos, depth int) (int, bool) {
 	return 0, false
 }
 
-// appendJSONString appends s as a JSON string exactly as encoding/json does with HTML escaping (its default,
+// AppendJSONString appends s as a JSON string exactly as encoding/json does with HTML escaping (its default,
 // and what echo's JSON responses use). s is valid UTF-8.
-func appendJSONString(dst, s []byte) []byte {
+func AppendJSONString(dst, s []byte) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
 	start := 0

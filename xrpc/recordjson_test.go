@@ -1,4 +1,4 @@
-package pds
+package xrpc
 
 import (
 	"bytes"
@@ -101,7 +101,7 @@ func TestRecordJSONMatchesGeneralPath(t *testing.T) {
 		if err != nil {
 			t.Fatalf("record %d: general path: %v", i, err)
 		}
-		got, err := recordJSON(cbor)
+		got, err := RecordJSON(cbor)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -147,7 +147,7 @@ func TestRecordJSONMatchesGeneralPath(t *testing.T) {
 			t.Errorf("%s: the fast path took it", name)
 		}
 		want, wantErr := generalJSON(t, b)
-		got, err := recordJSON(b)
+		got, err := RecordJSON(b)
 		if (err != nil) != (wantErr != nil) || err == nil && !bytes.Equal(got, want) {
 			t.Errorf("%s: got %s, %v; want %s, %v", name, got, err, want, wantErr)
 		}
@@ -173,7 +173,7 @@ func BenchmarkRecordJSON(b *testing.B) {
 	b.Run("transcode", func(b *testing.B) {
 		var buf []byte
 		for b.Loop() {
-			buf, _ = appendRecordJSON(buf[:0], cbor)
+			buf, _ = AppendRecordJSON(buf[:0], cbor)
 		}
 	})
 }

@@ -1,0 +1,62 @@
+package blobs
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/pdsgo/pds/repo"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+// RecordRefs returns the blob references of a record for repo.WriteOp.Blobs, one per distinct CID. The repo
+// checks them against the stored blobs when it commits.
+func RecordRefs(rec *xrpc.RecordData) []repo.BlobRef {
+	var refs []repo.BlobRef
+	seen := map[cid.Cid]bool{}
+	for _, b := range rec.Blobs() {
+		c := cid.Cid(b.Ref)
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		refs = append(refs, repo.BlobRef{CID: c, MimeType: b.MimeType, Size: b.Size})
+	}
+	return refs
+}
+
+// TakendownFunc reports whether one of did's blobs is taken down (the takedown state is not this package's).
+type TakendownFunc func(ctx context.Context, did, cid string) (bool, error)
+
+// CheckTakedowns refuses writes that reference a taken-down blob, as if it did not exist.
+func CheckTakedowns(ctx context.Context, did string, ops []repo.WriteOp, takendown TakendownFunc) error {
+	for _, op := range ops {
+		for _, ref := range op.Blobs {
+			if down, err := takendown(ctx, did, ref.CID.String()); err != nil {
+				return err
+			} else if down {
+				return xrpc.NewError(http.StatusBadRequest, xrpc.NameBlobNotFound, "Could not find blob: %s", ref.CID)
+			}
+		}
+	}
+	return nil
+}
+
+// WriteError maps the repo's blob errors of a record write to the reference PDS's answers; other errors are
+// returned as they are.
+func WriteError(err error) error {
+	var mm *repo.BlobMismatchError
+	switch {
+	case errors.Is(err, repo.ErrBlobNotFound):
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameBlobNotFound, "Could not find blob: %s", xrpc.TrimSentinel(err, repo.ErrBlobNotFound))
+	case errors.As(err, &mm) && mm.Field == "mimeType":
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidMimeType,
+			"Referenced Mimetype does not match stored blob. Expected: %s, Got: %s", mm.Stored, mm.Declared)
+	case errors.As(err, &mm):
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidSize,
+			"Referenced Size does not match stored blob. Expected: %s, Got: %s", mm.Stored, mm.Declared)
+	}
+	return err
+}
