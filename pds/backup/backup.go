@@ -46,7 +46,8 @@ type Manifest struct {
 	// Seq is the firehose head the round's copy of the log holds: the next round copies the accounts with
 	// events after it.
 	Seq      int64                 `json:"seq"`
-	Files    map[string]FileRef    `json:"files"`    // FileAccounts, FileSequencer, FileBlobGC, FileSecrets
+	Files    map[string]FileRef    `json:"files"`    // FileAccounts, FileBlobGC, FileSecrets
+	Log      *LogRef               `json:"log"`      // FileSequencer
 	Accounts map[string]AccountRef `json:"accounts"` // by DID
 	// Blobs is the number of blob objects the round's accounts refer to (restore's progress total).
 	Blobs     int   `json:"blobs"`
@@ -61,6 +62,16 @@ type FileRef struct {
 
 // Key is the object's key in the store.
 func (f FileRef) Key() string { return "objects/" + f.SHA256 }
+
+// LogRef is the firehose log: a copy of the whole log and the segments of events (and recovery state) since.
+type LogRef struct {
+	Base     FileRef   `json:"base"`
+	Segments []FileRef `json:"segments,omitempty"`
+}
+
+// maxSegments bounds a log's chain (a day of rounds at the default interval): then the whole log is copied
+// again, as when the segments outgrow the copy.
+const maxSegments = 1440
 
 // AccountRef is one account's repository in a round: its snapshot, the head's rev, the round that copied it.
 type AccountRef struct {
@@ -107,6 +118,28 @@ type Backup struct {
 	mu    sync.Mutex      // one round (or prune) at a time
 	known map[string]bool // object and blob keys known to exist (listed once, then kept up to date)
 	last  *Manifest
+	tmp   string // the round's scratch directory ("" = the system's, for the manifest outside a round)
+}
+
+// TempDirName is the data directory's scratch space for rounds: snapshots are as large as the databases, so
+// they go on the data directory's file system, not in /tmp (often RAM).
+const TempDirName = "backup-tmp"
+
+// roundTemp makes a round's scratch directory, removing those a killed process left (over an hour old: a
+// `pds backup now` beside the server may be using its own).
+func roundTemp(dataDir string) (string, error) {
+	base := filepath.Join(dataDir, TempDirName)
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return "", err
+	}
+	if ents, err := os.ReadDir(base); err == nil {
+		for _, e := range ents {
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+				os.RemoveAll(filepath.Join(base, e.Name()))
+			}
+		}
+	}
+	return os.MkdirTemp(base, "round-")
 }
 
 // Open opens the backup location. create allows making the passphrase key object (a first round); restore and
@@ -222,11 +255,12 @@ func (b *Backup) Round(ctx context.Context, src Source) (*Manifest, *Stats, erro
 	if err := b.loadState(ctx); err != nil {
 		return nil, nil, err
 	}
-	tmp, err := os.MkdirTemp("", "pds-backup-")
+	tmp, err := roundTemp(src.DataDirectory)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer os.RemoveAll(tmp)
+	b.tmp = tmp
 	st := &Stats{}
 	now := time.Now().UTC()
 	if b.last != nil && !now.After(b.last.Time) {
@@ -242,7 +276,8 @@ func (b *Backup) Round(ctx context.Context, src Source) (*Manifest, *Stats, erro
 	if err := b.copySQLite(ctx, m, st, tmp, filepath.Join(dataDir, FileAccounts), FileAccounts, true); err != nil {
 		return nil, nil, err
 	}
-	if err := b.copySQLite(ctx, m, st, tmp, filepath.Join(dataDir, FileSequencer), FileSequencer, true); err != nil {
+	head, changed, dirty, complete, err := b.copyLog(ctx, m, st, tmp, filepath.Join(dataDir, FileSequencer))
+	if err != nil {
 		return nil, nil, err
 	}
 	if err := b.copySQLite(ctx, m, st, tmp, filepath.Join(dataDir, FileBlobGC), FileBlobGC, false); err != nil {
@@ -250,14 +285,6 @@ func (b *Backup) Round(ctx context.Context, src Source) (*Manifest, *Stats, erro
 	}
 	if err := b.copyFile(ctx, m, st, filepath.Join(dataDir, FileSecrets), FileSecrets); err != nil {
 		return nil, nil, err
-	}
-	after := int64(-1)
-	if b.last != nil {
-		after = b.last.Seq
-	}
-	head, changed, dirty, complete, err := sequencer.ChangedSince(ctx, filepath.Join(tmp, FileSequencer), max(after, 0))
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the log's copy: %w", err)
 	}
 	m.Seq = head
 	actors := filepath.Join(dataDir, "actors")
@@ -315,6 +342,52 @@ func (b *Backup) Round(ctx context.Context, src Source) (*Manifest, *Stats, erro
 	b.last = m
 	st.Duration = time.Since(start)
 	return m, st, nil
+}
+
+// copyLog backs the firehose log up: the events since the previous round as a segment
+// (sequencer.ExportSince, one read transaction on the live log), or a whole copy when there is no previous
+// round, its events were pruned meanwhile, or the chain has grown past the copy. It returns what the log says
+// changed since the previous round.
+func (b *Backup) copyLog(ctx context.Context, m *Manifest, st *Stats, tmp, path string) (head int64, changed, dirty []string, complete bool, err error) {
+	if last := b.last; last != nil && last.Log != nil && len(last.Log.Segments) < maxSegments {
+		var chain int64
+		for _, s := range last.Log.Segments {
+			chain += s.Size
+		}
+		if chain < last.Log.Base.Size {
+			dst := filepath.Join(tmp, "log-segment.sqlite")
+			seg, err := sequencer.ExportSince(ctx, path, dst, last.Seq)
+			if err != nil {
+				return 0, nil, nil, false, fmt.Errorf("log segment: %w", err)
+			}
+			if seg.Complete {
+				ref, err := b.putFile(ctx, st, dst)
+				if err != nil {
+					return 0, nil, nil, false, fmt.Errorf("log segment: %w", err)
+				}
+				m.Log = &LogRef{Base: last.Log.Base, Segments: append(slices.Clone(last.Log.Segments), ref)}
+				return seg.Head, seg.DIDs, seg.Dirty, true, nil
+			}
+		}
+	}
+	copyPath := filepath.Join(tmp, FileSequencer)
+	if err := sqlitedb.Snapshot(ctx, path, copyPath); err != nil {
+		return 0, nil, nil, false, fmt.Errorf("%s: %w", FileSequencer, err)
+	}
+	ref, err := b.putFile(ctx, st, copyPath)
+	if err != nil {
+		return 0, nil, nil, false, fmt.Errorf("%s: %w", FileSequencer, err)
+	}
+	m.Log = &LogRef{Base: ref}
+	after := int64(0)
+	if b.last != nil {
+		after = b.last.Seq
+	}
+	head, changed, dirty, complete, err = sequencer.ChangedSince(ctx, copyPath, after)
+	if err != nil {
+		return 0, nil, nil, false, fmt.Errorf("reading the log's copy: %w", err)
+	}
+	return head, changed, dirty, complete, nil
 }
 
 // listRepos lists every DID with a repository under actors (<shard>/<did>/repo.sqlite).
@@ -452,7 +525,7 @@ func (b *Backup) putFile(ctx context.Context, st *Stats, path string) (FileRef, 
 
 // putEncrypted encrypts r into a temporary file (so the upload knows its size) and uploads it.
 func (b *Backup) putEncrypted(ctx context.Context, key string, r io.Reader) (int64, error) {
-	t, err := os.CreateTemp("", "pds-backup-obj-")
+	t, err := os.CreateTemp(b.tmp, "obj-")
 	if err != nil {
 		return 0, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/pdsgo/pds/internal/testpds"
 	"github.com/pdsgo/pds/pds/backup"
 	"github.com/pdsgo/pds/pds/blobstore"
+	"github.com/pdsgo/pds/pds/sequencer"
 )
 
 // dirConfig is a backup to a new directory with a passphrase.
@@ -156,6 +157,10 @@ func TestIncrementalRoundsVerifyAndRestore(t *testing.T) {
 			if m2.Seq <= m1.Seq {
 				t.Fatalf("seq %d after %d", m2.Seq, m1.Seq)
 			}
+			// The log: the first round copies it whole, the next one uploads only a segment of its new events.
+			if m2.Log.Base != m1.Log.Base || len(m2.Log.Segments) != 1 || m2.Log.Segments[0].Size >= m1.Log.Base.Size {
+				t.Fatalf("second round's log %+v, first %+v", m2.Log, m1.Log)
+			}
 
 			// A round without writes copies no repository.
 			m3, st3, err := b.Round(ctx, source(p))
@@ -197,6 +202,21 @@ func TestIncrementalRoundsVerifyAndRestore(t *testing.T) {
 			if mk, err := backup.ReadRestoredMarker(dir); err != nil || mk.Round != m1.ID || mk.Seq != m1.Seq {
 				t.Fatalf("marker %+v %v", mk, err)
 			}
+
+			// The newest round's log, rebuilt from the copy and two segments, ends at its seq.
+			dir3 := filepath.Join(t.TempDir(), "data")
+			if _, err := b2.Restore(ctx, m3.ID, dir3, nil); err != nil {
+				t.Fatal(err)
+			}
+			seq, err := sequencer.Open(ctx, filepath.Join(dir3, "sequencer.sqlite"), sequencer.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			evs, err := seq.Events(ctx, m1.Seq, 1000)
+			if err != nil || seq.Head() != m3.Seq || len(evs) == 0 || evs[len(evs)-1].Seq != m3.Seq || evs[0].Seq != m1.Seq+1 {
+				t.Fatalf("restored log: head %d (want %d), %d events after %d (%v)", seq.Head(), m3.Seq, len(evs), m1.Seq, err)
+			}
+			seq.Close()
 
 			// Keep only the newest round: rounds 1 and 2 go, and the objects only they use (account 0's first
 			// repository copy), but not the other accounts' copies of round 1, which round 3 still uses.

@@ -40,6 +40,12 @@ func (b *Backup) Prune(ctx context.Context, now time.Time) (*PruneStats, error) 
 		for _, f := range m.Files {
 			refs[f.Key()] = true
 		}
+		if m.Log != nil {
+			refs[m.Log.Base.Key()] = true
+			for _, f := range m.Log.Segments {
+				refs[f.Key()] = true
+			}
+		}
 		for _, a := range m.Accounts {
 			refs[a.Repo.Key()] = true
 			for _, c := range a.Blobs {

@@ -17,6 +17,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/blobstore"
+	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/repo"
 )
 
@@ -75,7 +76,10 @@ func (b *Backup) Restore(ctx context.Context, id, dir string, progress Progress)
 	} else if len(ents) > 0 {
 		return nil, fmt.Errorf("%s is not empty: restore into a new directory", dir)
 	}
-	total := len(m.Files) + len(m.Accounts)
+	if m.Log == nil {
+		return nil, fmt.Errorf("round %s: %w: no firehose log", id, ErrCorrupt)
+	}
+	total := len(m.Files) + len(m.Accounts) + 1 + len(m.Log.Segments)
 	for _, a := range m.Accounts {
 		total += len(a.Blobs)
 	}
@@ -91,6 +95,9 @@ func (b *Backup) Restore(ctx context.Context, id, dir string, progress Progress)
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		report()
+	}
+	if err := b.restoreLog(ctx, m.Log, dir, report); err != nil {
+		return nil, err
 	}
 	actors := filepath.Join(dir, "actors")
 	disk, err := blobstore.NewDisk(filepath.Join(dir, "blobs"), "")
@@ -122,6 +129,33 @@ func (b *Backup) Restore(ctx context.Context, id, dir string, progress Progress)
 		return nil, err
 	}
 	return m, nil
+}
+
+// restoreLog writes the firehose log: its copy, with the segments since applied (sequencer.Rebuild).
+func (b *Backup) restoreLog(ctx context.Context, l *LogRef, dir string, report func()) error {
+	tmp := filepath.Join(dir, TempDirName)
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	base := filepath.Join(tmp, "log-base.sqlite")
+	if err := b.fetchFile(ctx, l.Base, base); err != nil {
+		return fmt.Errorf("%s: %w", FileSequencer, err)
+	}
+	report()
+	var segs []string
+	for i, s := range l.Segments {
+		p := filepath.Join(tmp, fmt.Sprintf("log-segment-%06d.sqlite", i))
+		if err := b.fetchFile(ctx, s, p); err != nil {
+			return fmt.Errorf("%s segment %d: %w", FileSequencer, i, err)
+		}
+		segs = append(segs, p)
+		report()
+	}
+	if err := sequencer.Rebuild(ctx, filepath.Join(dir, FileSequencer), base, segs); err != nil {
+		return fmt.Errorf("%s: %w", FileSequencer, err)
+	}
+	return nil
 }
 
 // fetchFile decrypts an object into path and checks its SHA-256 and size.
