@@ -52,3 +52,18 @@ func ReadSnapshot(ctx context.Context, path string) (*SnapshotState, error) {
 	}
 	return st, rows.Err()
 }
+
+// HeadRev reads the head's rev of the repository database at path, which a store may have open (a read
+// transaction beside its writers).
+func HeadRev(ctx context.Context, path string) (string, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?"+url.Values{"_pragma": {"busy_timeout(10000)"}}.Encode())
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	var rev string
+	if err := db.QueryRowContext(ctx, "SELECT rev FROM head WHERE id = 1").Scan(&rev); err != nil {
+		return "", fmt.Errorf("repo head: %w", err)
+	}
+	return rev, nil
+}

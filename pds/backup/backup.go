@@ -118,7 +118,9 @@ type Backup struct {
 	mu    sync.Mutex      // one round (or prune) at a time
 	known map[string]bool // object and blob keys known to exist (listed once, then kept up to date)
 	last  *Manifest
-	tmp   string // the round's scratch directory ("" = the system's, for the manifest outside a round)
+	tmp   string // the round's scratch directory
+	// checked: b.last is this process's own round, so the log alone says what changed since.
+	checked bool
 }
 
 // TempDirName is the data directory's scratch space for rounds: snapshots are as large as the databases, so
@@ -289,12 +291,32 @@ func (b *Backup) Round(ctx context.Context, src Source) (*Manifest, *Stats, erro
 	m.Seq = head
 	actors := filepath.Join(dataDir, "actors")
 	var dids []string
-	if b.last == nil || !complete {
+	switch {
+	case b.last == nil || !complete:
 		st.FullScan = true
 		if dids, err = listRepos(actors); err != nil {
 			return nil, nil, err
 		}
-	} else {
+	case !b.checked:
+		// The first round of this process continues a round it did not make (an earlier run, `pds backup
+		// now`, a server restored from an older round): every repository on disk is compared with the
+		// manifest by its head's rev (one read each) and copied only if it differs; accounts gone from disk
+		// leave the manifest.
+		st.FullScan = true
+		all, err := listRepos(actors)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, did := range all {
+			if ref, ok := b.last.Accounts[did]; ok {
+				if rev, err := repo.HeadRev(ctx, repo.PathIn(actors, syntax.DID(did))); err == nil && rev == ref.Rev {
+					m.Accounts[did] = ref
+					continue
+				}
+			}
+			dids = append(dids, did)
+		}
+	default:
 		for did, ref := range b.last.Accounts {
 			m.Accounts[did] = ref
 		}
@@ -339,7 +361,7 @@ func (b *Backup) Round(ctx context.Context, src Source) (*Manifest, *Stats, erro
 	if err := b.putManifest(ctx, m, st); err != nil {
 		return nil, nil, err
 	}
-	b.last = m
+	b.last, b.checked = m, true
 	st.Duration = time.Since(start)
 	return m, st, nil
 }

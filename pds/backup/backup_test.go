@@ -218,26 +218,37 @@ func TestIncrementalRoundsVerifyAndRestore(t *testing.T) {
 			}
 			seq.Close()
 
-			// Keep only the newest round: rounds 1 and 2 go, and the objects only they use (account 0's first
-			// repository copy), but not the other accounts' copies of round 1, which round 3 still uses.
+			// Another process (b2) continues the backup: its first round compares every repository's rev with
+			// the manifest and copies only the one that wrote since.
+			if r := testpds.CreateRecord(t, p, accts[1], "app.bsky.feed.post", testpds.Post("from another process")); r.Status != http.StatusOK {
+				t.Fatal(r)
+			}
+			m4, st4, err := b2.Round(ctx, source(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st4.Copied != 1 || m4.Accounts[accts[1].DID].Copied != m4.ID || m4.Accounts[accts[2].DID].Repo != m3.Accounts[accts[2].DID].Repo {
+				t.Fatalf("first round of another process: %+v", st4)
+			}
+
+			// Keep only the newest round: rounds 1 to 3 go, and the objects only they use (account 0's first
+			// repository copy), but not account 2's copy of round 1, which round 4 still uses.
 			cfg.Retention = backup.Retention{Last: 1}
 			ps, err := b2.Prune(ctx, time.Now().Add(2*time.Hour))
 			if err != nil {
 				t.Fatal(err)
 			}
 			left := keys(t, b.Store())
-			if ps.Rounds != 2 || ps.Objects < 1 {
+			if ps.Rounds != 3 || ps.Objects < 1 {
 				t.Fatalf("prune: %+v", ps)
 			}
 			if _, ok := left[m1.Accounts[a.DID].Repo.Key()]; ok {
 				t.Fatal("prune kept a repository copy no kept round uses")
 			}
-			for _, other := range accts[1:] {
-				if _, ok := left[m3.Accounts[other.DID].Repo.Key()]; !ok {
-					t.Fatalf("prune removed %s's copy from round 1, which round 3 uses", other.DID)
-				}
+			if _, ok := left[m4.Accounts[accts[2].DID].Repo.Key()]; !ok || m4.Accounts[accts[2].DID].Copied != m1.ID {
+				t.Fatalf("prune removed %s's copy from round 1, which round 4 uses", accts[2].DID)
 			}
-			if _, err := b2.Verify(ctx, m3.ID, nil); err != nil {
+			if _, err := b2.Verify(ctx, m4.ID, nil); err != nil {
 				t.Fatalf("the kept round after pruning: %v", err)
 			}
 		})

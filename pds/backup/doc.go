@@ -2,9 +2,10 @@
 // bucket or a directory, and restores and verifies it.
 //
 // A round (Backup.Round) copies, as transactionally consistent SQLite snapshots (VACUUM INTO, see
-// internal/sqlitedb.Snapshot): account.sqlite, the sequencer log, blobgc.sqlite when present, secrets.json, and
-// the repository of every account the log says may have changed since the previous round (events after that
-// round's seq, or marked dirty); the other accounts' entries point at their earlier objects. Disk blobs are
+// internal/sqlitedb.Snapshot): account.sqlite, blobgc.sqlite when present, secrets.json, the firehose log as
+// the events since the previous round (sequencer.ExportSince; a whole copy now and then), and the repository of
+// every account with events after the previous round's seq (or new since); the other accounts' entries point
+// at their earlier objects. Disk blobs are
 // content-addressed and uploaded once. Every object is encrypted on this machine with age (filippo.io/age)
 // before it leaves it; its name is the SHA-256 of its plaintext (blobs: their CID), which the manifest records
 // and restore checks, so a substituted object fails as a flipped byte does. The round ends with its manifest
@@ -14,8 +15,8 @@
 //
 //	key.age              with a passphrase key: the X25519 identity objects are encrypted to, itself encrypted
 //	                     with the passphrase (scrypt once per process, not per object)
-//	rounds/<ID>          manifests (gzipped JSON), ID = the round's UTC time, 20061102T150405.000Z
-//	objects/<sha256>     SQLite snapshots and secrets.json
+//	rounds/<ID>          manifests (gzipped JSON), ID = the round's UTC time (20261207T150405.123Z)
+//	objects/<sha256>     SQLite snapshots, log segments and secrets.json
 //	blobs/<cid>          blob bytes
 //
 // Restore writes a data directory and a marker (RestoredMarker) that makes the next start continue the
@@ -23,6 +24,6 @@
 // with #sync, as after a lost log.
 //
 // It owns the bucket's layout and the backup's crypto; it reads the data directory's files only through
-// snapshots and the owning packages' readers (repo.ReadSnapshot, sequencer.ChangedSince), and never writes to a
-// live data directory.
+// snapshots and the owning packages' readers (repo.ReadSnapshot, sequencer.ExportSince), and writes to a live
+// data directory only its scratch space (<data>/backup-tmp).
 package backup
