@@ -382,6 +382,12 @@ func (b *Backup) copyLog(ctx context.Context, m *Manifest, st *Stats, tmp, path 
 			if err != nil {
 				return 0, nil, nil, false, fmt.Errorf("log segment: %w", err)
 			}
+			if seg.Complete && seg.Events == 0 && seg.Head == last.Seq {
+				// Nothing was logged since: the log's chain is unchanged (a dirty mark set meanwhile goes with
+				// the account's first event).
+				m.Log = last.Log
+				return seg.Head, nil, seg.Dirty, true, nil
+			}
 			if seg.Complete {
 				ref, err := b.putFile(ctx, st, dst)
 				if err != nil {

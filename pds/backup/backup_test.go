@@ -167,7 +167,7 @@ func TestIncrementalRoundsVerifyAndRestore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st3.Copied != 0 || st3.Blobs != 0 {
+			if st3.Copied != 0 || st3.Blobs != 0 || st3.Objects != 1 {
 				t.Fatalf("idle round: %+v", st3)
 			}
 			t.Logf("rounds: full %d objects %d bytes; one writer %d objects %d bytes; idle %d objects %d bytes",
