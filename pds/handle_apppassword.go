@@ -34,7 +34,7 @@ func (s *Server) handleCreateAppPassword(c echo.Context) error {
 	if name == "" || utf8.RuneCountInString(name) > 64 {
 		return xrpc.InvalidRequest("App password name must be 1 to 64 characters")
 	}
-	did := auth.CallerOf(c).DID.String()
+	did := auth.CallerOf(c).DID
 	password := auth.NewAppPassword()
 	hash, err := auth.HashAppPassword(did, password)
 	if err != nil {
@@ -54,7 +54,7 @@ func (s *Server) handleCreateAppPassword(c echo.Context) error {
 }
 
 func (s *Server) handleListAppPasswords(c echo.Context) error {
-	list, err := s.accounts.ListAppPasswords(c.Request().Context(), auth.CallerOf(c).DID.String())
+	list, err := s.accounts.ListAppPasswords(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (s *Server) handleRevokeAppPassword(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if err := s.accounts.RevokeAppPassword(c.Request().Context(), auth.CallerOf(c).DID.String(), in.Name); err != nil {
+	if err := s.accounts.RevokeAppPassword(c.Request().Context(), auth.CallerOf(c).DID, in.Name); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

@@ -76,9 +76,6 @@ type Server struct {
 // RateLimitOptions adjust the rate limiters (tests pass a clock they can move instead of waiting).
 type RateLimitOptions = ratelimit.Options
 
-// callerDID is the authenticated account of a request, "" when none: per-account rate limits key on it.
-func callerDID(c echo.Context) string { return auth.CallerDID(c).String() }
-
 // Options carries dependencies that tests and embedders may replace.
 type Options struct {
 	Logger *slog.Logger
@@ -130,7 +127,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		s.mailer = mailer.NewLogMailer(log)
 	}
 	if cfg.RateLimitsEnabled {
-		s.limits = ratelimit.New(opts.RateLimits, ratelimit.Bypass{Key: cfg.RateLimitBypassKey, IPs: cfg.RateLimitBypassIPs}, callerDID)
+		s.limits = ratelimit.New(opts.RateLimits, ratelimit.Bypass{Key: cfg.RateLimitBypassKey, IPs: cfg.RateLimitBypassIPs}, auth.CallerDID)
 	} else {
 		log.Warn("rate limits are off (PDS_RATE_LIMITS_ENABLED=false)")
 	}
@@ -248,9 +245,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 			if err != nil {
 				return proxy.Caller{}, err
 			}
-			return proxy.Caller{DID: v.DID.String(), AppPassword: v.Scope == auth.ScopeAppPass}, nil
+			return proxy.Caller{DID: v.DID, AppPassword: v.Scope == auth.ScopeAppPass}, nil
 		},
-		CallerDID: callerDID,
+		CallerDID: auth.CallerDID,
 	})
 	s.firehose = firehose.New(cfg.firehoseConfig(opts.CrawlNotifyInterval), s.seq, s.repos, log, s.bg, httpClient)
 	s.echo = s.routes()
@@ -333,7 +330,7 @@ func openBlobs(ctx context.Context, cfg *Config, repos *repo.Store, log *slog.Lo
 }
 
 // checkBlobTakedowns is the write path's check before a commit: a record may not reference a taken-down blob.
-func (s *Server) checkBlobTakedowns(ctx context.Context, did string, ops []repo.WriteOp) error {
+func (s *Server) checkBlobTakedowns(ctx context.Context, did syntax.DID, ops []repo.WriteOp) error {
 	return blobs.CheckTakedowns(ctx, did, ops, s.accounts.BlobTakendown)
 }
 

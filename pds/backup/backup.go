@@ -320,12 +320,14 @@ func (b *Backup) Round(ctx context.Context, src Source) (*Manifest, *Stats, erro
 		for did, ref := range b.last.Accounts {
 			m.Accounts[did] = ref
 		}
-		dids = changed
+		for _, did := range changed {
+			dids = append(dids, did.String())
+		}
 		// A dirty account stays dirty until a clean stop: copy it only if no round has it yet (a new signup;
 		// its events may not be in the log's copy, its account row already is).
 		for _, did := range dirty {
-			if _, ok := b.last.Accounts[did]; !ok && !slices.Contains(changed, did) {
-				dids = append(dids, did)
+			if _, ok := b.last.Accounts[did.String()]; !ok && !slices.Contains(changed, did) {
+				dids = append(dids, did.String())
 			}
 		}
 	}
@@ -370,7 +372,7 @@ func (b *Backup) Round(ctx context.Context, src Source) (*Manifest, *Stats, erro
 // (sequencer.ExportSince, one read transaction on the live log), or a whole copy when there is no previous
 // round, its events were pruned meanwhile, or the chain has grown past the copy. It returns what the log says
 // changed since the previous round.
-func (b *Backup) copyLog(ctx context.Context, m *Manifest, st *Stats, tmp, path string) (head int64, changed, dirty []string, complete bool, err error) {
+func (b *Backup) copyLog(ctx context.Context, m *Manifest, st *Stats, tmp, path string) (head int64, changed, dirty []syntax.DID, complete bool, err error) {
 	if last := b.last; last != nil && last.Log != nil && len(last.Log.Segments) < maxSegments {
 		var chain int64
 		for _, s := range last.Log.Segments {
@@ -475,7 +477,7 @@ func (b *Backup) copyRepo(ctx context.Context, st *Stats, tmp, actors string, di
 		if err != nil {
 			continue
 		}
-		o, err := blobs.Open(ctx, did.String(), bc)
+		o, err := blobs.Open(ctx, did, bc)
 		if err != nil {
 			continue // quarantined (taken down) or collected meanwhile: not in the backup
 		}

@@ -78,7 +78,7 @@ func BenchmarkRoundManyAccounts(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := <-seq.EnqueueSync(did.String(), res.Rev, nil); err != nil {
+		if err := <-seq.EnqueueSync(did, res.Rev, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

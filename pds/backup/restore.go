@@ -118,7 +118,7 @@ func (b *Backup) Restore(ctx context.Context, id, dir string, progress Progress)
 		}
 		report()
 		for _, c := range a.Blobs {
-			if err := b.fetchBlob(ctx, disk, did, c); err != nil {
+			if err := b.fetchBlob(ctx, disk, d, c); err != nil {
 				return nil, fmt.Errorf("account %s blob %s: %w", did, c, err)
 			}
 			report()
@@ -193,7 +193,7 @@ func (b *Backup) fetchFile(ctx context.Context, f FileRef, path string) error {
 }
 
 // fetchBlob decrypts a blob into the disk store; the store checks its content against its CID.
-func (b *Backup) fetchBlob(ctx context.Context, disk *blobstore.Disk, did, c string) error {
+func (b *Backup) fetchBlob(ctx context.Context, disk *blobstore.Disk, did syntax.DID, c string) error {
 	want, err := cid.Decode(c)
 	if err != nil {
 		return fmt.Errorf("%w: blob name %q", ErrCorrupt, c)

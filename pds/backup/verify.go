@@ -86,7 +86,7 @@ func (b *Backup) Verify(ctx context.Context, id string, progress Progress) (*Rep
 var ErrInvalidRepo = errors.New("backup: repository does not verify")
 
 func verifyAccount(ctx context.Context, accounts *accountstore.Store, repos *repo.Store, disk *blobstore.Disk, dir, did string, ref AccountRef) (int, error) {
-	a, err := accounts.AccountByDID(ctx, did)
+	a, err := accounts.AccountByDID(ctx, syntax.DID(did))
 	if err != nil {
 		return 0, err
 	}
@@ -171,7 +171,7 @@ func verifyAccount(ctx context.Context, accounts *accountstore.Store, repos *rep
 		if err != nil {
 			return 0, fmt.Errorf("%w: blob %q", ErrInvalidRepo, c)
 		}
-		if _, err := disk.Stat(ctx, did, bc); err != nil {
+		if _, err := disk.Stat(ctx, syntax.DID(did), bc); err != nil {
 			return 0, fmt.Errorf("%w: blob %s is not in the backup: %v", ErrInvalidRepo, c, err)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
 	"github.com/pdsgo/pds/internal/sqlitedb"
 )
 
@@ -16,7 +18,7 @@ import (
 // assigned, the accounts with events after seq after, and those marked dirty (writing since the last clean
 // start, or a signup in progress). Backups copy only the accounts that changed. complete is false when
 // retention already pruned events after after (the caller must then treat every account as changed).
-func ChangedSince(ctx context.Context, path string, after int64) (head int64, dids, dirty []string, complete bool, err error) {
+func ChangedSince(ctx context.Context, path string, after int64) (head int64, dids, dirty []syntax.DID, complete bool, err error) {
 	db, err := sql.Open("sqlite", "file:"+path+"?"+url.Values{"mode": {"ro"}}.Encode())
 	if err != nil {
 		return 0, nil, nil, false, err
@@ -37,31 +39,31 @@ func ChangedSince(ctx context.Context, path string, after int64) (head int64, di
 	// Complete when no event after `after` can have been pruned: the oldest kept one is at most after+1, or
 	// nothing was assigned since.
 	complete = head <= after || (oldest.Valid && oldest.Int64 <= after+1)
-	if dids, err = queryStrings(ctx, db, "SELECT DISTINCT did FROM event WHERE seq > ?", after); err != nil {
+	if dids, err = queryDIDs(ctx, db, "SELECT DISTINCT did FROM event WHERE seq > ?", after); err != nil {
 		return 0, nil, nil, false, err
 	}
-	if dirty, err = queryStrings(ctx, db, "SELECT did FROM repo_state WHERE dirty = 1"); err != nil {
+	if dirty, err = queryDIDs(ctx, db, "SELECT did FROM repo_state WHERE dirty = 1"); err != nil {
 		return 0, nil, nil, false, err
 	}
 	return head, dids, dirty, complete, nil
 }
 
-func queryStrings(ctx context.Context, db interface {
+func queryDIDs(ctx context.Context, db interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, query string, args ...any) ([]string, error) {
+}, query string, args ...any) ([]syntax.DID, error) {
 	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	var out []syntax.DID
 	for rows.Next() {
 		var s string
 		if err := rows.Scan(&s); err != nil {
 			return nil, err
 		}
-		if s != "" {
-			out = append(out, s)
+		if d, err := syntax.ParseDID(s); err == nil {
+			out = append(out, d)
 		}
 	}
 	return out, rows.Err()
@@ -69,10 +71,10 @@ func queryStrings(ctx context.Context, db interface {
 
 // Segment is what ExportSince wrote.
 type Segment struct {
-	Head     int64    // the highest seq ever assigned, as of the export
-	Complete bool     // no event after `after` was pruned before the export
-	DIDs     []string // accounts with events in the segment
-	Dirty    []string // accounts marked dirty
+	Head     int64        // the highest seq ever assigned, as of the export
+	Complete bool         // no event after `after` was pruned before the export
+	DIDs     []syntax.DID // accounts with events in the segment
+	Dirty    []syntax.DID // accounts marked dirty
 	Events   int
 }
 
@@ -131,10 +133,10 @@ func ExportSince(ctx context.Context, path, dst string, after int64) (*Segment, 
 	if _, err := tx.ExecContext(ctx, "INSERT INTO seg.meta (key, value) VALUES ('head', ?)", seg.Head); err != nil {
 		return nil, err
 	}
-	if seg.DIDs, err = queryStrings(ctx, tx, "SELECT DISTINCT did FROM seg.event"); err != nil {
+	if seg.DIDs, err = queryDIDs(ctx, tx, "SELECT DISTINCT did FROM seg.event"); err != nil {
 		return nil, err
 	}
-	if seg.Dirty, err = queryStrings(ctx, tx, "SELECT did FROM seg.repo_state WHERE dirty = 1"); err != nil {
+	if seg.Dirty, err = queryDIDs(ctx, tx, "SELECT did FROM seg.repo_state WHERE dirty = 1"); err != nil {
 		return nil, err
 	}
 	return seg, tx.Commit()

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
 	"github.com/pdsgo/pds/internal/sqlitedb"
 )
 
@@ -33,7 +35,7 @@ func TestExportSinceAndRebuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if seg1.Head != 5 || seg1.Events != 2 || !seg1.Complete || !slices.Equal(seg1.DIDs, []string{"did:plc:b", "did:plc:c"}) || !slices.Equal(seg1.Dirty, []string{"did:plc:w"}) {
+	if seg1.Head != 5 || seg1.Events != 2 || !seg1.Complete || !slices.Equal(seg1.DIDs, []syntax.DID{"did:plc:b", "did:plc:c"}) || !slices.Equal(seg1.Dirty, []syntax.DID{"did:plc:w"}) {
 		t.Fatalf("segment 1: %+v", seg1)
 	}
 	wait(t, identity(s, "did:plc:d"))
@@ -67,7 +69,7 @@ func TestExportSinceAndRebuild(t *testing.T) {
 			t.Fatalf("event %d has seq %d", i, e.Seq)
 		}
 	}
-	if d := r.DirtyDIDs(); !slices.Equal(d, []string{"did:plc:w"}) {
+	if d := r.DirtyDIDs(); !slices.Equal(d, []syntax.DID{"did:plc:w"}) {
 		t.Fatalf("dirty after rebuild: %v", d)
 	}
 }
