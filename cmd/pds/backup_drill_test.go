@@ -168,6 +168,12 @@ func TestRestoreDrill(t *testing.T) {
 		}
 	}()
 
+	// The continuous backup is running (its first round is done) before the writes start.
+	testpds.WaitUntil(t, 60*time.Second, "a first backup round", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(root, "backup", "rounds"))
+		return len(ents) > 0
+	})
+
 	// Concurrent writers: posts, every third one with a new image.
 	hc := &http.Client{Timeout: 10 * time.Second}
 	var mu sync.Mutex
@@ -197,6 +203,7 @@ func TestRestoreDrill(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	srv.kill() // mid-write
 	killedAt := time.Now()
+	killedLog := srv.logs()
 	close(stop)
 	wg.Wait()
 	<-relayDone
@@ -213,15 +220,19 @@ func TestRestoreDrill(t *testing.T) {
 	}
 	out, errOut, code := pdsCLI(t, env, "", "restore", "--to", dataDir)
 	if code != 0 {
-		t.Fatalf("pds restore: exit %d: %s%s", code, out, errOut)
+		t.Fatalf("pds restore: exit %d: %s%s\nserver log:\n%s", code, out, errOut, killedLog)
 	}
 	if !strings.Contains(errOut, "100%") {
 		t.Errorf("no progress shown: %q", errOut)
 	}
 	srv.start(t)
 
-	// Every write acknowledged more than an interval (and a round's time) before the kill is there.
-	threshold := killedAt.Add(-interval - time.Second)
+	// Every write acknowledged long enough before the kill is there: the round after a write starts within an
+	// interval of it (or when the round in progress ends) and takes a round's time, so the bound is
+	// max(interval, D) + D for the longest round D the server logged (about 0.3 s idle; more on a loaded machine).
+	d := longestRound(t, killedLog)
+	threshold := killedAt.Add(-max(interval, d) - d - 100*time.Millisecond)
+	t.Logf("longest round %s: checking writes acknowledged before kill-%s", d, killedAt.Sub(threshold))
 	checked, lost := 0, 0
 	for _, w := range acked {
 		r := p.Query("com.atproto.repo.getRecord", url.Values{"repo": {w.did}, "collection": {"app.bsky.feed.post"}, "rkey": {w.rkey}}, "")
@@ -383,4 +394,30 @@ func verifyServedRepo(t *testing.T, p *testpds.PDS, plcURL, did string) string {
 		t.Fatalf("%s: commit signature against the DID document: %v", did, err)
 	}
 	return commit.Rev
+}
+
+// longestRound is the longest backup round in a server log ("backup round ... duration=1.2s").
+func longestRound(t *testing.T, log string) time.Duration {
+	var longest time.Duration
+	n := 0
+	for _, l := range strings.Split(log, "\n") {
+		if !strings.Contains(l, "msg=\"backup round\"") {
+			continue
+		}
+		_, v, ok := strings.Cut(l, " duration=")
+		if !ok {
+			continue
+		}
+		v, _, _ = strings.Cut(v, " ")
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("round duration %q: %v", v, err)
+		}
+		longest = max(longest, d)
+		n++
+	}
+	if n < 3 {
+		t.Fatalf("only %d backup rounds logged:\n%s", n, log)
+	}
+	return longest
 }
