@@ -17,6 +17,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 
+	"github.com/pdsgo/pds/pds/backup"
 	"github.com/pdsgo/pds/pds/blobstore"
 )
 
@@ -92,6 +93,9 @@ type Config struct {
 	// Repository imports (handle_import.go): account migration into this server.
 	AcceptingRepoImports bool  // PDS_ACCEPTING_REPO_IMPORTS (default true)
 	MaxRepoImportSize    int64 // PDS_MAX_REPO_IMPORT_SIZE (bytes, default 1 GiB)
+
+	// Backup is the continuous backup (PDS_BACKUP_URL, _KEY, _INTERVAL, _RETENTION, _S3_*); nil = off.
+	Backup *backup.Config
 
 	// MemoryLimit is the Go runtime's soft memory limit in bytes that cmd/pds applies when GOMEMLIMIT is not
 	// set (PDS_MEMORY_LIMIT, default 64 MiB; 0 = none). See docs/operators.md.
@@ -188,6 +192,9 @@ func loadConfig(lookup Lookup, write bool) (*Config, error) {
 		return nil, err
 	}
 	if err := c.loadNetworkDefaults(lookup, local); err != nil {
+		return nil, err
+	}
+	if c.Backup, err = backup.ConfigFromEnv(getenv); err != nil {
 		return nil, err
 	}
 

@@ -25,6 +25,7 @@ import (
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/backup"
 	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/firehose"
 	"github.com/pdsgo/pds/pds/mailer"
@@ -177,7 +178,17 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		return nil, err
 	}
 	seqOpts := sequencer.Options{Logger: log}
-	if sequencerIsNew {
+	restored, err := backup.ReadRestoredMarker(dataDir)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if restored != nil {
+		// Restored from a backup: relays saw seqs above the backup's log and heads newer than its repositories.
+		// Continue above the clock and announce every head, as after a lost log (the marker goes once done).
+		seqOpts.Floor = max(time.Now().UnixMicro(), restored.Seq+1)
+		log.Warn("data directory restored from a backup; starting the firehose seq above the clock", "round", restored.Round, "floor", seqOpts.Floor)
+	} else if sequencerIsNew {
 		// A new log beside existing accounts means the old log was lost: start above any seq it could have
 		// handed out (seq values are far below the microsecond clock), so relays never see seq go backwards.
 		if n, err := store.CountAccounts(ctx); err == nil && n > 0 {
@@ -242,6 +253,12 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 			s.Close()
 			return nil, fmt.Errorf("firehose rebuild: %w", err)
 		}
+		if restored != nil {
+			if err := backup.ClearRestoredMarker(dataDir); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 	}
 	s.proxy = proxy.New(cfg.proxyConfig(), proxy.Deps{
 		Log:      log,
@@ -274,6 +291,9 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		Handler:           s.echo,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if cfg.Backup != nil { // continuous backup (pds/backup)
+		s.bg.Go(func() { backup.Run(s.bg.Quit(), cfg.Backup, backupSource(cfg), log) })
 	}
 	// Deactivated accounts past their deleteAfter (pds/accounts).
 	s.bg.Go(func() { s.accounts.RunDeletionJob(s.bg.Quit()) })
@@ -363,6 +383,15 @@ func (s *Server) nextRKey() string {
 // deleted. The server runs it at start and every minute.
 func (s *Server) PurgeExpiredAccounts(ctx context.Context) (int, error) {
 	return s.accounts.PurgeExpired(ctx)
+}
+
+// backupSource is what a backup round copies: the data directory, and the disk blob store unless blobs are in S3.
+func backupSource(cfg *Config) backup.Source {
+	src := backup.Source{DataDirectory: cfg.DataDirectory}
+	if cfg.BlobstoreS3 == nil {
+		src.BlobDirectory = cfg.BlobstoreDisk
+	}
+	return src
 }
 
 func resolverTimeout(cfg *Config) time.Duration {

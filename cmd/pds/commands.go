@@ -49,6 +49,10 @@ var commands = []command{
 	{name: "health", args: "[--server URL] [--timeout D]", summary: "exit 0 if the running server answers /xrpc/_health (for container health checks), else 1", run: runHealth},
 	{name: "doctor", args: "[--env-file F] [--mail-to ADDR] [--dns-server H:P] [--https-port N] [--ca-certs F]", summary: "check a configuration before and after going live: DNS, HTTPS, PLC/AppView/crawlers, SMTP, disk, data directory", run: runDoctor},
 	{name: "version", summary: "print the version", run: runVersion},
+	{name: "backup now", args: "[--json]", summary: "back the data directory up once to PDS_BACKUP_URL (the server does it every PDS_BACKUP_INTERVAL; docs/backups.md)", run: runBackupNow},
+	{name: "backup list", args: "[--json]", summary: "list the backup's rounds: time, firehose seq, accounts, blobs", run: runBackupList},
+	{name: "backup verify", args: "[ROUND]", summary: "restore a round (default the newest) into a temp dir and check every repository, signature, record index and blob", run: runBackupVerify},
+	{name: "restore", args: "--to DIR [--from URL] [--at TIME]", summary: "write a data directory from a backup (offline; PDS_BACKUP_* variables), then start the server on it", run: runRestore},
 	{name: "plc rotation-key", summary: "print this server's PLC rotation key (did:key), for `account export --to-rotation-key`", run: runRotationKey},
 }
 
