@@ -10,10 +10,9 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobstore"
-	"github.com/pdsgo/pds/pds/writer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -32,10 +31,7 @@ type blobOutput struct {
 func (s *Server) handleUploadBlob(c echo.Context) error {
 	ctx := c.Request().Context()
 	req := c.Request()
-	acct, err := s.accounts.AccountByDID(ctx, auth.CallerOf(c).DID)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
-	}
+	acct, err := s.accounts.ByDID(ctx, auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -78,7 +74,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	}
 	r, err := s.repos.Repo(ctx, did)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	defer r.Release()
 

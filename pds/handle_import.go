@@ -1,7 +1,6 @@
 package pds
 
 import (
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -12,7 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
-	"github.com/pdsgo/pds/pds/writer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -95,15 +94,8 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 		Signer:    signer,
 		MaxBytes:  s.cfg.MaxRepoImportSize,
 	})
-	switch {
-	case errors.Is(err, repo.ErrImportTooLarge):
-		return xrpc.PayloadTooLarge("Repository is larger than the import limit (%d bytes)", s.cfg.MaxRepoImportSize)
-	case errors.Is(err, repo.ErrImportInvalid):
-		return xrpc.InvalidRequest("Invalid repository: %s", xrpc.TrimSentinel(err, repo.ErrImportInvalid))
-	case errors.Is(err, repo.ErrImportInProgress), errors.Is(err, repo.ErrImportConflict):
-		return xrpc.InvalidRequest("%s", err.Error())
-	case err != nil:
-		return writer.RepoError(err)
+	if err != nil {
+		return xrpcerr.Import(err, s.cfg.MaxRepoImportSize)
 	}
 	s.log.Info("repository imported", "did", acct.DID, "records", res.Records, "blocks", res.Blocks,
 		"blobs", res.BlobRefs, "bytes", res.Bytes, "importedRev", res.ImportedRev, "rev", res.Head.Rev,

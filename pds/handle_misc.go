@@ -61,7 +61,7 @@ func recoverMiddleware(log *slog.Logger) echo.MiddlewareFunc {
 						panic(r)
 					}
 					log.Error("handler panic", "path", c.Request().URL.Path, "panic", r, "stack", string(debug.Stack()))
-					err = xrpc.NewError(http.StatusInternalServerError, "InternalServerError", "Internal Server Error")
+					err = xrpc.NewError(http.StatusInternalServerError, xrpc.NameInternalServerError, "Internal Server Error")
 				}
 			}()
 			return next(c)

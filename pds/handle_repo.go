@@ -13,7 +13,7 @@ import (
 
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobs"
-	"github.com/pdsgo/pds/pds/writer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -379,15 +379,12 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	uri := atURI(acct.DID, collection, rkey)
 	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	defer r.Release()
 	recCID, data, err := r.GetRecord(ctx, collection, rkey)
-	if errors.Is(err, repo.ErrRecordNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
-	}
 	if err != nil {
-		return err
+		return xrpcerr.Record(err, uri)
 	}
 	if want := xrpc.ParamString(c, "cid"); want != "" && want != recCID.String() {
 		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
@@ -421,7 +418,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	limit := xrpc.ParamInt(c, "limit", 50)
 	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	defer r.Release()
 	recs, cursor, err := r.ListRecords(ctx, collection, limit, xrpc.ParamString(c, "cursor"), xrpc.ParamBool(c, "reverse", false))
@@ -478,7 +475,7 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 	}
 	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	defer r.Release()
 	collections, err := r.Collections(ctx)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -33,10 +34,10 @@ func (s *Server) syncRepo(c echo.Context) (*accountstore.Account, *repo.Repo, er
 
 func (s *Server) openRepo(c echo.Context, did syntax.DID) (*repo.Repo, error) {
 	r, err := s.repos.Repo(c.Request().Context(), did)
-	if errors.Is(err, repo.ErrRepoNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
+	if err != nil {
+		return nil, xrpcerr.RepoFor(err, did)
 	}
-	return r, err
+	return r, nil
 }
 
 // streamCAR starts a CAR response; once the first byte is written an error can only abort the connection.
@@ -95,7 +96,7 @@ func (s *Server) handleSyncGetRecord(c echo.Context) error {
 	if ref, err := s.accounts.RecordTakedownRef(c.Request().Context(), acct.DID, atURI(acct.DID, collection, rkey)); err != nil {
 		return err
 	} else if ref != "" {
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record")
 	}
 	return streamCAR(c, func(w *responseWriter) error {
 		return r.WriteRecordProof(c.Request().Context(), w, collection, rkey)
@@ -132,7 +133,7 @@ func (s *Server) handleSyncGetBlocks(c echo.Context) error {
 		for i, m := range missing {
 			strs[i] = m.String()
 		}
-		return xrpc.NewError(http.StatusBadRequest, "BlockNotFound", "Could not find all requested blocks: %s", strings.Join(strs, ", "))
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameBlockNotFound, "Could not find all requested blocks: %s", strings.Join(strs, ", "))
 	}
 	return c.Blob(http.StatusOK, carContentType, buf.Bytes())
 }
@@ -153,11 +154,8 @@ func (s *Server) handleSyncGetLatestCommit(c echo.Context) error {
 func (s *Server) handleSyncGetRepoStatus(c echo.Context) error {
 	did := xrpc.ParamDID(c, "did")
 	acct, err := s.accounts.AccountByDID(c.Request().Context(), did)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
-	}
 	if err != nil {
-		return err
+		return xrpcerr.RepoFor(err, did)
 	}
 	out := map[string]any{"did": acct.DID, "active": acct.Active()}
 	if st := acct.Status(); st != "" {
