@@ -50,14 +50,8 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 		req.Body = http.NoBody
 	}
 	tmp, err := blobstore.Put(ctx, s.blobs.Store(), req.Body, size, s.blobs.Limit())
-	var be *blobstore.BodyError
-	switch {
-	case errors.Is(err, blobstore.ErrTooLarge):
-		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", s.blobs.Limit())
-	case errors.As(err, &be):
-		return xrpc.InvalidRequest("Could not read the request body")
-	case err != nil:
-		return err
+	if err != nil {
+		return xrpcerr.Upload(err, s.blobs.Limit())
 	}
 	promoted := false
 	defer func() {
@@ -94,29 +88,8 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 		mimeType = "application/octet-stream"
 	}
 
-	now := time.Now()
-	release, err := s.blobs.Mark(ctx, did, now.Add(s.blobs.Expiry()))
+	row, promoted, err := s.blobs.Save(ctx, r, did, tmp, mimeType)
 	if err != nil {
-		return err
-	}
-	defer release()
-	unlock := s.blobs.Lock(did, tmp.CID)
-	defer unlock()
-	// Past this point a cancelled request must not leave the row half-way: finish with a detached context.
-	dctx := context.WithoutCancel(ctx)
-	row, err := r.BeginBlob(dctx, repo.BlobRef{CID: tmp.CID, MimeType: mimeType, Size: tmp.Size}, now)
-	if err != nil {
-		return err
-	}
-	// A blob stored already (the same bytes uploaded again) is not rewritten: no copy on S3, and readers of it
-	// are undisturbed. Anything else (new, revived, or bytes lost) is promoted.
-	if n, err := s.blobs.Store().Stat(dctx, did, tmp.CID); row.State != repo.BlobReady || err != nil || n != tmp.Size {
-		if err := s.blobs.Store().Promote(dctx, tmp.Key, did, tmp.CID); err != nil {
-			return err
-		}
-		promoted = true
-	}
-	if row, err = r.FinishBlob(dctx, tmp.CID, now); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"blob": blobOutput{

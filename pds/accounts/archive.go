@@ -348,7 +348,7 @@ func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult
 		return nil, xrpc.InvalidRequest("Invalid signing key in the archive")
 	}
 
-	unlock := s.locks.lock(did)
+	unlock := s.locks.Lock(did)
 	locked := true
 	defer func() {
 		if locked {

@@ -108,7 +108,7 @@ func withHandle(aka []string, handle string) []string {
 // for did:plc; a did:web document must already declare it), then the account store, then an #identity event.
 // The admin API reuses it.
 func (s *Service) ChangeHandle(ctx context.Context, acct *accountstore.Account, handle string) error {
-	unlock := s.locks.lock(acct.DID)
+	unlock := s.locks.Lock(acct.DID)
 	defer unlock()
 	handle, err := s.validateHandle(ctx, handle, acct.DID)
 	if err != nil {

@@ -166,7 +166,7 @@ func (s *Service) SubmitPLCOperation(ctx context.Context, acct *accountstore.Acc
 	if acct.Handle != "" && (len(op.AlsoKnownAs) == 0 || op.AlsoKnownAs[0] != "at://"+acct.Handle) {
 		return xrpc.InvalidRequest("Incorrect handle in alsoKnownAs")
 	}
-	unlock := s.locks.lock(acct.DID)
+	unlock := s.locks.Lock(acct.DID)
 	defer unlock()
 	if err := s.d.PLC.Submit(ctx, acct.DID.String(), op); err != nil {
 		return xrpcerr.PLC(err, s.log)

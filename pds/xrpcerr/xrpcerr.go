@@ -1,8 +1,10 @@
 // Package xrpcerr is the one place where the stores' sentinel errors become XRPC errors (status, xrpc.Name*
-// constant, the reference's message). There is one function per sentinel set: Repo and Blob for the
-// repository's write errors, Import for repository import, Account and AccountClaim for the account store,
-// EmailToken and Invite for its tokens and invite codes, PLC for the PLC directory. Handlers and the pds
-// packages that answer requests call them; an error none of them knows is returned unchanged (a 500).
+// constant, the reference's message). One function per sentinel set: Repo and Blob for a repository write,
+// Import and ArchiveImport for repository imports, Upload for the blob store, Account, AccountClaim and
+// Handle for the account store, EmailToken and Invite for its tokens and invite codes, PLC for the PLC
+// directory; then the lookups whose wording is one method's (RepoFor, Record, AppPassword, ...). Handlers and
+// the pds packages that answer requests call them; an error a function does not know is returned unchanged
+// (a 500, logged by the error handler).
 //
 // It knows every store's sentinels and nothing else: it may not import the server's services (writer,
 // accounts, blobs...), so each of them can use it.
@@ -16,6 +18,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/blobstore"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -256,6 +259,18 @@ func RepoParam(err error, repoParam string) error {
 func Recipient(err error) error {
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.InvalidRequest("Recipient not found")
+	}
+	return err
+}
+
+// Upload maps a blob upload's store errors: over the size limit (in bytes), or a body that broke off.
+func Upload(err error, limit int64) error {
+	var be *blobstore.BodyError
+	switch {
+	case errors.Is(err, blobstore.ErrTooLarge):
+		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", limit)
+	case errors.As(err, &be):
+		return xrpc.InvalidRequest("Could not read the request body")
 	}
 	return err
 }
