@@ -184,7 +184,7 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 			return err
 		}
 		if in.Takedown != nil {
-			canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
+			canonical := repo.RecordURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
 			if err := s.accounts.TakeDownRecord(ctx, acct.DID, canonical, subj.CID, accounts.TakedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
 				return err
 			}
@@ -226,7 +226,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
+		canonical := repo.RecordURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
 		r, err := s.repos.Repo(ctx, acct.DID)
 		if err != nil {
 			return xrpcerr.Repo(err)

@@ -170,7 +170,7 @@ func (s *Server) blobRow(ctx context.Context, did syntax.DID, c cid.Cid) (*repo.
 
 func (s *Server) handleSyncListBlobs(c echo.Context) error {
 	ctx := c.Request().Context()
-	_, r, err := s.syncRepo(c)
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ type missingBlob struct {
 func (s *Server) handleListMissingBlobs(c echo.Context) error {
 	ctx := c.Request().Context()
 	did := auth.CallerOf(c).DID
-	r, err := s.openRepo(c, did)
+	r, err := s.accounts.OpenRepo(c.Request().Context(), did)
 	if err != nil {
 		return err
 	}
@@ -207,7 +207,7 @@ func (s *Server) handleListMissingBlobs(c echo.Context) error {
 	}
 	blobs := make([]missingBlob, len(missing))
 	for i, m := range missing {
-		blobs[i] = missingBlob{CID: m.CID, RecordURI: atURI(did, m.Collection, m.RKey)}
+		blobs[i] = missingBlob{CID: m.CID, RecordURI: repo.RecordURI(did, m.Collection, m.RKey)}
 	}
 	out := map[string]any{"blobs": blobs}
 	if cursor != "" {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
@@ -27,25 +26,6 @@ import (
 //   - re-signs: the head becomes a new commit over the same data root, signed with this server's key for the
 //     account, with a rev after the imported one, so what relays fetch after activation verifies against the
 //     DID document that points here.
-
-const defaultMaxRepoImportSize = 1 << 30
-
-// loadImportConfig reads the import settings (called by LoadConfig).
-func (c *Config) loadImportConfig(getenv Getenv) error {
-	var err error
-	if c.AcceptingRepoImports, err = boolEnv(getenv, "PDS_ACCEPTING_REPO_IMPORTS", true); err != nil {
-		return err
-	}
-	c.MaxRepoImportSize = defaultMaxRepoImportSize
-	if v := getenv("PDS_MAX_REPO_IMPORT_SIZE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("PDS_MAX_REPO_IMPORT_SIZE: not a byte count: %q", v)
-		}
-		c.MaxRepoImportSize = n
-	}
-	return nil
-}
 
 const carMIME = "application/vnd.ipld.car"
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
@@ -27,10 +26,6 @@ type commitMeta struct {
 
 func metaOf(res *repo.CommitResult) *commitMeta {
 	return &commitMeta{CID: res.Commit.String(), Rev: res.Rev}
-}
-
-func atURI(did syntax.DID, collection, rkey string) string {
-	return "at://" + did.String() + "/" + collection + "/" + rkey
 }
 
 // parseCIDParam parses an optional CID field of a request.
@@ -154,7 +149,7 @@ func (s *Server) handleCreateRecord(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, writeOutput{
-		URI:              atURI(acct.DID, in.Collection, rec.op.RKey.String()),
+		URI:              repo.RecordURI(acct.DID, in.Collection, rec.op.RKey.String()),
 		CID:              rec.cid.String(),
 		Commit:           metaOf(res),
 		ValidationStatus: rec.status,
@@ -221,7 +216,7 @@ func (s *Server) handlePutRecord(c echo.Context) error {
 		return err
 	}
 	out := writeOutput{
-		URI:              atURI(acct.DID, in.Collection, in.RKey),
+		URI:              repo.RecordURI(acct.DID, in.Collection, in.RKey),
 		CID:              rec.cid.String(),
 		ValidationStatus: rec.status,
 	}
@@ -336,7 +331,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 			ops = append(ops, rec.op)
 			result := map[string]any{
 				"$type": resultType,
-				"uri":   atURI(acct.DID, w.Collection, rec.op.RKey.String()),
+				"uri":   repo.RecordURI(acct.DID, w.Collection, rec.op.RKey.String()),
 				"cid":   rec.cid.String(),
 			}
 			if rec.status != "" {
@@ -376,7 +371,7 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 		return err
 	}
 	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
-	uri := atURI(acct.DID, collection, rkey)
+	uri := repo.RecordURI(acct.DID, collection, rkey)
 	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
 		return xrpcerr.Repo(err)
@@ -445,7 +440,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	page = append(page, `"records":[`...)
 	first := true
 	for _, rec := range recs {
-		uri := atURI(acct.DID, collection, rec.RKey)
+		uri := repo.RecordURI(acct.DID, collection, rec.RKey)
 		if hidden != nil && hidden(uri) {
 			continue // taken down by a moderator
 		}

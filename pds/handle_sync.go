@@ -6,11 +6,9 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
@@ -18,27 +16,6 @@ import (
 )
 
 const carContentType = "application/vnd.ipld.car"
-
-// syncRepo is accounts.ForSync plus the account's repo; the caller releases it.
-func (s *Server) syncRepo(c echo.Context) (*accountstore.Account, *repo.Repo, error) {
-	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
-	if err != nil {
-		return nil, nil, err
-	}
-	r, err := s.openRepo(c, acct.DID)
-	if err != nil {
-		return nil, nil, err
-	}
-	return acct, r, nil
-}
-
-func (s *Server) openRepo(c echo.Context, did syntax.DID) (*repo.Repo, error) {
-	r, err := s.repos.Repo(c.Request().Context(), did)
-	if err != nil {
-		return nil, xrpcerr.RepoFor(err, did)
-	}
-	return r, nil
-}
 
 // streamCAR starts a CAR response; once the first byte is written an error can only abort the connection.
 func streamCAR(c echo.Context, write func(w *responseWriter) error) error {
@@ -75,7 +52,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) handleSyncGetRepo(c echo.Context) error {
-	_, r, err := s.syncRepo(c)
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -87,13 +64,13 @@ func (s *Server) handleSyncGetRepo(c echo.Context) error {
 }
 
 func (s *Server) handleSyncGetRecord(c echo.Context) error {
-	acct, r, err := s.syncRepo(c)
+	acct, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
 	defer r.Release()
 	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
-	if ref, err := s.accounts.RecordTakedownRef(c.Request().Context(), acct.DID, atURI(acct.DID, collection, rkey)); err != nil {
+	if ref, err := s.accounts.RecordTakedownRef(c.Request().Context(), acct.DID, repo.RecordURI(acct.DID, collection, rkey)); err != nil {
 		return err
 	} else if ref != "" {
 		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record")
@@ -116,7 +93,7 @@ func (s *Server) handleSyncGetBlocks(c echo.Context) error {
 		}
 		cids = append(cids, cc)
 	}
-	r, err := s.openRepo(c, acct.DID)
+	r, err := s.accounts.OpenRepo(c.Request().Context(), acct.DID)
 	if err != nil {
 		return err
 	}
@@ -139,7 +116,7 @@ func (s *Server) handleSyncGetBlocks(c echo.Context) error {
 }
 
 func (s *Server) handleSyncGetLatestCommit(c echo.Context) error {
-	_, r, err := s.syncRepo(c)
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -160,7 +137,7 @@ func (s *Server) handleSyncGetRepoStatus(c echo.Context) error {
 	out := map[string]any{"did": acct.DID, "active": acct.Active()}
 	if st := acct.Status(); st != "" {
 		out["status"] = st
-	} else if r, err := s.openRepo(c, acct.DID); err == nil {
+	} else if r, err := s.accounts.OpenRepo(c.Request().Context(), acct.DID); err == nil {
 		head, err := r.Head(c.Request().Context())
 		r.Release()
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/xrpcerr"
+	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -103,4 +104,27 @@ func (s *Service) Readable(ctx context.Context, repoParam string, viewer syntax.
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", acct.DID)
 	}
 	return acct, nil
+}
+
+// SyncRepo is ForSync plus the account's repository, for a sync read; the caller releases it.
+func (s *Service) SyncRepo(ctx context.Context, did, viewer syntax.DID) (*accountstore.Account, *repo.Repo, error) {
+	acct, err := s.ForSync(ctx, did, viewer)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := s.OpenRepo(ctx, acct.DID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return acct, r, nil
+}
+
+// OpenRepo opens an account's repository for a read (RepoNotFound naming did when there is none); the caller
+// releases it.
+func (s *Service) OpenRepo(ctx context.Context, did syntax.DID) (*repo.Repo, error) {
+	r, err := s.d.Repos.Repo(ctx, did)
+	if err != nil {
+		return nil, xrpcerr.RepoFor(err, did)
+	}
+	return r, nil
 }
