@@ -59,5 +59,5 @@ func (s *Service) SetPassword(ctx context.Context, did syntax.DID, password stri
 	if err := s.UpdatePassword(ctx, did, hash); err != nil {
 		return xrpcerr.Account(err)
 	}
-	return nil
+	return s.endSessions(ctx, did)
 }
