@@ -69,6 +69,9 @@ type Server struct {
 	// oauth is the OAuth authorization server (pds/oauth); its access tokens reach handlers through s.auth.
 	oauth *oauth.Provider
 
+	// embeddedPLC is the localhost server's own PLC directory (nil when PDS_DID_PLC_URL names one).
+	embeddedPLC *embeddedPLC
+
 	rkeyMu    sync.Mutex
 	rkeyClock *syntax.TIDClock
 
@@ -97,6 +100,22 @@ type Options struct {
 
 // New opens the data directory's stores, recovers the firehose after a crash, and builds the HTTP routes.
 func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
+	var ePLC *embeddedPLC
+	if cfg.EmbeddedPLC {
+		var err error
+		if ePLC, err = startEmbeddedPLC(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	s, err := newServer(ctx, cfg, opts, ePLC)
+	if err != nil {
+		ePLC.close() // a failed start
+		return nil, err
+	}
+	return s, nil
+}
+
+func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC) (*Server, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -110,12 +129,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("loading lexicons: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       log,
-		plc:       &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
-		catalog:   cat,
-		rkeyClock: syntax.NewTIDClock(0),
-		bg:        background.New(),
+		cfg:         cfg,
+		log:         log,
+		embeddedPLC: ePLC,
+		plc:         &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
+		catalog:     cat,
+		rkeyClock:   syntax.NewTIDClock(0),
+		bg:          background.New(),
 	}
 	switch {
 	case opts.Mailer != nil:
@@ -310,6 +330,7 @@ func (s *Server) Close() {
 		if s.accounts != nil {
 			s.accounts.Close()
 		}
+		s.embeddedPLC.close()
 	})
 }
 

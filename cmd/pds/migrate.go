@@ -44,7 +44,7 @@ func runMigrate(ctx context.Context, cl *cli, args []string) error {
 		return err
 	}
 	if o.OldPDS == "" || o.Identifier == "" {
-		return errors.New("--from and --identifier are required")
+		return usageError{errors.New("--from and --identifier are required")}
 	}
 	if o.NewPDS == "" {
 		o.NewPDS = localServerURL(cl)
@@ -226,6 +226,11 @@ func (c *adminClient) stream(ctx context.Context, method, nsid, contentType stri
 // runRotationKey prints this server's PLC rotation key as a did:key (from the environment, or the data
 // directory's secrets.json; nothing is generated).
 func runRotationKey(ctx context.Context, cl *cli, args []string) error {
+	if rest, err := parseFlags(cl.flagSet("plc rotation-key"), args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", rest[0])}
+	}
 	keyHex := cl.getenv("PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX")
 	if keyHex == "" {
 		dir := cl.getenv("PDS_DATA_DIRECTORY")
