@@ -1,7 +1,6 @@
 package pds
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -39,10 +39,10 @@ func (s *Server) handleConfirmEmail(c echo.Context) error {
 		return err
 	}
 	if !strings.EqualFold(acct.Email, strings.TrimSpace(in.Email)) {
-		return xrpc.NewError(http.StatusBadRequest, "InvalidEmail", "invalid email")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidEmail, "invalid email")
 	}
 	if err := s.accounts.ConsumeEmailToken(ctx, acct.DID, accountstore.PurposeConfirmEmail, in.Token); err != nil {
-		return accounts.EmailTokenError(err)
+		return xrpcerr.EmailToken(err)
 	}
 	if err := s.accounts.SetEmailConfirmed(ctx, acct.DID, time.Now()); err != nil {
 		return err
@@ -88,18 +88,15 @@ func (s *Server) handleUpdateEmail(c echo.Context) error {
 	}
 	if acct.EmailConfirmedAt != nil {
 		if in.Token == "" {
-			return xrpc.NewError(http.StatusBadRequest, "TokenRequired", "confirmation token required")
+			return xrpc.NewError(http.StatusBadRequest, xrpc.NameTokenRequired, "confirmation token required")
 		}
 		// Checked, not used up: an address already taken must not burn the token.
 		if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposeUpdateEmail, in.Token); err != nil {
-			return accounts.EmailTokenError(err)
+			return xrpcerr.EmailToken(err)
 		}
 	}
 	if err := s.accounts.UpdateEmail(ctx, acct.DID, email); err != nil {
-		if errors.Is(err, accountstore.ErrEmailTaken) {
-			return xrpc.InvalidRequest("This email address is already in use, please use a different email.")
-		}
-		return err
+		return xrpcerr.EmailUpdate(err)
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -113,11 +110,8 @@ func (s *Server) handleRequestPasswordReset(c echo.Context) error {
 		return err
 	}
 	acct, err := s.accounts.AccountByEmail(ctx, strings.TrimSpace(in.Email))
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.InvalidRequest("account does not have an email address")
-	}
 	if err != nil {
-		return err
+		return xrpcerr.PasswordResetAccount(err)
 	}
 	if err := s.accounts.SendEmailToken(ctx, acct, accountstore.PurposeResetPassword); err != nil {
 		return err
@@ -139,7 +133,7 @@ func (s *Server) handleResetPassword(c echo.Context) error {
 	}
 	did, err := s.accounts.ConsumeEmailTokenByValue(ctx, accountstore.PurposeResetPassword, in.Token)
 	if err != nil {
-		return accounts.EmailTokenError(err)
+		return xrpcerr.EmailToken(err)
 	}
 	if err := s.accounts.SetPassword(ctx, did, in.Password); err != nil {
 		return err

@@ -74,7 +74,7 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 		return xrpc.InvalidRequest("Unsupported input: plcOp")
 	}
 	if s.cfg.InviteRequired && in.InviteCode == "" {
-		return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "No invite code provided")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidInviteCode, "No invite code provided")
 	}
 	if in.Email == "" {
 		return xrpc.InvalidRequest("Email is required")
@@ -175,7 +175,7 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 		return err
 	}
 	if acct == nil {
-		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid identifier or password")
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Invalid identifier or password")
 	}
 	// The account password first, then the account's app passwords.
 	appPassword := ""
@@ -185,12 +185,12 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 			return err
 		}
 		if ap == nil {
-			return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid identifier or password")
+			return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Invalid identifier or password")
 		}
 		appPassword = ap.Name
 	}
 	if acct.TakedownRef != "" && !in.AllowTakendown {
-		return xrpc.NewError(http.StatusUnauthorized, "AccountTakedown", "Account has been taken down")
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
 	tokens, err := s.auth.CreateSession(ctx, acct, appPassword)
 	if err != nil {
@@ -220,10 +220,7 @@ func (s *Server) sessionOutput(acct *accountstore.Account, tokens *auth.TokenPai
 }
 
 func (s *Server) handleGetSession(c echo.Context) error {
-	acct, err := s.accounts.AccountByDID(c.Request().Context(), auth.CallerOf(c).DID)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-	}
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}

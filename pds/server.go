@@ -262,7 +262,7 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 	}
 	s.proxy = proxy.New(cfg.proxyConfig(), proxy.Deps{
 		Log:      log,
-		Accounts: store,
+		Accounts: s.accounts,
 		Repos:    s.repos,
 		ResolveDID: func(ctx context.Context, did syntax.DID) (*identity.Identity, error) {
 			return s.accounts.ResolveDIDDoc(ctx, did, false)

@@ -57,7 +57,7 @@ const (
 	NameInvalidToken           = "InvalidToken"           // 400
 	NameForbidden              = "Forbidden"              // 403
 	NameScopeMissing           = "ScopeMissingError"      // 403: an OAuth grant lacks the permission (the reference's name)
-	NameNotFound               = "NotFound"               // 404 (not an XRPC name; for non-method paths)
+	NameNotFound               = "NotFound"               // 404 for non-method paths; 400 from the admin reads (reference)
 	NameMethodNotAllowed       = "MethodNotAllowed"       // 405 (non-XRPC paths only)
 	NamePayloadTooLarge        = "PayloadTooLarge"        // 413
 	NameUnsupportedMediaType   = "UnsupportedMediaType"   // 415
@@ -86,6 +86,11 @@ const (
 	NameServiceUnavailable     = "ServiceUnavailable"     // 503
 	NameInvalidMimeType        = "InvalidMimeType"        // 400
 	NameInvalidSize            = "InvalidSize"            // 400
+	NameHandleNotFound         = "HandleNotFound"         // 400
+	NameInvalidEmail           = "InvalidEmail"           // 400
+	NameTokenRequired          = "TokenRequired"          // 400
+	NameBlockNotFound          = "BlockNotFound"          // 400
+	NameBadExpiration          = "BadExpiration"          // 400
 )
 
 // TrimSentinel returns err's message without the leading "sentinel: " that wrapping added, for error messages
