@@ -37,6 +37,11 @@ type Config struct {
 	RecoveryDIDKey       string   // PDS_RECOVERY_DID_KEY: an operator-held rotation key added to new accounts
 	DevMode              bool     // PDS_DEV_MODE
 
+	// describeServer's links, also shown on the account and OAuth pages (the reference's variables).
+	PrivacyPolicyURL    string // PDS_PRIVACY_POLICY_URL
+	TermsOfServiceURL   string // PDS_TERMS_OF_SERVICE_URL
+	ContactEmailAddress string // PDS_CONTACT_EMAIL_ADDRESS
+
 	// Identity resolution of user-named hosts (custom-domain handles, did:web documents).
 	DisableSSRFProtection   bool          // PDS_DISABLE_SSRF_PROTECTION (default PDS_DEV_MODE): allow private/loopback targets
 	IDResolverTimeout       time.Duration // PDS_ID_RESOLVER_TIMEOUT (ms, default 3 s): per DNS/HTTP resolution
@@ -109,6 +114,9 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 		AdminPassword:         getenv("PDS_ADMIN_PASSWORD"),
 		EmailSMTPURL:          getenv("PDS_EMAIL_SMTP_URL"),
 		EmailFromAddress:      getenv("PDS_EMAIL_FROM_ADDRESS"),
+		PrivacyPolicyURL:      getenv("PDS_PRIVACY_POLICY_URL"),
+		TermsOfServiceURL:     getenv("PDS_TERMS_OF_SERVICE_URL"),
+		ContactEmailAddress:   getenv("PDS_CONTACT_EMAIL_ADDRESS"),
 		BackfillLimit:         24 * time.Hour,
 		MaxSubscriptionBuffer: 500,
 	}

@@ -34,14 +34,8 @@ func (s *Server) handleCreateAppPassword(c echo.Context) error {
 	if name == "" || utf8.RuneCountInString(name) > 64 {
 		return xrpc.InvalidRequest("App password name must be 1 to 64 characters")
 	}
-	did := auth.CallerOf(c).DID.String()
-	password := auth.NewAppPassword()
-	hash, err := auth.HashAppPassword(did, password)
+	password, now, err := s.auth.CreateAppPassword(ctx, auth.CallerOf(c).DID, name, in.Privileged)
 	if err != nil {
-		return err
-	}
-	now := time.Now().UTC()
-	if err := s.accounts.CreateAppPassword(ctx, did, name, hash, in.Privileged, now); err != nil {
 		switch {
 		case errors.Is(err, accountstore.ErrAppPasswordExists):
 			return xrpc.InvalidRequest("An app password with that name already exists")

@@ -17,13 +17,23 @@ import (
 )
 
 func (s *Server) handleDescribeServer(c echo.Context) error {
+	links, contact := map[string]any{}, map[string]any{}
+	if s.cfg.PrivacyPolicyURL != "" {
+		links["privacyPolicy"] = s.cfg.PrivacyPolicyURL
+	}
+	if s.cfg.TermsOfServiceURL != "" {
+		links["termsOfService"] = s.cfg.TermsOfServiceURL
+	}
+	if s.cfg.ContactEmailAddress != "" {
+		contact["email"] = s.cfg.ContactEmailAddress
+	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"did":                       s.cfg.ServiceDID,
 		"availableUserDomains":      s.cfg.ServiceHandleDomains,
 		"inviteCodeRequired":        s.cfg.InviteRequired,
 		"phoneVerificationRequired": false,
-		"links":                     map[string]any{},
-		"contact":                   map[string]any{},
+		"links":                     links,
+		"contact":                   contact,
 	})
 }
 

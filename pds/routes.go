@@ -118,5 +118,9 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("app.bsky.feed.getPostThread", s.proxy.GetPostThread, std)
 	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
 	r.SetFallback(s.proxy.Handle)
+
+	// OAuth (pds/oauth) and the account pages (pds/accountpages): HTML pages and OAuth endpoints, not XRPC.
+	s.oauth.Register(e)
+	s.accountPages.Register(e)
 	return e
 }

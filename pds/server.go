@@ -22,12 +22,14 @@ import (
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/internal/background"
 	"github.com/pdsgo/pds/lexicons"
+	"github.com/pdsgo/pds/pds/accountpages"
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/firehose"
 	"github.com/pdsgo/pds/pds/mailer"
+	"github.com/pdsgo/pds/pds/oauth"
 	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/pds/sequencer"
@@ -70,6 +72,9 @@ type Server struct {
 	rkeyClock *syntax.TIDClock
 
 	closeOnce sync.Once
+
+	oauth        *oauth.Provider     // OAuth authorization server (pds/oauth)
+	accountPages *accountpages.Pages // the account's own pages at /account (pds/accountpages)
 }
 
 // RateLimitOptions adjust the rate limiters (tests pass a clock they can move instead of waiting).
@@ -235,6 +240,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		},
 		CallerDID: callerDID,
 	})
+	if err := s.newAccountPages(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("account pages: %w", err)
+	}
 	s.firehose = firehose.New(cfg.firehoseConfig(opts.CrawlNotifyInterval), s.seq, s.repos, log, s.bg, httpClient)
 	s.echo = s.routes()
 	s.firehose.Start()

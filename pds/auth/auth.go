@@ -62,6 +62,13 @@ type Store interface {
 	AccountByDID(ctx context.Context, did string) (*accountstore.Account, error)
 	AppPasswordByName(ctx context.Context, did, name string) (*accountstore.AppPassword, error)
 	AppPasswordByHash(ctx context.Context, did, hash string) (*accountstore.AppPassword, error)
+	// The account pages' session and app password management (sessions.go).
+	LegacySessions(ctx context.Context, did string) ([]accountstore.LegacySession, error)
+	DeleteRefreshTokenOf(ctx context.Context, did, id string) error
+	DeleteRefreshTokensForAccount(ctx context.Context, did string) error
+	ListAppPasswords(ctx context.Context, did string) ([]accountstore.AppPassword, error)
+	CreateAppPassword(ctx context.Context, did, name, passwordHash string, privileged bool, createdAt time.Time) error
+	RevokeAppPassword(ctx context.Context, did, name string) error
 }
 
 // TakedownChecker reports whether an account is taken down (an in-memory check, asked on every request).

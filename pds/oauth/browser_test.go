@@ -2,61 +2,36 @@ package oauth_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pdsgo/pds/internal/testbrowser"
 )
-
-const chromiumPath = "/usr/bin/chromium"
-
-// newBrowser starts headless Debian chromium (chromedp) and returns a function that opens a fresh browser
-// context (its own cookies, like a separate browser) in it.
-func newBrowser(t *testing.T) func() (context.Context, context.CancelFunc) {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("chromium is required for the page tests (apt-get install chromium): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromiumPath), chromedp.NoSandbox,
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(390, 844)) // a phone-sized window
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	browser, cancelBrowser := chromedp.NewContext(alloc)
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
-	return func() (context.Context, context.CancelFunc) {
-		ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-		ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
-		return ctx, func() { cancelT(); cancel() }
-	}
-}
 
 // TestBrowser: a real browser signs in and approves on the pages (the app then exchanges the code with indigo's
 // client and uses, refreshes and revokes the session), denies in a second run, and sees the error on a wrong
 // password. Everything is driven by the keyboard: typing and Enter / Tab, no clicks.
 func TestBrowser(t *testing.T) {
 	e := newEnv(t)
-	open := newBrowser(t)
+	open := testbrowser.New(t)
 
 	t.Run("approve", func(t *testing.T) {
 		a := e.newApp()
-		info, authURL := a.start(t, "")
+		info, authURL := a.Start(t, "")
 		ctx, cancel := open()
 		defer cancel()
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("identifier"))); err != nil {
 			t.Fatal(err)
 		}
-		title := run(t, ctx, chromedp.Title())
+		title := testbrowser.Run(t, ctx, chromedp.Title())
 		// The stylesheet is allowed by its CSP hash: the sign-in button got its colour.
-		styled := run(t, ctx, chromedp.Evaluate[bool](`getComputedStyle(document.querySelector("button")).backgroundColor === "rgb(29, 100, 216)"`))
+		styled := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`getComputedStyle(document.querySelector("button")).backgroundColor === "rgb(29, 100, 216)"`))
 		// On a phone-sized window nothing overflows sideways; every visible field has its label, every button a name.
-		fits := run(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
-		labelled := run(t, ctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("input:not([type=hidden])")].every(i => i.labels.length === 1 && i.labels[0].textContent.trim() !== "") &&
+		fits := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
+		labelled := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("input:not([type=hidden])")].every(i => i.labels.length === 1 && i.labels[0].textContent.trim() !== "") &&
 			[...document.querySelectorAll("button")].every(b => b.textContent.trim() !== "")`))
-		focused := run(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`))
+		focused := testbrowser.Run(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`))
 		if !fits || !labelled || focused != "identifier" {
 			t.Errorf("sign-in page: fits %v, labelled %v, focus on %q", fits, labelled, focused)
 		}
@@ -68,7 +43,7 @@ func TestBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		consent := run(t, ctx, chromedp.Text(chromedp.CSS("main")))
+		consent := testbrowser.Run(t, ctx, chromedp.Text(chromedp.CSS("main")))
 		if !strings.Contains(title, "Sign in") || !styled {
 			t.Errorf("sign-in page: title %q, styled %v", title, styled)
 		}
@@ -81,11 +56,11 @@ func TestBrowser(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.KeyEvent("\r")); err != nil {
 			t.Fatal(err)
 		}
-		cb := e.callback.wait(t)
+		cb := e.callback.Wait(t)
 		if cb.Get("code") == "" || cb.Get("state") != info.State || cb.Get("iss") != e.issuer {
 			t.Fatalf("redirect: %v", cb)
 		}
-		sess, tok := a.finish(t, info, cb.Get("code"))
+		sess, tok := a.Finish(t, info, cb.Get("code"))
 		if tok.Subject != aliceDID {
 			t.Fatalf("sub %q", tok.Subject)
 		}
@@ -107,11 +82,11 @@ func TestBrowser(t *testing.T) {
 
 		// Second request in the same browser: the account chooser, then consent; Deny this time, by keyboard
 		// (Tab from Allow to Deny, then Enter).
-		info, authURL = a.start(t, "")
+		info, authURL = a.Start(t, "")
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.CSS("ul.accounts"))); err != nil {
 			t.Fatal(err)
 		}
-		chooser := run(t, ctx, chromedp.Text(chromedp.CSS("main")))
+		chooser := testbrowser.Run(t, ctx, chromedp.Text(chromedp.CSS("main")))
 		err = chromedp.Do(ctx,
 			chromedp.Click(chromedp.CSS("ul.accounts a")),
 			chromedp.WaitVisible(chromedp.CSS(`button[value="deny"]`)),
@@ -124,7 +99,7 @@ func TestBrowser(t *testing.T) {
 		if !strings.Contains(chooser, "@"+aliceHandle) {
 			t.Errorf("chooser: %s", chooser)
 		}
-		cb = e.callback.wait(t)
+		cb = e.callback.Wait(t)
 		if cb.Get("error") != "access_denied" || cb.Get("state") != info.State || cb.Get("iss") != e.issuer || cb.Get("code") != "" {
 			t.Fatalf("deny redirect: %v", cb)
 		}
@@ -132,13 +107,13 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("deny", func(t *testing.T) {
 		a := e.newApp()
-		info, authURL := a.start(t, aliceHandle)
+		info, authURL := a.Start(t, aliceHandle)
 		ctx, cancel := open()
 		defer cancel()
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
 			t.Fatal(err)
 		}
-		prefilled := run(t, ctx, chromedp.Value(chromedp.ID("identifier"))) // the login hint
+		prefilled := testbrowser.Run(t, ctx, chromedp.Value(chromedp.ID("identifier"))) // the login hint
 		err := chromedp.Do(ctx,
 			chromedp.SendKeys(chromedp.ID("password"), alicePassword+"\r"),
 			chromedp.WaitVisible(chromedp.CSS(`button[value="deny"]`)),
@@ -150,7 +125,7 @@ func TestBrowser(t *testing.T) {
 		if prefilled != aliceHandle {
 			t.Errorf("login hint not prefilled: %q", prefilled)
 		}
-		cb := e.callback.wait(t)
+		cb := e.callback.Wait(t)
 		if cb.Get("error") != "access_denied" || cb.Get("state") != info.State || cb.Get("iss") != e.issuer {
 			t.Fatalf("deny redirect: %v", cb)
 		}
@@ -158,7 +133,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("wrong password", func(t *testing.T) {
 		a := e.newApp()
-		_, authURL := a.start(t, "")
+		_, authURL := a.Start(t, "")
 		ctx, cancel := open()
 		defer cancel()
 		err := chromedp.Do(ctx,
@@ -171,24 +146,15 @@ func TestBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msg := run(t, ctx, chromedp.Text(chromedp.ID("form-error")))
-		role := run(t, ctx, chromedp.AttributeValue(chromedp.ID("form-error"), "role")).Value
+		msg := testbrowser.Run(t, ctx, chromedp.Text(chromedp.ID("form-error")))
+		role := testbrowser.Run(t, ctx, chromedp.AttributeValue(chromedp.ID("form-error"), "role")).Value
 		if msg != "Invalid identifier or password" || role != "alert" {
 			t.Errorf("error shown: %q (role %q)", msg, role)
 		}
 		select {
-		case v := <-e.callback.got:
+		case v := <-e.callback.Got:
 			t.Fatalf("the app was called after a wrong password: %v", v)
 		default:
 		}
 	})
-}
-
-func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

@@ -97,6 +97,8 @@ type Config struct {
 	AllowHTTPClients bool
 	// ServiceName names this server on its pages ("" gives the issuer's host).
 	ServiceName string
+	// Links are shown at the bottom of every page (describeServer's privacy policy, terms of service, contact).
+	Links []PageLink
 	// ClientIP returns the address a request came from, for rate limits (nil: the TCP peer).
 	ClientIP func(*http.Request) string
 	// Now is the clock (nil: time.Now).

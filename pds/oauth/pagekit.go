@@ -1,0 +1,145 @@
+package oauth
+
+import (
+	"context"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
+	"github.com/pdsgo/pds/pds/oauth/scope"
+)
+
+// What the server's other pages (pds/accountpages) share with the OAuth pages: one browser session (the device
+// cookie and the accounts signed in on it), one sign-in with its rate limits, one layout, stylesheet and CSP, and
+// CSRF tokens tied to the device cookie.
+
+// ErrRateLimited: too many sign-in attempts for this identifier, browser or address.
+var ErrRateLimited = errors.New("too many sign-in attempts")
+
+// PageLink is a link the layout shows at the bottom of every page (privacy policy, terms, contact).
+type PageLink struct {
+	Text, URL string
+}
+
+// PageTemplates returns a copy of the pages' templates: "head" and "foot" (the layout, which reads .Title,
+// .Service, .CSS and .Links) for other page packages to parse their own pages into.
+func PageTemplates() *template.Template { return template.Must(pages.Clone()) }
+
+// PageCSS is the shared stylesheet, allowed by the CSP that SetPageHeaders sends.
+func PageCSS() template.CSS { return template.CSS(styleCSS) }
+
+// SetPageHeaders sends the pages' security headers: strict CSP (only the shared stylesheet, no script, forms to
+// this origin only), no framing, no caching.
+func (p *Provider) SetPageHeaders(w http.ResponseWriter) { p.setPageHeaders(w, nil) }
+
+// ServiceName is the server's name on its pages.
+func (p *Provider) ServiceName() string { return p.cfg.ServiceName }
+
+// Links are the layout's links (Config.Links).
+func (p *Provider) Links() []PageLink { return p.cfg.Links }
+
+// Device returns the browser's device secret ("" when it has none and create is false), setting the cookie
+// (__Host-, Secure, HttpOnly, SameSite=Lax; not Secure on http://localhost) when create is true.
+func (p *Provider) Device(w http.ResponseWriter, r *http.Request, create bool) string {
+	return p.device(w, r, create)
+}
+
+// CSRFToken is a form token tied to this browser's device cookie and to purpose (a page or an action name).
+func (p *Provider) CSRFToken(device, purpose string) string {
+	return p.csrfToken(device, "page\x00"+purpose)
+}
+
+// SameOrigin reports whether a form POST came from this server's pages (a missing Origin header is allowed:
+// the CSRF token still has to match).
+func (p *Provider) SameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	return o == "" || o == p.cfg.Issuer
+}
+
+// SignIn checks an account password (never an app password) under the sign-in rate limits and, when it is
+// right, remembers the account on this browser. It returns ErrRateLimited, ErrBadCredentials,
+// ErrAccountUnavailable or a server error.
+func (p *Provider) SignIn(ctx context.Context, r *http.Request, device, identifier, password string) (Account, error) {
+	idKey := strings.ToLower(strings.TrimPrefix(identifier, "@"))
+	keys := map[string]string{"id": idKey, "id-day": idKey, "device": device, "ip": p.clientIP(r)}
+	for _, l := range signInLimits {
+		if !p.limits.allow(l.kind+"\x00"+keys[l.kind], l.n, l.window, p.now()) {
+			return Account{}, ErrRateLimited
+		}
+	}
+	acct, err := p.accounts.SignIn(ctx, strings.TrimPrefix(identifier, "@"), password)
+	if err != nil {
+		return Account{}, err
+	}
+	err = p.store.TouchOAuthDevice(ctx, device, truncate(r.UserAgent(), 256), p.clientIP(r))
+	if err == nil {
+		err = p.store.AddOAuthDeviceAccount(ctx, device, acct.DID.String())
+	}
+	if err != nil {
+		return Account{}, err
+	}
+	return acct, nil
+}
+
+// DeviceAccounts lists the usable accounts signed in on this browser within SignInLifetime.
+func (p *Provider) DeviceAccounts(ctx context.Context, device string) []Account {
+	if device == "" {
+		return nil
+	}
+	dids, err := p.store.OAuthDeviceAccounts(ctx, device, p.now().Add(-SignInLifetime))
+	if err != nil {
+		p.log.Error("oauth: device accounts", "err", err)
+		return nil
+	}
+	var out []Account
+	for _, d := range dids {
+		did, err := syntax.ParseDID(d)
+		if err != nil {
+			continue
+		}
+		if a, err := p.accounts.Account(ctx, did); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// SignOutDevice forgets did on this browser (the other accounts signed in on it stay).
+func (p *Provider) SignOutDevice(ctx context.Context, device string, did syntax.DID) error {
+	return p.store.RemoveOAuthDeviceAccount(ctx, device, did.String())
+}
+
+// AppInfo is how the pages name an app that holds a session.
+type AppInfo struct {
+	Name string // client_name, or the client's host
+	URI  string // client_uri, or the client_id
+}
+
+// App describes a client for the account pages (from its metadata; the client_id's host when it cannot be
+// fetched now).
+func (p *Provider) App(ctx context.Context, clientID string) AppInfo {
+	info := AppInfo{Name: clientID, URI: clientID}
+	if u, err := url.Parse(clientID); err == nil && u.Host != "" {
+		info.Name = u.Host
+	}
+	c, err := p.clients.resolve(ctx, clientID)
+	if err != nil {
+		return info
+	}
+	if c.Name != "" {
+		info.Name = c.Name
+	}
+	if c.ClientURI != "" {
+		info.URI = c.ClientURI
+	}
+	return info
+}
+
+// DescribeScope is a granted scope in plain words (the consent page's list).
+func (p *Provider) DescribeScope(ctx context.Context, s string) []scope.Description {
+	return p.describeScope(ctx, s)
+}
