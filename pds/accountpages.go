@@ -83,6 +83,6 @@ func (s *Server) newAccountPages() error {
 		return err
 	}
 	s.oauth = p
-	s.accountPages, err = accountpages.New(accountpages.Deps{Kit: p, Credentials: s.auth, Logger: s.log})
+	s.accountPages, err = accountpages.New(accountpages.Deps{Kit: p, Credentials: s.auth, Accounts: s.accounts, Logger: s.log})
 	return err
 }

@@ -36,6 +36,8 @@ type Kit interface {
 	RevokeAccount(ctx context.Context, did syntax.DID) error
 	App(ctx context.Context, clientID string) oauth.AppInfo
 	DescribeScope(ctx context.Context, s string) []scope.Description
+	Allow(r *http.Request, kind string, n int, window time.Duration) bool
+	AllowAccount(did syntax.DID, kind string, n int, window time.Duration) bool
 }
 
 // Credentials are the account's createSession sessions and app passwords (implemented by *auth.Verifier).
@@ -48,29 +50,44 @@ type Credentials interface {
 	RevokeAppPassword(ctx context.Context, did syntax.DID, name string) error
 }
 
+// Accounts are the account's settings (implemented by *accounts.Service). Errors that are *xrpc.Error carry a
+// message fit to show.
+type Accounts interface {
+	ByDID(ctx context.Context, did syntax.DID) (*accountstore.Account, error)
+	ChangePassword(ctx context.Context, did syntax.DID, current, next string) error
+	RequestPasswordReset(ctx context.Context, email string) error
+	ResetPassword(ctx context.Context, token, password string) (syntax.DID, error)
+	RequestEmailConfirmation(ctx context.Context, did syntax.DID) error
+	ConfirmEmail(ctx context.Context, did syntax.DID, token string) error
+	RequestEmailUpdate(ctx context.Context, did syntax.DID) (tokenRequired bool, err error)
+	ChangeEmail(ctx context.Context, did syntax.DID, email, token string) error
+}
+
 // Deps are the pages' collaborators.
 type Deps struct {
 	Kit         Kit
 	Credentials Credentials
+	Accounts    Accounts
 	Logger      *slog.Logger
 }
 
 // Pages serves /account. Create it with New.
 type Pages struct {
-	kit   Kit
-	creds Credentials
-	log   *slog.Logger
+	kit      Kit
+	creds    Credentials
+	accounts Accounts
+	log      *slog.Logger
 }
 
 // New builds the pages.
 func New(d Deps) (*Pages, error) {
-	if d.Kit == nil || d.Credentials == nil {
-		return nil, errors.New("accountpages: Kit and Credentials are required")
+	if d.Kit == nil || d.Credentials == nil || d.Accounts == nil {
+		return nil, errors.New("accountpages: Kit, Credentials and Accounts are required")
 	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
-	return &Pages{kit: d.Kit, creds: d.Credentials, log: d.Logger.With("component", "accountpages")}, nil
+	return &Pages{kit: d.Kit, creds: d.Credentials, accounts: d.Accounts, log: d.Logger.With("component", "accountpages")}, nil
 }
 
 // Paths of the pages.
@@ -83,6 +100,10 @@ const (
 	PathRevokeAll    = "/account/sessions/revoke-all"
 	PathAppPasswords = "/account/app-passwords"
 	PathAppPwRevoke  = "/account/app-passwords/revoke"
+	PathPassword     = "/account/password"
+	PathReset        = "/account/reset"
+	PathResetRequest = "/account/reset/request"
+	PathEmail        = "/account/email"
 )
 
 // Route is one HTTP route of the pages.
@@ -105,6 +126,13 @@ func (p *Pages) Routes() []Route {
 		{http.MethodGet, PathAppPasswords, p.page(p.appPasswordsPage)},
 		{http.MethodPost, PathAppPasswords, p.action(p.createAppPassword)},
 		{http.MethodPost, PathAppPwRevoke, p.action(p.revokeAppPassword)},
+		{http.MethodGet, PathPassword, p.page(p.passwordPage)},
+		{http.MethodPost, PathPassword, p.action(p.changePassword)},
+		{http.MethodGet, PathReset, p.handleResetPage},
+		{http.MethodPost, PathResetRequest, p.handleResetRequest},
+		{http.MethodPost, PathReset, p.handleReset},
+		{http.MethodGet, PathEmail, p.page(p.emailPage)},
+		{http.MethodPost, PathEmail, p.action(p.emailAction)},
 	}
 }
 
@@ -142,6 +170,10 @@ type view struct {
 	LegacySessions []legacySession
 	AppPasswords   []accountstore.AppPassword
 	NewAppPassword *newAppPassword
+
+	Email          string
+	EmailConfirmed bool
+	Step           string // which form of a multi-step page to show
 }
 
 type oauthSession struct {

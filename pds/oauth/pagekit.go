@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 
@@ -142,4 +143,15 @@ func (p *Provider) App(ctx context.Context, clientID string) AppInfo {
 // DescribeScope is a granted scope in plain words (the consent page's list).
 func (p *Provider) DescribeScope(ctx context.Context, s string) []scope.Description {
 	return p.describeScope(ctx, s)
+}
+
+// Allow counts one attempt of kind from the request's address and reports whether it is within n per window
+// (the pages' limits on mailing codes and trying them).
+func (p *Provider) Allow(r *http.Request, kind string, n int, window time.Duration) bool {
+	return p.limits.allow("page\x00"+kind+"\x00"+p.clientIP(r), n, window, p.now())
+}
+
+// AllowAccount is Allow keyed by account instead of address.
+func (p *Provider) AllowAccount(did syntax.DID, kind string, n int, window time.Duration) bool {
+	return p.limits.allow("account\x00"+kind+"\x00"+did.String(), n, window, p.now())
 }

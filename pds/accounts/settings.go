@@ -1,0 +1,122 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/xrpc"
+)
+
+// The account's own settings changes, as the account pages (and the matching XRPC handlers) make them.
+
+// ErrWrongPassword: the current password given to ChangePassword is not the account's.
+var ErrWrongPassword = errors.New("accounts: wrong password")
+
+// ChangePassword sets a new password after checking the current one; every refresh token of the account is
+// revoked with it (SetPassword). OAuth sessions are the caller's to end.
+func (s *Service) ChangePassword(ctx context.Context, did syntax.DID, current, next string) error {
+	if next == "" || len(next) > MaxPasswordLength {
+		return xrpc.InvalidRequest("Invalid password length.")
+	}
+	acct, err := s.AccountByDID(ctx, did.String())
+	if err != nil {
+		return err
+	}
+	if !VerifyPassword(current, acct.PasswordHash) {
+		return ErrWrongPassword
+	}
+	return s.SetPassword(ctx, acct.DID, next)
+}
+
+// RequestPasswordReset mails a reset token to the account whose address is email (accountstore.ErrNotFound
+// when there is none).
+func (s *Service) RequestPasswordReset(ctx context.Context, email string) error {
+	acct, err := s.AccountByEmail(ctx, strings.TrimSpace(email))
+	if err != nil {
+		return err
+	}
+	return s.SendEmailToken(ctx, acct, accountstore.PurposeResetPassword)
+}
+
+// ResetPassword uses a mailed reset token to set a new password and returns whose it was. Token errors are
+// the XRPC errors of EmailTokenError.
+func (s *Service) ResetPassword(ctx context.Context, token, password string) (syntax.DID, error) {
+	if password == "" || len(password) > MaxPasswordLength {
+		return "", xrpc.InvalidRequest("Invalid password length.")
+	}
+	did, err := s.ConsumeEmailTokenByValue(ctx, accountstore.PurposeResetPassword, token)
+	if err != nil {
+		return "", EmailTokenError(err)
+	}
+	if err := s.SetPassword(ctx, did, password); err != nil {
+		return "", err
+	}
+	return syntax.DID(did), nil
+}
+
+// RequestEmailConfirmation mails a token that confirms the account's address.
+func (s *Service) RequestEmailConfirmation(ctx context.Context, did syntax.DID) error {
+	acct, err := s.ByDID(ctx, did)
+	if err != nil {
+		return err
+	}
+	return s.SendEmailToken(ctx, acct, accountstore.PurposeConfirmEmail)
+}
+
+// ConfirmEmail marks the account's address confirmed with a mailed token.
+func (s *Service) ConfirmEmail(ctx context.Context, did syntax.DID, token string) error {
+	if err := s.ConsumeEmailToken(ctx, did.String(), accountstore.PurposeConfirmEmail, token); err != nil {
+		return EmailTokenError(err)
+	}
+	return s.SetEmailConfirmed(ctx, did.String(), time.Now())
+}
+
+// RequestEmailUpdate starts an address change: a confirmed address must prove it is still the owner's, so a
+// token goes to it (tokenRequired); an unconfirmed one needs none.
+func (s *Service) RequestEmailUpdate(ctx context.Context, did syntax.DID) (tokenRequired bool, err error) {
+	acct, err := s.ByDID(ctx, did)
+	if err != nil {
+		return false, err
+	}
+	if acct.Email == "" {
+		return false, xrpc.InvalidRequest("account does not have an email address")
+	}
+	if acct.EmailConfirmedAt == nil {
+		return false, nil
+	}
+	return true, s.SendEmailToken(ctx, acct, accountstore.PurposeUpdateEmail)
+}
+
+// ChangeEmail sets a new address (unconfirmed), with the token RequestEmailUpdate mailed when the current one is
+// confirmed. The token is checked, not used up, before the address is known to be free.
+func (s *Service) ChangeEmail(ctx context.Context, did syntax.DID, email, token string) error {
+	email = strings.ToLower(strings.TrimSpace(email))
+	if !ValidEmail(email) {
+		return xrpc.InvalidRequest("This email address is not supported, please use a different email.")
+	}
+	acct, err := s.ByDID(ctx, did)
+	if err != nil {
+		return err
+	}
+	if acct.EmailConfirmedAt != nil {
+		if token == "" {
+			return xrpc.NewError(http.StatusBadRequest, "TokenRequired", "confirmation token required")
+		}
+		if err := s.CheckEmailToken(ctx, acct.DID, accountstore.PurposeUpdateEmail, token); err != nil {
+			return EmailTokenError(err)
+		}
+	}
+	if err := s.UpdateEmail(ctx, acct.DID, email); err != nil {
+		if errors.Is(err, accountstore.ErrEmailTaken) {
+			return xrpc.InvalidRequest("This email address is already in use, please use a different email.")
+		}
+		return err
+	}
+	return nil
+}
