@@ -31,7 +31,7 @@ func New(t testing.TB) func() (context.Context, context.CancelFunc) {
 	t.Cleanup(func() { cancelBrowser(); cancelAlloc() })
 	return func() (context.Context, context.CancelFunc) {
 		ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
-		ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
+		ctx, cancelT := context.WithTimeout(ctx, 2*time.Minute) // generous: the machine is shared
 		return ctx, func() { cancelT(); cancel() }
 	}
 }

@@ -2,7 +2,9 @@ package accountpages_test
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -10,13 +12,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/miekg/dns"
 
 	"github.com/pdsgo/pds/internal/testbrowser"
 	"github.com/pdsgo/pds/internal/testoauthapp"
 	"github.com/pdsgo/pds/internal/testpds"
+	"github.com/pdsgo/pds/internal/testplc"
 	"github.com/pdsgo/pds/internal/testsmtp"
 )
 
@@ -24,6 +30,7 @@ import (
 // OAuth provider mounted, a real SMTP server, and a headless chromium.
 type env struct {
 	t        *testing.T
+	dns      *dnsServer
 	pds      *testpds.PDS
 	mail     *testsmtp.Server
 	open     func() (context.Context, context.CancelFunc)
@@ -41,8 +48,23 @@ func newEnv(t *testing.T, extra map[string]string) *env {
 	for k, v := range extra {
 		vars[k] = v
 	}
-	p, mail := testpds.StartWithMail(t, vars)
-	return &env{t: t, pds: p, mail: mail, open: testbrowser.New(t), callback: testoauthapp.NewCallback(t)}
+	// Custom-domain handles: a DNS server on loopback answers _atproto TXT queries; HTTPS well-known files of
+	// user-named hosts are not served (the server's outbound client reaches only the PLC directory).
+	d := startDNS(t)
+	mail := testsmtp.Start(t, testsmtp.Options{})
+	vars["PDS_HANDLE_DNS_SERVER"] = d.addr
+	vars["PDS_EMAIL_SMTP_URL"] = mail.URL()
+	vars["PDS_EMAIL_FROM_ADDRESS"] = "PDS <noreply@pds.test>"
+	plcURL := testplc.Shared(t)
+	plcHost := strings.TrimPrefix(plcURL, "http://")
+	client := &http.Client{Timeout: 10 * time.Second, Transport: roundTripper(func(req *http.Request) (*http.Response, error) {
+		if req.URL.Host == plcHost {
+			return http.DefaultTransport.RoundTrip(req)
+		}
+		return nil, fmt.Errorf("test transport: no route to %s", req.URL)
+	})}
+	p := testpds.Start(t, testpds.Options{Env: vars, PLCURL: plcURL, HTTPClient: client})
+	return &env{t: t, dns: d, pds: p, mail: mail, open: testbrowser.New(t), callback: testoauthapp.NewCallback(t)}
 }
 
 // signIn signs acct in on the browser of ctx through the account sign-in page.
@@ -135,4 +157,49 @@ func (f *formClient) signIn(base, identifier, password string) *http.Response {
 
 func testoauthappNew(e *env) *testoauthapp.App {
 	return testoauthapp.NewApp(e.t, e.pds.URL, e.callback.URL())
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// dnsServer answers TXT queries from a map on loopback.
+type dnsServer struct {
+	addr string
+	mu   sync.Mutex
+	txt  map[string]string // "_atproto.<host>." -> value
+}
+
+func startDNS(t *testing.T) *dnsServer {
+	d := &dnsServer{txt: map[string]string{}}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		d.mu.Lock()
+		for _, q := range r.Question {
+			if v, ok := d.txt[strings.ToLower(q.Name)]; ok && q.Qtype == dns.TypeTXT {
+				m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{v}})
+			}
+		}
+		d.mu.Unlock()
+		if len(m.Answer) == 0 {
+			m.Rcode = dns.RcodeNameError
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	d.addr = pc.LocalAddr().String()
+	return d
+}
+
+func (d *dnsServer) setTXT(name, value string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.txt[name] = value
 }

@@ -61,6 +61,9 @@ type Accounts interface {
 	ConfirmEmail(ctx context.Context, did syntax.DID, token string) error
 	RequestEmailUpdate(ctx context.Context, did syntax.DID) (tokenRequired bool, err error)
 	ChangeEmail(ctx context.Context, did syntax.DID, email, token string) error
+	ServiceHandleDomains() []string
+	CheckHandle(ctx context.Context, did syntax.DID, handle string) (string, error)
+	SetHandle(ctx context.Context, did syntax.DID, handle string) error
 }
 
 // Deps are the pages' collaborators.
@@ -104,6 +107,7 @@ const (
 	PathReset        = "/account/reset"
 	PathResetRequest = "/account/reset/request"
 	PathEmail        = "/account/email"
+	PathHandle       = "/account/handle"
 )
 
 // Route is one HTTP route of the pages.
@@ -133,6 +137,8 @@ func (p *Pages) Routes() []Route {
 		{http.MethodPost, PathReset, p.handleReset},
 		{http.MethodGet, PathEmail, p.page(p.emailPage)},
 		{http.MethodPost, PathEmail, p.action(p.emailAction)},
+		{http.MethodGet, PathHandle, p.page(p.handlePage)},
+		{http.MethodPost, PathHandle, p.action(p.handleAction)},
 	}
 }
 
@@ -174,6 +180,10 @@ type view struct {
 	Email          string
 	EmailConfirmed bool
 	Step           string // which form of a multi-step page to show
+
+	Domains   []string // service handle domains
+	NewHandle string   // the handle being set up or checked
+	Checked   bool     // NewHandle passed the live check
 }
 
 type oauthSession struct {

@@ -120,3 +120,21 @@ func (s *Service) ChangeEmail(ctx context.Context, did syntax.DID, email, token 
 	}
 	return nil
 }
+
+// ServiceHandleDomains are the domains (each starting with ".") under which this server gives out handles.
+func (s *Service) ServiceHandleDomains() []string { return s.cfg.ServiceHandleDomains }
+
+// CheckHandle checks, live, that handle can be did's: a service-domain handle that meets the rules, or a
+// custom domain whose DNS TXT record or HTTPS well-known file names did now. It returns the normalized handle.
+func (s *Service) CheckHandle(ctx context.Context, did syntax.DID, handle string) (string, error) {
+	return s.validateHandle(ctx, handle, did.String())
+}
+
+// SetHandle is ChangeHandle for the account did.
+func (s *Service) SetHandle(ctx context.Context, did syntax.DID, handle string) error {
+	acct, err := s.ByDID(ctx, did)
+	if err != nil {
+		return err
+	}
+	return s.ChangeHandle(ctx, acct, handle)
+}
