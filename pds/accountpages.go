@@ -12,6 +12,7 @@ import (
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/oauth"
+	"github.com/pdsgo/pds/xrpc"
 )
 
 // The OAuth provider and the account pages at /account, which share its browser sign-in. (Until the OAuth wiring
@@ -35,7 +36,19 @@ func (a pageAccounts) SignIn(ctx context.Context, identifier, password string) (
 	if !acct.Active() {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
+	if acct.EmailAuthFactor {
+		// Mails the code; the pages then ask for it (SignInCode).
+		var xe *xrpc.Error
+		if err := a.s.SignInFactor(ctx, acct, ""); err != nil && (!errors.As(err, &xe) || xe.Name != xrpc.NameAuthFactorTokenRequired) {
+			return oauth.Account{}, err
+		}
+		return pageAccount(acct), oauth.ErrCodeRequired
+	}
 	return pageAccount(acct), nil
+}
+
+func (a pageAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) error {
+	return a.s.CheckSignInCode(ctx, did, code)
 }
 
 func (a pageAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Account, error) {

@@ -64,8 +64,14 @@ func (s *Server) handleUpdateEmail(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if err := s.accounts.ChangeEmail(ctx, auth.CallerOf(c).DID, in.Email, in.Token); err != nil {
+	did := auth.CallerOf(c).DID
+	if err := s.accounts.ChangeEmail(ctx, did, in.Email, in.Token); err != nil {
 		return err
+	}
+	if in.EmailAuthFactor != nil {
+		if err := s.accounts.SetTwoFactor(ctx, did, *in.EmailAuthFactor); err != nil {
+			return err
+		}
 	}
 	return c.NoContent(http.StatusOK)
 }

@@ -50,41 +50,42 @@ func NewError(status int, name, format string, args ...any) *Error {
 // Error names. Statuses are those the reference PDS (@atproto/pds with
 // @atproto/xrpc-server) puts on the wire for each name.
 const (
-	NameInvalidRequest         = "InvalidRequest"         // 400
-	NameAuthMissing            = "AuthMissing"            // 401
-	NameAuthenticationRequired = "AuthenticationRequired" // 401
-	NameExpiredToken           = "ExpiredToken"           // 400
-	NameInvalidToken           = "InvalidToken"           // 400
-	NameForbidden              = "Forbidden"              // 403
-	NameNotFound               = "NotFound"               // 404 (not an XRPC name; for non-method paths)
-	NameMethodNotAllowed       = "MethodNotAllowed"       // 405 (non-XRPC paths only)
-	NamePayloadTooLarge        = "PayloadTooLarge"        // 413
-	NameUnsupportedMediaType   = "UnsupportedMediaType"   // 415
-	NameRateLimitExceeded      = "RateLimitExceeded"      // 429
-	NameInternalServerError    = "InternalServerError"    // 500
-	NameMethodNotImplemented   = "MethodNotImplemented"   // 501
-	NameUpstreamFailure        = "UpstreamFailure"        // 502
-	NameNotEnoughResources     = "NotEnoughResources"     // 503
-	NameUpstreamTimeout        = "UpstreamTimeout"        // 504
-	NameRecordNotFound         = "RecordNotFound"         // 400
-	NameRepoNotFound           = "RepoNotFound"           // 400
-	NameInvalidSwap            = "InvalidSwap"            // 400
-	NameAccountTakedown        = "AccountTakedown"        // 401 at auth; 400 elsewhere
-	NameAccountDeactivated     = "AccountDeactivated"     // 401 at auth; 400 elsewhere
-	NameRepoDeactivated        = "RepoDeactivated"        // 400
-	NameRepoTakendown          = "RepoTakendown"          // 400
-	NameRepoSuspended          = "RepoSuspended"          // 400
-	NameHandleNotAvailable     = "HandleNotAvailable"     // 400
-	NameInvalidHandle          = "InvalidHandle"          // 400
-	NameInvalidPassword        = "InvalidPassword"        // 400
-	NameInvalidInviteCode      = "InvalidInviteCode"      // 400
-	NameBlobNotFound           = "BlobNotFound"           // 400
-	NameAccountNotFound        = "AccountNotFound"        // 400
-	NameUnsupportedDomain      = "UnsupportedDomain"      // 400
-	NameUnknownFeed            = "UnknownFeed"            // 400
-	NameServiceUnavailable     = "ServiceUnavailable"     // 503
-	NameInvalidMimeType        = "InvalidMimeType"        // 400
-	NameInvalidSize            = "InvalidSize"            // 400
+	NameInvalidRequest          = "InvalidRequest"          // 400
+	NameAuthMissing             = "AuthMissing"             // 401
+	NameAuthenticationRequired  = "AuthenticationRequired"  // 401
+	NameAuthFactorTokenRequired = "AuthFactorTokenRequired" // 401: createSession needs the mailed sign-in code
+	NameExpiredToken            = "ExpiredToken"            // 400
+	NameInvalidToken            = "InvalidToken"            // 400
+	NameForbidden               = "Forbidden"               // 403
+	NameNotFound                = "NotFound"                // 404 (not an XRPC name; for non-method paths)
+	NameMethodNotAllowed        = "MethodNotAllowed"        // 405 (non-XRPC paths only)
+	NamePayloadTooLarge         = "PayloadTooLarge"         // 413
+	NameUnsupportedMediaType    = "UnsupportedMediaType"    // 415
+	NameRateLimitExceeded       = "RateLimitExceeded"       // 429
+	NameInternalServerError     = "InternalServerError"     // 500
+	NameMethodNotImplemented    = "MethodNotImplemented"    // 501
+	NameUpstreamFailure         = "UpstreamFailure"         // 502
+	NameNotEnoughResources      = "NotEnoughResources"      // 503
+	NameUpstreamTimeout         = "UpstreamTimeout"         // 504
+	NameRecordNotFound          = "RecordNotFound"          // 400
+	NameRepoNotFound            = "RepoNotFound"            // 400
+	NameInvalidSwap             = "InvalidSwap"             // 400
+	NameAccountTakedown         = "AccountTakedown"         // 401 at auth; 400 elsewhere
+	NameAccountDeactivated      = "AccountDeactivated"      // 401 at auth; 400 elsewhere
+	NameRepoDeactivated         = "RepoDeactivated"         // 400
+	NameRepoTakendown           = "RepoTakendown"           // 400
+	NameRepoSuspended           = "RepoSuspended"           // 400
+	NameHandleNotAvailable      = "HandleNotAvailable"      // 400
+	NameInvalidHandle           = "InvalidHandle"           // 400
+	NameInvalidPassword         = "InvalidPassword"         // 400
+	NameInvalidInviteCode       = "InvalidInviteCode"       // 400
+	NameBlobNotFound            = "BlobNotFound"            // 400
+	NameAccountNotFound         = "AccountNotFound"         // 400
+	NameUnsupportedDomain       = "UnsupportedDomain"       // 400
+	NameUnknownFeed             = "UnknownFeed"             // 400
+	NameServiceUnavailable      = "ServiceUnavailable"      // 503
+	NameInvalidMimeType         = "InvalidMimeType"         // 400
+	NameInvalidSize             = "InvalidSize"             // 400
 )
 
 // TrimSentinel returns err's message without the leading "sentinel: " that wrapping added, for error messages

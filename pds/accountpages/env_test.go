@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -202,4 +203,10 @@ func (d *dnsServer) setTXT(name, value string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.txt[name] = value
+}
+
+// testbrowserHas reports whether an element matching sel is on the page.
+func testbrowserHas(t *testing.T, ctx context.Context, sel string) bool {
+	t.Helper()
+	return testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`document.querySelector(`+strconv.Quote(sel)+`) !== null`))
 }

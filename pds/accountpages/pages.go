@@ -29,6 +29,8 @@ type Kit interface {
 	CSRFToken(device, purpose string) string
 	SameOrigin(r *http.Request) bool
 	SignIn(ctx context.Context, r *http.Request, device, identifier, password string) (oauth.Account, error)
+	SignInWithCode(ctx context.Context, r *http.Request, device, code string) (oauth.Account, error)
+	SignInPending(device string) (syntax.DID, bool)
 	DeviceAccounts(ctx context.Context, device string) []oauth.Account
 	SignOutDevice(ctx context.Context, device string, did syntax.DID) error
 	Sessions(ctx context.Context, did syntax.DID) ([]oauth.Session, error)
@@ -64,6 +66,7 @@ type Accounts interface {
 	ServiceHandleDomains() []string
 	CheckHandle(ctx context.Context, did syntax.DID, handle string) (string, error)
 	SetHandle(ctx context.Context, did syntax.DID, handle string) error
+	SetTwoFactor(ctx context.Context, did syntax.DID, on bool) error
 }
 
 // Deps are the pages' collaborators.
@@ -184,6 +187,9 @@ type view struct {
 	Domains   []string // service handle domains
 	NewHandle string   // the handle being set up or checked
 	Checked   bool     // NewHandle passed the live check
+
+	CodeStep  bool // the sign-in asks for the mailed code
+	TwoFactor bool // the account has two-factor sign-in by email
 }
 
 type oauthSession struct {
@@ -329,6 +335,16 @@ func (p *Pages) signInForm(w http.ResponseWriter, r *http.Request, status int, i
 	p.render(w, status, "account-signin", v)
 }
 
+// codeForm asks for the sign-in code mailed to the account (two-factor sign-in by email).
+func (p *Pages) codeForm(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	device := p.kit.Device(w, r, false)
+	v := p.view("Sign in")
+	v.CSRF = p.kit.CSRFToken(device, "sign-in")
+	v.CodeStep = true
+	v.Error = msg
+	p.render(w, status, "account-signin", v)
+}
+
 func (p *Pages) handleSignInPage(w http.ResponseWriter, r *http.Request) {
 	p.signInForm(w, r, http.StatusOK, "", "")
 }
@@ -347,12 +363,28 @@ func (p *Pages) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	identifier := strings.TrimSpace(r.PostForm.Get("identifier"))
 	password := r.PostForm.Get("password")
-	if identifier == "" || password == "" || len(identifier) > 256 || len(password) > 1024 {
-		p.signInForm(w, r, http.StatusBadRequest, identifier, "Enter your handle, email or DID and your password.")
-		return
+	var acct oauth.Account
+	var err error
+	if code, ok := r.PostForm["code"]; ok {
+		acct, err = p.kit.SignInWithCode(r.Context(), r, device, code[0])
+	} else {
+		if identifier == "" || password == "" || len(identifier) > 256 || len(password) > 1024 {
+			p.signInForm(w, r, http.StatusBadRequest, identifier, "Enter your handle, email or DID and your password.")
+			return
+		}
+		acct, err = p.kit.SignIn(r.Context(), r, device, identifier, password)
 	}
-	acct, err := p.kit.SignIn(r.Context(), r, device, identifier, password)
 	switch {
+	case errors.Is(err, oauth.ErrCodeRequired):
+		p.codeForm(w, r, http.StatusOK, "")
+		return
+	case errors.Is(err, oauth.ErrBadCode):
+		if _, waiting := p.kit.SignInPending(device); waiting {
+			p.codeForm(w, r, http.StatusUnauthorized, "That code is not right or has expired.")
+		} else {
+			p.signInForm(w, r, http.StatusUnauthorized, "", "That sign-in has expired. Sign in again.")
+		}
+		return
 	case errors.Is(err, oauth.ErrRateLimited):
 		p.signInForm(w, r, http.StatusTooManyRequests, identifier, "Too many sign-in attempts. Wait a few minutes and try again.")
 		return

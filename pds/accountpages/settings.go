@@ -182,7 +182,7 @@ func (p *Pages) emailPage(ctx context.Context, s *session, v *view) (string, err
 	if err != nil {
 		return "", err
 	}
-	v.Email, v.EmailConfirmed = acct.Email, acct.EmailConfirmedAt != nil
+	v.Email, v.EmailConfirmed, v.TwoFactor = acct.Email, acct.EmailConfirmedAt != nil, acct.EmailAuthFactor
 	return "account-email", nil
 }
 
@@ -230,6 +230,14 @@ func (p *Pages) emailAction(w http.ResponseWriter, r *http.Request, s *session) 
 			v.Step = "change"
 			if r.PostForm.Get("code") != "" {
 				v.Step = "change-code"
+			}
+		}
+	case "two-factor":
+		on := r.PostForm.Get("on") == "true"
+		if err = p.accounts.SetTwoFactor(ctx, s.did(), on); err == nil {
+			v.Notice = "Sign-in codes by email are off."
+			if on {
+				v.Notice = "Sign-in codes by email are on: signing in with your password now also needs a code sent to your address."
 			}
 		}
 	default:

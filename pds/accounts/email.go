@@ -20,6 +20,7 @@ var tokenSubject = map[accountstore.TokenPurpose]string{
 	accountstore.PurposeResetPassword: "Password Reset Requested",
 	accountstore.PurposeDeleteAccount: "Account Deletion Requested",
 	accountstore.PurposePLCOperation:  "PLC Update Operation Requested",
+	accountstore.PurposeSignIn:        "Sign-in Code",
 }
 
 var tokenPurposeText = map[accountstore.TokenPurpose]string{
@@ -28,6 +29,7 @@ var tokenPurposeText = map[accountstore.TokenPurpose]string{
 	accountstore.PurposeResetPassword: "reset your password",
 	accountstore.PurposeDeleteAccount: "delete your account",
 	accountstore.PurposePLCOperation:  "sign an update of your account's identity (PLC operation)",
+	accountstore.PurposeSignIn:        "sign in to your account",
 }
 
 // SendEmailToken creates a token for acct and purpose (replacing an earlier one) and mails it to the account's

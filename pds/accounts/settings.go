@@ -138,3 +138,42 @@ func (s *Service) SetHandle(ctx context.Context, did syntax.DID, handle string) 
 	}
 	return s.ChangeHandle(ctx, acct, handle)
 }
+
+// SignInFactor is the second step of a sign-in with the account password when the account has two-factor
+// sign-in by email: without a code it mails one and answers 401 AuthFactorTokenRequired; with one it uses it up
+// (InvalidToken / ExpiredToken when it is wrong or old). Accounts without it pass.
+func (s *Service) SignInFactor(ctx context.Context, acct *accountstore.Account, code string) error {
+	if !acct.EmailAuthFactor {
+		return nil
+	}
+	if strings.TrimSpace(code) == "" {
+		if err := s.SendEmailToken(ctx, acct, accountstore.PurposeSignIn); err != nil {
+			return err
+		}
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthFactorTokenRequired, "A sign in code has been sent to your email address")
+	}
+	if err := s.ConsumeEmailToken(ctx, acct.DID, accountstore.PurposeSignIn, code); err != nil {
+		return EmailTokenError(err)
+	}
+	return nil
+}
+
+// CheckSignInCode uses up did's mailed sign-in code (the pages' second step, after the password was checked).
+func (s *Service) CheckSignInCode(ctx context.Context, did syntax.DID, code string) error {
+	if err := s.ConsumeEmailToken(ctx, did.String(), accountstore.PurposeSignIn, code); err != nil {
+		return EmailTokenError(err)
+	}
+	return nil
+}
+
+// SetTwoFactor turns two-factor sign-in by email on (only for a confirmed address: the codes must arrive) or off.
+func (s *Service) SetTwoFactor(ctx context.Context, did syntax.DID, on bool) error {
+	acct, err := s.ByDID(ctx, did)
+	if err != nil {
+		return err
+	}
+	if on && (acct.Email == "" || acct.EmailConfirmedAt == nil) {
+		return xrpc.InvalidRequest("Confirm your email address before turning on sign-in codes by email.")
+	}
+	return s.SetEmailAuthFactor(ctx, acct.DID, on)
+}

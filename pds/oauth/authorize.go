@@ -58,6 +58,7 @@ type page struct {
 	Accounts              []chooserEntry
 	Permissions           []scope.Description
 	Links                 []PageLink
+	CodeStep              bool // the sign-in asks for the mailed code
 }
 
 type chooserEntry struct {
@@ -350,12 +351,29 @@ func (p *Provider) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		pg.Accounts = p.chooserEntries(f, p.signedIn(ctx, f))
 		p.render(w, f, status, "signin", pg)
 	}
-	if identifier == "" || password == "" || len(identifier) > 256 || len(password) > 1024 {
-		fail(http.StatusBadRequest, "Enter your handle, email or DID and your password.")
-		return
+	var acct Account
+	var err error
+	if code, ok := r.PostForm["code"]; ok {
+		acct, err = p.SignInWithCode(ctx, r, f.device, code[0])
+	} else {
+		if identifier == "" || password == "" || len(identifier) > 256 || len(password) > 1024 {
+			fail(http.StatusBadRequest, "Enter your handle, email or DID and your password.")
+			return
+		}
+		acct, err = p.SignIn(ctx, r, f.device, identifier, password)
 	}
-	acct, err := p.SignIn(ctx, r, f.device, identifier, password)
 	switch {
+	case errors.Is(err, ErrCodeRequired):
+		pg.CodeStep = true
+		p.render(w, f, http.StatusOK, "signin", pg)
+		return
+	case errors.Is(err, ErrBadCode):
+		pg.CodeStep = true
+		if _, waiting := p.SignInPending(f.device); !waiting {
+			pg.CodeStep = false
+		}
+		fail(http.StatusUnauthorized, "That code is not right or has expired.")
+		return
 	case errors.Is(err, ErrRateLimited):
 		fail(http.StatusTooManyRequests, "Too many sign-in attempts. Wait a few minutes and try again.")
 		return

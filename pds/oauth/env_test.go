@@ -88,6 +88,11 @@ func (a *testAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Accou
 	return oauth.Account{DID: syntax.DID(acct.DID), Handle: acct.Handle, Email: acct.Email}, nil
 }
 
+// SignInCode: the test accounts have no two-factor sign-in (the server's is tested in pds/accountpages).
+func (a *testAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) error {
+	return oauth.ErrBadCode
+}
+
 const (
 	aliceDID      = "did:plc:alice2222222222222222"
 	aliceHandle   = "alice.test"

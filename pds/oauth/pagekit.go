@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
@@ -73,17 +74,91 @@ func (p *Provider) SignIn(ctx context.Context, r *http.Request, device, identifi
 		}
 	}
 	acct, err := p.accounts.SignIn(ctx, strings.TrimPrefix(identifier, "@"), password)
+	if errors.Is(err, ErrCodeRequired) {
+		p.pending.put(device, acct.DID, p.now().Add(SignInCodeLifetime))
+		return acct, ErrCodeRequired
+	}
 	if err != nil {
 		return Account{}, err
 	}
-	err = p.store.TouchOAuthDevice(ctx, device, truncate(r.UserAgent(), 256), p.clientIP(r))
+	return acct, p.remember(ctx, r, device, acct)
+}
+
+// SignInWithCode finishes a sign-in that SignIn answered with ErrCodeRequired on this browser: the mailed code
+// is checked (rate limited per browser and account) and the account remembered. ErrBadCode when it is wrong,
+// expired or no sign-in waits for it.
+func (p *Provider) SignInWithCode(ctx context.Context, r *http.Request, device, code string) (Account, error) {
+	did, ok := p.pending.get(device, p.now())
+	if !ok {
+		return Account{}, ErrBadCode
+	}
+	if !p.limits.allow("code\x00"+did.String(), 10, 5*time.Minute, p.now()) ||
+		!p.limits.allow("device\x00"+device, 30, 5*time.Minute, p.now()) {
+		return Account{}, ErrRateLimited
+	}
+	if err := p.accounts.SignInCode(ctx, did, strings.TrimSpace(code)); err != nil {
+		return Account{}, ErrBadCode
+	}
+	p.pending.drop(device)
+	acct, err := p.accounts.Account(ctx, did)
+	if err != nil {
+		return Account{}, err
+	}
+	return acct, p.remember(ctx, r, device, acct)
+}
+
+// SignInPending is the account waiting for its sign-in code on this browser, if any.
+func (p *Provider) SignInPending(device string) (syntax.DID, bool) {
+	return p.pending.get(device, p.now())
+}
+
+func (p *Provider) remember(ctx context.Context, r *http.Request, device string, acct Account) error {
+	err := p.store.TouchOAuthDevice(ctx, device, truncate(r.UserAgent(), 256), p.clientIP(r))
 	if err == nil {
 		err = p.store.AddOAuthDeviceAccount(ctx, device, acct.DID.String())
 	}
-	if err != nil {
-		return Account{}, err
+	return err
+}
+
+// SignInCodeLifetime is how long a browser may take to enter the mailed sign-in code (the mailed tokens' 15
+// minutes).
+const SignInCodeLifetime = 15 * time.Minute
+
+// pendingSignIns are the browsers that gave the right password and wait for their sign-in code (in memory: a
+// restart asks for the password again).
+type pendingSignIns struct {
+	mu sync.Mutex
+	m  map[string]pendingSignIn // device secret -> sign-in
+}
+
+type pendingSignIn struct {
+	did     syntax.DID
+	expires time.Time
+}
+
+func (s *pendingSignIns) put(device string, did syntax.DID, expires time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.m) >= limiterMaxKeys {
+		s.m = map[string]pendingSignIn{}
 	}
-	return acct, nil
+	s.m[device] = pendingSignIn{did: did, expires: expires}
+}
+
+func (s *pendingSignIns) get(device string, now time.Time) (syntax.DID, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[device]
+	if !ok || device == "" || now.After(e.expires) {
+		return "", false
+	}
+	return e.did, true
+}
+
+func (s *pendingSignIns) drop(device string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, device)
 }
 
 // DeviceAccounts lists the usable accounts signed in on this browser within SignInLifetime.

@@ -59,6 +59,11 @@ var (
 	ErrBadCredentials = errors.New("invalid identifier or password")
 	// ErrAccountUnavailable: the account is taken down, deactivated or deleted.
 	ErrAccountUnavailable = errors.New("account unavailable")
+	// ErrCodeRequired: the password is right, and the account also needs the sign-in code just mailed to it
+	// (two-factor sign-in by email); SignIn returns the account with it.
+	ErrCodeRequired = errors.New("sign-in code required")
+	// ErrBadCode: the sign-in code is wrong or expired, or no sign-in is waiting for one on this browser.
+	ErrBadCode = errors.New("wrong or expired sign-in code")
 	// ErrNotDPoP: VerifyAccess was called on a request without an "Authorization: DPoP" header.
 	ErrNotDPoP = errors.New("oauth: no DPoP authorization")
 )
@@ -72,8 +77,11 @@ type Account struct {
 
 // Accounts is implemented by the server with its account store and password hashing.
 type Accounts interface {
-	// SignIn checks identifier (handle, email or DID) and the account password (never an app password).
+	// SignIn checks identifier (handle, email or DID) and the account password (never an app password). When
+	// the account has two-factor sign-in by email it mails a code and returns the account with ErrCodeRequired.
 	SignIn(ctx context.Context, identifier, password string) (Account, error)
+	// SignInCode uses up the mailed sign-in code of did (an error when it is wrong or expired).
+	SignInCode(ctx context.Context, did syntax.DID, code string) error
 	// Account returns a usable account (ErrAccountUnavailable when it is not).
 	Account(ctx context.Context, did syntax.DID) (Account, error)
 }
@@ -128,6 +136,7 @@ type Provider struct {
 	log       *slog.Logger
 	limits    *limiter
 	liveCache *liveCache
+	pending   *pendingSignIns
 }
 
 // New checks cfg and builds the provider.
@@ -176,6 +185,7 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 		log:       cfg.Logger.With("component", "oauth"),
 		limits:    newLimiter(),
 		liveCache: newLiveCache(),
+		pending:   &pendingSignIns{m: map[string]pendingSignIn{}},
 	}
 	p.nonces = dpop.NewNonces(derive(cfg.Secret, "dpop nonce"), NonceRotation)
 	p.verifier = dpop.NewVerifier(p.nonces)
