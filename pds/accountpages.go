@@ -33,7 +33,7 @@ func (a pageAccounts) SignIn(ctx context.Context, identifier, password string) (
 	if !accounts.VerifyPassword(password, acct.PasswordHash) {
 		return oauth.Account{}, oauth.ErrBadCredentials
 	}
-	if !acct.Active() {
+	if acct.TakedownRef != "" {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
 	if acct.EmailAuthFactor {
@@ -43,6 +43,9 @@ func (a pageAccounts) SignIn(ctx context.Context, identifier, password string) (
 			return oauth.Account{}, err
 		}
 		return pageAccount(acct), oauth.ErrCodeRequired
+	}
+	if !acct.Active() {
+		return pageAccount(acct), oauth.ErrAccountDeactivated
 	}
 	return pageAccount(acct), nil
 }

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"html/template"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -31,7 +32,7 @@ type Kit interface {
 	SignIn(ctx context.Context, r *http.Request, device, identifier, password string) (oauth.Account, error)
 	SignInWithCode(ctx context.Context, r *http.Request, device, code string) (oauth.Account, error)
 	SignInPending(device string) (syntax.DID, bool)
-	DeviceAccounts(ctx context.Context, device string) []oauth.Account
+	DeviceDIDs(ctx context.Context, device string) []syntax.DID
 	SignOutDevice(ctx context.Context, device string, did syntax.DID) error
 	Sessions(ctx context.Context, did syntax.DID) ([]oauth.Session, error)
 	RevokeSession(ctx context.Context, did syntax.DID, sessionID string) error
@@ -67,6 +68,11 @@ type Accounts interface {
 	CheckHandle(ctx context.Context, did syntax.DID, handle string) (string, error)
 	SetHandle(ctx context.Context, did syntax.DID, handle string) error
 	SetTwoFactor(ctx context.Context, did syntax.DID, on bool) error
+	WriteRepoCAR(ctx context.Context, did syntax.DID, w io.Writer) error
+	BlobCIDs(ctx context.Context, did syntax.DID) ([]string, error)
+	SetActive(ctx context.Context, did syntax.DID, active bool) error
+	RequestDeletion(ctx context.Context, did syntax.DID) error
+	DeleteWithToken(ctx context.Context, did syntax.DID, password, token string) error
 }
 
 // Deps are the pages' collaborators.
@@ -111,6 +117,9 @@ const (
 	PathResetRequest = "/account/reset/request"
 	PathEmail        = "/account/email"
 	PathHandle       = "/account/handle"
+	PathLeave        = "/account/leave"
+	PathExportRepo   = "/account/export/repo.car"
+	PathExportBlobs  = "/account/export/blobs.txt"
 )
 
 // Route is one HTTP route of the pages.
@@ -142,6 +151,10 @@ func (p *Pages) Routes() []Route {
 		{http.MethodPost, PathEmail, p.action(p.emailAction)},
 		{http.MethodGet, PathHandle, p.page(p.handlePage)},
 		{http.MethodPost, PathHandle, p.action(p.handleAction)},
+		{http.MethodGet, PathLeave, p.page(p.leavePage)},
+		{http.MethodPost, PathLeave, p.action(p.leaveAction)},
+		{http.MethodGet, PathExportRepo, p.handleExportRepo},
+		{http.MethodGet, PathExportBlobs, p.handleExportBlobs},
 	}
 }
 
@@ -188,8 +201,9 @@ type view struct {
 	NewHandle string   // the handle being set up or checked
 	Checked   bool     // NewHandle passed the live check
 
-	CodeStep  bool // the sign-in asks for the mailed code
-	TwoFactor bool // the account has two-factor sign-in by email
+	CodeStep    bool // the sign-in asks for the mailed code
+	TwoFactor   bool // the account has two-factor sign-in by email
+	Deactivated bool // the account is deactivated
 }
 
 type oauthSession struct {
@@ -231,9 +245,10 @@ func (p *Pages) renderError(w http.ResponseWriter, status int, msg string) {
 
 // session is a request from a browser with an account signed in on it.
 type session struct {
-	device   string
-	account  oauth.Account
-	accounts []oauth.Account
+	device      string
+	account     oauth.Account
+	accounts    []oauth.Account
+	deactivated bool
 }
 
 func (s *session) did() syntax.DID { return s.account.DID }
@@ -242,22 +257,41 @@ func (s *session) did() syntax.DID { return s.account.DID }
 // browser, else the first one signed in. ok is false when none is.
 func (p *Pages) current(w http.ResponseWriter, r *http.Request, name string) (*session, bool) {
 	device := p.kit.Device(w, r, false)
-	accts := p.kit.DeviceAccounts(r.Context(), device)
+	accts, deactivated := p.deviceAccounts(r.Context(), device)
 	if len(accts) == 0 {
 		return nil, false
 	}
 	sort.Slice(accts, func(i, j int) bool { return accts[i].Handle < accts[j].Handle })
 	s := &session{device: device, accounts: accts, account: accts[0]}
 	if name != "" {
+		found := false
 		for _, a := range accts {
 			if a.DID.String() == name {
-				s.account = a
-				return s, true
+				s.account, found = a, true
 			}
 		}
-		return nil, false
+		if !found {
+			return nil, false
+		}
 	}
+	s.deactivated = deactivated[s.account.DID]
 	return s, true
+}
+
+// deviceAccounts are the accounts signed in on this browser that still exist and are not taken down
+// (deactivated ones too: they sign in here to reactivate).
+func (p *Pages) deviceAccounts(ctx context.Context, device string) ([]oauth.Account, map[syntax.DID]bool) {
+	var out []oauth.Account
+	deactivated := map[syntax.DID]bool{}
+	for _, did := range p.kit.DeviceDIDs(ctx, device) {
+		a, err := p.accounts.ByDID(ctx, did)
+		if err != nil || a.TakedownRef != "" {
+			continue
+		}
+		out = append(out, oauth.Account{DID: did, Handle: a.Handle, Email: a.Email})
+		deactivated[did] = a.DeactivatedAt != nil
+	}
+	return out, deactivated
 }
 
 func (p *Pages) accountView(s *session, title, nav string) *view {
@@ -265,6 +299,7 @@ func (p *Pages) accountView(s *session, title, nav string) *view {
 	v.Nav = nav
 	v.Account = s.account
 	v.Accounts = s.accounts
+	v.Deactivated = s.deactivated
 	v.CSRF = p.kit.CSRFToken(s.device, "account\x00"+s.account.DID.String())
 	return v
 }
@@ -331,7 +366,7 @@ func (p *Pages) signInForm(w http.ResponseWriter, r *http.Request, status int, i
 	v.CSRF = p.kit.CSRFToken(device, "sign-in")
 	v.Identifier = identifier
 	v.Error = msg
-	v.Accounts = p.kit.DeviceAccounts(r.Context(), device)
+	v.Accounts, _ = p.deviceAccounts(r.Context(), device)
 	p.render(w, status, "account-signin", v)
 }
 
@@ -375,6 +410,8 @@ func (p *Pages) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		acct, err = p.kit.SignIn(r.Context(), r, device, identifier, password)
 	}
 	switch {
+	case errors.Is(err, oauth.ErrAccountDeactivated):
+		// Signed in: the overview offers reactivation.
 	case errors.Is(err, oauth.ErrCodeRequired):
 		p.codeForm(w, r, http.StatusOK, "")
 		return

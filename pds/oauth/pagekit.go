@@ -78,10 +78,36 @@ func (p *Provider) SignIn(ctx context.Context, r *http.Request, device, identifi
 		p.pending.put(device, acct.DID, p.now().Add(SignInCodeLifetime))
 		return acct, ErrCodeRequired
 	}
+	if errors.Is(err, ErrAccountDeactivated) {
+		if err := p.remember(ctx, r, device, acct); err != nil {
+			return Account{}, err
+		}
+		return acct, ErrAccountDeactivated
+	}
 	if err != nil {
 		return Account{}, err
 	}
 	return acct, p.remember(ctx, r, device, acct)
+}
+
+// DeviceDIDs lists every account signed in on this browser within SignInLifetime, usable or not (the account
+// pages show deactivated accounts so they can be reactivated).
+func (p *Provider) DeviceDIDs(ctx context.Context, device string) []syntax.DID {
+	if device == "" {
+		return nil
+	}
+	dids, err := p.store.OAuthDeviceAccounts(ctx, device, p.now().Add(-SignInLifetime))
+	if err != nil {
+		p.log.Error("oauth: device accounts", "err", err)
+		return nil
+	}
+	var out []syntax.DID
+	for _, d := range dids {
+		if did, err := syntax.ParseDID(d); err == nil {
+			out = append(out, did)
+		}
+	}
+	return out
 }
 
 // SignInWithCode finishes a sign-in that SignIn answered with ErrCodeRequired on this browser: the mailed code
@@ -166,17 +192,8 @@ func (p *Provider) DeviceAccounts(ctx context.Context, device string) []Account 
 	if device == "" {
 		return nil
 	}
-	dids, err := p.store.OAuthDeviceAccounts(ctx, device, p.now().Add(-SignInLifetime))
-	if err != nil {
-		p.log.Error("oauth: device accounts", "err", err)
-		return nil
-	}
 	var out []Account
-	for _, d := range dids {
-		did, err := syntax.ParseDID(d)
-		if err != nil {
-			continue
-		}
+	for _, did := range p.DeviceDIDs(ctx, device) {
 		if a, err := p.accounts.Account(ctx, did); err == nil {
 			out = append(out, a)
 		}

@@ -59,6 +59,9 @@ var (
 	ErrBadCredentials = errors.New("invalid identifier or password")
 	// ErrAccountUnavailable: the account is taken down, deactivated or deleted.
 	ErrAccountUnavailable = errors.New("account unavailable")
+	// ErrAccountDeactivated: the password is right and the account is deactivated by its owner (an
+	// ErrAccountUnavailable for the OAuth pages; the account pages let it sign in to reactivate).
+	ErrAccountDeactivated = fmt.Errorf("%w: deactivated", ErrAccountUnavailable)
 	// ErrCodeRequired: the password is right, and the account also needs the sign-in code just mailed to it
 	// (two-factor sign-in by email); SignIn returns the account with it.
 	ErrCodeRequired = errors.New("sign-in code required")
