@@ -44,6 +44,10 @@ func TestSignIn(t *testing.T) {
 		t.Errorf("device cookie: %+v", device)
 	}
 
+	// The server's root page links here.
+	if f.get(e.pds.URL + "/"); !strings.Contains(f.last, e.pds.URL+"/account") {
+		t.Errorf("the root page does not link the account pages:\n%s", f.last)
+	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account"), chromedp.WaitVisible(chromedp.ID("identifier"))); err != nil {
 		t.Fatal(err)
 	}

@@ -88,7 +88,7 @@ func TestPassword(t *testing.T) {
 	}
 	screenshot(t, fresh, "reset")
 	msg := e.mail.Next(t)
-	if msg.To[0] != alice.Email || msg.Subject != "Password Reset Requested" {
+	if msg.To[0] != alice.Email || msg.Subject != "Password Reset Requested" || !strings.Contains(msg.Text, e.pds.URL+"/account") {
 		t.Fatalf("mail to %v: %q", msg.To, msg.Subject)
 	}
 	// A wrong code changes nothing.

@@ -47,13 +47,16 @@ func (s *Service) SendEmailToken(ctx context.Context, acct *accountstore.Account
 	if what == "" {
 		what = string(purpose)
 	}
+	manage := s.cfg.PublicURL + "/account"
 	text := fmt.Sprintf("Hello %s,\n\nUse this code to %s on %s:\n\n    %s\n\n"+
-		"The code is valid for %d minutes and can be used once. If you did not ask for it, ignore this email.\n",
-		acct.Handle, what, s.cfg.Hostname, token, int(accountstore.EmailTokenTTL/time.Minute))
+		"The code is valid for %d minutes and can be used once. If you did not ask for it, ignore this email.\n\n"+
+		"Manage your account: %s\n",
+		acct.Handle, what, s.cfg.Hostname, token, int(accountstore.EmailTokenTTL/time.Minute), manage)
 	htmlBody := fmt.Sprintf("<p>Hello %s,</p><p>Use this code to %s on %s:</p><p><strong style=\"font-family:monospace;font-size:1.4em\">%s</strong></p>"+
-		"<p>The code is valid for %d minutes and can be used once. If you did not ask for it, ignore this email.</p>",
+		"<p>The code is valid for %d minutes and can be used once. If you did not ask for it, ignore this email.</p>"+
+		"<p><a href=\"%s\">Manage your account</a></p>",
 		html.EscapeString(acct.Handle), html.EscapeString(what), html.EscapeString(s.cfg.Hostname), token,
-		int(accountstore.EmailTokenTTL/time.Minute))
+		int(accountstore.EmailTokenTTL/time.Minute), html.EscapeString(manage))
 	return s.SendMail(ctx, acct.Email, subject, text, htmlBody)
 }
 
