@@ -55,7 +55,7 @@ func (a pageAccounts) SignInCode(ctx context.Context, did syntax.DID, code strin
 }
 
 func (a pageAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Account, error) {
-	acct, err := a.s.AccountByDID(ctx, did.String())
+	acct, err := a.s.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) || (err == nil && !acct.Active()) {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}

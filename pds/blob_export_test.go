@@ -14,7 +14,7 @@ import (
 // CommitImportedRecordsForTest writes records the way a repository import does: the blobs they reference need
 // not exist (they show up in listMissingBlobs until uploaded). records maps rkeys to record JSON.
 func (s *Server) CommitImportedRecordsForTest(ctx context.Context, did, collection string, records map[string]json.RawMessage) error {
-	acct, err := s.accounts.AccountByDID(ctx, did)
+	acct, err := s.accounts.AccountByDID(ctx, syntax.DID(did))
 	if err != nil {
 		return err
 	}
@@ -30,7 +30,7 @@ func (s *Server) CommitImportedRecordsForTest(ctx context.Context, did, collecti
 		}
 		ops = append(ops, rec.op)
 	}
-	if err := s.seq.MarkDirty(ctx, did); err != nil {
+	if err := s.seq.MarkDirty(ctx, syntax.DID(did)); err != nil {
 		return err
 	}
 	r, err := s.repos.Repo(ctx, syntax.DID(did))

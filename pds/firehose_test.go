@@ -574,7 +574,7 @@ func TestFirehoseRecoversUnsequencedCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	headBefore := seq.Head()
-	if err := seq.MarkDirty(ctx, acct.DID); err != nil {
+	if err := seq.MarkDirty(ctx, syntax.DID(acct.DID)); err != nil {
 		t.Fatal(err)
 	}
 	seq.Close()

@@ -76,7 +76,7 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.accounts.AccountByDID(ctx, in.DID)
+	acct, err := s.accounts.AccountByDID(ctx, syntax.DID(in.DID))
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.InvalidRequest("account not found")
 	}

@@ -28,7 +28,7 @@ const (
 
 // accountView is com.atproto.admin.defs#accountView.
 type accountView struct {
-	DID              string           `json:"did"`
+	DID              syntax.DID       `json:"did"`
 	Handle           string           `json:"handle"`
 	Email            string           `json:"email,omitempty"`
 	IndexedAt        string           `json:"indexedAt"`
@@ -68,7 +68,7 @@ func (s *Server) accountView(ctx context.Context, a *accountstore.Account) (*acc
 
 func (s *Server) handleAdminGetAccountInfo(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.accounts.AccountByDID(ctx, xrpc.ParamString(c, "did"))
+	acct, err := s.accounts.AccountByDID(ctx, xrpc.ParamDID(c, "did"))
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, "NotFound", "Account not found")
 	}
@@ -90,7 +90,7 @@ func (s *Server) handleAdminGetAccountInfos(c echo.Context) error {
 	}
 	infos := []*accountView{}
 	for _, did := range dids {
-		acct, err := s.accounts.AccountByDID(ctx, did)
+		acct, err := s.accounts.AccountByDID(ctx, syntax.DID(did))
 		if errors.Is(err, accountstore.ErrNotFound) {
 			continue
 		}
@@ -214,7 +214,7 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 
 func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 	ctx := c.Request().Context()
-	did, uriParam, blob := xrpc.ParamString(c, "did"), xrpc.ParamString(c, "uri"), xrpc.ParamString(c, "blob")
+	did, uriParam, blob := xrpc.ParamDID(c, "did"), xrpc.ParamString(c, "uri"), xrpc.ParamString(c, "blob")
 	notFound := xrpc.NewError(http.StatusBadRequest, "NotFound", "Subject not found")
 	switch {
 	case uriParam != "":
@@ -230,7 +230,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 			return err
 		}
 		canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
-		r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
+		r, err := s.repos.Repo(ctx, acct.DID)
 		if err != nil {
 			return writer.RepoError(err)
 		}
@@ -264,7 +264,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 			return err
 		}
 		return c.JSON(http.StatusOK, map[string]any{
-			"subject":  subjectRef{Type: typeRepoBlobRef, DID: did, CID: blob},
+			"subject":  subjectRef{Type: typeRepoBlobRef, DID: did.String(), CID: blob},
 			"takedown": statusAttr{Applied: ref != "", Ref: ref},
 		})
 	case did != "":
@@ -276,7 +276,7 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 			return err
 		}
 		return c.JSON(http.StatusOK, map[string]any{
-			"subject":     subjectRef{Type: typeRepoRef, DID: acct.DID},
+			"subject":     subjectRef{Type: typeRepoRef, DID: acct.DID.String()},
 			"takedown":    statusAttr{Applied: acct.TakedownRef != "", Ref: acct.TakedownRef},
 			"deactivated": statusAttr{Applied: acct.DeactivatedAt != nil},
 		})
@@ -340,7 +340,7 @@ func (s *Server) handleAdminUpdateAccountPassword(c echo.Context) error {
 	if in.Password == "" || len(in.Password) > accounts.MaxPasswordLength {
 		return xrpc.InvalidRequest("Invalid password length.")
 	}
-	if err := s.accounts.SetPassword(c.Request().Context(), in.DID, in.Password); err != nil {
+	if err := s.accounts.SetPassword(c.Request().Context(), syntax.DID(in.DID), in.Password); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -353,7 +353,7 @@ func (s *Server) handleAdminDeleteAccount(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if err := s.accounts.Delete(c.Request().Context(), in.DID); err != nil {
+	if err := s.accounts.Delete(c.Request().Context(), syntax.DID(in.DID)); err != nil {
 		if errors.Is(err, accountstore.ErrNotFound) {
 			return accounts.NotFound()
 		}
@@ -371,7 +371,7 @@ func (s *Server) handleAdminSetAccountInvites(disabled bool) echo.HandlerFunc {
 		if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 			return err
 		}
-		if err := s.accounts.SetInvitesDisabled(c.Request().Context(), in.Account, disabled); err != nil {
+		if err := s.accounts.SetInvitesDisabled(c.Request().Context(), syntax.DID(in.Account), disabled); err != nil {
 			return accounts.InviteError(err)
 		}
 		return c.NoContent(http.StatusOK)
@@ -424,7 +424,7 @@ func (s *Server) handleAdminSendEmail(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.accounts.AccountByDID(ctx, in.RecipientDID)
+	acct, err := s.accounts.AccountByDID(ctx, syntax.DID(in.RecipientDID))
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.InvalidRequest("Recipient not found")
 	}

@@ -48,7 +48,7 @@ func (s *Server) handleCreateAppPassword(c echo.Context) error {
 }
 
 func (s *Server) handleListAppPasswords(c echo.Context) error {
-	list, err := s.accounts.ListAppPasswords(c.Request().Context(), auth.CallerOf(c).DID.String())
+	list, err := s.accounts.ListAppPasswords(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -66,7 +66,7 @@ func (s *Server) handleRevokeAppPassword(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if err := s.accounts.RevokeAppPassword(c.Request().Context(), auth.CallerOf(c).DID.String(), in.Name); err != nil {
+	if err := s.accounts.RevokeAppPassword(c.Request().Context(), auth.CallerOf(c).DID, in.Name); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

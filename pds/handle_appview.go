@@ -28,9 +28,9 @@ const (
 func (s *Server) handleGetPreferences(c echo.Context) error {
 	v := auth.CallerOf(c)
 	if s.proxy.ProxiedElsewhere(c) {
-		return s.proxy.Call(c, v.DID.String(), xrpc.MethodNSID(c))
+		return s.proxy.Call(c, v.DID, xrpc.MethodNSID(c))
 	}
-	prefs, err := s.accounts.Preferences(c.Request().Context(), v.DID.String(), prefNamespace)
+	prefs, err := s.accounts.Preferences(c.Request().Context(), v.DID, prefNamespace)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func ageOn(born, now time.Time) int {
 func (s *Server) handlePutPreferences(c echo.Context) error {
 	v := auth.CallerOf(c)
 	if s.proxy.ProxiedElsewhere(c) {
-		return s.proxy.Call(c, v.DID.String(), xrpc.MethodNSID(c))
+		return s.proxy.Call(c, v.DID, xrpc.MethodNSID(c))
 	}
 	var in struct {
 		Preferences []json.RawMessage `json:"preferences"`
@@ -125,7 +125,7 @@ func (s *Server) handlePutPreferences(c echo.Context) error {
 	if !full {
 		keep = []string{prefPersonalDetails} // a session that may not see them may not erase them either
 	}
-	if err := s.accounts.PutPreferences(c.Request().Context(), v.DID.String(), prefNamespace, prefs, keep); err != nil {
+	if err := s.accounts.PutPreferences(c.Request().Context(), v.DID, prefNamespace, prefs, keep); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

@@ -3,6 +3,7 @@ package pds
 import (
 	"net/http"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accounts"
@@ -25,7 +26,7 @@ func (s *Server) handleAdminExportAccount(c echo.Context) error {
 		return err
 	}
 	w := &lazyResponse{c: c, contentType: "application/x-tar"}
-	err := s.accounts.Export(c.Request().Context(), in.DID, accounts.ExportOptions{Deactivate: in.Deactivate, TargetURL: in.TargetURL, TargetRotationKey: in.TargetRotationKey}, w)
+	err := s.accounts.Export(c.Request().Context(), syntax.DID(in.DID), accounts.ExportOptions{Deactivate: in.Deactivate, TargetURL: in.TargetURL, TargetRotationKey: in.TargetRotationKey}, w)
 	if err != nil {
 		if !w.started {
 			return err

@@ -32,7 +32,7 @@ type blobOutput struct {
 func (s *Server) handleUploadBlob(c echo.Context) error {
 	ctx := c.Request().Context()
 	req := c.Request()
-	acct, err := s.accounts.AccountByDID(ctx, auth.CallerOf(c).DID.String())
+	acct, err := s.accounts.AccountByDID(ctx, auth.CallerOf(c).DID)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
 	}
@@ -76,7 +76,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	} else if down {
 		return xrpc.InvalidRequest("Blob has been takendown, cannot re-upload")
 	}
-	r, err := s.repos.Repo(ctx, syntax.DID(did))
+	r, err := s.repos.Repo(ctx, did)
 	if err != nil {
 		return writer.RepoError(err)
 	}
@@ -141,7 +141,7 @@ func blobNotFound() error {
 // running as a page of this origin.
 func (s *Server) handleSyncGetBlob(c echo.Context) error {
 	ctx := c.Request().Context()
-	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamString(c, "did"), auth.CallerDID(c))
+	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -183,8 +183,8 @@ func (s *Server) handleSyncGetBlob(c echo.Context) error {
 }
 
 // blobRow reads a blob's metadata without pinning the repository while the blob streams; nil when unknown.
-func (s *Server) blobRow(ctx context.Context, did string, c cid.Cid) (*repo.Blob, error) {
-	r, err := s.repos.Repo(ctx, syntax.DID(did))
+func (s *Server) blobRow(ctx context.Context, did syntax.DID, c cid.Cid) (*repo.Blob, error) {
+	r, err := s.repos.Repo(ctx, did)
 	if errors.Is(err, repo.ErrRepoNotFound) {
 		return nil, nil
 	}
@@ -226,7 +226,7 @@ type missingBlob struct {
 // migration). Deactivated accounts may call it: that is when a migration needs it.
 func (s *Server) handleListMissingBlobs(c echo.Context) error {
 	ctx := c.Request().Context()
-	did := auth.CallerOf(c).DID.String()
+	did := auth.CallerOf(c).DID
 	r, err := s.openRepo(c, did)
 	if err != nil {
 		return err

@@ -25,7 +25,7 @@ func (s *Server) handleResolveHandle(c echo.Context) error {
 	handle := h.Normalize()
 	// Deactivated and taken-down accounts do not resolve, as in the reference.
 	if acct, err := s.accounts.AccountByHandle(ctx, handle.String()); err == nil && acct.Active() {
-		return c.JSON(http.StatusOK, map[string]string{"did": acct.DID})
+		return c.JSON(http.StatusOK, map[string]string{"did": acct.DID.String()})
 	} else if err != nil && !errors.Is(err, accountstore.ErrNotFound) {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
@@ -67,7 +66,7 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 	if req.ContentLength > s.cfg.MaxRepoImportSize {
 		return xrpc.PayloadTooLarge("Repository is larger than the import limit (%d bytes)", s.cfg.MaxRepoImportSize)
 	}
-	did := auth.CallerOf(c).DID.String()
+	did := auth.CallerOf(c).DID
 	// The account's lifecycle lock: activation waits for an import in progress, and the account stays
 	// deactivated for the whole import.
 	unlock := s.accounts.Lock(did)
@@ -91,7 +90,7 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 		return fmt.Errorf("account signing key: %w", err)
 	}
 	start := time.Now()
-	res, err := s.writer.Import(ctx, syntax.DID(acct.DID), req.Body, repo.ImportOptions{
+	res, err := s.writer.Import(ctx, acct.DID, req.Body, repo.ImportOptions{
 		VerifyKey: verifyKey,
 		Signer:    signer,
 		MaxBytes:  s.cfg.MaxRepoImportSize,

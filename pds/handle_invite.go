@@ -79,7 +79,7 @@ func (s *Server) handleGetAccountInviteCodes(c echo.Context) error {
 			}
 			// An account whose invites are disabled still earns codes, born disabled (bookkeeping, as the
 			// reference), so enabling invites later does not hand out a burst.
-			if err := s.accounts.CreateInviteCodes(ctx, created, 1, acct.DID, acct.DID, acct.InvitesDisabled); err != nil {
+			if err := s.accounts.CreateInviteCodes(ctx, created, 1, acct.DID.String(), acct.DID.String(), acct.InvitesDisabled); err != nil {
 				return err
 			}
 			if codes, err = s.accounts.InviteCodesForAccount(ctx, acct.DID); err != nil {

@@ -50,7 +50,7 @@ func (s *Server) handleWellKnownDID(c echo.Context) error {
 	if err != nil || !acct.Active() { // deactivated and taken-down accounts do not resolve (reference)
 		return c.String(http.StatusNotFound, "User not found")
 	}
-	return c.String(http.StatusOK, acct.DID)
+	return c.String(http.StatusOK, acct.DID.String())
 }
 
 // recoverMiddleware turns a handler panic into a 500 XRPC error (logged with its stack), never a crash.

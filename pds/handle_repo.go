@@ -29,8 +29,8 @@ func metaOf(res *repo.CommitResult) *commitMeta {
 	return &commitMeta{CID: res.Commit.String(), Rev: res.Rev}
 }
 
-func atURI(did, collection, rkey string) string {
-	return "at://" + did + "/" + collection + "/" + rkey
+func atURI(did syntax.DID, collection, rkey string) string {
+	return "at://" + did.String() + "/" + collection + "/" + rkey
 }
 
 // parseCIDParam parses an optional CID field of a request.
@@ -377,7 +377,7 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 	}
 	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
 	uri := atURI(acct.DID, collection, rkey)
-	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
+	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
 		return writer.RepoError(err)
 	}
@@ -419,7 +419,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	}
 	collection := xrpc.ParamString(c, "collection")
 	limit := xrpc.ParamInt(c, "limit", 50)
-	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
+	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
 		return writer.RepoError(err)
 	}
@@ -476,7 +476,7 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := s.repos.Repo(ctx, syntax.DID(acct.DID))
+	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
 		return writer.RepoError(err)
 	}

@@ -54,7 +54,7 @@ type sessionOutput struct {
 	AccessJwt       string         `json:"accessJwt"`
 	RefreshJwt      string         `json:"refreshJwt"`
 	Handle          string         `json:"handle"`
-	DID             string         `json:"did"`
+	DID             syntax.DID     `json:"did"`
 	DIDDoc          map[string]any `json:"didDoc,omitempty"`
 	Email           string         `json:"email,omitempty"`
 	EmailConfirmed  *bool          `json:"emailConfirmed,omitempty"`
@@ -225,7 +225,7 @@ func (s *Server) sessionOutput(acct *accountstore.Account, tokens *auth.TokenPai
 }
 
 func (s *Server) handleGetSession(c echo.Context) error {
-	acct, err := s.accounts.AccountByDID(c.Request().Context(), auth.CallerOf(c).DID.String())
+	acct, err := s.accounts.AccountByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
 	}
@@ -257,12 +257,12 @@ func (s *Server) handleDeleteSession(c echo.Context) error {
 
 func (s *Server) handleCheckAccountStatus(c echo.Context) error {
 	ctx := c.Request().Context()
-	did := auth.CallerOf(c).DID.String()
+	did := auth.CallerOf(c).DID
 	acct, err := s.accounts.AccountByDID(ctx, did)
 	if err != nil {
 		return err
 	}
-	r, err := s.repos.Repo(ctx, syntax.DID(did))
+	r, err := s.repos.Repo(ctx, did)
 	if err != nil {
 		return err
 	}

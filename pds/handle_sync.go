@@ -20,7 +20,7 @@ const carContentType = "application/vnd.ipld.car"
 
 // syncRepo is accounts.ForSync plus the account's repo; the caller releases it.
 func (s *Server) syncRepo(c echo.Context) (*accountstore.Account, *repo.Repo, error) {
-	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamString(c, "did"), auth.CallerDID(c))
+	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -31,8 +31,8 @@ func (s *Server) syncRepo(c echo.Context) (*accountstore.Account, *repo.Repo, er
 	return acct, r, nil
 }
 
-func (s *Server) openRepo(c echo.Context, did string) (*repo.Repo, error) {
-	r, err := s.repos.Repo(c.Request().Context(), syntax.DID(did))
+func (s *Server) openRepo(c echo.Context, did syntax.DID) (*repo.Repo, error) {
+	r, err := s.repos.Repo(c.Request().Context(), did)
 	if errors.Is(err, repo.ErrRepoNotFound) {
 		return nil, xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
 	}
@@ -103,7 +103,7 @@ func (s *Server) handleSyncGetRecord(c echo.Context) error {
 }
 
 func (s *Server) handleSyncGetBlocks(c echo.Context) error {
-	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamString(c, "did"), auth.CallerDID(c))
+	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func (s *Server) handleSyncGetLatestCommit(c echo.Context) error {
 }
 
 func (s *Server) handleSyncGetRepoStatus(c echo.Context) error {
-	did := xrpc.ParamString(c, "did")
+	did := xrpc.ParamDID(c, "did")
 	acct, err := s.accounts.AccountByDID(c.Request().Context(), did)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
@@ -182,7 +182,7 @@ func (s *Server) handleSyncListRepos(c echo.Context) error {
 	}
 	repos := make([]map[string]any, 0, len(accts))
 	for _, a := range accts {
-		r, err := s.repos.Repo(ctx, syntax.DID(a.DID))
+		r, err := s.repos.Repo(ctx, a.DID)
 		if errors.Is(err, repo.ErrRepoNotFound) {
 			continue
 		}

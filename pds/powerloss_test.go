@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/bluesky-social/indigo/atproto/repo"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/internal/testpds"
@@ -49,7 +50,7 @@ func markDirty(t *testing.T, dataDir, did string) {
 		t.Fatal(err)
 	}
 	defer seq.Close()
-	if err := seq.MarkDirty(ctx, did); err != nil {
+	if err := seq.MarkDirty(ctx, syntax.DID(did)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -80,9 +80,6 @@ type Server struct {
 // RateLimitOptions adjust the rate limiters (tests pass a clock they can move instead of waiting).
 type RateLimitOptions = ratelimit.Options
 
-// callerDID is the authenticated account of a request, "" when none: per-account rate limits key on it.
-func callerDID(c echo.Context) string { return auth.CallerDID(c).String() }
-
 // Options carries dependencies that tests and embedders may replace.
 type Options struct {
 	Logger *slog.Logger
@@ -134,7 +131,7 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		s.mailer = mailer.NewLogMailer(log)
 	}
 	if cfg.RateLimitsEnabled {
-		s.limits = ratelimit.New(opts.RateLimits, ratelimit.Bypass{Key: cfg.RateLimitBypassKey, IPs: cfg.RateLimitBypassIPs}, callerDID)
+		s.limits = ratelimit.New(opts.RateLimits, ratelimit.Bypass{Key: cfg.RateLimitBypassKey, IPs: cfg.RateLimitBypassIPs}, auth.CallerDID)
 	} else {
 		log.Warn("rate limits are off (PDS_RATE_LIMITS_ENABLED=false)")
 	}
@@ -236,9 +233,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 			if err != nil {
 				return proxy.Caller{}, err
 			}
-			return proxy.Caller{DID: v.DID.String(), AppPassword: v.Scope == auth.ScopeAppPass}, nil
+			return proxy.Caller{DID: v.DID, AppPassword: v.Scope == auth.ScopeAppPass}, nil
 		},
-		CallerDID: callerDID,
+		CallerDID: auth.CallerDID,
 	})
 	if err := s.newAccountPages(); err != nil {
 		s.Close()
@@ -322,7 +319,7 @@ func openBlobs(ctx context.Context, cfg *Config, repos *repo.Store, log *slog.Lo
 }
 
 // checkBlobTakedowns is the write path's check before a commit: a record may not reference a taken-down blob.
-func (s *Server) checkBlobTakedowns(ctx context.Context, did string, ops []repo.WriteOp) error {
+func (s *Server) checkBlobTakedowns(ctx context.Context, did syntax.DID, ops []repo.WriteOp) error {
 	return blobs.CheckTakedowns(ctx, did, ops, s.accounts.BlobTakendown)
 }
 

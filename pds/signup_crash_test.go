@@ -29,7 +29,7 @@ func crashedSignup(t *testing.T, dataDir, did string, withAccount bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := seq.MarkDirty(ctx, did); err != nil {
+	if err := seq.MarkDirty(ctx, syntax.DID(did)); err != nil {
 		t.Fatal(err)
 	}
 	seq.Close()
@@ -50,7 +50,7 @@ func crashedSignup(t *testing.T, dataDir, did string, withAccount bool) {
 	}
 	defer accounts.Close()
 	err = accounts.CreateAccount(ctx, &accountstore.Account{
-		DID: did, Handle: "halfway.test", Email: "halfway@example.com", PasswordHash: "x:y",
+		DID: syntax.DID(did), Handle: "halfway.test", Email: "halfway@example.com", PasswordHash: "x:y",
 		SigningKey: key.Bytes(), CreatedAt: time.Now(),
 	}, "")
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/bluesky-social/indigo/atproto/lexicon"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 )
 
@@ -436,3 +437,6 @@ func containsInt(xs []int, n int64) bool {
 	}
 	return false
 }
+
+// ParamDID is a DID parameter, validated by the method's lexicon (format "did"); "" when absent.
+func ParamDID(c echo.Context, name string) syntax.DID { return syntax.DID(ParamString(c, name)) }

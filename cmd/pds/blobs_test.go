@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
@@ -47,7 +48,7 @@ func TestCLIBlobsMigrate(t *testing.T) {
 	want := map[string][]byte{}
 	for i := range 6 {
 		content := []byte(strings.Repeat(fmt.Sprint("blob ", i, " "), 1000+i))
-		did := fmt.Sprintf("did:plc:account%018d", i%2)
+		did := syntax.DID(fmt.Sprintf("did:plc:account%018d", i%2))
 		tmp, err := blobstore.Put(ctx, disk, bytes.NewReader(content), -1, -1)
 		if err != nil {
 			t.Fatal(err)
@@ -55,7 +56,7 @@ func TestCLIBlobsMigrate(t *testing.T) {
 		if err := disk.Promote(ctx, tmp.Key, did, tmp.CID); err != nil {
 			t.Fatal(err)
 		}
-		want[did+"/"+tmp.CID.String()] = content
+		want[did.String()+"/"+tmp.CID.String()] = content
 	}
 
 	out, progress, code := pdsCLI(t, env, "", "blobs", "migrate", "disk", "s3")
@@ -82,7 +83,7 @@ func TestCLIBlobsMigrate(t *testing.T) {
 		defer obj.Close()
 		var buf bytes.Buffer
 		buf.ReadFrom(obj)
-		if !bytes.Equal(buf.Bytes(), want[e.DID+"/"+e.CID.String()]) {
+		if !bytes.Equal(buf.Bytes(), want[e.DID.String()+"/"+e.CID.String()]) {
 			return fmt.Errorf("blob %s differs after disk -> s3 -> disk", e.CID)
 		}
 		n++

@@ -68,7 +68,7 @@ func (a *seeder) fillRecords(ctx context.Context, i, n int, progress io.Writer) 
 	if err != nil {
 		return 0, err
 	}
-	r, err := a.repos.Repo(ctx, syntax.DID(acct.DID))
+	r, err := a.repos.Repo(ctx, acct.DID)
 	if err != nil {
 		return 0, err
 	}

@@ -68,7 +68,7 @@ func TestSeedRecordsServesAndChains(t *testing.T) {
 
 	p := testpds.Start(t, testpds.Options{DataDir: dir})
 	// The whole repository, verified: signature, structure, every record block present.
-	resp := p.Query("com.atproto.sync.getRepo", url.Values{"did": {acct.DID}}, "")
+	resp := p.Query("com.atproto.sync.getRepo", url.Values{"did": {acct.DID.String()}}, "")
 	if resp.Status != 200 {
 		t.Fatalf("getRepo: %s", resp)
 	}
@@ -76,7 +76,7 @@ func TestSeedRecordsServesAndChains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := commit.VerifySignature(pub); err != nil || commit.DID != acct.DID {
+	if err := commit.VerifySignature(pub); err != nil || commit.DID != acct.DID.String() {
 		t.Fatalf("commit of %s signed by the account's key: %v (DID %s)", acct.DID, err, commit.DID)
 	}
 	var keys []string
@@ -107,7 +107,7 @@ func TestSeedRecordsServesAndChains(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := scenario(out, scCreate1)
-	if out.Setup.LoginDID != acct.DID || out.Setup.FirstWriteMS <= 0 || r == nil || r.Ops == 0 || r.Errors != 0 {
+	if out.Setup.LoginDID != acct.DID.String() || out.Setup.FirstWriteMS <= 0 || r == nil || r.Ops == 0 || r.Errors != 0 {
 		t.Fatalf("bench -login: setup %+v, create_1 %+v", out.Setup, r)
 	}
 	writes := 1 + bf.cfg.Warmup + r.Ops
@@ -149,7 +149,7 @@ func TestSeedRecordsServesAndChains(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", fr.Type, err)
 		}
-		if did != acct.DID {
+		if did != acct.DID.String() {
 			continue
 		}
 		types = append(types, fr.Type)

@@ -344,17 +344,18 @@ func (a *seeder) account(ctx context.Context, i int) (bool, error) {
 	if err := op.Sign(a.rotationKey); err != nil {
 		return false, err
 	}
-	did, err := op.DID()
+	didStr, err := op.DID()
 	if err != nil {
 		return false, err
 	}
-	commit, err := a.repos.Create(ctx, syntax.DID(did), key)
+	did := syntax.DID(didStr)
+	commit, err := a.repos.Create(ctx, did, key)
 	if errors.Is(err, repo.ErrRepoExists) {
 		// A previous run stopped between the repo and the account row: start this account over.
-		if err := a.repos.Delete(ctx, syntax.DID(did)); err != nil {
+		if err := a.repos.Delete(ctx, did); err != nil {
 			return false, err
 		}
-		commit, err = a.repos.Create(ctx, syntax.DID(did), key)
+		commit, err = a.repos.Create(ctx, did, key)
 	}
 	if err != nil {
 		return false, err

@@ -102,7 +102,7 @@ func TestSeedIsWhatACleanStopLeaves(t *testing.T) {
 	}
 	types := map[string][]string{}
 	for _, e := range events {
-		types[e.DID] = append(types[e.DID], e.Type)
+		types[e.DID.String()] = append(types[e.DID.String()], e.Type)
 	}
 	// state is what start-up and recovery look at for one account.
 	type state struct {
@@ -129,12 +129,12 @@ func TestSeedIsWhatACleanStopLeaves(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		last, err := seq.LastRev(ctx, did)
+		last, err := seq.LastRev(ctx, syntax.DID(did))
 		if err != nil {
 			t.Fatal(err)
 		}
 		st.InSync = last == head.Rev
-		_, err = accounts.AccountByDID(ctx, did)
+		_, err = accounts.AccountByDID(ctx, syntax.DID(did))
 		st.Account = err == nil
 		return st
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/pdsgo/pds/pds/accountstore"
 )
 
@@ -18,7 +19,7 @@ func SigningKeyOf(t testing.TB, dataDir, did string) atcrypto.PrivateKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := accounts.AccountByDID(context.Background(), did)
+	a, err := accounts.AccountByDID(context.Background(), syntax.DID(did))
 	accounts.Close()
 	if err != nil {
 		t.Fatal(err)

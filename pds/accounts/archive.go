@@ -110,7 +110,7 @@ type ExportOptions struct {
 
 // Export writes the archive of the account did to w (see the top of this file). Every check runs and
 // the repository is spooled before the first byte is written, so a refusal leaves w empty.
-func (s *Service) Export(ctx context.Context, did string, opts ExportOptions, w io.Writer) error {
+func (s *Service) Export(ctx context.Context, did syntax.DID, opts ExportOptions, w io.Writer) error {
 	acct, err := s.Store.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found: %s", did)
@@ -133,7 +133,7 @@ func (s *Service) Export(ctx context.Context, did string, opts ExportOptions, w 
 		Format: archiveFormat, Version: archiveVersion, ExportedAt: time.Now().UTC(),
 		SourceURL: s.cfg.PublicURL, SourceDID: s.cfg.ServiceDID,
 		Account: archiveAccount{
-			DID: acct.DID, Handle: acct.Handle, Email: acct.Email, EmailConfirmedAt: acct.EmailConfirmedAt,
+			DID: acct.DID.String(), Handle: acct.Handle, Email: acct.Email, EmailConfirmedAt: acct.EmailConfirmedAt,
 			PasswordHash: acct.PasswordHash, SigningKey: hex.EncodeToString(acct.SigningKey), CreatedAt: acct.CreatedAt,
 		},
 		AppPasswords: []archiveAppPassword{}, Preferences: []archivePreference{}, Blobs: []archiveBlob{},
@@ -169,7 +169,7 @@ func (s *Service) Export(ctx context.Context, did string, opts ExportOptions, w 
 	}
 	defer os.Remove(spool.Name())
 	defer spool.Close()
-	r, err := s.d.Repos.Repo(ctx, syntax.DID(did))
+	r, err := s.d.Repos.Repo(ctx, did)
 	if err != nil {
 		return writer.RepoError(err)
 	}
@@ -299,14 +299,14 @@ func (s *Service) handoffOperation(ctx context.Context, acct *accountstore.Accou
 
 // ImportAccountResult reports an Import.
 type ImportAccountResult struct {
-	DID          string `json:"did"`
-	Handle       string `json:"handle"`
-	Records      int64  `json:"records"`
-	Blobs        int    `json:"blobs"`
-	Preferences  int    `json:"preferences"`
-	AppPasswords int    `json:"appPasswords"`
-	PLCSubmitted bool   `json:"plcSubmitted"`
-	Activated    bool   `json:"activated"`
+	DID          syntax.DID `json:"did"`
+	Handle       string     `json:"handle"`
+	Records      int64      `json:"records"`
+	Blobs        int        `json:"blobs"`
+	Preferences  int        `json:"preferences"`
+	AppPasswords int        `json:"appPasswords"`
+	PLCSubmitted bool       `json:"plcSubmitted"`
+	Activated    bool       `json:"activated"`
 	// Note says what is left to do when the account could not be activated.
 	Note string `json:"note,omitempty"`
 }
@@ -351,14 +351,14 @@ func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult
 		return nil, xrpc.InvalidRequest("Invalid signing key in the archive")
 	}
 
-	unlock := s.locks.lock(did.String())
+	unlock := s.locks.lock(did)
 	locked := true
 	defer func() {
 		if locked {
 			unlock()
 		}
 	}()
-	acct, err := s.adoptAccount(ctx, &m, key)
+	acct, err := s.adoptAccount(ctx, did, &m, key)
 	if err != nil {
 		return nil, err
 	}
@@ -448,8 +448,7 @@ func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult
 
 // adoptAccount creates the archive's account, deactivated, with an empty repository; a deactivated account of
 // the same DID left by an earlier run is taken as it is.
-func (s *Service) adoptAccount(ctx context.Context, m *archiveManifest, key *atcrypto.PrivateKeyK256) (*accountstore.Account, error) {
-	did := m.Account.DID
+func (s *Service) adoptAccount(ctx context.Context, did syntax.DID, m *archiveManifest, key *atcrypto.PrivateKeyK256) (*accountstore.Account, error) {
 	if acct, err := s.Store.AccountByDID(ctx, did); err == nil {
 		if acct.DeactivatedAt == nil || acct.TakedownRef != "" {
 			return nil, xrpc.InvalidRequest("The account %s is already hosted here and active", did)
@@ -478,14 +477,14 @@ func (s *Service) adoptAccount(ctx context.Context, m *archiveManifest, key *atc
 		}
 		return nil, err
 	}
-	commit, err := s.d.Repos.Create(ctx, syntax.DID(did), key)
+	commit, err := s.d.Repos.Create(ctx, did, key)
 	if err == nil {
 		// Never sequenced: activation announces the head with #sync (as createAccountWithDID).
-		err = s.d.Repos.With(ctx, syntax.DID(did), func(r *repo.Repo) error { return r.TrimOutbox(ctx, commit.Rev) })
+		err = s.d.Repos.With(ctx, did, func(r *repo.Repo) error { return r.TrimOutbox(ctx, commit.Rev) })
 	}
 	if err != nil {
 		bg := context.WithoutCancel(ctx)
-		s.d.Repos.Delete(bg, syntax.DID(did))
+		s.d.Repos.Delete(bg, did)
 		s.Store.DeleteAccount(bg, did)
 		return nil, err
 	}
@@ -509,7 +508,7 @@ func (s *Service) submitHandoff(ctx context.Context, acct *accountstore.Account,
 	if err := op.CheckAtproto(plc.AtprotoExpect{RotationKey: s.RotationDIDKey(), PDSEndpoint: s.cfg.PublicURL, SigningKey: signing}); err != nil {
 		return xrpc.InvalidRequest("The archive's PLC operation does not hand the account to this server (%s): export again with this server's URL and rotation key", strings.TrimPrefix(err.Error(), "plc: "))
 	}
-	if err := s.d.PLC.Submit(ctx, acct.DID, op); err != nil {
+	if err := s.d.PLC.Submit(ctx, acct.DID.String(), op); err != nil {
 		return s.plcError(err)
 	}
 	s.forgetIdentity(ctx, acct.DID)

@@ -67,10 +67,11 @@ func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Acco
 	if err := op.Sign(s.cfg.RotationKey); err != nil {
 		return nil, err
 	}
-	did, err := op.DID()
+	didStr, err := op.DID()
 	if err != nil {
 		return nil, err
 	}
+	did := syntax.DID(didStr) // derived from the signed genesis operation
 	passwordHash, err := HashPassword(in.Password)
 	if err != nil {
 		return nil, err
@@ -94,19 +95,19 @@ func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Acco
 			return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidInviteCode, "Provided invite code not available")
 		}
 	}
-	if err := s.d.PLC.Submit(ctx, did, op); err != nil {
+	if err := s.d.PLC.Submit(ctx, did.String(), op); err != nil {
 		s.log.Error("PLC directory refused the genesis operation", "did", did, "err", err)
 		return nil, xrpc.NewError(http.StatusBadGateway, xrpc.NameUpstreamFailure, "The PLC directory did not accept the new DID")
 	}
 	undo := func() {
 		bg := context.WithoutCancel(ctx)
-		s.d.Repos.Delete(bg, syntax.DID(did))
+		s.d.Repos.Delete(bg, did)
 		s.d.Seq.Forget(bg, did)
 	}
 	if err := s.d.Seq.MarkDirty(ctx, did); err != nil {
 		return nil, err
 	}
-	commit, err := s.d.Repos.Create(ctx, syntax.DID(did), signingKey)
+	commit, err := s.d.Repos.Create(ctx, did, signingKey)
 	if err != nil {
 		undo()
 		return nil, err
@@ -138,11 +139,11 @@ func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Acco
 // operation signed by the old PDS, or the did:web document) and calls activateAccount, which checks it.
 // Nothing is written to PLC here. undo removes the account again if what the caller does next fails.
 func (s *Service) CreateWithDID(ctx context.Context, did syntax.DID, in NewAccount) (acct *accountstore.Account, undo func(), err error) {
-	handle, err := s.validateHandle(ctx, in.Handle, did.String())
+	handle, err := s.validateHandle(ctx, in.Handle, did)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := s.AccountByDID(ctx, did.String()); err == nil {
+	if _, err := s.AccountByDID(ctx, did); err == nil {
 		return nil, nil, xrpc.InvalidRequest("Account already exists: %s", did)
 	}
 	if _, err := s.AccountByHandle(ctx, handle); err == nil {
@@ -161,7 +162,7 @@ func (s *Service) CreateWithDID(ctx context.Context, did syntax.DID, in NewAccou
 	}
 	now := time.Now()
 	acct = &accountstore.Account{
-		DID:           did.String(),
+		DID:           did,
 		Handle:        handle,
 		Email:         in.Email,
 		PasswordHash:  passwordHash,
@@ -185,7 +186,7 @@ func (s *Service) CreateWithDID(ctx context.Context, did syntax.DID, in NewAccou
 	undo = func() {
 		bg := context.WithoutCancel(ctx)
 		s.d.Repos.Delete(bg, did)
-		s.DeleteAccount(bg, did.String())
+		s.DeleteAccount(bg, did)
 	}
 	commit, err := s.d.Repos.Create(ctx, did, signingKey)
 	if err != nil {
@@ -207,7 +208,7 @@ func (s *Service) DIDDocument(acct *accountstore.Account) map[string]any {
 	if key, err := acct.Signer(); err == nil {
 		if pub, err := key.PublicKey(); err == nil {
 			vm = append(vm, map[string]any{
-				"id":                 acct.DID + "#atproto",
+				"id":                 acct.DID.String() + "#atproto",
 				"type":               "Multikey",
 				"controller":         acct.DID,
 				"publicKeyMultibase": pub.Multibase(),
@@ -220,7 +221,7 @@ func (s *Service) DIDDocument(acct *accountstore.Account) map[string]any {
 			"https://w3id.org/security/multikey/v1",
 			"https://w3id.org/security/suites/secp256k1-2019/v1",
 		},
-		"id":                 acct.DID,
+		"id":                 acct.DID.String(),
 		"alsoKnownAs":        []string{"at://" + acct.Handle},
 		"verificationMethod": vm,
 		"service": []any{map[string]any{

@@ -64,7 +64,7 @@ func (s *Service) normalizeServiceHandle(raw string) (string, error) {
 // validateHandle normalizes a requested handle for the account did: a handle on the service domains must meet
 // their rules; any other domain must already resolve (DNS TXT or HTTPS well-known) to did. did == "" (a new
 // account that brings no DID) allows only the service domains.
-func (s *Service) validateHandle(ctx context.Context, raw, did string) (string, error) {
+func (s *Service) validateHandle(ctx context.Context, raw string, did syntax.DID) (string, error) {
 	h, err := syntax.ParseHandle(strings.TrimSpace(raw))
 	if err != nil {
 		return "", invalidHandle("Input/handle must be a valid handle")
@@ -80,7 +80,7 @@ func (s *Service) validateHandle(ctx context.Context, raw, did string) (string, 
 		return "", xrpc.NewError(http.StatusBadRequest, xrpc.NameUnsupportedDomain, "Not a supported handle domain")
 	}
 	resolved, err := s.ResolveHandle(ctx, h, true)
-	if err != nil || resolved.String() != did {
+	if err != nil || resolved != did {
 		if err != nil {
 			s.log.Info("custom handle did not resolve", "handle", h, "did", did, "err", err)
 		}
@@ -125,11 +125,11 @@ func (s *Service) ChangeHandle(ctx context.Context, acct *accountstore.Account, 
 		if err != nil {
 			return err
 		}
-		if err := s.d.PLC.Submit(ctx, acct.DID, op); err != nil {
+		if err := s.d.PLC.Submit(ctx, acct.DID.String(), op); err != nil {
 			return s.plcError(err)
 		}
 	} else {
-		ident, err := s.ResolveDIDDoc(ctx, syntax.DID(acct.DID), true)
+		ident, err := s.ResolveDIDDoc(ctx, acct.DID, true)
 		if err != nil {
 			return xrpc.InvalidRequest("Could not resolve DID")
 		}
@@ -158,11 +158,11 @@ func (s *Service) HandleIsCorrect(ctx context.Context, acct *accountstore.Accoun
 	}
 	if !s.isServiceHandle(acct.Handle) {
 		did, err := s.ResolveHandle(ctx, h, false)
-		if err != nil || did.String() != acct.DID {
+		if err != nil || did != acct.DID {
 			return false
 		}
 	}
-	ident, err := s.ResolveDIDDoc(ctx, syntax.DID(acct.DID), false)
+	ident, err := s.ResolveDIDDoc(ctx, acct.DID, false)
 	if err != nil {
 		return false
 	}

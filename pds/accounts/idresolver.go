@@ -214,10 +214,10 @@ func (s *Service) ResolveDIDDoc(ctx context.Context, did syntax.DID, fresh bool)
 }
 
 // forgetIdentity drops cached resolutions after this server changed them.
-func (s *Service) forgetIdentity(ctx context.Context, did string, handles ...string) {
+func (s *Service) forgetIdentity(ctx context.Context, did syntax.DID, handles ...string) {
 	ids := []syntax.AtIdentifier{}
-	if d, err := syntax.ParseDID(did); err == nil {
-		ids = append(ids, d.AtIdentifier())
+	if did != "" {
+		ids = append(ids, did.AtIdentifier())
 	}
 	for _, h := range handles {
 		if hh, err := syntax.ParseHandle(h); err == nil {

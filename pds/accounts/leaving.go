@@ -69,7 +69,7 @@ func (s *Service) RequestDeletion(ctx context.Context, did syntax.DID) error {
 
 // DeleteWithToken deletes the account given its password and the mailed token (as deleteAccount).
 func (s *Service) DeleteWithToken(ctx context.Context, did syntax.DID, password, token string) error {
-	acct, err := s.AccountByDID(ctx, did.String())
+	acct, err := s.AccountByDID(ctx, did)
 	if err != nil {
 		return err
 	}

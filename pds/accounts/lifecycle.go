@@ -38,7 +38,7 @@ func (s *Service) Activate(ctx context.Context, acct *accountstore.Account) erro
 	if err := s.CheckDIDDocument(ctx, acct); err != nil {
 		return err
 	}
-	car, rev, err := s.d.Writer.SyncEventBlocks(ctx, syntax.DID(acct.DID))
+	car, rev, err := s.d.Writer.SyncEventBlocks(ctx, acct.DID)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (s *Service) Deactivate(ctx context.Context, acct *accountstore.Account, de
 
 // Delete removes everything of an account and emits #account deleted. The admin API reuses it.
 // accountstore.ErrNotFound if there is no such account.
-func (s *Service) Delete(ctx context.Context, did string) error {
+func (s *Service) Delete(ctx context.Context, did syntax.DID) error {
 	unlock := s.locks.lock(did)
 	defer unlock()
 	acct, err := s.Store.AccountByDID(ctx, did)
@@ -94,7 +94,7 @@ func (s *Service) deleteLocked(ctx context.Context, acct *accountstore.Account) 
 		return err
 	}
 	var errs []error
-	if err := s.d.Repos.Delete(ctx, syntax.DID(did)); err != nil && !errors.Is(err, repo.ErrRepoNotFound) {
+	if err := s.d.Repos.Delete(ctx, did); err != nil && !errors.Is(err, repo.ErrRepoNotFound) {
 		s.log.Error("account deleted but its repository files could not be removed", "did", did, "err", err)
 		errs = append(errs, err)
 	}
@@ -132,7 +132,7 @@ func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
 }
 
 // deleteIfDue re-checks under the account's lock (it may have been reactivated meanwhile) and deletes.
-func (s *Service) deleteIfDue(ctx context.Context, did string) (bool, error) {
+func (s *Service) deleteIfDue(ctx context.Context, did syntax.DID) (bool, error) {
 	unlock := s.locks.lock(did)
 	defer unlock()
 	acct, err := s.Store.AccountByDID(ctx, did)

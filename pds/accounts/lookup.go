@@ -17,7 +17,7 @@ func (s *Service) Lookup(ctx context.Context, identifier string) (*accountstore.
 	identifier = strings.TrimSpace(identifier)
 	switch {
 	case strings.HasPrefix(identifier, "did:"):
-		return s.AccountByDID(ctx, identifier)
+		return s.AccountByDID(ctx, syntax.DID(identifier)) // an invalid DID is simply not found
 	case strings.Contains(identifier, "@"):
 		return s.AccountByEmail(ctx, identifier)
 	default:
@@ -36,7 +36,7 @@ func (s *Service) Find(ctx context.Context, identifier string) (*accountstore.Ac
 
 // ByDID loads an account (the caller's, typically): no account is an AccountNotFound error.
 func (s *Service) ByDID(ctx context.Context, did syntax.DID) (*accountstore.Account, error) {
-	acct, err := s.AccountByDID(ctx, did.String())
+	acct, err := s.AccountByDID(ctx, did)
 	if err != nil {
 		return nil, lookupError(err)
 	}
@@ -57,7 +57,7 @@ func (s *Service) PLCAccount(ctx context.Context, did syntax.DID) (*accountstore
 
 // ForSync loads the account a sync read names (did). Deactivated and taken-down repos are hidden from everyone
 // but their owner (deactivated) as in the reference; viewer is the authenticated caller ("" for none).
-func (s *Service) ForSync(ctx context.Context, did string, viewer syntax.DID) (*accountstore.Account, error) {
+func (s *Service) ForSync(ctx context.Context, did syntax.DID, viewer syntax.DID) (*accountstore.Account, error) {
 	acct, err := s.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoNotFound, "Could not find repo for DID: %s", did)
@@ -68,7 +68,7 @@ func (s *Service) ForSync(ctx context.Context, did string, viewer syntax.DID) (*
 	if acct.TakedownRef != "" {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", did)
 	}
-	if acct.DeactivatedAt != nil && viewer.String() != acct.DID {
+	if acct.DeactivatedAt != nil && viewer != acct.DID {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", did)
 	}
 	return acct, nil
@@ -84,7 +84,7 @@ func (s *Service) Writable(ctx context.Context, repoParam string, writer syntax.
 	if err != nil {
 		return nil, err
 	}
-	if acct.DID != writer.String() {
+	if acct.DID != writer {
 		return nil, xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Authentication Required")
 	}
 	if acct.TakedownRef != "" {
@@ -108,7 +108,7 @@ func (s *Service) Readable(ctx context.Context, repoParam string, viewer syntax.
 	if acct.TakedownRef != "" {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", acct.DID)
 	}
-	if acct.DeactivatedAt != nil && viewer.String() != acct.DID {
+	if acct.DeactivatedAt != nil && viewer != acct.DID {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", acct.DID)
 	}
 	return acct, nil

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/crypto/scrypt"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -53,7 +54,7 @@ func VerifyPassword(password, stored string) bool {
 const MaxPasswordLength = 256
 
 // SetPassword changes an account's password and revokes every session (resetPassword, admin update).
-func (s *Service) SetPassword(ctx context.Context, did, password string) error {
+func (s *Service) SetPassword(ctx context.Context, did syntax.DID, password string) error {
 	hash, err := HashPassword(password)
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 )
 
 // isPLC reports whether did is a did:plc.
-func isPLC(did string) bool { return strings.HasPrefix(did, "did:plc:") }
+func isPLC(did syntax.DID) bool { return did.Method() == "plc" }
 
 // SigningDIDKey is the did:key of the account's repo signing key.
 func SigningDIDKey(acct *accountstore.Account) (string, error) {
@@ -41,9 +41,9 @@ func (s *Service) RotationDIDKey() string {
 
 // signedPLCUpdate builds the operation that follows did's last one with mutate applied, checks its shape and
 // signs it with the server's rotation key.
-func (s *Service) signedPLCUpdate(ctx context.Context, did string, mutate func(*plc.Operation)) (*plc.Operation, error) {
+func (s *Service) signedPLCUpdate(ctx context.Context, did syntax.DID, mutate func(*plc.Operation)) (*plc.Operation, error) {
 	var op *plc.Operation
-	last, err := s.d.PLC.GetLastOp(ctx, did)
+	last, err := s.d.PLC.GetLastOp(ctx, did.String())
 	switch {
 	case err == nil:
 		if op, err = last.Next(mutate); err != nil {
@@ -54,11 +54,11 @@ func (s *Service) signedPLCUpdate(ctx context.Context, did string, mutate func(*
 	default:
 		// The last operation may be one this package does not parse (the legacy "create" format): build the
 		// next one from the current state and the log's last CID instead.
-		data, derr := s.d.PLC.GetDocumentData(ctx, did)
+		data, derr := s.d.PLC.GetDocumentData(ctx, did.String())
 		if derr != nil {
 			return nil, s.plcError(derr)
 		}
-		prev, derr := s.d.PLC.LastCID(ctx, did)
+		prev, derr := s.d.PLC.LastCID(ctx, did.String())
 		if derr != nil {
 			return nil, s.plcError(derr)
 		}
@@ -82,7 +82,7 @@ func (s *Service) CheckDIDDocument(ctx context.Context, acct *accountstore.Accou
 	}
 	var endpoint, key string
 	if isPLC(acct.DID) {
-		data, err := s.d.PLC.GetDocumentData(ctx, acct.DID)
+		data, err := s.d.PLC.GetDocumentData(ctx, acct.DID.String())
 		if err != nil {
 			if errors.Is(err, plc.ErrNotFound) {
 				return xrpc.InvalidRequest("Could not resolve DID")
@@ -94,7 +94,7 @@ func (s *Service) CheckDIDDocument(ctx context.Context, acct *accountstore.Accou
 		}
 		endpoint, key = data.PDSEndpoint(), data.SigningKey()
 	} else {
-		ident, err := s.ResolveDIDDoc(ctx, syntax.DID(acct.DID), true)
+		ident, err := s.ResolveDIDDoc(ctx, acct.DID, true)
 		if err != nil {
 			return xrpc.InvalidRequest("Could not resolve DID")
 		}
@@ -114,10 +114,10 @@ func (s *Service) CheckDIDDocument(ctx context.Context, acct *accountstore.Accou
 
 // CurrentSigningKey resolves the account's DID document afresh (no cache): the key that signs its repository
 // according to the document as it is now.
-func (s *Service) CurrentSigningKey(ctx context.Context, did string) (atcrypto.PublicKey, error) {
+func (s *Service) CurrentSigningKey(ctx context.Context, did syntax.DID) (atcrypto.PublicKey, error) {
 	var key string
 	if isPLC(did) {
-		data, err := s.d.PLC.GetDocumentData(ctx, did)
+		data, err := s.d.PLC.GetDocumentData(ctx, did.String())
 		if errors.Is(err, plc.ErrNotFound) || errors.Is(err, plc.ErrTombstoned) {
 			return nil, xrpc.InvalidRequest("Could not resolve DID: %s", did)
 		}
@@ -126,7 +126,7 @@ func (s *Service) CurrentSigningKey(ctx context.Context, did string) (atcrypto.P
 		}
 		key = data.SigningKey()
 	} else {
-		ident, err := s.ResolveDIDDoc(ctx, syntax.DID(did), true)
+		ident, err := s.ResolveDIDDoc(ctx, did, true)
 		if err != nil {
 			return nil, xrpc.InvalidRequest("Could not resolve DID: %s", did)
 		}
@@ -167,7 +167,7 @@ func (s *Service) SubmitPLCOperation(ctx context.Context, acct *accountstore.Acc
 	}
 	unlock := s.locks.lock(acct.DID)
 	defer unlock()
-	if err := s.d.PLC.Submit(ctx, acct.DID, op); err != nil {
+	if err := s.d.PLC.Submit(ctx, acct.DID.String(), op); err != nil {
 		return s.plcError(err)
 	}
 	s.forgetIdentity(ctx, acct.DID)

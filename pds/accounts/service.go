@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/identity/plc"
@@ -36,16 +37,16 @@ type Config struct {
 // Blobs is what accounts needs of the blob store (implemented by the server over its blob service).
 type Blobs interface {
 	// DeleteAccountBlobs removes every blob of a deleted account.
-	DeleteAccountBlobs(ctx context.Context, did string) error
+	DeleteAccountBlobs(ctx context.Context, did syntax.DID) error
 	// SetQuarantine moves a blob's bytes into quarantine (a takedown) or back.
-	SetQuarantine(ctx context.Context, did string, c cid.Cid, quarantined bool) error
+	SetQuarantine(ctx context.Context, did syntax.DID, c cid.Cid, quarantined bool) error
 	// HasBytes reports whether the blob's bytes are stored (false, nil when they are not).
-	HasBytes(ctx context.Context, did string, c cid.Cid) (bool, error)
+	HasBytes(ctx context.Context, did syntax.DID, c cid.Cid) (bool, error)
 	// Open reads a stored blob.
-	Open(ctx context.Context, did string, c cid.Cid) (io.ReadCloser, error)
+	Open(ctx context.Context, did syntax.DID, c cid.Cid) (io.ReadCloser, error)
 	// StoreArchived stores one blob of an account archive under its declared type, checking its content
 	// against its CID.
-	StoreArchived(ctx context.Context, did string, c cid.Cid, mimeType string, body io.Reader, size int64) error
+	StoreArchived(ctx context.Context, did syntax.DID, c cid.Cid, mimeType string, body io.Reader, size int64) error
 }
 
 // Deps are the stores and services a Service uses.
@@ -83,12 +84,12 @@ func New(cfg Config, d Deps) *Service {
 }
 
 // Lock takes the lock of an account's identity and status changes.
-func (s *Service) Lock(did string) (unlock func()) { return s.locks.lock(did) }
+func (s *Service) Lock(did syntax.DID) (unlock func()) { return s.locks.lock(did) }
 
 // didLocks is a lock per account DID; entries live only while held or awaited.
 type didLocks struct {
 	mu sync.Mutex
-	m  map[string]*didLock
+	m  map[syntax.DID]*didLock
 }
 
 type didLock struct {
@@ -96,10 +97,10 @@ type didLock struct {
 	refs int
 }
 
-func (l *didLocks) lock(did string) (unlock func()) {
+func (l *didLocks) lock(did syntax.DID) (unlock func()) {
 	l.mu.Lock()
 	if l.m == nil {
-		l.m = map[string]*didLock{}
+		l.m = map[syntax.DID]*didLock{}
 	}
 	e := l.m[did]
 	if e == nil {

@@ -24,7 +24,7 @@ func (s *Service) ChangePassword(ctx context.Context, did syntax.DID, current, n
 	if next == "" || len(next) > MaxPasswordLength {
 		return xrpc.InvalidRequest("Invalid password length.")
 	}
-	acct, err := s.AccountByDID(ctx, did.String())
+	acct, err := s.AccountByDID(ctx, did)
 	if err != nil {
 		return err
 	}
@@ -71,10 +71,10 @@ func (s *Service) RequestEmailConfirmation(ctx context.Context, did syntax.DID) 
 
 // ConfirmEmail marks the account's address confirmed with a mailed token.
 func (s *Service) ConfirmEmail(ctx context.Context, did syntax.DID, token string) error {
-	if err := s.ConsumeEmailToken(ctx, did.String(), accountstore.PurposeConfirmEmail, token); err != nil {
+	if err := s.ConsumeEmailToken(ctx, did, accountstore.PurposeConfirmEmail, token); err != nil {
 		return EmailTokenError(err)
 	}
-	return s.SetEmailConfirmed(ctx, did.String(), time.Now())
+	return s.SetEmailConfirmed(ctx, did, time.Now())
 }
 
 // RequestEmailUpdate starts an address change: a confirmed address must prove it is still the owner's, so a
@@ -127,7 +127,7 @@ func (s *Service) ServiceHandleDomains() []string { return s.cfg.ServiceHandleDo
 // CheckHandle checks, live, that handle can be did's: a service-domain handle that meets the rules, or a
 // custom domain whose DNS TXT record or HTTPS well-known file names did now. It returns the normalized handle.
 func (s *Service) CheckHandle(ctx context.Context, did syntax.DID, handle string) (string, error) {
-	return s.validateHandle(ctx, handle, did.String())
+	return s.validateHandle(ctx, handle, did)
 }
 
 // SetHandle is ChangeHandle for the account did.
@@ -160,7 +160,7 @@ func (s *Service) SignInFactor(ctx context.Context, acct *accountstore.Account, 
 
 // CheckSignInCode uses up did's mailed sign-in code (the pages' second step, after the password was checked).
 func (s *Service) CheckSignInCode(ctx context.Context, did syntax.DID, code string) error {
-	if err := s.ConsumeEmailToken(ctx, did.String(), accountstore.PurposeSignIn, code); err != nil {
+	if err := s.ConsumeEmailToken(ctx, did, accountstore.PurposeSignIn, code); err != nil {
 		return EmailTokenError(err)
 	}
 	return nil

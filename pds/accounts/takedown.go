@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/accountstore"
@@ -19,9 +20,9 @@ import (
 type takedownCache struct {
 	mu       sync.RWMutex
 	loaded   bool
-	accounts map[string]bool
-	records  map[string]string // at-uri -> takedown ref
-	perDID   map[string]int    // record takedowns per account: most reads skip the map lookup
+	accounts map[syntax.DID]bool
+	records  map[string]string  // at-uri -> takedown ref
+	perDID   map[syntax.DID]int // record takedowns per account: most reads skip the map lookup
 }
 
 func (t *takedownCache) ensure(ctx context.Context, store *accountstore.Store) error {
@@ -44,11 +45,11 @@ func (t *takedownCache) ensure(ctx context.Context, store *accountstore.Store) e
 	if err != nil {
 		return err
 	}
-	t.accounts = map[string]bool{}
+	t.accounts = map[syntax.DID]bool{}
 	for _, d := range dids {
 		t.accounts[d] = true
 	}
-	t.records, t.perDID = map[string]string{}, map[string]int{}
+	t.records, t.perDID = map[string]string{}, map[syntax.DID]int{}
 	for _, r := range recs {
 		t.records[r.URI] = r.Ref
 		t.perDID[r.DID]++
@@ -57,7 +58,7 @@ func (t *takedownCache) ensure(ctx context.Context, store *accountstore.Store) e
 	return nil
 }
 
-func (t *takedownCache) setAccount(did string, down bool) {
+func (t *takedownCache) setAccount(did syntax.DID, down bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.loaded {
@@ -70,7 +71,7 @@ func (t *takedownCache) setAccount(did string, down bool) {
 	}
 }
 
-func (t *takedownCache) setRecord(did, uri, ref string) {
+func (t *takedownCache) setRecord(did syntax.DID, uri, ref string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.loaded {
@@ -93,7 +94,7 @@ func (t *takedownCache) setRecord(did, uri, ref string) {
 }
 
 // AccountTakendown reports whether did is taken down.
-func (s *Service) AccountTakendown(ctx context.Context, did string) (bool, error) {
+func (s *Service) AccountTakendown(ctx context.Context, did syntax.DID) (bool, error) {
 	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return false, err
 	}
@@ -103,7 +104,7 @@ func (s *Service) AccountTakendown(ctx context.Context, did string) (bool, error
 }
 
 // RecordTakedownRef returns the takedown ref of a record ("" when it is visible).
-func (s *Service) RecordTakedownRef(ctx context.Context, did, uri string) (string, error) {
+func (s *Service) RecordTakedownRef(ctx context.Context, did syntax.DID, uri string) (string, error) {
 	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return "", err
 	}
@@ -117,7 +118,7 @@ func (s *Service) RecordTakedownRef(ctx context.Context, did, uri string) (strin
 
 // HiddenRecords returns a filter for an account's record reads: true for a taken-down record (nil when the
 // account has none, the usual case).
-func (s *Service) HiddenRecords(ctx context.Context, did string) (func(uri string) bool, error) {
+func (s *Service) HiddenRecords(ctx context.Context, did syntax.DID) (func(uri string) bool, error) {
 	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return nil, err
 	}
@@ -136,7 +137,7 @@ func (s *Service) HiddenRecords(ctx context.Context, did string) (func(uri strin
 
 // TakeDownAccount takes an account down (ref != "") or restores it (ref == ""): the store revokes its
 // sessions, sync reads and logins see the new state, and the firehose gets #account with the resulting status.
-func (s *Service) TakeDownAccount(ctx context.Context, did, ref string) error {
+func (s *Service) TakeDownAccount(ctx context.Context, did syntax.DID, ref string) error {
 	unlock := s.locks.lock(did)
 	defer unlock()
 	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
@@ -154,7 +155,7 @@ func (s *Service) TakeDownAccount(ctx context.Context, did, ref string) error {
 }
 
 // TakeDownRecord hides a record from record reads (getRecord, listRecords, sync.getRecord) or shows it again.
-func (s *Service) TakeDownRecord(ctx context.Context, did, uri, cid, ref string) error {
+func (s *Service) TakeDownRecord(ctx context.Context, did syntax.DID, uri, cid, ref string) error {
 	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return err
 	}
@@ -167,7 +168,7 @@ func (s *Service) TakeDownRecord(ctx context.Context, did, uri, cid, ref string)
 
 // TakeDownBlob records a blob takedown (ref != "") or lifts it (ref == "") and moves the blob's bytes into
 // quarantine or back (a blob not uploaded yet is only recorded: getBlob and record writes check the record).
-func (s *Service) TakeDownBlob(ctx context.Context, did, blobCID, ref string) error {
+func (s *Service) TakeDownBlob(ctx context.Context, did syntax.DID, blobCID, ref string) error {
 	c, err := cid.Decode(blobCID)
 	if err != nil {
 		return xrpc.InvalidRequest("Invalid blob cid")
@@ -179,7 +180,7 @@ func (s *Service) TakeDownBlob(ctx context.Context, did, blobCID, ref string) er
 }
 
 // BlobTakendown reports whether a blob is taken down (getBlob refuses it).
-func (s *Service) BlobTakendown(ctx context.Context, did, cid string) (bool, error) {
+func (s *Service) BlobTakendown(ctx context.Context, did syntax.DID, cid string) (bool, error) {
 	_, err := s.Store.BlobTakedown(ctx, did, cid)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return false, nil

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // ErrAppPasswordExists: the account already has an app password of that name.
@@ -19,7 +21,7 @@ type AppPassword struct {
 }
 
 // CreateAppPassword stores an app password's hash under name.
-func (s *Store) CreateAppPassword(ctx context.Context, did, name, passwordHash string, privileged bool, createdAt time.Time) error {
+func (s *Store) CreateAppPassword(ctx context.Context, did syntax.DID, name, passwordHash string, privileged bool, createdAt time.Time) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO app_password (did, name, password_hash, privileged, created_at) VALUES (?, ?, ?, ?, ?)`,
 		did, name, passwordHash, privileged, createdAt.UTC().Format(timeFormat))
 	if err != nil {
@@ -36,7 +38,7 @@ func (s *Store) CreateAppPassword(ctx context.Context, did, name, passwordHash s
 }
 
 // ListAppPasswords returns an account's app passwords, newest first.
-func (s *Store) ListAppPasswords(ctx context.Context, did string) ([]AppPassword, error) {
+func (s *Store) ListAppPasswords(ctx context.Context, did syntax.DID) ([]AppPassword, error) {
 	return orEmpty(queryRows(ctx, s.db, func(row rowScanner) (AppPassword, error) {
 		var a AppPassword
 		var created string
@@ -50,12 +52,12 @@ func (s *Store) ListAppPasswords(ctx context.Context, did string) ([]AppPassword
 
 // AppPasswordByHash finds the app password of did whose stored hash is passwordHash (app passwords are hashed
 // with a salt derived from the DID, so a login costs one hash, as in the reference), or ErrNotFound.
-func (s *Store) AppPasswordByHash(ctx context.Context, did, passwordHash string) (*AppPassword, error) {
+func (s *Store) AppPasswordByHash(ctx context.Context, did syntax.DID, passwordHash string) (*AppPassword, error) {
 	return s.appPassword(ctx, "SELECT name, created_at, privileged FROM app_password WHERE did = ? AND password_hash = ?", did, passwordHash)
 }
 
 // AppPasswordByName returns one app password or ErrNotFound.
-func (s *Store) AppPasswordByName(ctx context.Context, did, name string) (*AppPassword, error) {
+func (s *Store) AppPasswordByName(ctx context.Context, did syntax.DID, name string) (*AppPassword, error) {
 	return s.appPassword(ctx, "SELECT name, created_at, privileged FROM app_password WHERE did = ? AND name = ?", did, name)
 }
 
@@ -75,7 +77,7 @@ func (s *Store) appPassword(ctx context.Context, q string, args ...any) (*AppPas
 
 // RevokeAppPassword deletes an app password and every session created with it, in one transaction.
 // Revoking a name that does not exist is not an error (the reference does the same).
-func (s *Store) RevokeAppPassword(ctx context.Context, did, name string) error {
+func (s *Store) RevokeAppPassword(ctx context.Context, did syntax.DID, name string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // Every request names an account (by DID or handle), and every write signs with the account's key: the
@@ -24,13 +25,13 @@ type accountCache struct {
 	mu       sync.Mutex
 	max      int
 	gen      uint64
-	byDID    map[string]*list.Element // values are *Account; front = most recently used
-	byHandle map[string]string
+	byDID    map[syntax.DID]*list.Element // values are *Account; front = most recently used
+	byHandle map[string]syntax.DID
 	lru      *list.List
 }
 
 func newAccountCache(max int) *accountCache {
-	return &accountCache{max: max, byDID: map[string]*list.Element{}, byHandle: map[string]string{}, lru: list.New()}
+	return &accountCache{max: max, byDID: map[syntax.DID]*list.Element{}, byHandle: map[string]syntax.DID{}, lru: list.New()}
 }
 
 // generation returns the change counter to pass to put.
@@ -41,13 +42,13 @@ func (c *accountCache) generation() uint64 {
 }
 
 // getDID returns a copy of the cached account (callers may modify what they get).
-func (c *accountCache) getDID(did string) (*Account, bool) {
+func (c *accountCache) getDID(did syntax.DID) (*Account, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.getLocked(did)
 }
 
-func (c *accountCache) getLocked(did string) (*Account, bool) {
+func (c *accountCache) getLocked(did syntax.DID) (*Account, bool) {
 	e, ok := c.byDID[did]
 	if !ok {
 		return nil, false
@@ -100,7 +101,7 @@ func (c *accountCache) removeLocked(e *list.Element) {
 }
 
 // invalidate drops did's entry and fails the fills in flight.
-func (c *accountCache) invalidate(did string) {
+func (c *accountCache) invalidate(did syntax.DID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
@@ -111,7 +112,7 @@ func (c *accountCache) invalidate(did string) {
 
 // changed must be called (deferred: it runs after the transaction, committed or not) by every method that
 // writes the account table.
-func (s *Store) changed(did string) { s.cache.invalidate(did) }
+func (s *Store) changed(did syntax.DID) { s.cache.invalidate(did) }
 
 // signerMemo holds the parsed signing key of one account row, shared by the copies of a cached Account.
 type signerMemo struct {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // accountWrite matches SQL that changes the account table (not account_pref and the like).
@@ -170,7 +171,7 @@ func TestAccountCache(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			return want(a.Handle+" "+b.DID, "renamed.test "+did)
+			return want(a.Handle+" "+b.DID.String(), "renamed.test "+did)
 		}},
 	}
 	for _, c := range changes {
@@ -216,7 +217,7 @@ func want[T comparable](got, want T) error {
 func TestAccountCacheBounded(t *testing.T) {
 	c := newAccountCache(3)
 	for i := range 5 {
-		c.put(&Account{DID: fmt.Sprintf("did:plc:%d", i), Handle: fmt.Sprintf("h%d.test", i)}, c.generation())
+		c.put(&Account{DID: syntax.DID(fmt.Sprintf("did:plc:%d", i)), Handle: fmt.Sprintf("h%d.test", i)}, c.generation())
 	}
 	if c.lru.Len() != 3 || len(c.byDID) != 3 || len(c.byHandle) != 3 {
 		t.Fatalf("sizes %d %d %d", c.lru.Len(), len(c.byDID), len(c.byHandle))

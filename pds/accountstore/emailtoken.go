@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // TokenPurpose says what an emailed token authorises; a token is only good for its own purpose.
@@ -56,7 +58,7 @@ func (s *Store) clock() time.Time {
 }
 
 // CreateEmailToken makes a new token for did and purpose, replacing any earlier one of that purpose.
-func (s *Store) CreateEmailToken(ctx context.Context, did string, purpose TokenPurpose) (string, error) {
+func (s *Store) CreateEmailToken(ctx context.Context, did syntax.DID, purpose TokenPurpose) (string, error) {
 	now := s.clock().UTC().Format(timeFormat)
 	for range 5 { // a collision with another account's live token is astronomically rare; retry anyway
 		token := newEmailToken()
@@ -87,18 +89,18 @@ func (s *Store) checkTokenAge(requested string) error {
 
 // CheckEmailToken validates did's token for purpose without using it up (for flows that must check the token
 // before doing work that may still fail; they call ConsumeEmailToken or DeleteEmailToken after).
-func (s *Store) CheckEmailToken(ctx context.Context, did string, purpose TokenPurpose, token string) error {
+func (s *Store) CheckEmailToken(ctx context.Context, did syntax.DID, purpose TokenPurpose, token string) error {
 	return s.tokenRow(ctx, "SELECT requested_at FROM email_token WHERE purpose = ? AND did = ? AND token = ?", did, purpose, token)
 }
 
 // ConsumeEmailToken validates did's token for purpose and deletes it: a token works once.
-func (s *Store) ConsumeEmailToken(ctx context.Context, did string, purpose TokenPurpose, token string) error {
+func (s *Store) ConsumeEmailToken(ctx context.Context, did syntax.DID, purpose TokenPurpose, token string) error {
 	return s.tokenRow(ctx, "DELETE FROM email_token WHERE purpose = ? AND did = ? AND token = ? RETURNING requested_at", did, purpose, token)
 }
 
 // tokenRow runs query (selecting or deleting did's token for purpose, returning its requested_at) and checks
 // the token: ErrInvalidToken if there is none, ErrExpiredToken if it is too old.
-func (s *Store) tokenRow(ctx context.Context, query, did string, purpose TokenPurpose, token string) error {
+func (s *Store) tokenRow(ctx context.Context, query string, did syntax.DID, purpose TokenPurpose, token string) error {
 	var requested string
 	err := s.db.QueryRowContext(ctx, query, string(purpose), did, normalizeToken(token)).Scan(&requested)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -112,8 +114,9 @@ func (s *Store) tokenRow(ctx context.Context, query, did string, purpose TokenPu
 
 // ConsumeEmailTokenByValue finds the account a token was issued to (resetPassword only has the token), checks
 // and deletes it, and returns the account's DID.
-func (s *Store) ConsumeEmailTokenByValue(ctx context.Context, purpose TokenPurpose, token string) (string, error) {
-	var did, requested string
+func (s *Store) ConsumeEmailTokenByValue(ctx context.Context, purpose TokenPurpose, token string) (syntax.DID, error) {
+	var did syntax.DID
+	var requested string
 	err := s.db.QueryRowContext(ctx, "DELETE FROM email_token WHERE purpose = ? AND token = ? RETURNING did, requested_at",
 		string(purpose), normalizeToken(token)).Scan(&did, &requested)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -126,7 +129,7 @@ func (s *Store) ConsumeEmailTokenByValue(ctx context.Context, purpose TokenPurpo
 }
 
 // DeleteEmailToken removes did's token for purpose (if any).
-func (s *Store) DeleteEmailToken(ctx context.Context, did string, purpose TokenPurpose) error {
+func (s *Store) DeleteEmailToken(ctx context.Context, did syntax.DID, purpose TokenPurpose) error {
 	_, err := s.db.ExecContext(ctx, "DELETE FROM email_token WHERE purpose = ? AND did = ?", string(purpose), did)
 	return err
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 func openTestStore(t *testing.T) *Store {
@@ -20,7 +22,7 @@ func openTestStore(t *testing.T) *Store {
 	return s
 }
 
-func addAccount(t *testing.T, s *Store, did, handle string) {
+func addAccount(t *testing.T, s *Store, did syntax.DID, handle string) {
 	t.Helper()
 	err := s.CreateAccount(context.Background(), &Account{DID: did, Handle: handle, Email: handle + "@example.com",
 		PasswordHash: "x", SigningKey: []byte{1}, CreatedAt: time.Now()}, "")

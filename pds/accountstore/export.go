@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // What an operator's account archive (pds account export / import) carries beyond the account row.
@@ -17,7 +19,7 @@ type AppPasswordHash struct {
 }
 
 // AppPasswordHashes returns the account's app passwords with their hashes.
-func (s *Store) AppPasswordHashes(ctx context.Context, did string) ([]AppPasswordHash, error) {
+func (s *Store) AppPasswordHashes(ctx context.Context, did syntax.DID) ([]AppPasswordHash, error) {
 	return queryRows(ctx, s.db, func(row rowScanner) (AppPasswordHash, error) {
 		var ap AppPasswordHash
 		var created string
@@ -30,7 +32,7 @@ func (s *Store) AppPasswordHashes(ctx context.Context, did string) ([]AppPasswor
 }
 
 // AllPreferences returns every stored preference of the account, of every namespace, in stored order.
-func (s *Store) AllPreferences(ctx context.Context, did string) ([]Preference, error) {
+func (s *Store) AllPreferences(ctx context.Context, did syntax.DID) ([]Preference, error) {
 	return orEmpty(queryRows(ctx, s.db, scanPreference, "SELECT name, value_json FROM account_pref WHERE did = ? ORDER BY id", did))
 }
 
@@ -45,7 +47,7 @@ func scanPreference(row rowScanner) (Preference, error) {
 }
 
 // ReplaceAllPreferences replaces every preference of the account with prefs, in one transaction.
-func (s *Store) ReplaceAllPreferences(ctx context.Context, did string, prefs []Preference) error {
+func (s *Store) ReplaceAllPreferences(ctx context.Context, did syntax.DID, prefs []Preference) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // InviteCode is an invite code with its uses.
@@ -101,12 +103,12 @@ func placeholders(n int) string {
 }
 
 // InviteCodesForAccount returns the codes made for an account, oldest first.
-func (s *Store) InviteCodesForAccount(ctx context.Context, did string) ([]*InviteCode, error) {
+func (s *Store) InviteCodesForAccount(ctx context.Context, did syntax.DID) ([]*InviteCode, error) {
 	return s.queryInvites(ctx, "SELECT "+inviteColumns+" FROM invite_code WHERE for_account = ? ORDER BY created_at, code", did)
 }
 
 // InviteCodeUsedBy returns the code an account signed up with, or ErrNotFound.
-func (s *Store) InviteCodeUsedBy(ctx context.Context, did string) (*InviteCode, error) {
+func (s *Store) InviteCodeUsedBy(ctx context.Context, did syntax.DID) (*InviteCode, error) {
 	codes, err := s.queryInvites(ctx, "SELECT "+inviteColumns+" FROM invite_code WHERE code = (SELECT code FROM invite_code_use WHERE used_by = ? LIMIT 1)", did)
 	if err != nil {
 		return nil, err
@@ -232,7 +234,7 @@ func (s *Store) DisableInviteCodes(ctx context.Context, codes, accounts []string
 }
 
 // SetInvitesDisabled turns an account's invite creation off or on (admin disable/enableAccountInvites).
-func (s *Store) SetInvitesDisabled(ctx context.Context, did string, disabled bool) error {
+func (s *Store) SetInvitesDisabled(ctx context.Context, did syntax.DID, disabled bool) error {
 	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "UPDATE account SET invites_disabled = ? WHERE did = ?", disabled, did)
 	if err != nil {

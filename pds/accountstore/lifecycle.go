@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // AccountsDueForDeletion lists up to limit deactivated accounts whose deleteAfter is at or before now.
-func (s *Store) AccountsDueForDeletion(ctx context.Context, now time.Time, limit int) ([]string, error) {
+func (s *Store) AccountsDueForDeletion(ctx context.Context, now time.Time, limit int) ([]syntax.DID, error) {
 	// Stored times are RFC 3339 text whose fractional part varies in length, so text order is only right to
 	// the second: select generously, then compare parsed times.
 	bound := now.Add(time.Second).UTC().Format(timeFormat)
@@ -18,9 +20,9 @@ func (s *Store) AccountsDueForDeletion(ctx context.Context, now time.Time, limit
 		return nil, err
 	}
 	defer rows.Close()
-	var dids []string
+	var dids []syntax.DID
 	for rows.Next() {
-		var did string
+		var did syntax.DID
 		var after sql.NullString
 		if err := rows.Scan(&did, &after); err != nil {
 			return nil, err

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // Preference is one stored preference: Name is its $type, Value the whole JSON object.
@@ -20,7 +22,7 @@ func inNamespace(namespace, name string) bool {
 }
 
 // Preferences returns the account's preferences in namespace, in the order they were stored.
-func (s *Store) Preferences(ctx context.Context, did, namespace string) ([]Preference, error) {
+func (s *Store) Preferences(ctx context.Context, did syntax.DID, namespace string) ([]Preference, error) {
 	all, err := s.AllPreferences(ctx, did)
 	if err != nil {
 		return nil, err
@@ -37,7 +39,7 @@ func (s *Store) Preferences(ctx context.Context, did, namespace string) ([]Prefe
 // PutPreferences replaces, in one transaction, the account's preferences in namespace with prefs, except the
 // stored ones whose name is in keep (those the caller may not change). Preferences of other namespaces are
 // untouched. Every pref must be in namespace (the caller checks it, with its own error message).
-func (s *Store) PutPreferences(ctx context.Context, did, namespace string, prefs []Preference, keep []string) error {
+func (s *Store) PutPreferences(ctx context.Context, did syntax.DID, namespace string, prefs []Preference, keep []string) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

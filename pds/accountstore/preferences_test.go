@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 func TestPreferencesNamespaces(t *testing.T) {
@@ -15,8 +17,8 @@ func TestPreferencesNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	for _, did := range []string{"did:plc:prefs1", "did:plc:prefs2"} {
-		if err := s.CreateAccount(ctx, &Account{DID: did, Handle: did[8:] + ".test", PasswordHash: "x",
+	for _, did := range []syntax.DID{"did:plc:prefs1", "did:plc:prefs2"} {
+		if err := s.CreateAccount(ctx, &Account{DID: did, Handle: did.String()[8:] + ".test", PasswordHash: "x",
 			SigningKey: []byte{1}, CreatedAt: time.Now()}, ""); err != nil {
 			t.Fatal(err)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // LegacySession is a live session made with createSession (its current refresh token): the account pages list
@@ -16,7 +18,7 @@ type LegacySession struct {
 
 // LegacySessions lists did's live sessions: refresh tokens not yet rotated away and not expired, soonest to
 // expire last (the most recently used first).
-func (s *Store) LegacySessions(ctx context.Context, did string) ([]LegacySession, error) {
+func (s *Store) LegacySessions(ctx context.Context, did syntax.DID) ([]LegacySession, error) {
 	return orEmpty(queryRows(ctx, s.db, func(row rowScanner) (LegacySession, error) {
 		var l LegacySession
 		var exp int64
@@ -32,7 +34,7 @@ func (s *Store) LegacySessions(ctx context.Context, did string) ([]LegacySession
 
 // DeleteRefreshTokenOf revokes one refresh token of did (and its predecessor in the grace period); ErrNotFound
 // when did has no such token, so one account can never end another's session.
-func (s *Store) DeleteRefreshTokenOf(ctx context.Context, did, id string) error {
+func (s *Store) DeleteRefreshTokenOf(ctx context.Context, did syntax.DID, id string) error {
 	res, err := s.db.ExecContext(ctx, `DELETE FROM refresh_token WHERE did = ? AND (id = ? OR next_id = ?)`, did, id, id)
 	if err != nil {
 		return err

@@ -3,10 +3,12 @@ package accountstore
 import (
 	"context"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // SetEmailConfirmed records that the account proved it owns its address, and drops the used token.
-func (s *Store) SetEmailConfirmed(ctx context.Context, did string, at time.Time) error {
+func (s *Store) SetEmailConfirmed(ctx context.Context, did syntax.DID, at time.Time) error {
 	defer s.changed(did)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -28,7 +30,7 @@ func (s *Store) SetEmailConfirmed(ctx context.Context, did string, at time.Time)
 
 // UpdateEmail changes the account's address: the new one is unconfirmed, and every outstanding email token
 // (sent to the old address) is dropped. ErrEmailTaken if another account has it.
-func (s *Store) UpdateEmail(ctx context.Context, did, email string) error {
+func (s *Store) UpdateEmail(ctx context.Context, did syntax.DID, email string) error {
 	defer s.changed(did)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -52,7 +54,7 @@ func (s *Store) UpdateEmail(ctx context.Context, did, email string) error {
 
 // UpdatePassword sets a new password hash and, in the same transaction, revokes every refresh token of the
 // account and drops its password-reset token: a changed password ends every session.
-func (s *Store) UpdatePassword(ctx context.Context, did, passwordHash string) error {
+func (s *Store) UpdatePassword(ctx context.Context, did syntax.DID, passwordHash string) error {
 	defer s.changed(did)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -76,7 +78,7 @@ func (s *Store) UpdatePassword(ctx context.Context, did, passwordHash string) er
 }
 
 // SetEmailAuthFactor turns two-factor sign-in by email on or off.
-func (s *Store) SetEmailAuthFactor(ctx context.Context, did string, on bool) error {
+func (s *Store) SetEmailAuthFactor(ctx context.Context, did syntax.DID, on bool) error {
 	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "UPDATE account SET email_auth_factor = ? WHERE did = ?", on, did)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/pdsgo/pds/internal/sqlitedb"
 )
 
@@ -27,7 +28,7 @@ var (
 
 // Account is one hosted account.
 type Account struct {
-	DID              string
+	DID              syntax.DID
 	Handle           string
 	Email            string
 	PasswordHash     string
@@ -60,7 +61,7 @@ func (a *Account) Status() string {
 // RefreshToken is a stored refresh token (its JWT carries the ID as jti).
 type RefreshToken struct {
 	ID              string
-	DID             string
+	DID             syntax.DID
 	ExpiresAt       time.Time
 	AppPasswordName string
 	NextID          string
@@ -179,7 +180,7 @@ func scanAccount(row rowScanner) (*Account, error) {
 }
 
 // AccountByDID returns the account or ErrNotFound. The result is the caller's to modify.
-func (s *Store) AccountByDID(ctx context.Context, did string) (*Account, error) {
+func (s *Store) AccountByDID(ctx context.Context, did syntax.DID) (*Account, error) {
 	if a, ok := s.cache.getDID(did); ok {
 		return a, nil
 	}
@@ -225,7 +226,7 @@ func (s *Store) CountAccounts(ctx context.Context) (int64, error) {
 }
 
 // UpdateHandle changes an account's handle.
-func (s *Store) UpdateHandle(ctx context.Context, did, handle string) error {
+func (s *Store) UpdateHandle(ctx context.Context, did syntax.DID, handle string) error {
 	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "UPDATE account SET handle = ? WHERE did = ?", strings.ToLower(handle), did)
 	if err != nil {
@@ -235,7 +236,7 @@ func (s *Store) UpdateHandle(ctx context.Context, did, handle string) error {
 }
 
 // SetDeactivated marks an account deactivated (at != nil) or active again (at == nil).
-func (s *Store) SetDeactivated(ctx context.Context, did string, at, deleteAfter *time.Time) error {
+func (s *Store) SetDeactivated(ctx context.Context, did syntax.DID, at, deleteAfter *time.Time) error {
 	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "UPDATE account SET deactivated_at = ?, delete_after = ? WHERE did = ?",
 		fmtTime(at), fmtTime(deleteAfter), did)
@@ -246,7 +247,7 @@ func (s *Store) SetDeactivated(ctx context.Context, did string, at, deleteAfter 
 }
 
 // DeleteAccount removes the account and, through foreign keys, its tokens.
-func (s *Store) DeleteAccount(ctx context.Context, did string) error {
+func (s *Store) DeleteAccount(ctx context.Context, did syntax.DID) error {
 	defer s.changed(did)
 	res, err := s.db.ExecContext(ctx, "DELETE FROM account WHERE did = ?", did)
 	if err != nil {
@@ -338,7 +339,7 @@ func (s *Store) DeleteRefreshToken(ctx context.Context, id string) error {
 }
 
 // DeleteRefreshTokensForAccount revokes every refresh token of an account.
-func (s *Store) DeleteRefreshTokensForAccount(ctx context.Context, did string) error {
+func (s *Store) DeleteRefreshTokensForAccount(ctx context.Context, did syntax.DID) error {
 	_, err := s.db.ExecContext(ctx, "DELETE FROM refresh_token WHERE did = ?", did)
 	return err
 }
@@ -357,7 +358,7 @@ func (s *Store) CreateInviteCode(ctx context.Context, code string, available int
 	return err
 }
 
-func useInvite(ctx context.Context, tx *sql.Tx, code, usedBy string) error {
+func useInvite(ctx context.Context, tx *sql.Tx, code string, usedBy syntax.DID) error {
 	if err := checkInvite(ctx, tx, code); err != nil {
 		return err
 	}

@@ -5,11 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"strings"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // SetAccountTakedown takes an account down (ref != "") or restores it (ref == ""). A takedown revokes every
 // refresh token of the account in the same transaction.
-func (s *Store) SetAccountTakedown(ctx context.Context, did, ref string) error {
+func (s *Store) SetAccountTakedown(ctx context.Context, did syntax.DID, ref string) error {
 	defer s.changed(did)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -32,13 +34,13 @@ func (s *Store) SetAccountTakedown(ctx context.Context, did, ref string) error {
 }
 
 // TakendownAccounts lists the DIDs of every taken-down account (a short list; the server caches it).
-func (s *Store) TakendownAccounts(ctx context.Context) ([]string, error) {
-	return s.strings(ctx, "SELECT did FROM account WHERE takedown_ref IS NOT NULL")
+func (s *Store) TakendownAccounts(ctx context.Context) ([]syntax.DID, error) {
+	return s.dids(ctx, "SELECT did FROM account WHERE takedown_ref IS NOT NULL")
 }
 
-func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, error) {
-	return queryRows(ctx, s.db, func(row rowScanner) (string, error) {
-		var v string
+func (s *Store) dids(ctx context.Context, q string, args ...any) ([]syntax.DID, error) {
+	return queryRows(ctx, s.db, func(row rowScanner) (syntax.DID, error) {
+		var v syntax.DID
 		err := row.Scan(&v)
 		return v, err
 	}, q, args...)
@@ -46,14 +48,14 @@ func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, e
 
 // Takedown is a moderation takedown of one record or blob.
 type Takedown struct {
-	DID string
+	DID syntax.DID
 	URI string // records
 	CID string
 	Ref string
 }
 
 // SetRecordTakedown hides a record (ref != "") or shows it again (ref == "").
-func (s *Store) SetRecordTakedown(ctx context.Context, did, uri, cid, ref string) error {
+func (s *Store) SetRecordTakedown(ctx context.Context, did syntax.DID, uri, cid, ref string) error {
 	if ref == "" {
 		_, err := s.db.ExecContext(ctx, "DELETE FROM record_takedown WHERE uri = ?", uri)
 		return err
@@ -77,7 +79,7 @@ func (s *Store) RecordTakedowns(ctx context.Context) ([]Takedown, error) {
 }
 
 // SetBlobTakedown records a blob takedown (ref != "") or removes it (ref == "").
-func (s *Store) SetBlobTakedown(ctx context.Context, did, cid, ref string) error {
+func (s *Store) SetBlobTakedown(ctx context.Context, did syntax.DID, cid, ref string) error {
 	if ref == "" {
 		_, err := s.db.ExecContext(ctx, "DELETE FROM blob_takedown WHERE did = ? AND cid = ?", did, cid)
 		return err
@@ -92,7 +94,7 @@ func (s *Store) SetBlobTakedown(ctx context.Context, did, cid, ref string) error
 }
 
 // BlobTakedown returns a blob's takedown ref, or ErrNotFound when it is not taken down.
-func (s *Store) BlobTakedown(ctx context.Context, did, cid string) (string, error) {
+func (s *Store) BlobTakedown(ctx context.Context, did syntax.DID, cid string) (string, error) {
 	var ref string
 	err := s.db.QueryRowContext(ctx, "SELECT takedown_ref FROM blob_takedown WHERE did = ? AND cid = ?", did, cid).Scan(&ref)
 	if errors.Is(err, sql.ErrNoRows) {

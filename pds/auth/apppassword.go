@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/crypto/scrypt"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/pdsgo/pds/pds/accountstore"
 )
 
@@ -29,7 +30,7 @@ func NewAppPassword() string {
 
 // HashAppPassword hashes an app password with a salt derived from the DID (as the reference does), so a login
 // attempt is one scrypt and one indexed lookup however many app passwords the account has.
-func HashAppPassword(did, password string) (string, error) {
+func HashAppPassword(did syntax.DID, password string) (string, error) {
 	sum := sha256.Sum256([]byte(did))
 	salt := hex.EncodeToString(sum[:16])
 	key, err := scrypt.Key([]byte(password), []byte(salt), 16384, 8, 1, 64)
@@ -58,7 +59,7 @@ func looksLikeAppPassword(p string) bool {
 }
 
 // VerifyAppPassword returns the account's app password matching password, or nil.
-func (v *Verifier) VerifyAppPassword(ctx context.Context, did, password string) (*accountstore.AppPassword, error) {
+func (v *Verifier) VerifyAppPassword(ctx context.Context, did syntax.DID, password string) (*accountstore.AppPassword, error) {
 	if !looksLikeAppPassword(password) {
 		return nil, nil
 	}

@@ -59,21 +59,21 @@ type Store interface {
 	RefreshTokenByID(ctx context.Context, id string) (*accountstore.RefreshToken, error)
 	RotateRefreshToken(ctx context.Context, old, next *accountstore.RefreshToken, graceUntil time.Time) (string, error)
 	DeleteRefreshToken(ctx context.Context, id string) error
-	AccountByDID(ctx context.Context, did string) (*accountstore.Account, error)
-	AppPasswordByName(ctx context.Context, did, name string) (*accountstore.AppPassword, error)
-	AppPasswordByHash(ctx context.Context, did, hash string) (*accountstore.AppPassword, error)
+	AccountByDID(ctx context.Context, did syntax.DID) (*accountstore.Account, error)
+	AppPasswordByName(ctx context.Context, did syntax.DID, name string) (*accountstore.AppPassword, error)
+	AppPasswordByHash(ctx context.Context, did syntax.DID, hash string) (*accountstore.AppPassword, error)
 	// The account pages' session and app password management (sessions.go).
-	LegacySessions(ctx context.Context, did string) ([]accountstore.LegacySession, error)
-	DeleteRefreshTokenOf(ctx context.Context, did, id string) error
-	DeleteRefreshTokensForAccount(ctx context.Context, did string) error
-	ListAppPasswords(ctx context.Context, did string) ([]accountstore.AppPassword, error)
-	CreateAppPassword(ctx context.Context, did, name, passwordHash string, privileged bool, createdAt time.Time) error
-	RevokeAppPassword(ctx context.Context, did, name string) error
+	LegacySessions(ctx context.Context, did syntax.DID) ([]accountstore.LegacySession, error)
+	DeleteRefreshTokenOf(ctx context.Context, did syntax.DID, id string) error
+	DeleteRefreshTokensForAccount(ctx context.Context, did syntax.DID) error
+	ListAppPasswords(ctx context.Context, did syntax.DID) ([]accountstore.AppPassword, error)
+	CreateAppPassword(ctx context.Context, did syntax.DID, name, passwordHash string, privileged bool, createdAt time.Time) error
+	RevokeAppPassword(ctx context.Context, did syntax.DID, name string) error
 }
 
 // TakedownChecker reports whether an account is taken down (an in-memory check, asked on every request).
 type TakedownChecker interface {
-	AccountTakendown(ctx context.Context, did string) (bool, error)
+	AccountTakendown(ctx context.Context, did syntax.DID) (bool, error)
 }
 
 // TokenVerifier verifies a credential of another kind than the session JWTs (OAuth DPoP-bound access tokens):
@@ -126,11 +126,11 @@ func (v *Verifier) signToken(typ string, claims *sessionClaims) (string, error) 
 	return t.SignedString(v.cfg.JWTSecret)
 }
 
-func (v *Verifier) accessToken(did, scope string, now time.Time) (string, error) {
+func (v *Verifier) accessToken(did syntax.DID, scope string, now time.Time) (string, error) {
 	return v.signToken(typAccess, &sessionClaims{
 		Scope: scope,
 		RegisteredClaims: jwt.RegisteredClaims{
-			Subject:   did,
+			Subject:   did.String(),
 			Audience:  jwt.ClaimStrings{v.cfg.ServiceDID},
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(AccessTTL)),
@@ -138,11 +138,11 @@ func (v *Verifier) accessToken(did, scope string, now time.Time) (string, error)
 	})
 }
 
-func (v *Verifier) refreshToken(did, jti string, exp, now time.Time) (string, error) {
+func (v *Verifier) refreshToken(did syntax.DID, jti string, exp, now time.Time) (string, error) {
 	return v.signToken(typRefresh, &sessionClaims{
 		Scope: ScopeRefresh,
 		RegisteredClaims: jwt.RegisteredClaims{
-			Subject:   did,
+			Subject:   did.String(),
 			Audience:  jwt.ClaimStrings{v.cfg.ServiceDID},
 			ID:        jti,
 			IssuedAt:  jwt.NewNumericDate(now),
@@ -202,7 +202,7 @@ func (v *Verifier) RefreshSession(r *http.Request) (*accountstore.Account, *Toke
 		return nil, nil, err
 	}
 	old, err := v.store.RefreshTokenByID(ctx, claims.ID)
-	if errors.Is(err, accountstore.ErrNotFound) || (err == nil && old.DID != claims.Subject) {
+	if errors.Is(err, accountstore.ErrNotFound) || (err == nil && old.DID.String() != claims.Subject) {
 		return nil, nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameExpiredToken, "Token has been revoked")
 	}
 	if err != nil {
@@ -361,7 +361,7 @@ func (v *Verifier) Authenticate(r *http.Request, level Level) (*Caller, error) {
 	// Access tokens outlive a takedown by up to their 2 h lifetime: refuse them where the limited takendown
 	// scope is not accepted (an in-memory check).
 	if level != Takendown && level != FullTakendown {
-		down, err := v.takedowns.AccountTakendown(r.Context(), caller.DID.String())
+		down, err := v.takedowns.AccountTakendown(r.Context(), caller.DID)
 		if err != nil {
 			return nil, err
 		}

@@ -10,9 +10,9 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
-type fakeTakedowns map[string]bool
+type fakeTakedowns map[syntax.DID]bool
 
-func (f fakeTakedowns) AccountTakendown(_ context.Context, did string) (bool, error) {
+func (f fakeTakedowns) AccountTakendown(_ context.Context, did syntax.DID) (bool, error) {
 	return f[did], nil
 }
 
@@ -44,16 +44,16 @@ func request(authz string) *http.Request {
 // Authenticate is the seam: session tokens by scope and level, the takedown check, and a second credential
 // kind (DPoP) only when a verifier for it is configured.
 func TestAuthenticate(t *testing.T) {
-	down := "did:plc:takendownaaaaaaaaaaaaaaa"
+	down := syntax.DID("did:plc:takendownaaaaaaaaaaaaaaa")
 	v := New(Config{JWTSecret: []byte("test-secret-0123456789abcdef"), ServiceDID: "did:web:localhost"}, nil,
 		fakeTakedowns{down: true, "did:plc:oauthcalleraaaaaaaaaaaaa": false})
-	did := "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+	did := syntax.DID("did:plc:ewvi7nxzyoun6zhxrhs64oiz")
 	full, _ := v.accessToken(did, ScopeAccess, time.Now())
 	app, _ := v.accessToken(did, ScopeAppPass, time.Now())
 	takenDown, _ := v.accessToken(down, ScopeTakendown, time.Now())
 
 	c, err := v.Authenticate(request("Bearer "+full), Full)
-	if err != nil || c.DID != syntax.DID(did) || c.Scope != ScopeAccess {
+	if err != nil || c.DID != did || c.Scope != ScopeAccess {
 		t.Fatalf("full access token: %+v %v", c, err)
 	}
 	if _, err := v.Authenticate(request("Bearer "+app), Full); !isXRPCError(err, "InvalidToken") {
@@ -65,7 +65,7 @@ func TestAuthenticate(t *testing.T) {
 	if _, err := v.Authenticate(request("Bearer "+takenDown), Standard); !isXRPCError(err, "InvalidToken") {
 		t.Fatalf("takendown scope at the standard level: %v, want InvalidToken", err)
 	}
-	if c, err := v.Authenticate(request("Bearer "+takenDown), Takendown); err != nil || c.DID != syntax.DID(down) {
+	if c, err := v.Authenticate(request("Bearer "+takenDown), Takendown); err != nil || c.DID != down {
 		t.Fatalf("takendown scope where accepted: %+v %v", c, err)
 	}
 	downFull, _ := v.accessToken(down, ScopeAccess, time.Now())
@@ -85,7 +85,7 @@ func TestAuthenticate(t *testing.T) {
 	if _, err := v.Authenticate(request("DPoP other"), Standard); err != errBadStub {
 		t.Fatalf("refused DPoP token: %v", err)
 	}
-	if c, err := v.Authenticate(request("Bearer "+full), Standard); err != nil || c.DID != syntax.DID(did) || stub.calls != 2 {
+	if c, err := v.Authenticate(request("Bearer "+full), Standard); err != nil || c.DID != did || stub.calls != 2 {
 		t.Fatalf("session token beside an OAuth verifier: %+v %v (verifier calls %d)", c, err, stub.calls)
 	}
 }

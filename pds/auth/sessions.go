@@ -15,34 +15,34 @@ import (
 
 // LegacySessions lists the account's live createSession sessions.
 func (v *Verifier) LegacySessions(ctx context.Context, did syntax.DID) ([]accountstore.LegacySession, error) {
-	return v.store.LegacySessions(ctx, did.String())
+	return v.store.LegacySessions(ctx, did)
 }
 
 // RevokeLegacySession ends one of did's sessions (accountstore.ErrNotFound when did has no such session).
 func (v *Verifier) RevokeLegacySession(ctx context.Context, did syntax.DID, id string) error {
-	return v.store.DeleteRefreshTokenOf(ctx, did.String(), id)
+	return v.store.DeleteRefreshTokenOf(ctx, did, id)
 }
 
 // RevokeLegacySessions ends every createSession session of did.
 func (v *Verifier) RevokeLegacySessions(ctx context.Context, did syntax.DID) error {
-	return v.store.DeleteRefreshTokensForAccount(ctx, did.String())
+	return v.store.DeleteRefreshTokensForAccount(ctx, did)
 }
 
 // AppPasswords lists did's app passwords, newest first.
 func (v *Verifier) AppPasswords(ctx context.Context, did syntax.DID) ([]accountstore.AppPassword, error) {
-	return v.store.ListAppPasswords(ctx, did.String())
+	return v.store.ListAppPasswords(ctx, did)
 }
 
 // CreateAppPassword makes an app password named name and returns it (shown once: only its hash is kept).
 // accountstore.ErrAppPasswordExists when the name is taken.
 func (v *Verifier) CreateAppPassword(ctx context.Context, did syntax.DID, name string, privileged bool) (string, time.Time, error) {
 	password := NewAppPassword()
-	hash, err := HashAppPassword(did.String(), password)
+	hash, err := HashAppPassword(did, password)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	now := time.Now().UTC()
-	if err := v.store.CreateAppPassword(ctx, did.String(), name, hash, privileged, now); err != nil {
+	if err := v.store.CreateAppPassword(ctx, did, name, hash, privileged, now); err != nil {
 		return "", time.Time{}, err
 	}
 	return password, now, nil
@@ -50,5 +50,5 @@ func (v *Verifier) CreateAppPassword(ctx context.Context, did syntax.DID, name s
 
 // RevokeAppPassword deletes did's app password name and ends the sessions made with it.
 func (v *Verifier) RevokeAppPassword(ctx context.Context, did syntax.DID, name string) error {
-	return v.store.RevokeAppPassword(ctx, did.String(), name)
+	return v.store.RevokeAppPassword(ctx, did, name)
 }

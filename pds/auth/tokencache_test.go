@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -15,14 +16,14 @@ func tokenTestServer() *Verifier {
 
 func TestAccessClaimsCachesOnlyWhatVerified(t *testing.T) {
 	s := tokenTestServer()
-	did := "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+	did := syntax.DID("did:plc:ewvi7nxzyoun6zhxrhs64oiz")
 	tok, err := s.accessToken(did, ScopeAppPass, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 2 { // the second answer comes from the cache
 		gotDID, scope, err := s.accessClaims(tok)
-		if err != nil || gotDID != did || scope != ScopeAppPass {
+		if err != nil || gotDID != did.String() || scope != ScopeAppPass {
 			t.Fatalf("call %d: %q %q %v", i, gotDID, scope, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/pdsgo/pds/internal/sqlitedb"
 )
 
@@ -26,7 +27,7 @@ type Queue struct{ db *sql.DB }
 
 // Entry is one account with work due.
 type Entry struct {
-	DID string
+	DID syntax.DID
 	Due time.Time
 	Gen int64 // hand back to Done
 }
@@ -48,7 +49,7 @@ func Open(ctx context.Context, path string) (*Queue, error) {
 func (q *Queue) Close() error { return q.db.Close() }
 
 // Mark records, durably, that did may have blob work due at due (the earliest mark wins).
-func (q *Queue) Mark(ctx context.Context, did string, due time.Time) error {
+func (q *Queue) Mark(ctx context.Context, did syntax.DID, due time.Time) error {
 	_, err := q.db.ExecContext(ctx, `INSERT INTO pending (did, due_at, gen) VALUES (?, ?, 1)
 		ON CONFLICT (did) DO UPDATE SET due_at = min(due_at, excluded.due_at), gen = gen + 1`, did, due.UnixMilli())
 	return err
@@ -89,7 +90,7 @@ func (q *Queue) Done(ctx context.Context, e Entry, next time.Time, more bool) er
 
 // Postpone moves e's account's due time to at least next, whatever marked it meanwhile (the collection failed:
 // retry later, without spinning).
-func (q *Queue) Postpone(ctx context.Context, did string, next time.Time) error {
+func (q *Queue) Postpone(ctx context.Context, did syntax.DID, next time.Time) error {
 	_, err := q.db.ExecContext(ctx, "UPDATE pending SET due_at = max(due_at, ?) WHERE did = ?", next.UnixMilli(), did)
 	return err
 }

@@ -16,7 +16,7 @@ import (
 )
 
 // HasBytes reports whether the blob's bytes are stored (false, nil when they are not).
-func (b *Service) HasBytes(ctx context.Context, did string, c cid.Cid) (bool, error) {
+func (b *Service) HasBytes(ctx context.Context, did syntax.DID, c cid.Cid) (bool, error) {
 	_, err := b.store.Stat(ctx, did, c)
 	if errors.Is(err, blobstore.ErrNotFound) {
 		return false, nil
@@ -25,13 +25,13 @@ func (b *Service) HasBytes(ctx context.Context, did string, c cid.Cid) (bool, er
 }
 
 // Open reads a stored blob.
-func (b *Service) Open(ctx context.Context, did string, c cid.Cid) (io.ReadCloser, error) {
+func (b *Service) Open(ctx context.Context, did syntax.DID, c cid.Cid) (io.ReadCloser, error) {
 	return b.store.Open(ctx, did, c)
 }
 
 // StoreArchived stores one blob of an account archive under its declared type, checking its content against
 // its CID. Errors opening the account's repository are the repo's (the caller maps them).
-func (b *Service) StoreArchived(ctx context.Context, did string, c cid.Cid, mimeType string, body io.Reader, size int64) error {
+func (b *Service) StoreArchived(ctx context.Context, did syntax.DID, c cid.Cid, mimeType string, body io.Reader, size int64) error {
 	if mimeType == "" {
 		mimeType = "application/octet-stream"
 	}
@@ -48,7 +48,7 @@ func (b *Service) StoreArchived(ctx context.Context, did string, c cid.Cid, mime
 	if !tmp.CID.Equals(c) {
 		return xrpc.InvalidRequest("Invalid account archive: blob %s has the content of %s", c, tmp.CID)
 	}
-	r, err := b.repos.Repo(ctx, syntax.DID(did))
+	r, err := b.repos.Repo(ctx, did)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/repo"
@@ -28,10 +29,10 @@ func RecordRefs(rec *xrpc.RecordData) []repo.BlobRef {
 }
 
 // TakendownFunc reports whether one of did's blobs is taken down (the takedown state is not this package's).
-type TakendownFunc func(ctx context.Context, did, cid string) (bool, error)
+type TakendownFunc func(ctx context.Context, did syntax.DID, cid string) (bool, error)
 
 // CheckTakedowns refuses writes that reference a taken-down blob, as if it did not exist.
-func CheckTakedowns(ctx context.Context, did string, ops []repo.WriteOp, takendown TakendownFunc) error {
+func CheckTakedowns(ctx context.Context, did syntax.DID, ops []repo.WriteOp, takendown TakendownFunc) error {
 	for _, op := range ops {
 		for _, ref := range op.Blobs {
 			if down, err := takendown(ctx, did, ref.CID.String()); err != nil {

@@ -58,7 +58,7 @@ type Service struct {
 	wake  chan struct{} // a mark asks the collector to look now
 
 	mu       sync.Mutex
-	inflight map[string]int // per DID: marks whose repository change has not finished
+	inflight map[syntax.DID]int // per DID: marks whose repository change has not finished
 }
 
 // Options configure a Service.
@@ -86,7 +86,7 @@ func Open(ctx context.Context, dataDir string, opts Options) (*Service, error) {
 		expiry:   opts.Expiry,
 		grace:    opts.Grace,
 		wake:     make(chan struct{}, 1),
-		inflight: map[string]int{},
+		inflight: map[syntax.DID]int{},
 	}, nil
 }
 
@@ -107,13 +107,13 @@ func (b *Service) Limit() int64 { return b.limit }
 func (b *Service) Expiry() time.Duration { return b.expiry }
 
 // Lock takes the lock of one account's blob, which serializes its upload and its deletion.
-func (b *Service) Lock(did string, c cid.Cid) (unlock func()) {
-	return b.locks.lock(did + "/" + c.String())
+func (b *Service) Lock(did syntax.DID, c cid.Cid) (unlock func()) {
+	return b.locks.lock(did.String() + "/" + c.String())
 }
 
 // Mark durably notes that did will have blob work due at due, before the change that creates it; release must
 // be called once that change is over (committed or not).
-func (b *Service) Mark(ctx context.Context, did string, due time.Time) (release func(), err error) {
+func (b *Service) Mark(ctx context.Context, did syntax.DID, due time.Time) (release func(), err error) {
 	b.mu.Lock()
 	b.inflight[did]++
 	b.mu.Unlock()
@@ -135,7 +135,7 @@ func (b *Service) Mark(ctx context.Context, did string, due time.Time) (release 
 	return release, nil
 }
 
-func (b *Service) busy(did string) bool {
+func (b *Service) busy(did syntax.DID) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.inflight[did] > 0
@@ -143,7 +143,7 @@ func (b *Service) busy(did string) bool {
 
 // UnreferencedHook is the repo.WriteRequest.OnBlobsUnreferenced of did's commits. The returned release must be
 // called after the commit.
-func (b *Service) UnreferencedHook(did string) (hook func(context.Context) error, release func()) {
+func (b *Service) UnreferencedHook(did syntax.DID) (hook func(context.Context) error, release func()) {
 	var rel func()
 	hook = func(ctx context.Context) error {
 		if rel != nil {
@@ -164,7 +164,7 @@ func (b *Service) UnreferencedHook(did string) (hook func(context.Context) error
 // MarkReplayed schedules the collector for an account after commits were replayed into its repo: a replay has
 // no OnBlobsUnreferenced hook, and one of its commits may have left a blob unreferenced (the collector finds
 // nothing to do otherwise).
-func (b *Service) MarkReplayed(ctx context.Context, did string) error {
+func (b *Service) MarkReplayed(ctx context.Context, did syntax.DID) error {
 	release, err := b.Mark(ctx, did, time.Now().Add(b.grace))
 	if err == nil {
 		release()
@@ -238,7 +238,7 @@ func (b *Service) collectAccount(ctx context.Context, e blobgc.Entry) {
 		b.log.Warn("blobs: collection failed; will retry", "did", e.DID, "err", err)
 		b.queue.Postpone(ctx, e.DID, time.Now().Add(gcRetry))
 	}
-	r, err := b.repos.Repo(ctx, syntax.DID(e.DID))
+	r, err := b.repos.Repo(ctx, e.DID)
 	if errors.Is(err, repo.ErrRepoNotFound) {
 		b.queue.Done(ctx, e, time.Time{}, false) // account deleted, and its blobs with it
 		return
@@ -290,7 +290,7 @@ func (b *Service) collectAccount(ctx context.Context, e blobgc.Entry) {
 }
 
 // deleteClaimed deletes the bytes of a claimed blob, then its row, unless an upload revived it meanwhile.
-func (b *Service) deleteClaimed(ctx context.Context, r *repo.Repo, did string, c cid.Cid) error {
+func (b *Service) deleteClaimed(ctx context.Context, r *repo.Repo, did syntax.DID, c cid.Cid) error {
 	unlock := b.Lock(did, c)
 	defer unlock()
 	row, err := r.GetBlob(ctx, c)
@@ -311,7 +311,7 @@ func (b *Service) deleteClaimed(ctx context.Context, r *repo.Repo, did string, c
 
 // SetQuarantine moves a blob's bytes out of reach (takedown) or back. The admin API records the takedown
 // itself (setBlobTakedown) and calls this; a blob the store does not have is not an error.
-func (b *Service) SetQuarantine(ctx context.Context, did string, c cid.Cid, quarantined bool) error {
+func (b *Service) SetQuarantine(ctx context.Context, did syntax.DID, c cid.Cid, quarantined bool) error {
 	unlock := b.Lock(did, c)
 	defer unlock()
 	var err error
@@ -327,7 +327,7 @@ func (b *Service) SetQuarantine(ctx context.Context, did string, c cid.Cid, quar
 }
 
 // DeleteAccountBlobs deletes every blob of an account (account deletion, after its repository is gone).
-func (b *Service) DeleteAccountBlobs(ctx context.Context, did string) error {
+func (b *Service) DeleteAccountBlobs(ctx context.Context, did syntax.DID) error {
 	return b.store.DeleteAll(ctx, did)
 }
 

@@ -44,7 +44,7 @@ type Backend interface {
 	PutTemp(ctx context.Context, r io.Reader, size int64) (key string, err error)
 	// Promote moves the temporary object key to did's blob c, atomically: afterwards the blob is complete or, if
 	// Promote failed, untouched.
-	Promote(ctx context.Context, key string, did string, c cid.Cid) error
+	Promote(ctx context.Context, key string, did syntax.DID, c cid.Cid) error
 	// DeleteTemp deletes a temporary object that will not be promoted.
 	DeleteTemp(ctx context.Context, key string) error
 	// CleanTemp deletes temporary objects last written before cutoff (left behind by a crash) and returns how
@@ -52,20 +52,20 @@ type Backend interface {
 	CleanTemp(ctx context.Context, cutoff time.Time) (int, error)
 
 	// Open returns a reader of did's blob c (ErrNotFound; a quarantined blob is not found).
-	Open(ctx context.Context, did string, c cid.Cid) (Object, error)
+	Open(ctx context.Context, did syntax.DID, c cid.Cid) (Object, error)
 	// OpenQuarantined opens a quarantined blob (moderation review, migration).
-	OpenQuarantined(ctx context.Context, did string, c cid.Cid) (Object, error)
+	OpenQuarantined(ctx context.Context, did syntax.DID, c cid.Cid) (Object, error)
 	// Stat returns the size of did's blob c (ErrNotFound; a quarantined blob is not found).
-	Stat(ctx context.Context, did string, c cid.Cid) (int64, error)
+	Stat(ctx context.Context, did syntax.DID, c cid.Cid) (int64, error)
 	// Delete deletes did's blob c, quarantined or not.
-	Delete(ctx context.Context, did string, c cid.Cid) error
+	Delete(ctx context.Context, did syntax.DID, c cid.Cid) error
 	// DeleteAll deletes every blob of did (account deletion).
-	DeleteAll(ctx context.Context, did string) error
+	DeleteAll(ctx context.Context, did syntax.DID) error
 
 	// Quarantine makes did's blob c unreadable (takedown) without deleting it; Restore reverses it. Both are
 	// idempotent; ErrNotFound when the blob is in neither place.
-	Quarantine(ctx context.Context, did string, c cid.Cid) error
-	Restore(ctx context.Context, did string, c cid.Cid) error
+	Quarantine(ctx context.Context, did syntax.DID, c cid.Cid) error
+	Restore(ctx context.Context, did syntax.DID, c cid.Cid) error
 
 	// List calls fn for every blob, quarantined ones included, until fn returns an error.
 	List(ctx context.Context, fn func(Entry) error) error
@@ -79,7 +79,7 @@ type Object interface {
 
 // Entry is one blob found by List.
 type Entry struct {
-	DID         string
+	DID         syntax.DID
 	CID         cid.Cid
 	Size        int64
 	Quarantined bool
@@ -232,8 +232,8 @@ func copyBuffered(dst io.Writer, src io.Reader) (int64, error) {
 }
 
 // checkDID refuses anything that is not a DID: DIDs become path components and object keys.
-func checkDID(did string) error {
-	if _, err := syntax.ParseDID(did); err != nil {
+func checkDID(did syntax.DID) error {
+	if _, err := syntax.ParseDID(did.String()); err != nil {
 		return fmt.Errorf("%w: %q is not a DID", ErrInvalidKey, did)
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/blobstore"
@@ -42,7 +43,7 @@ func randomBytes(seed uint64, n int) []byte {
 }
 
 // store puts data as did's blob and returns its CID.
-func store(t *testing.T, b blobstore.Backend, did string, data []byte) cid.Cid {
+func store(t *testing.T, b blobstore.Backend, did syntax.DID, data []byte) cid.Cid {
 	t.Helper()
 	ctx := context.Background()
 	// Half the time with the length announced (an HTTP Content-Length), half without (chunked).
@@ -66,7 +67,7 @@ func store(t *testing.T, b blobstore.Backend, did string, data []byte) cid.Cid {
 	return tmp.CID
 }
 
-func readAll(t *testing.T, b blobstore.Backend, did string, c cid.Cid) []byte {
+func readAll(t *testing.T, b blobstore.Backend, did syntax.DID, c cid.Cid) []byte {
 	t.Helper()
 	obj, err := b.Open(context.Background(), did, c)
 	if err != nil {
@@ -410,7 +411,7 @@ func testBackend(t *testing.T, newBackend func(t *testing.T) blobstore.Backend) 
 	t.Run("InvalidKeys", func(t *testing.T) {
 		b := newBackend(t)
 		c := blobstore.CIDOf([]byte("x"))
-		for _, did := range []string{"", "../etc", "did:plc:a/b", "alice"} {
+		for _, did := range []syntax.DID{"", "../etc", "did:plc:a/b", "alice"} {
 			if _, err := b.Open(ctx, did, c); !errors.Is(err, blobstore.ErrInvalidKey) {
 				t.Errorf("Open(%q): %v, want ErrInvalidKey", did, err)
 			}

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 )
 
@@ -48,19 +49,21 @@ func NewDisk(dir, tmpDir string) (*Disk, error) {
 
 const quarantineDir = "quarantine"
 
-func shard(did string) string {
+func shard(did syntax.DID) string {
 	h := sha256.Sum256([]byte(did))
 	return hex.EncodeToString(h[:1])
 }
 
-func (d *Disk) accountDir(did string) string { return filepath.Join(d.dir, shard(did), did) }
-func (d *Disk) quarantineAccountDir(did string) string {
-	return filepath.Join(d.dir, quarantineDir, shard(did), did)
+func (d *Disk) accountDir(did syntax.DID) string {
+	return filepath.Join(d.dir, shard(did), did.String())
 }
-func (d *Disk) path(did string, c cid.Cid) string {
+func (d *Disk) quarantineAccountDir(did syntax.DID) string {
+	return filepath.Join(d.dir, quarantineDir, shard(did), did.String())
+}
+func (d *Disk) path(did syntax.DID, c cid.Cid) string {
 	return filepath.Join(d.accountDir(did), c.String())
 }
-func (d *Disk) quarantinePath(did string, c cid.Cid) string {
+func (d *Disk) quarantinePath(did syntax.DID, c cid.Cid) string {
 	return filepath.Join(d.quarantineAccountDir(did), c.String())
 }
 
@@ -111,7 +114,7 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-func (d *Disk) Promote(ctx context.Context, key, did string, c cid.Cid) error {
+func (d *Disk) Promote(ctx context.Context, key string, did syntax.DID, c cid.Cid) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
@@ -202,14 +205,14 @@ type diskObject struct {
 
 func (o diskObject) Size() int64 { return o.size }
 
-func (d *Disk) Open(ctx context.Context, did string, c cid.Cid) (Object, error) {
+func (d *Disk) Open(ctx context.Context, did syntax.DID, c cid.Cid) (Object, error) {
 	if err := checkDID(did); err != nil {
 		return nil, err
 	}
 	return openFile(d.path(did, c))
 }
 
-func (d *Disk) OpenQuarantined(ctx context.Context, did string, c cid.Cid) (Object, error) {
+func (d *Disk) OpenQuarantined(ctx context.Context, did syntax.DID, c cid.Cid) (Object, error) {
 	if err := checkDID(did); err != nil {
 		return nil, err
 	}
@@ -232,7 +235,7 @@ func openFile(path string) (Object, error) {
 	return diskObject{File: f, size: info.Size()}, nil
 }
 
-func (d *Disk) Stat(ctx context.Context, did string, c cid.Cid) (int64, error) {
+func (d *Disk) Stat(ctx context.Context, did syntax.DID, c cid.Cid) (int64, error) {
 	if err := checkDID(did); err != nil {
 		return 0, err
 	}
@@ -246,7 +249,7 @@ func (d *Disk) Stat(ctx context.Context, did string, c cid.Cid) (int64, error) {
 	return info.Size(), nil
 }
 
-func (d *Disk) Delete(ctx context.Context, did string, c cid.Cid) error {
+func (d *Disk) Delete(ctx context.Context, did syntax.DID, c cid.Cid) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
@@ -258,7 +261,7 @@ func (d *Disk) Delete(ctx context.Context, did string, c cid.Cid) error {
 	return nil
 }
 
-func (d *Disk) DeleteAll(ctx context.Context, did string) error {
+func (d *Disk) DeleteAll(ctx context.Context, did syntax.DID) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
@@ -270,14 +273,14 @@ func (d *Disk) DeleteAll(ctx context.Context, did string) error {
 	return nil
 }
 
-func (d *Disk) Quarantine(ctx context.Context, did string, c cid.Cid) error {
+func (d *Disk) Quarantine(ctx context.Context, did syntax.DID, c cid.Cid) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
 	return moveBlob(d.path(did, c), d.quarantinePath(did, c))
 }
 
-func (d *Disk) Restore(ctx context.Context, did string, c cid.Cid) error {
+func (d *Disk) Restore(ctx context.Context, did syntax.DID, c cid.Cid) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
@@ -331,11 +334,11 @@ func (d *Disk) list(ctx context.Context, root string, quarantined bool, fn func(
 			return err
 		}
 		for _, a := range accounts {
-			did := a.Name()
-			if !a.IsDir() || checkDID(did) != nil || shard(did) != s.Name() {
+			did, err := syntax.ParseDID(a.Name())
+			if !a.IsDir() || err != nil || shard(did) != s.Name() {
 				continue
 			}
-			files, err := os.ReadDir(filepath.Join(root, s.Name(), did))
+			files, err := os.ReadDir(filepath.Join(root, s.Name(), did.String()))
 			if err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/blobstore"
@@ -22,13 +23,13 @@ func populate(t *testing.T, b blobstore.Backend, n int) (blobSet, cid.Cid) {
 	t.Helper()
 	set := blobSet{}
 	for i := range n {
-		did := alice
+		did := syntax.DID(alice)
 		if i%3 == 0 {
 			did = bob
 		}
 		data := randomBytes(uint64(100+i), 1000+i*997)
 		c := store(t, b, did, data)
-		set[did+"/"+c.String()] = data
+		set[did.String()+"/"+c.String()] = data
 	}
 	// One taken-down blob: it must arrive quarantined.
 	q := randomBytes(999, 4321)
@@ -53,7 +54,7 @@ func sameBlobs(t *testing.T, dst blobstore.Backend, set blobSet, q cid.Cid) {
 			}
 			continue
 		}
-		want, ok := set[e.DID+"/"+e.CID.String()]
+		want, ok := set[e.DID.String()+"/"+e.CID.String()]
 		if !ok {
 			t.Fatalf("unexpected blob %s/%s", e.DID, e.CID)
 		}

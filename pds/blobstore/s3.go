@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -106,8 +107,10 @@ func NewS3(cfg S3Config) (*S3, error) {
 // Client is the underlying minio client (tests create buckets with it).
 func (s *S3) Client() *minio.Client { return s.cli }
 
-func blobKey(did string, c cid.Cid) string       { return s3Blobs + did + "/" + c.String() }
-func quarantineKey(did string, c cid.Cid) string { return s3Quarantine + did + "/" + c.String() }
+func blobKey(did syntax.DID, c cid.Cid) string { return s3Blobs + did.String() + "/" + c.String() }
+func quarantineKey(did syntax.DID, c cid.Cid) string {
+	return s3Quarantine + did.String() + "/" + c.String()
+}
 
 func isNotFound(err error) bool {
 	var er minio.ErrorResponse
@@ -161,7 +164,7 @@ func (s *S3) move(ctx context.Context, src, dst string) error {
 	return s.cli.RemoveObject(ctx, s.bucket, src, minio.RemoveObjectOptions{})
 }
 
-func (s *S3) Promote(ctx context.Context, key, did string, c cid.Cid) error {
+func (s *S3) Promote(ctx context.Context, key string, did syntax.DID, c cid.Cid) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
@@ -213,14 +216,14 @@ func (s *S3) CleanTemp(ctx context.Context, cutoff time.Time) (int, error) {
 	return n, nil
 }
 
-func (s *S3) Open(ctx context.Context, did string, c cid.Cid) (Object, error) {
+func (s *S3) Open(ctx context.Context, did syntax.DID, c cid.Cid) (Object, error) {
 	if err := checkDID(did); err != nil {
 		return nil, err
 	}
 	return s.open(ctx, blobKey(did, c))
 }
 
-func (s *S3) OpenQuarantined(ctx context.Context, did string, c cid.Cid) (Object, error) {
+func (s *S3) OpenQuarantined(ctx context.Context, did syntax.DID, c cid.Cid) (Object, error) {
 	if err := checkDID(did); err != nil {
 		return nil, err
 	}
@@ -238,7 +241,7 @@ func (s *S3) open(ctx context.Context, key string) (Object, error) {
 	return &s3Object{s: s, ctx: ctx, key: key, size: info.Size}, nil
 }
 
-func (s *S3) Stat(ctx context.Context, did string, c cid.Cid) (int64, error) {
+func (s *S3) Stat(ctx context.Context, did syntax.DID, c cid.Cid) (int64, error) {
 	if err := checkDID(did); err != nil {
 		return 0, err
 	}
@@ -320,7 +323,7 @@ func (o *s3Object) Close() error {
 	return nil
 }
 
-func (s *S3) Delete(ctx context.Context, did string, c cid.Cid) error {
+func (s *S3) Delete(ctx context.Context, did syntax.DID, c cid.Cid) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
@@ -332,13 +335,13 @@ func (s *S3) Delete(ctx context.Context, did string, c cid.Cid) error {
 	return nil
 }
 
-func (s *S3) DeleteAll(ctx context.Context, did string) error {
+func (s *S3) DeleteAll(ctx context.Context, did syntax.DID) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for _, prefix := range []string{s3Blobs + did + "/", s3Quarantine + did + "/"} {
+	for _, prefix := range []string{s3Blobs + did.String() + "/", s3Quarantine + did.String() + "/"} {
 		for obj := range s.cli.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 			if obj.Err != nil {
 				return obj.Err
@@ -363,14 +366,14 @@ func (s *S3) moveIdempotent(ctx context.Context, from, to string) error {
 	return err
 }
 
-func (s *S3) Quarantine(ctx context.Context, did string, c cid.Cid) error {
+func (s *S3) Quarantine(ctx context.Context, did syntax.DID, c cid.Cid) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
 	return s.moveIdempotent(ctx, blobKey(did, c), quarantineKey(did, c))
 }
 
-func (s *S3) Restore(ctx context.Context, did string, c cid.Cid) error {
+func (s *S3) Restore(ctx context.Context, did syntax.DID, c cid.Cid) error {
 	if err := checkDID(did); err != nil {
 		return err
 	}
@@ -385,8 +388,9 @@ func (s *S3) List(ctx context.Context, fn func(Entry) error) error {
 			if obj.Err != nil {
 				return obj.Err
 			}
-			did, cidStr, ok := strings.Cut(strings.TrimPrefix(obj.Key, prefix), "/")
-			if !ok || checkDID(did) != nil {
+			didStr, cidStr, ok := strings.Cut(strings.TrimPrefix(obj.Key, prefix), "/")
+			did, err := syntax.ParseDID(didStr)
+			if !ok || err != nil {
 				continue
 			}
 			c, err := cid.Decode(cidStr)

@@ -53,7 +53,7 @@ func (a *testAccounts) SignIn(ctx context.Context, identifier, password string) 
 	var err error
 	switch {
 	case strings.HasPrefix(identifier, "did:"):
-		acct, err = a.store.AccountByDID(ctx, identifier)
+		acct, err = a.store.AccountByDID(ctx, syntax.DID(identifier))
 	case strings.Contains(identifier, "@"):
 		acct, err = a.store.AccountByEmail(ctx, identifier)
 	default:
@@ -75,7 +75,7 @@ func (a *testAccounts) SignIn(ctx context.Context, identifier, password string) 
 }
 
 func (a *testAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Account, error) {
-	acct, err := a.store.AccountByDID(ctx, did.String())
+	acct, err := a.store.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
@@ -121,7 +121,7 @@ func newEnv(t *testing.T, opts ...func(*oauth.Config)) *env {
 	}
 	t.Cleanup(func() { store.Close() })
 	for _, a := range []struct{ did, handle string }{{aliceDID, aliceHandle}, {bobDID, "bob.test"}} {
-		if err := store.CreateAccount(ctx, &accountstore.Account{DID: a.did, Handle: a.handle, Email: a.handle + "@example.com",
+		if err := store.CreateAccount(ctx, &accountstore.Account{DID: syntax.DID(a.did), Handle: a.handle, Email: a.handle + "@example.com",
 			PasswordHash: hashPassword(alicePassword), SigningKey: []byte{1}, CreatedAt: time.Now()}, ""); err != nil {
 			t.Fatal(err)
 		}

@@ -61,7 +61,7 @@ func (c *Config) services() []*Service {
 
 // Caller is who makes a proxied call.
 type Caller struct {
-	DID         string
+	DID         syntax.DID
 	AppPassword bool // an ordinary app-password session (refused privileged methods)
 }
 
@@ -75,7 +75,7 @@ type Deps struct {
 	// Authenticate authenticates a request the router's fallback is about to forward.
 	Authenticate func(c echo.Context) (Caller, error)
 	// CallerDID is the account a request was authenticated as, by the route's auth middleware.
-	CallerDID func(c echo.Context) string
+	CallerDID func(c echo.Context) syntax.DID
 }
 
 // Proxy makes the calls forwarded to other services.
@@ -135,11 +135,11 @@ func (p *Proxy) ServiceToken(acct *accountstore.Account, aud, lxm string, exp ti
 		// so now+ttl lands on exp exactly.
 		ttl = time.Until(exp)
 	}
-	return auth.SignServiceAuth(syntax.DID(acct.DID), aud, ttl, method, key)
+	return auth.SignServiceAuth(acct.DID, aud, ttl, method, key)
 }
 
 // Account loads the caller's account for a call made on its behalf (400 AccountNotFound when it is gone).
-func (p *Proxy) Account(ctx context.Context, did string) (*accountstore.Account, error) {
+func (p *Proxy) Account(ctx context.Context, did syntax.DID) (*accountstore.Account, error) {
 	acct, err := p.Accounts.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")

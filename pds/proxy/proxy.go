@@ -212,7 +212,7 @@ func (p *Proxy) Handle(c echo.Context) error {
 }
 
 // Call forwards the current request for the account did (authenticated) and streams the answer back.
-func (p *Proxy) Call(c echo.Context, did, nsid string) error {
+func (p *Proxy) Call(c echo.Context, did syntax.DID, nsid string) error {
 	up, _, err := p.forwardCall(c, did, nsid, false)
 	if err != nil {
 		return err
@@ -223,7 +223,7 @@ func (p *Proxy) Call(c echo.Context, did, nsid string) error {
 
 // forwardCall resolves the call's target and forwards the current request there for the account did, with a
 // token for the target (lxm nsid): what a proxied call and a read-after-write call share.
-func (p *Proxy) forwardCall(c echo.Context, did, nsid string, decoded bool) (*upstream, *accountstore.Account, error) {
+func (p *Proxy) forwardCall(c echo.Context, did syntax.DID, nsid string, decoded bool) (*upstream, *accountstore.Account, error) {
 	ctx := c.Request().Context()
 	target, err := p.resolveTarget(ctx, c.Request().Header.Get("atproto-proxy"), nsid)
 	if err != nil {

@@ -66,9 +66,9 @@ func (l *localRecords) lag() (time.Duration, bool) {
 
 // localRecordsSince loads the account's posts and profile written after rev (nothing when the repo is not
 // ahead of rev, the common case: one small query).
-func (p *Proxy) localRecordsSince(ctx context.Context, did, rev string) (*localRecords, error) {
+func (p *Proxy) localRecordsSince(ctx context.Context, did syntax.DID, rev string) (*localRecords, error) {
 	out := &localRecords{}
-	r, err := p.Repos.Repo(ctx, syntax.DID(did))
+	r, err := p.Repos.Repo(ctx, did)
 	if err != nil {
 		return nil, err
 	}
@@ -198,12 +198,12 @@ type localViewer struct {
 func (lv *localViewer) imageURL(kind, cid string) string {
 	if av := lv.p.cfg.AppView; av != nil && av.CDNURLPattern != "" {
 		out := av.CDNURLPattern
-		for _, arg := range []string{kind, lv.acct.DID, cid} {
+		for _, arg := range []string{kind, lv.acct.DID.String(), cid} {
 			out = strings.Replace(out, "%s", arg, 1)
 		}
 		return out
 	}
-	return lv.p.cfg.PublicURL + "/xrpc/com.atproto.sync.getBlob?did=" + url.QueryEscape(lv.acct.DID) + "&cid=" + url.QueryEscape(cid)
+	return lv.p.cfg.PublicURL + "/xrpc/com.atproto.sync.getBlob?did=" + url.QueryEscape(lv.acct.DID.String()) + "&cid=" + url.QueryEscape(cid)
 }
 
 // blobCID reads a blob's CID (current {"ref": {"$link"}} and legacy {"cid"} forms).
@@ -226,7 +226,7 @@ func blobCID(v any) string {
 func (lv *localViewer) currentProfile() map[string]any {
 	if !lv.profileLoaded {
 		lv.profileLoaded = true
-		r, err := lv.p.Repos.Repo(lv.ctx, syntax.DID(lv.acct.DID))
+		r, err := lv.p.Repos.Repo(lv.ctx, lv.acct.DID)
 		if err != nil {
 			return nil
 		}
@@ -281,7 +281,7 @@ func (lv *localViewer) profileBasic() map[string]any {
 	if handle == "" {
 		handle = syntax.HandleInvalid.String()
 	}
-	out := map[string]any{"did": lv.acct.DID, "handle": handle}
+	out := map[string]any{"did": lv.acct.DID.String(), "handle": handle}
 	if p := lv.currentProfile(); p != nil {
 		setOrDelete(out, "displayName", p["displayName"])
 		if c := blobCID(p["avatar"]); c != "" {
@@ -497,7 +497,7 @@ func (lv *localViewer) updateAuthorsInFeed(feed []any, profile *localRecord) []a
 			continue
 		}
 		author, _ := p["author"].(map[string]any)
-		if author == nil || author["did"] != lv.acct.DID {
+		if author == nil || author["did"] != lv.acct.DID.String() {
 			continue
 		}
 		np := shallowCopy(p)
@@ -518,7 +518,7 @@ func feedOf(data map[string]any) ([]any, error) {
 }
 
 func mungeGetProfile(lv *localViewer, data map[string]any, local *localRecords) (map[string]any, error) {
-	if local.profile == nil || data["did"] != lv.acct.DID {
+	if local.profile == nil || data["did"] != lv.acct.DID.String() {
 		return data, nil
 	}
 	return lv.updateProfileDetailed(data, local.profile.Record), nil
@@ -535,7 +535,7 @@ func mungeGetProfiles(lv *localViewer, data map[string]any, local *localRecords)
 	out := make([]any, len(profiles))
 	for i, p := range profiles {
 		out[i] = p
-		if m, ok := p.(map[string]any); ok && m["did"] == lv.acct.DID {
+		if m, ok := p.(map[string]any); ok && m["did"] == lv.acct.DID.String() {
 			out[i] = lv.updateProfileDetailed(m, local.profile.Record)
 		}
 	}
@@ -559,7 +559,7 @@ func mungeGetAuthorFeed(lv *localViewer, data map[string]any, local *localRecord
 	if err != nil {
 		return nil, err
 	}
-	if !isUsersFeed(feed, lv.acct.DID) {
+	if !isUsersFeed(feed, lv.acct.DID.String()) {
 		return data, nil
 	}
 	feed = lv.updateAuthorsInFeed(feed, local.profile)
@@ -673,7 +673,7 @@ func (p *Proxy) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acco
 	if err != nil {
 		return false, nil
 	}
-	did := at.Authority().String()
+	did, _ := at.Authority().AsDID() // "" for a handle, resolved below
 	if h, err := at.Authority().AsHandle(); err == nil {
 		if a, err := p.Accounts.AccountByHandle(ctx, h.Normalize().String()); err == nil {
 			did = a.DID
@@ -719,6 +719,6 @@ func (p *Proxy) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acco
 	return true, c.JSON(http.StatusOK, map[string]any{"thread": thread})
 }
 
-func atURI(did, collection, rkey string) string {
-	return "at://" + did + "/" + collection + "/" + rkey
+func atURI(did syntax.DID, collection, rkey string) string {
+	return "at://" + did.String() + "/" + collection + "/" + rkey
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/xrpc"
@@ -105,7 +106,7 @@ const (
 
 // New builds the reference PDS's limits. caller names the authenticated account of a request ("" when
 // none): per-account limits key on it.
-func New(opts Options, bypass Bypass, caller func(echo.Context) string) *Limits {
+func New(opts Options, bypass Bypass, caller func(echo.Context) syntax.DID) *Limits {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -118,7 +119,7 @@ func New(opts Options, bypass Bypass, caller func(echo.Context) string) *Limits 
 	return &Limits{
 		now:               now,
 		bypass:            bypass,
-		caller:            caller,
+		caller:            func(c echo.Context) string { return caller(c).String() },
 		globalIP:          mk("global-ip", 3000, 5*minute),
 		getRepo:           mk("getRepo", 6000, 5*minute),
 		writeHour:         mk("repo-write-hour", 5000, hour),

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // CommitsAfter returns the logged #commit events of did that come after the commit with rev afterRev, oldest
@@ -16,7 +17,7 @@ import (
 // since is afterRev, so the cost is the log written since that commit, not the whole log. The result does
 // not chain to afterRev when the log no longer holds the link (pruned) or a #sync replaced the repository
 // in between; the caller checks the chain.
-func (s *Sequencer) CommitsAfter(ctx context.Context, did, afterRev string) ([]*comatproto.SyncSubscribeRepos_Commit, error) {
+func (s *Sequencer) CommitsAfter(ctx context.Context, did syntax.DID, afterRev string) ([]*comatproto.SyncSubscribeRepos_Commit, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT type, frame FROM event WHERE did = ? ORDER BY seq DESC", did)
 	if err != nil {
 		return nil, err

@@ -25,6 +25,7 @@ import (
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	"github.com/bluesky-social/indigo/atproto/atdata"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	lexutil "github.com/bluesky-social/indigo/lex/util"
 	cbg "github.com/whyrusleeping/cbor-gen"
 
@@ -47,7 +48,7 @@ var ErrClosed = errors.New("sequencer closed")
 // Event is one sequenced event.
 type Event struct {
 	Seq   int64
-	DID   string
+	DID   syntax.DID
 	Type  string
 	Time  time.Time
 	Frame []byte // header + body, ready to send
@@ -59,7 +60,7 @@ type body interface {
 }
 
 type queued struct {
-	did  string
+	did  syntax.DID
 	typ  string
 	rev  string // commits: the rev, recorded as the account's last sequenced rev
 	msg  body
@@ -112,7 +113,7 @@ func (l *publishLine) take() (storedBatch, bool) {
 // stored is a batch in the log waiting to be published in order (publisher).
 type storedBatch struct {
 	events []*Event
-	revs   map[string]string
+	revs   map[syntax.DID]string
 	gates  []<-chan struct{}
 	head   int64
 	answer []*queued // answered (done <- nil) once published
@@ -148,10 +149,10 @@ type Sequencer struct {
 	publish publishLine // writer -> publisher, in seq order
 
 	mu      sync.Mutex
-	head    int64           // the published head: every event up to it is visible to readers and subscribers
-	dirty   map[string]bool // accounts marked dirty in the file
+	head    int64               // the published head: every event up to it is visible to readers and subscribers
+	dirty   map[syntax.DID]bool // accounts marked dirty in the file
 	subs    map[*Subscription]struct{}
-	seqRevs map[string]string // rev of each account's last sequenced commit, since start
+	seqRevs map[syntax.DID]string // rev of each account's last sequenced commit, since start
 	watch   []chan<- struct{}
 
 	ckpt *sqlitedb.Checkpointer
@@ -178,9 +179,9 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 		queue:    make(chan *queued, 4096),
 		stopping: make(chan struct{}),
 		closed:   make(chan struct{}),
-		dirty:    map[string]bool{},
+		dirty:    map[syntax.DID]bool{},
 		subs:     map[*Subscription]struct{}{},
-		seqRevs:  map[string]string{},
+		seqRevs:  map[syntax.DID]string{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -212,7 +213,7 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 		return nil, err
 	}
 	for rows.Next() {
-		var did string
+		var did syntax.DID
 		if err := rows.Scan(&did); err == nil {
 			s.dirty[did] = true
 		}
@@ -257,7 +258,7 @@ func (s *Sequencer) Head() int64 {
 
 // MarkDirty durably records that did may get commits in its repo outbox that are not sequenced yet. It must
 // be called before the repo commits; it writes only the first time per account (until ClearDirty).
-func (s *Sequencer) MarkDirty(ctx context.Context, did string) error {
+func (s *Sequencer) MarkDirty(ctx context.Context, did syntax.DID) error {
 	s.mu.Lock()
 	known := s.dirty[did]
 	s.mu.Unlock()
@@ -276,7 +277,7 @@ func (s *Sequencer) MarkDirty(ctx context.Context, did string) error {
 
 // DirtyAccount is an account that may have unsequenced commits, with the rev of its last sequenced commit.
 type DirtyAccount struct {
-	DID     string
+	DID     syntax.DID
 	LastRev string
 }
 
@@ -299,7 +300,7 @@ func (s *Sequencer) Dirty(ctx context.Context) ([]DirtyAccount, error) {
 }
 
 // ClearDirty unmarks accounts whose outbox is known to be fully sequenced (after recovery).
-func (s *Sequencer) ClearDirty(ctx context.Context, dids ...string) error {
+func (s *Sequencer) ClearDirty(ctx context.Context, dids ...syntax.DID) error {
 	if len(dids) == 0 {
 		return nil
 	}
@@ -325,7 +326,7 @@ func (s *Sequencer) ClearDirty(ctx context.Context, dids ...string) error {
 }
 
 // LastRev is the rev of the account's last sequenced commit ("" if none).
-func (s *Sequencer) LastRev(ctx context.Context, did string) (string, error) {
+func (s *Sequencer) LastRev(ctx context.Context, did syntax.DID) (string, error) {
 	var rev string
 	err := s.db.QueryRowContext(ctx, "SELECT last_rev FROM repo_state WHERE did = ?", did).Scan(&rev)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -345,10 +346,10 @@ func (s *Sequencer) Flush(ctx context.Context) error {
 }
 
 // DirtyDIDs lists the accounts currently marked dirty.
-func (s *Sequencer) DirtyDIDs() []string {
+func (s *Sequencer) DirtyDIDs() []syntax.DID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.dirty))
+	out := make([]syntax.DID, 0, len(s.dirty))
 	for did := range s.dirty {
 		out = append(out, did)
 	}
@@ -357,14 +358,14 @@ func (s *Sequencer) DirtyDIDs() []string {
 
 // SequencedRev is the rev of the account's last commit sequenced since start ("" if none): repo outbox rows up
 // to it are no longer needed.
-func (s *Sequencer) SequencedRev(did string) string {
+func (s *Sequencer) SequencedRev(did syntax.DID) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.seqRevs[did]
 }
 
 // Forget drops an account's sequencing state (account deleted).
-func (s *Sequencer) Forget(ctx context.Context, did string) error {
+func (s *Sequencer) Forget(ctx context.Context, did syntax.DID) error {
 	_, err := s.db.ExecContext(ctx, "DELETE FROM repo_state WHERE did = ?", did)
 	s.mu.Lock()
 	delete(s.dirty, did)
@@ -391,18 +392,18 @@ func (s *Sequencer) EnqueueCommitGated(evt *comatproto.SyncSubscribeRepos_Commit
 	if evt.Blobs == nil {
 		evt.Blobs = []lexutil.LexLink{}
 	}
-	return s.enqueue(&queued{did: evt.Repo, typ: TypeCommit, rev: evt.Rev, msg: evt, seq: func(n int64) { evt.Seq = n }, gate: gate})
+	return s.enqueue(&queued{did: syntax.DID(evt.Repo), typ: TypeCommit, rev: evt.Rev, msg: evt, seq: func(n int64) { evt.Seq = n }, gate: gate})
 }
 
 // EnqueueSync queues a #sync event (blocks: a CAR holding only the commit block).
-func (s *Sequencer) EnqueueSync(did, rev string, blocks []byte) <-chan error {
-	evt := &comatproto.SyncSubscribeRepos_Sync{Did: did, Rev: rev, Blocks: blocks, Time: now()}
+func (s *Sequencer) EnqueueSync(did syntax.DID, rev string, blocks []byte) <-chan error {
+	evt := &comatproto.SyncSubscribeRepos_Sync{Did: did.String(), Rev: rev, Blocks: blocks, Time: now()}
 	return s.enqueue(&queued{did: did, typ: TypeSync, rev: rev, msg: evt, seq: func(n int64) { evt.Seq = n }})
 }
 
 // EnqueueIdentity queues an #identity event.
-func (s *Sequencer) EnqueueIdentity(did, handle string) <-chan error {
-	evt := &comatproto.SyncSubscribeRepos_Identity{Did: did, Time: now()}
+func (s *Sequencer) EnqueueIdentity(did syntax.DID, handle string) <-chan error {
+	evt := &comatproto.SyncSubscribeRepos_Identity{Did: did.String(), Time: now()}
 	if handle != "" {
 		evt.Handle = &handle
 	}
@@ -410,8 +411,8 @@ func (s *Sequencer) EnqueueIdentity(did, handle string) <-chan error {
 }
 
 // EnqueueAccount queues an #account event; status is "" for active accounts.
-func (s *Sequencer) EnqueueAccount(did string, active bool, status string) <-chan error {
-	evt := &comatproto.SyncSubscribeRepos_Account{Did: did, Active: active, Time: now()}
+func (s *Sequencer) EnqueueAccount(did syntax.DID, active bool, status string) <-chan error {
+	evt := &comatproto.SyncSubscribeRepos_Account{Did: did.String(), Active: active, Time: now()}
 	if status != "" {
 		evt.Status = &status
 	}
@@ -540,7 +541,7 @@ func (s *Sequencer) store(batch, barriers []*queued) ([]*Event, error) {
 	defer tx.Rollback()
 	ins := tx.StmtContext(ctx, s.stmts.insertEvent)
 	events := make([]*Event, 0, len(batch))
-	revs := map[string]string{}
+	revs := map[syntax.DID]string{}
 	t := time.Now()
 	for i, q := range batch {
 		seq := head + int64(i) + 1
@@ -773,7 +774,7 @@ func (s *Sequencer) pruneOnce(ctx context.Context, before time.Time) (int64, err
 // PurgeAccount removes what the log holds of a deleted account, as the reference does: every stored event of
 // did except its latest (the #account deleted event relays still need to see on replay), and its sequencing
 // state. Replays then skip the purged seqs; the head is unaffected.
-func (s *Sequencer) PurgeAccount(ctx context.Context, did string) error {
+func (s *Sequencer) PurgeAccount(ctx context.Context, did syntax.DID) error {
 	if _, err := s.db.ExecContext(ctx, "DELETE FROM event WHERE did = ? AND seq < (SELECT max(seq) FROM event WHERE did = ?)", did, did); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	"github.com/bluesky-social/indigo/atproto/atdata"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	lexutil "github.com/bluesky-social/indigo/lex/util"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multihash"
@@ -40,7 +41,7 @@ func wait(t *testing.T, ch <-chan error) {
 	}
 }
 
-func identity(s *Sequencer, did string) <-chan error { return s.EnqueueIdentity(did, "") }
+func identity(s *Sequencer, did syntax.DID) <-chan error { return s.EnqueueIdentity(did, "") }
 
 func testCID(t *testing.T, data string) cid.Cid {
 	t.Helper()
@@ -159,7 +160,7 @@ func TestSeqGapFreeAndOrderedPerAccount(t *testing.T) {
 		}
 	}
 	for a := range accounts {
-		did := fmt.Sprintf("did:plc:acct%d", a)
+		did := syntax.DID(fmt.Sprintf("did:plc:acct%d", a))
 		rev, err := s.LastRev(context.Background(), did)
 		if err != nil || rev != fmt.Sprintf("rev%04d", perAccount-1) || s.SequencedRev(did) != rev {
 			t.Fatalf("%s: last rev %q (%v), sequenced rev %q", did, rev, err, s.SequencedRev(did))
@@ -353,7 +354,7 @@ func TestDirtyAccounts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "seq.sqlite")
 	s := open(t, path, Options{})
 	ctx := context.Background()
-	for _, did := range []string{"did:plc:b", "did:plc:a"} {
+	for _, did := range []syntax.DID{"did:plc:b", "did:plc:a"} {
 		if err := s.MarkDirty(ctx, did); err != nil {
 			t.Fatal(err)
 		}

@@ -21,8 +21,8 @@ import (
 // Blobs is what the write path needs from the blob service: scheduling the blob collector when a commit or a
 // replay may leave blobs unreferenced (*blobs.Service).
 type Blobs interface {
-	UnreferencedHook(did string) (hook func(context.Context) error, release func())
-	MarkReplayed(ctx context.Context, did string) error
+	UnreferencedHook(did syntax.DID) (hook func(context.Context) error, release func())
+	MarkReplayed(ctx context.Context, did syntax.DID) error
 }
 
 // Writer orders repository commits and firehose events. Its fields are set once, before the first write.
@@ -34,14 +34,14 @@ type Writer struct {
 	Log      *slog.Logger
 	// CheckCommit, when set, vets a commit's operations before anything is marked or locked (the server
 	// refuses references to taken-down blobs); its error is the write's answer.
-	CheckCommit func(ctx context.Context, did string, ops []repo.WriteOp) error
+	CheckCommit func(ctx context.Context, did syntax.DID, ops []repo.WriteOp) error
 }
 
 // Import replaces an account's repository with the one in body (account migration; see repo.Store.Import),
 // scheduling the blob collector for blobs the old repository used. The account is deactivated: nothing goes
 // on the stream. Errors are the repo's (repo.ErrImport*), for the caller to map.
 func (w *Writer) Import(ctx context.Context, did syntax.DID, body io.Reader, opts repo.ImportOptions) (*repo.ImportResult, error) {
-	hook, release := w.Blobs.UnreferencedHook(did.String())
+	hook, release := w.Blobs.UnreferencedHook(did)
 	defer release()
 	opts.OnBlobsUnreferenced = hook
 	return w.Repos.Import(ctx, did, body, opts)
@@ -84,7 +84,7 @@ func (w *Writer) Commit(ctx context.Context, acct *accountstore.Account, ops []r
 	if err := w.Seq.MarkDirty(ctx, acct.DID); err != nil {
 		return nil, err
 	}
-	r, err := w.Repos.Repo(ctx, syntax.DID(acct.DID))
+	r, err := w.Repos.Repo(ctx, acct.DID)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +136,7 @@ func (w *Writer) Commit(ctx context.Context, acct *accountstore.Account, ops []r
 
 // catchUp replays into r the logged commits it does not have (a transaction that failed after its commit was
 // logged): repo.ErrBehind until it has.
-func (w *Writer) catchUp(ctx context.Context, r *repo.Repo, did string) error {
+func (w *Writer) catchUp(ctx context.Context, r *repo.Repo, did syntax.DID) error {
 	if err := w.Seq.Flush(ctx); err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func (w *Writer) Recover(ctx context.Context) error {
 		return err
 	}
 	recovered := 0
-	dids := make([]string, 0, len(dirty))
+	dids := make([]syntax.DID, 0, len(dirty))
 	for _, d := range dirty {
 		n, err := w.recoverAccount(ctx, d)
 		if err != nil {
@@ -222,7 +222,7 @@ func (w *Writer) Recover(ctx context.Context) error {
 func (w *Writer) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (int, error) {
 	acct, err := w.Accounts.AccountByDID(ctx, d.DID)
 	if errors.Is(err, accountstore.ErrNotFound) {
-		if err := w.Repos.Delete(ctx, syntax.DID(d.DID)); err != nil && !errors.Is(err, repo.ErrRepoNotFound) {
+		if err := w.Repos.Delete(ctx, d.DID); err != nil && !errors.Is(err, repo.ErrRepoNotFound) {
 			return 0, err
 		}
 		return 0, w.Seq.Forget(ctx, d.DID)
@@ -230,7 +230,7 @@ func (w *Writer) recoverAccount(ctx context.Context, d sequencer.DirtyAccount) (
 	if err != nil {
 		return 0, err
 	}
-	r, err := w.Repos.Repo(ctx, syntax.DID(d.DID))
+	r, err := w.Repos.Repo(ctx, d.DID)
 	if errors.Is(err, repo.ErrRepoNotFound) {
 		return 0, nil
 	}
@@ -339,11 +339,11 @@ func (w *Writer) ResyncAfterLostLog(ctx context.Context) error {
 		}
 		var done []<-chan error
 		for _, a := range accts {
-			cursor = a.DID
+			cursor = a.DID.String()
 			if !a.Active() {
 				continue
 			}
-			r, err := w.Repos.Repo(ctx, syntax.DID(a.DID))
+			r, err := w.Repos.Repo(ctx, a.DID)
 			if errors.Is(err, repo.ErrRepoNotFound) {
 				continue
 			}
@@ -377,14 +377,14 @@ func (w *Writer) ReleaseDirtyMarks(ctx context.Context) error {
 	if err := w.Seq.Flush(ctx); err != nil {
 		return err
 	}
-	var clean []string
+	var clean []syntax.DID
 	for _, did := range w.Seq.DirtyDIDs() {
 		last, err := w.Seq.LastRev(ctx, did)
 		if err != nil {
 			return err
 		}
 		var head repo.Head
-		err = w.Repos.With(ctx, syntax.DID(did), func(r *repo.Repo) error {
+		err = w.Repos.With(ctx, did, func(r *repo.Repo) error {
 			var err error
 			head, err = r.Head(ctx)
 			return err
