@@ -210,3 +210,10 @@ func testbrowserHas(t *testing.T, ctx context.Context, sel string) bool {
 	t.Helper()
 	return testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`document.querySelector(`+strconv.Quote(sel)+`) !== null`))
 }
+
+// clearMessages removes the page's notice and error boxes, so that waiting for one after a click waits for the
+// answer to that click and not the previous one.
+func clearMessages(t *testing.T, ctx context.Context) {
+	t.Helper()
+	testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`document.querySelectorAll("#notice,#form-error,#checked").forEach(e => e.remove()); true`))
+}

@@ -49,6 +49,7 @@ func TestHandle(t *testing.T) {
 	}
 	screenshot(t, ctx, "handle")
 	// Not there yet: the check fails and nothing changes.
+	clearMessages(t, ctx)
 	err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`input[value="check"] ~ .actions button`)), chromedp.WaitVisible(chromedp.ID("form-error")))
 	if err != nil {
 		t.Fatal(err)
@@ -58,14 +59,22 @@ func TestHandle(t *testing.T) {
 	}
 	// Another account's DID in the record is not enough either.
 	e.dns.setTXT("_atproto."+domain+".", "did=did:plc:someoneelse2222222222222")
+	clearMessages(t, ctx)
 	err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`input[value="check"] ~ .actions button`)), chromedp.WaitVisible(chromedp.ID("form-error")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.dns.setTXT("_atproto."+domain+".", "did="+alice.DID)
+	clearMessages(t, ctx)
 	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`input[value="check"] ~ .actions button`)),
 		chromedp.WaitVisible(chromedp.ID("checked")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clearMessages(t, ctx)
+	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`input[value="change"] ~ .actions button`)),
 		chromedp.WaitVisible(chromedp.ID("notice")),
 	)

@@ -97,6 +97,7 @@ func TestLeaving(t *testing.T) {
 		t.Fatalf("mail %q", msg.Subject)
 	}
 	code := msg.Token(t)
+	clearMessages(t, ctx)
 	err = chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("delete-code"), code),
 		chromedp.SendKeys(chromedp.ID("delete-password"), "wrong password\r"),
@@ -108,6 +109,7 @@ func TestLeaving(t *testing.T) {
 	if st := status(); st["active"] != true {
 		t.Fatalf("a wrong password deleted the account: %v", st)
 	}
+	clearMessages(t, ctx)
 	err = chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("delete-code"), code),
 		chromedp.SendKeys(chromedp.ID("delete-password"), alice.Password+"\r"),

@@ -180,6 +180,7 @@ func TestSessions(t *testing.T) {
 	}
 
 	// End the password session: its refresh token is refused.
+	clearMessages(t, ctx)
 	err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form:has(input[name=kind][value=legacy]) button`)), chromedp.WaitVisible(chromedp.ID("notice")))
 	if err != nil {
 		t.Fatal(err)

@@ -92,6 +92,7 @@ func TestPassword(t *testing.T) {
 		t.Fatalf("mail to %v: %q", msg.To, msg.Subject)
 	}
 	// A wrong code changes nothing.
+	clearMessages(t, fresh)
 	err = chromedp.Do(fresh,
 		chromedp.SendKeys(chromedp.ID("code"), "AAAAA-AAAAA"),
 		chromedp.SendKeys(chromedp.ID("new"), "new password 2"),
@@ -102,6 +103,7 @@ func TestPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, "new password 1"))
+	clearMessages(t, fresh)
 	err = chromedp.Do(fresh,
 		chromedp.SendKeys(chromedp.ID("code"), msg.Token(t)),
 		chromedp.SendKeys(chromedp.ID("new"), "new password 2"),
@@ -150,6 +152,7 @@ func TestEmail(t *testing.T) {
 	if msg.To[0] != alice.Email || msg.Subject != "Email Confirmation" {
 		t.Fatalf("mail to %v: %q", msg.To, msg.Subject)
 	}
+	clearMessages(t, ctx)
 	err = chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("code"), msg.Token(t)+"\r"), chromedp.WaitVisible(chromedp.ID("notice")))
 	if err != nil {
 		t.Fatal(err)
@@ -174,6 +177,7 @@ func TestEmail(t *testing.T) {
 	if msg.To[0] != alice.Email || msg.Subject != "Email Update Requested" {
 		t.Fatalf("mail to %v: %q", msg.To, msg.Subject)
 	}
+	clearMessages(t, ctx)
 	err = chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.ID("new-email"), "alice2@example.com"),
 		chromedp.SendKeys(chromedp.ID("change-code"), msg.Token(t)+"\r"),

@@ -84,6 +84,7 @@ func TestTwoFactor(t *testing.T) {
 	}
 	screenshot(t, b, "sign-in-code")
 	code = e.mail.Next(t).Token(t)
+	clearMessages(t, b)
 	err = chromedp.Do(b, chromedp.SendKeys(chromedp.ID("code"), "AAAAA-AAAAA\r"), chromedp.WaitVisible(chromedp.ID("form-error")),
 		chromedp.WaitVisible(chromedp.ID("code")))
 	if err != nil {
