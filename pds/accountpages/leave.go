@@ -68,11 +68,15 @@ func (p *Pages) leaveAction(w http.ResponseWriter, r *http.Request, s *session) 
 	case "deactivate", "activate":
 		active := r.PostForm.Get("step") == "activate"
 		if err = p.accounts.SetActive(ctx, s.did(), active); err == nil {
-			v.Deactivated = !active
-			v.Notice = "Your account is deactivated. Sign in here again to reactivate it."
-			if active {
-				v.Notice = "Your account is active again."
+			if !active {
+				// Deactivation ends every session, this browser's sign-in included.
+				v := p.view("Account deactivated")
+				v.Notice = "Your account @" + s.account.Handle + " is deactivated and signed out everywhere. Sign in here again to reactivate it."
+				p.render(w, http.StatusOK, "account-signedout", v)
+				return
 			}
+			v.Deactivated = false
+			v.Notice = "Your account is active again."
 		}
 	case "request-delete":
 		if !p.kit.AllowAccount(s.did(), "delete", 15, time.Hour) {

@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"errors"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
 )
 
 // OAuth state of the authorization server (package pds/oauth). Codes, refresh tokens and device secrets are passed
@@ -33,8 +35,8 @@ type OAuthRequest struct {
 	ClientID   string
 	ClientAuth string // how the client authenticated at PAR ("none", "private_key_jwt:<kid>")
 	DPoPJKT    string
-	Params     string // the validated request, JSON
-	DID        string // set on approval
+	Params     string     // the validated request, JSON
+	DID        syntax.DID // set on approval
 	ExpiresAt  time.Time
 	hasDevice  bool
 }
@@ -89,7 +91,7 @@ func (s *Store) OpenOAuthRequest(ctx context.Context, id, deviceSecret string, e
 
 // ApproveOAuthRequest binds the request to did and the code (stored hashed); it must still be pending, unexpired
 // and opened by this browser.
-func (s *Store) ApproveOAuthRequest(ctx context.Context, id, deviceSecret, did, code string, expiresAt time.Time) error {
+func (s *Store) ApproveOAuthRequest(ctx context.Context, id, deviceSecret string, did syntax.DID, code string, expiresAt time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE oauth_request SET did = ?, code_hash = ?, expires_at = ?
 		WHERE id = ? AND did IS NULL AND device_hash = ? AND expires_at > ?`,
 		did, hashSecret(code), ms(expiresAt), id, hashSecret(deviceSecret), ms(s.clock()))
@@ -137,7 +139,7 @@ func (s *Store) ConsumeOAuthCode(ctx context.Context, code string) (*OAuthReques
 // OAuthSession is one grant: the refresh-token family of a client for an account.
 type OAuthSession struct {
 	ID               string
-	DID              string
+	DID              syntax.DID
 	ClientID         string
 	ClientAuth       string
 	Scope            string
@@ -246,7 +248,7 @@ func (s *Store) OAuthSessionByTokenID(ctx context.Context, tokenID string) (*OAu
 }
 
 // OAuthSessions lists the live sessions of did, newest first.
-func (s *Store) OAuthSessions(ctx context.Context, did string) ([]*OAuthSession, error) {
+func (s *Store) OAuthSessions(ctx context.Context, did syntax.DID) ([]*OAuthSession, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+oauthSessionCols+` FROM oauth_session WHERE did = ? AND expires_at > ?
 		ORDER BY created_at DESC`, did, ms(s.clock()))
 	if err != nil {
@@ -266,7 +268,7 @@ func (s *Store) OAuthSessions(ctx context.Context, did string) ([]*OAuthSession,
 
 // DeleteOAuthSession revokes one session; did, when not empty, must own it. It returns the session's current
 // access token id ("" and ErrNotFound when there was none).
-func (s *Store) DeleteOAuthSession(ctx context.Context, id, did string) (string, error) {
+func (s *Store) DeleteOAuthSession(ctx context.Context, id string, did syntax.DID) (string, error) {
 	var tokenID string
 	err := s.db.QueryRowContext(ctx, `DELETE FROM oauth_session WHERE id = ? AND (? = '' OR did = ?) RETURNING token_id`,
 		id, did, did).Scan(&tokenID)
@@ -303,7 +305,7 @@ func (s *Store) DeleteOAuthSessionByTokenID(ctx context.Context, tokenID string)
 
 // DeleteOAuthSessionsForDID revokes every session of did (and forgets it on every browser and in every pending
 // request), returning the revoked access token ids.
-func (s *Store) DeleteOAuthSessionsForDID(ctx context.Context, did string) ([]string, error) {
+func (s *Store) DeleteOAuthSessionsForDID(ctx context.Context, did syntax.DID) ([]string, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -345,7 +347,7 @@ func (s *Store) TouchOAuthDevice(ctx context.Context, deviceSecret, userAgent, i
 }
 
 // AddOAuthDeviceAccount remembers that did signed in on the browser holding deviceSecret.
-func (s *Store) AddOAuthDeviceAccount(ctx context.Context, deviceSecret, did string) error {
+func (s *Store) AddOAuthDeviceAccount(ctx context.Context, deviceSecret string, did syntax.DID) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO oauth_device_account (device_hash, did, authenticated_at) VALUES (?, ?, ?)
 		ON CONFLICT (device_hash, did) DO UPDATE SET authenticated_at = excluded.authenticated_at`,
 		hashSecret(deviceSecret), did, ms(s.clock()))
@@ -353,16 +355,16 @@ func (s *Store) AddOAuthDeviceAccount(ctx context.Context, deviceSecret, did str
 }
 
 // OAuthDeviceAccounts lists the accounts signed in on a browser since notBefore, most recent first.
-func (s *Store) OAuthDeviceAccounts(ctx context.Context, deviceSecret string, notBefore time.Time) ([]string, error) {
+func (s *Store) OAuthDeviceAccounts(ctx context.Context, deviceSecret string, notBefore time.Time) ([]syntax.DID, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT did FROM oauth_device_account WHERE device_hash = ? AND authenticated_at > ?
 		ORDER BY authenticated_at DESC`, hashSecret(deviceSecret), ms(notBefore))
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []string
+	var out []syntax.DID
 	for rows.Next() {
-		var did string
+		var did syntax.DID
 		if err := rows.Scan(&did); err != nil {
 			return nil, err
 		}
@@ -372,7 +374,7 @@ func (s *Store) OAuthDeviceAccounts(ctx context.Context, deviceSecret string, no
 }
 
 // RemoveOAuthDeviceAccount signs did out of one browser.
-func (s *Store) RemoveOAuthDeviceAccount(ctx context.Context, deviceSecret, did string) error {
+func (s *Store) RemoveOAuthDeviceAccount(ctx context.Context, deviceSecret string, did syntax.DID) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM oauth_device_account WHERE device_hash = ? AND did = ?`, hashSecret(deviceSecret), did)
 	return err
 }

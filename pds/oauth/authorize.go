@@ -411,7 +411,7 @@ func (p *Provider) handleConsent(w http.ResponseWriter, r *http.Request) {
 		p.redirectToClient(w, r, f, url.Values{"error": {CodeAccessDenied}, "error_description": {"The user denied access"}})
 	case "approve":
 		code := randomID("cod-", 32)
-		err := p.store.ApproveOAuthRequest(ctx, f.req.ID, f.device, a.DID.String(), code, p.now().Add(CodeLifetime))
+		err := p.store.ApproveOAuthRequest(ctx, f.req.ID, f.device, a.DID, code, p.now().Add(CodeLifetime))
 		if err != nil {
 			p.renderError(w, http.StatusBadRequest, "This sign-in request was already used or has expired.")
 			return

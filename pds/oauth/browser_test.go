@@ -6,15 +6,19 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
 	"github.com/pdsgo/pds/internal/testbrowser"
 )
+
+// newBrowser starts headless chromium (internal/testbrowser).
+func newBrowser(t *testing.T) func() (context.Context, context.CancelFunc) { return testbrowser.New(t) }
 
 // TestBrowser: a real browser signs in and approves on the pages (the app then exchanges the code with indigo's
 // client and uses, refreshes and revokes the session), denies in a second run, and sees the error on a wrong
 // password. Everything is driven by the keyboard: typing and Enter / Tab, no clicks.
 func TestBrowser(t *testing.T) {
 	e := newEnv(t)
-	open := testbrowser.New(t)
+	open := newBrowser(t)
 
 	t.Run("approve", func(t *testing.T) {
 		a := e.newApp()
@@ -24,14 +28,14 @@ func TestBrowser(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("identifier"))); err != nil {
 			t.Fatal(err)
 		}
-		title := testbrowser.Run(t, ctx, chromedp.Title())
+		title := run(t, ctx, chromedp.Title())
 		// The stylesheet is allowed by its CSP hash: the sign-in button got its colour.
-		styled := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`getComputedStyle(document.querySelector("button")).backgroundColor === "rgb(29, 100, 216)"`))
+		styled := run(t, ctx, chromedp.Evaluate[bool](`getComputedStyle(document.querySelector("button")).backgroundColor === "rgb(29, 100, 216)"`))
 		// On a phone-sized window nothing overflows sideways; every visible field has its label, every button a name.
-		fits := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
-		labelled := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("input:not([type=hidden])")].every(i => i.labels.length === 1 && i.labels[0].textContent.trim() !== "") &&
+		fits := run(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
+		labelled := run(t, ctx, chromedp.Evaluate[bool](`[...document.querySelectorAll("input:not([type=hidden])")].every(i => i.labels.length === 1 && i.labels[0].textContent.trim() !== "") &&
 			[...document.querySelectorAll("button")].every(b => b.textContent.trim() !== "")`))
-		focused := testbrowser.Run(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`))
+		focused := run(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`))
 		if !fits || !labelled || focused != "identifier" {
 			t.Errorf("sign-in page: fits %v, labelled %v, focus on %q", fits, labelled, focused)
 		}
@@ -43,7 +47,7 @@ func TestBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		consent := testbrowser.Run(t, ctx, chromedp.Text(chromedp.CSS("main")))
+		consent := run(t, ctx, chromedp.Text(chromedp.CSS("main")))
 		if !strings.Contains(title, "Sign in") || !styled {
 			t.Errorf("sign-in page: title %q, styled %v", title, styled)
 		}
@@ -86,7 +90,7 @@ func TestBrowser(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.CSS("ul.accounts"))); err != nil {
 			t.Fatal(err)
 		}
-		chooser := testbrowser.Run(t, ctx, chromedp.Text(chromedp.CSS("main")))
+		chooser := run(t, ctx, chromedp.Text(chromedp.CSS("main")))
 		err = chromedp.Do(ctx,
 			chromedp.Click(chromedp.CSS("ul.accounts a")),
 			chromedp.WaitVisible(chromedp.CSS(`button[value="deny"]`)),
@@ -113,7 +117,7 @@ func TestBrowser(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
 			t.Fatal(err)
 		}
-		prefilled := testbrowser.Run(t, ctx, chromedp.Value(chromedp.ID("identifier"))) // the login hint
+		prefilled := run(t, ctx, chromedp.Value(chromedp.ID("identifier"))) // the login hint
 		err := chromedp.Do(ctx,
 			chromedp.SendKeys(chromedp.ID("password"), alicePassword+"\r"),
 			chromedp.WaitVisible(chromedp.CSS(`button[value="deny"]`)),
@@ -146,8 +150,8 @@ func TestBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		msg := testbrowser.Run(t, ctx, chromedp.Text(chromedp.ID("form-error")))
-		role := testbrowser.Run(t, ctx, chromedp.AttributeValue(chromedp.ID("form-error"), "role")).Value
+		msg := run(t, ctx, chromedp.Text(chromedp.ID("form-error")))
+		role := run(t, ctx, chromedp.AttributeValue(chromedp.ID("form-error"), "role")).Value
 		if msg != "Invalid identifier or password" || role != "alert" {
 			t.Errorf("error shown: %q (role %q)", msg, role)
 		}
@@ -157,4 +161,9 @@ func TestBrowser(t *testing.T) {
 		default:
 		}
 	})
+}
+
+func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	return testbrowser.Run(t, ctx, a)
 }

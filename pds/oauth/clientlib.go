@@ -35,13 +35,6 @@ func (l libResolver) resolve(ctx context.Context, clientID string) (*appClient, 
 		AuthMethod:   c.AuthMethod,
 		RedirectURIs: md.RedirectURIs,
 		authenticate: func(form url.Values, issuer string, jtiSeen func(string, time.Time) bool) (string, error) {
-			// indigo's Go client sends client_assertion and client_assertion_type empty for public clients:
-			// an empty parameter is an absent one (RFC 6749 3.1).
-			for _, k := range []string{"client_assertion", "client_assertion_type"} {
-				if form.Has(k) && form.Get(k) == "" {
-					form = cloneWithout(form, k)
-				}
-			}
 			a, err := c.AuthenticateAssertion(form, issuer, jtiSeen)
 			if err != nil {
 				return "", err
@@ -68,14 +61,4 @@ func (l libResolver) resolve(ctx context.Context, clientID string) (*appClient, 
 		}
 	}
 	return out, nil
-}
-
-func cloneWithout(v url.Values, key string) url.Values {
-	out := url.Values{}
-	for k, vs := range v {
-		if k != key {
-			out[k] = vs
-		}
-	}
-	return out
 }

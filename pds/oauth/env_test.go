@@ -71,7 +71,7 @@ func (a *testAccounts) SignIn(ctx context.Context, identifier, password string) 
 	if !acct.Active() {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
-	return oauth.Account{DID: syntax.DID(acct.DID), Handle: acct.Handle, Email: acct.Email}, nil
+	return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}, nil
 }
 
 func (a *testAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Account, error) {
@@ -85,7 +85,7 @@ func (a *testAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Accou
 	if !acct.Active() {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
-	return oauth.Account{DID: syntax.DID(acct.DID), Handle: acct.Handle, Email: acct.Email}, nil
+	return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}, nil
 }
 
 // SignInCode: the test accounts have no two-factor sign-in (the server's is tested in pds/accountpages).

@@ -103,7 +103,7 @@ func (p *Provider) DeviceDIDs(ctx context.Context, device string) []syntax.DID {
 	}
 	var out []syntax.DID
 	for _, d := range dids {
-		if did, err := syntax.ParseDID(d); err == nil {
+		if did, err := syntax.ParseDID(d.String()); err == nil {
 			out = append(out, did)
 		}
 	}
@@ -141,7 +141,7 @@ func (p *Provider) SignInPending(device string) (syntax.DID, bool) {
 func (p *Provider) remember(ctx context.Context, r *http.Request, device string, acct Account) error {
 	err := p.store.TouchOAuthDevice(ctx, device, truncate(r.UserAgent(), 256), p.clientIP(r))
 	if err == nil {
-		err = p.store.AddOAuthDeviceAccount(ctx, device, acct.DID.String())
+		err = p.store.AddOAuthDeviceAccount(ctx, device, acct.DID)
 	}
 	return err
 }
@@ -203,7 +203,7 @@ func (p *Provider) DeviceAccounts(ctx context.Context, device string) []Account 
 
 // SignOutDevice forgets did on this browser (the other accounts signed in on it stay).
 func (p *Provider) SignOutDevice(ctx context.Context, device string, did syntax.DID) error {
-	return p.store.RemoveOAuthDeviceAccount(ctx, device, did.String())
+	return p.store.RemoveOAuthDeviceAccount(ctx, device, did)
 }
 
 // AppInfo is how the pages name an app that holds a session.

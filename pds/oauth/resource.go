@@ -78,7 +78,7 @@ func (p *Provider) VerifyAccess(r *http.Request, publicURL string) (*Access, err
 		if err != nil {
 			return nil, p.asError(err)
 		}
-		entry = liveEntry{did: sess.DID, sessionID: sess.ID, until: now.Add(liveCacheTTL)}
+		entry = liveEntry{did: sess.DID.String(), sessionID: sess.ID, until: now.Add(liveCacheTTL)}
 		p.liveCache.put(claims.ID, entry)
 	}
 	if entry.did != did.String() {
@@ -109,7 +109,7 @@ type Session struct {
 
 // Sessions lists the live OAuth sessions of did.
 func (p *Provider) Sessions(ctx context.Context, did syntax.DID) ([]Session, error) {
-	list, err := p.store.OAuthSessions(ctx, did.String())
+	list, err := p.store.OAuthSessions(ctx, did)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +126,7 @@ var ErrSessionNotFound = errors.New("oauth: session not found")
 
 // RevokeSession ends one session of did; its tokens stop working at once.
 func (p *Provider) RevokeSession(ctx context.Context, did syntax.DID, sessionID string) error {
-	tokenID, err := p.store.DeleteOAuthSession(ctx, sessionID, did.String())
+	tokenID, err := p.store.DeleteOAuthSession(ctx, sessionID, did)
 	if errors.Is(err, accountstore.ErrNotFound) {
 		return ErrSessionNotFound
 	}
@@ -140,7 +140,7 @@ func (p *Provider) RevokeSession(ctx context.Context, did syntax.DID, sessionID 
 // RevokeAccount ends every OAuth session of did and signs it out of every browser (password change,
 // deactivation, takedown, deletion).
 func (p *Provider) RevokeAccount(ctx context.Context, did syntax.DID) error {
-	ids, err := p.store.DeleteOAuthSessionsForDID(ctx, did.String())
+	ids, err := p.store.DeleteOAuthSessionsForDID(ctx, did)
 	p.liveCache.drop(ids...)
 	p.liveCache.dropDID(did.String())
 	return err

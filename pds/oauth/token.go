@@ -42,7 +42,7 @@ type TokenResponse struct {
 func (p *Provider) signAccessToken(sess *accountstore.OAuthSession, now time.Time) (string, error) {
 	var c accessClaims
 	c.Issuer = p.cfg.Issuer
-	c.Subject = sess.DID
+	c.Subject = sess.DID.String()
 	c.Audience = jwt.ClaimStrings{p.cfg.ServiceDID.String()}
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(AccessTokenLifetime))
@@ -156,7 +156,7 @@ func (p *Provider) exchangeCode(ctx context.Context, c *appClient, auth, jkt, co
 	case jkt != req.DPoPJKT:
 		return nil, oauthErr(400, CodeInvalidDPoPProof, "DPoP key differs from the one of the authorization request")
 	}
-	did, err := syntax.ParseDID(req.DID)
+	did, err := syntax.ParseDID(req.DID.String())
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +198,7 @@ func (p *Provider) refresh(ctx context.Context, c *appClient, auth, jkt, refresh
 		// confidential clients to it too).
 		return nil, oauthErr(400, CodeInvalidDPoPProof, "DPoP key differs from the one the session is bound to")
 	}
-	did, err := syntax.ParseDID(sess.DID)
+	did, err := syntax.ParseDID(sess.DID.String())
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +230,7 @@ func (p *Provider) tokenResponse(sess *accountstore.OAuthSession, refresh string
 		return nil, err
 	}
 	return &TokenResponse{AccessToken: at, TokenType: "DPoP", ExpiresIn: int(AccessTokenLifetime.Seconds()),
-		RefreshToken: refresh, Scope: sess.Scope, Sub: sess.DID}, nil
+		RefreshToken: refresh, Scope: sess.Scope, Sub: sess.DID.String()}, nil
 }
 
 func pkceMatches(verifier, challenge string) bool {

@@ -159,6 +159,13 @@ func (c *Client) AuthenticateAssertion(form url.Values, issuer string, jtiSeen f
 	fail := func(format string, args ...any) (*Auth, error) {
 		return nil, fmt.Errorf("%w: "+format, append([]any{ErrInvalidClient}, args...)...)
 	}
+	// An empty parameter is an absent one (RFC 6749 3.1): indigo's Go client sends client_assertion and
+	// client_assertion_type empty for public clients.
+	for _, k := range []string{"client_assertion", "client_assertion_type"} {
+		if form.Has(k) && form.Get(k) == "" && len(form[k]) == 1 {
+			form = withoutParam(form, k)
+		}
+	}
 	if form.Has("client_secret") {
 		return fail("client_secret is not supported")
 	}
@@ -253,4 +260,15 @@ func (c *Client) AuthenticateAssertion(form url.Values, issuer string, jtiSeen f
 		return fail("key thumbprint: %v", err)
 	}
 	return &Auth{Method: AuthPrivateKeyJWT, KID: kid, JKT: jkt, JTI: cl.ID}, nil
+}
+
+// withoutParam returns a copy of v without key (the caller's form is left as it is).
+func withoutParam(v url.Values, key string) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		if k != key {
+			out[k] = vs
+		}
+	}
+	return out
 }

@@ -582,6 +582,18 @@ func TestAssertionClaims(t *testing.T) {
 	if err := pc.Authenticate(url.Values{"client_id": {"https://other.example.com/c.json"}}, issuer, nil); !errors.Is(err, ErrInvalidClient) {
 		t.Fatalf("client_id mismatch: %v", err)
 	}
+	// indigo's Go client sends both assertion fields empty for a public client: absent, not an assertion.
+	empty := url.Values{"client_id": {appID}, "client_assertion_type": {""}, "client_assertion": {""}}
+	if err := pc.Authenticate(empty, issuer, nil); err != nil {
+		t.Fatalf("public client with empty assertion fields: %v", err)
+	}
+	if empty.Get("client_assertion_type") != "" || !empty.Has("client_assertion") {
+		t.Fatal("the caller's form was changed")
+	}
+	// An empty assertion does not authenticate a confidential client.
+	if err := c.Authenticate(empty, issuer, nil); !errors.Is(err, ErrInvalidClient) {
+		t.Fatalf("confidential client with empty assertion: %v", err)
+	}
 }
 
 func form(assertion string) url.Values {
