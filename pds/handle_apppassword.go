@@ -33,14 +33,8 @@ func (s *Server) handleCreateAppPassword(c echo.Context) error {
 	if name == "" || utf8.RuneCountInString(name) > 64 {
 		return xrpc.InvalidRequest("App password name must be 1 to 64 characters")
 	}
-	did := auth.CallerOf(c).DID
-	password := auth.NewAppPassword()
-	hash, err := auth.HashAppPassword(did, password)
+	password, now, err := s.auth.CreateAppPassword(ctx, auth.CallerOf(c).DID, name, in.Privileged)
 	if err != nil {
-		return err
-	}
-	now := time.Now().UTC()
-	if err := s.accounts.CreateAppPassword(ctx, did, name, hash, in.Privileged, now); err != nil {
 		return xrpcerr.AppPassword(err)
 	}
 	return c.JSON(http.StatusOK, appPasswordOutput{Name: name, Password: password, CreatedAt: now.Format(time.RFC3339Nano), Privileged: in.Privileged})

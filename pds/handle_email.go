@@ -7,7 +7,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/xrpcerr"
@@ -15,11 +14,7 @@ import (
 )
 
 func (s *Server) handleRequestEmailConfirmation(c echo.Context) error {
-	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
-	if err != nil {
-		return err
-	}
-	if err := s.accounts.SendEmailToken(c.Request().Context(), acct, accountstore.PurposeConfirmEmail); err != nil {
+	if err := s.accounts.RequestEmailConfirmation(c.Request().Context(), auth.CallerOf(c).DID); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -51,19 +46,9 @@ func (s *Server) handleConfirmEmail(c echo.Context) error {
 }
 
 func (s *Server) handleRequestEmailUpdate(c echo.Context) error {
-	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
+	tokenRequired, err := s.accounts.RequestEmailUpdate(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
-	}
-	if acct.Email == "" {
-		return xrpc.InvalidRequest("account does not have an email address")
-	}
-	// Only a confirmed address has to prove it is still the owner's; the token goes to the current address.
-	tokenRequired := acct.EmailConfirmedAt != nil
-	if tokenRequired {
-		if err := s.accounts.SendEmailToken(c.Request().Context(), acct, accountstore.PurposeUpdateEmail); err != nil {
-			return err
-		}
 	}
 	return c.JSON(http.StatusOK, map[string]bool{"tokenRequired": tokenRequired})
 }
@@ -78,25 +63,14 @@ func (s *Server) handleUpdateEmail(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	email := strings.ToLower(strings.TrimSpace(in.Email))
-	if !accounts.ValidEmail(email) {
-		return xrpc.InvalidRequest("This email address is not supported, please use a different email.")
-	}
-	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
-	if err != nil {
+	did := auth.CallerOf(c).DID
+	if err := s.accounts.ChangeEmail(ctx, did, in.Email, in.Token); err != nil {
 		return err
 	}
-	if acct.EmailConfirmedAt != nil {
-		if in.Token == "" {
-			return xrpc.NewError(http.StatusBadRequest, xrpc.NameTokenRequired, "confirmation token required")
+	if in.EmailAuthFactor != nil {
+		if err := s.accounts.SetTwoFactor(ctx, did, *in.EmailAuthFactor); err != nil {
+			return err
 		}
-		// Checked, not used up: an address already taken must not burn the token.
-		if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposeUpdateEmail, in.Token); err != nil {
-			return xrpcerr.EmailToken(err)
-		}
-	}
-	if err := s.accounts.UpdateEmail(ctx, acct.DID, email); err != nil {
-		return xrpcerr.EmailUpdate(err)
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -109,12 +83,9 @@ func (s *Server) handleRequestPasswordReset(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.accounts.AccountByEmail(ctx, strings.TrimSpace(in.Email))
+	err := s.accounts.RequestPasswordReset(ctx, in.Email)
 	if err != nil {
 		return xrpcerr.PasswordResetAccount(err)
-	}
-	if err := s.accounts.SendEmailToken(ctx, acct, accountstore.PurposeResetPassword); err != nil {
-		return err
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -128,14 +99,7 @@ func (s *Server) handleResetPassword(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if in.Password == "" || len(in.Password) > accounts.MaxPasswordLength {
-		return xrpc.InvalidRequest("Invalid password length.")
-	}
-	did, err := s.accounts.ConsumeEmailTokenByValue(ctx, accountstore.PurposeResetPassword, in.Token)
-	if err != nil {
-		return xrpcerr.EmailToken(err)
-	}
-	if err := s.accounts.SetPassword(ctx, did, in.Password); err != nil {
+	if _, err := s.accounts.ResetPassword(ctx, in.Token, in.Password); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

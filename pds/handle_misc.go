@@ -14,8 +14,10 @@ func (s *Server) handleRoot(c echo.Context) error {
 
 Most API routes are under /xrpc/
 
+Manage your account: %s/account
+
   Version: %s
-`, Version))
+`, s.cfg.PublicURL, Version))
 }
 
 func (s *Server) handleRobots(c echo.Context) error {

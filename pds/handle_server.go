@@ -192,6 +192,12 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 	if acct.TakedownRef != "" && !in.AllowTakendown {
 		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAccountTakedown, "Account has been taken down")
 	}
+	// Two-factor sign-in by email guards the account password; app passwords are for apps and skip it.
+	if appPassword == "" {
+		if err := s.accounts.SignInFactor(ctx, acct, in.AuthFactorToken); err != nil {
+			return err
+		}
+	}
 	tokens, err := s.auth.CreateSession(ctx, acct, appPassword)
 	if err != nil {
 		return err
@@ -201,7 +207,7 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 
 func (s *Server) sessionOutput(acct *accountstore.Account, tokens *auth.TokenPair) sessionOutput {
 	confirmed := acct.EmailConfirmedAt != nil
-	factor := false
+	factor := acct.EmailAuthFactor
 	active := acct.Active()
 	out := sessionOutput{
 		Handle:          acct.Handle,

@@ -151,5 +151,8 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("app.bsky.feed.getPostThread", s.proxy.GetPostThread, std)
 	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
 	r.SetFallback(s.proxy.Handle)
+
+	// The account pages (pds/accountpages): HTML, not XRPC.
+	s.accountPages.Register(e)
 	return e
 }

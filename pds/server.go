@@ -22,6 +22,7 @@ import (
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/internal/background"
 	"github.com/pdsgo/pds/lexicons"
+	"github.com/pdsgo/pds/pds/accountpages"
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
@@ -77,6 +78,8 @@ type Server struct {
 	rkeyClock *syntax.TIDClock
 
 	closeOnce sync.Once
+
+	accountPages *accountpages.Pages // the account's own pages at /account (pds/accountpages)
 }
 
 // RateLimitOptions adjust the rate limiters (tests pass a clock they can move instead of waiting).
@@ -283,6 +286,10 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 			return proxy.Caller{}
 		},
 	})
+	if err := s.newAccountPages(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("account pages: %w", err)
+	}
 	s.firehose = firehose.New(cfg.firehoseConfig(opts.CrawlNotifyInterval), s.seq, s.repos, log, s.bg, httpClient)
 	s.echo = s.routes()
 	s.firehose.Start()
