@@ -60,7 +60,8 @@ func (s *Store) AdoptAccounts(ctx context.Context, accts []AdoptedAccount) error
 	for i := range accts {
 		aa := &accts[i]
 		a := &aa.Account
-		err := exec(`INSERT INTO account (`+accountColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		err := exec(`INSERT INTO account (did, handle, email, password_hash, signing_key, created_at, email_confirmed_at,
+			deactivated_at, delete_after, takedown_ref, invites_disabled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.DID, a.Handle, nullString(a.Email), a.PasswordHash, a.SigningKey, a.CreatedAt.UTC().Format(timeFormat),
 			fmtTime(a.EmailConfirmedAt), fmtTime(a.DeactivatedAt), fmtTime(a.DeleteAfter), nullString(a.TakedownRef), a.InvitesDisabled)
 		if err != nil {
