@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -55,7 +56,13 @@ func TestSignIn(t *testing.T) {
 	page := text(t, ctx, "main")
 	styled := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`getComputedStyle(document.querySelector("button")).backgroundColor === "rgb(29, 100, 216)"`))
 	fits := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
-	focused := testbrowser.Run(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`))
+	// autofocus is applied after the page is shown, and later on a loaded machine: wait for it.
+	var focused string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if focused = testbrowser.Run(t, ctx, chromedp.Evaluate[string](`document.activeElement.id`)); focused == "identifier" || time.Now().After(deadline) {
+			break
+		}
+	}
 	if !strings.Contains(title, "Example PDS") || !styled || !fits || focused != "identifier" {
 		t.Errorf("sign-in page: title %q, styled %v, fits %v, focus %q", title, styled, fits, focused)
 	}
