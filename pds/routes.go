@@ -116,6 +116,11 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("app.bsky.feed.getAuthorFeed", s.proxy.GetAuthorFeed, std)
 	r.Query("app.bsky.feed.getActorLikes", s.proxy.GetActorLikes, std)
 	r.Query("app.bsky.feed.getPostThread", s.proxy.GetPostThread, std)
+	// Reports are accepted from taken-down accounts (pds/proxy Report).
+	r.Procedure("com.atproto.moderation.createReport", s.proxy.Report, takendown)
+	// Push registrations go to the service the body names (its #bsky_notif endpoint), as the reference's do.
+	r.Procedure("app.bsky.notification.registerPush", s.proxy.Push, std)
+	r.Procedure("app.bsky.notification.unregisterPush", s.proxy.Push, std)
 	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
 	r.SetFallback(s.proxy.Handle)
 	return e
