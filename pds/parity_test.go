@@ -83,7 +83,9 @@ func TestParityProxyTargets(t *testing.T) {
 			t.Fatalf("fallback to the AppView: %v %+v", out, c)
 		}
 		// tools.ozone stays the moderation service's.
-		mod.Handle("tools.ozone.team.listMembers", func(w http.ResponseWriter, r *http.Request) { testservice.WriteJSON(w, 200, map[string]any{"members": []any{}}) })
+		mod.Handle("tools.ozone.team.listMembers", func(w http.ResponseWriter, r *http.Request) {
+			testservice.WriteJSON(w, 200, map[string]any{"members": []any{}})
+		})
 		n := len(av.Calls())
 		testpds.MustOK(t, testpds.Call(t, p, "GET", "tools.ozone.team.listMembers", "", nil, alice.AccessJwt, nil))
 		if len(av.Calls()) != n || mod.Last(t).NSID != "tools.ozone.team.listMembers" {
