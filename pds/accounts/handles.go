@@ -54,7 +54,8 @@ func (s *Service) normalizeServiceHandle(raw string) (string, error) {
 		case len(front) > 18:
 			return "", invalidHandle("Handle too long")
 		case reservedHandles[front]:
-			return "", invalidHandle("Reserved handle")
+			// The reference names this one HandleNotAvailable (its other rules are InvalidHandle).
+			return "", xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Reserved handle")
 		}
 		return handle, nil
 	}
