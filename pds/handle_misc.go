@@ -85,3 +85,8 @@ func corsMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
+
+// handleCheckSignupQueue: com.atproto.temp.checkSignupQueue on a PDS without an entryway.
+func (s *Server) handleCheckSignupQueue(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"activated": true})
+}

@@ -1,8 +1,10 @@
 package pds_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"testing"
 
 	"github.com/pdsgo/pds/internal/testpds"
@@ -118,4 +120,32 @@ func TestParityNoAppView(t *testing.T) {
 	alice := p.CreateAccount("alice")
 	testpds.WantStatus(t, testpds.Call(t, p, "GET", "com.example.custom.getThing", "", nil, alice.AccessJwt, nil), 501, "MethodNotImplemented")
 	testpds.WantStatus(t, p.Procedure("app.bsky.notification.registerPush", map[string]any{"serviceDid": "did:web:x.test", "token": "t", "platform": "ios", "appId": "a"}, alice.AccessJwt), 501, "MethodNotImplemented")
+}
+
+// TestParityDeprecated: the deprecated and temporary methods the reference still serves.
+func TestParityDeprecated(t *testing.T) {
+	p := testpds.Start(t, testpds.Options{})
+	alice := p.CreateAccount("alice")
+	testpds.MustOK(t, testpds.CreateRecord(t, p, alice, "app.bsky.feed.post", testpds.Post("hello")))
+	did := url.Values{"did": {alice.DID}}
+
+	latest := testpds.MustOK(t, p.Query("com.atproto.sync.getLatestCommit", did, ""))
+	head := testpds.MustOK(t, p.Query("com.atproto.sync.getHead", did, ""))
+	if head["root"] == nil || head["root"] != latest["cid"] {
+		t.Fatalf("getHead %v, getLatestCommit %v", head, latest)
+	}
+	full := p.Query("com.atproto.sync.getRepo", did, "")
+	co := p.Query("com.atproto.sync.getCheckout", did, "")
+	if co.Status != 200 || co.Header.Get("Content-Type") != full.Header.Get("Content-Type") || !bytes.Equal(co.Body, full.Body) || len(co.Body) == 0 {
+		t.Fatalf("getCheckout: %d %q, %d bytes vs getRepo's %d", co.Status, co.Header.Get("Content-Type"), len(co.Body), len(full.Body))
+	}
+	missing := url.Values{"did": {"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"}}
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getHead", missing, ""), 400, "RepoNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getCheckout", missing, ""), 400, "RepoNotFound")
+	testpds.WantStatus(t, p.Query("com.atproto.sync.getHead", nil, ""), 400, "InvalidRequest")
+
+	if out := testpds.MustOK(t, p.Query("com.atproto.temp.checkSignupQueue", nil, alice.AccessJwt)); out["activated"] != true {
+		t.Fatalf("checkSignupQueue: %v", out)
+	}
+	testpds.WantStatus(t, p.Query("com.atproto.temp.checkSignupQueue", nil, ""), 401, "AuthMissing")
 }

@@ -96,6 +96,11 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("com.atproto.sync.getBlob", s.handleSyncGetBlob, s.auth.OptionalAuth)
 	r.Query("com.atproto.sync.listBlobs", s.handleSyncListBlobs, s.auth.OptionalAuth)
 	r.Subscription("com.atproto.sync.subscribeRepos", s.firehose.Subscribe)
+	// Deprecated, still served by the reference.
+	r.Query("com.atproto.sync.getHead", s.handleSyncGetHead, s.auth.OptionalAuth)
+	r.Query("com.atproto.sync.getCheckout", s.handleSyncGetCheckout, s.auth.OptionalAuth)
+	// No signup queue here (no entryway): every account is activated, the reference's answer without one.
+	r.Query("com.atproto.temp.checkSignupQueue", s.handleCheckSignupQueue, std)
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)
