@@ -25,6 +25,17 @@ const (
 	prefDeclaredAge     = "app.bsky.actor.defs#declaredAgePref" // computed from personalDetailsPref, never stored
 )
 
+// fullPreferences: personal details are for full-access sessions, and for OAuth grants allowed the reference's
+// made-up method <lxm>Full at the AppView (transition:generic allows it).
+func (s *Server) fullPreferences(c echo.Context, v *auth.Caller) bool {
+	if !v.IsOAuth() {
+		return v.Scope == auth.ScopeAccess
+	}
+	nsid := xrpc.MethodNSID(c)
+	aud, err := s.proxy.Audience(c, nsid)
+	return err == nil && v.RequireRPC(nsid+"Full", aud) == nil
+}
+
 func (s *Server) handleGetPreferences(c echo.Context) error {
 	v := auth.CallerOf(c)
 	if s.proxy.ProxiedElsewhere(c) {
@@ -34,7 +45,7 @@ func (s *Server) handleGetPreferences(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	full := v.Scope == auth.ScopeAccess
+	full := s.fullPreferences(c, v)
 	out := []json.RawMessage{}
 	var birthDate string
 	for _, p := range prefs {
@@ -86,7 +97,7 @@ func (s *Server) handlePutPreferences(c echo.Context) error {
 	if in.Preferences == nil {
 		return xrpc.InvalidRequest("Input must have the property \"preferences\"")
 	}
-	full := v.Scope == auth.ScopeAccess
+	full := s.fullPreferences(c, v)
 	var prefs []accountstore.Preference
 	var outside, forbidden []string
 	for _, raw := range in.Preferences {

@@ -74,6 +74,8 @@ func corsMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
 		h.Set("Access-Control-Allow-Origin", "*")
+		// Browser OAuth clients read these (the DPoP nonce to use next; why a request was refused).
+		h.Set("Access-Control-Expose-Headers", "DPoP-Nonce, WWW-Authenticate")
 		if c.Request().Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE")
 			if req := c.Request().Header.Get("Access-Control-Request-Headers"); req != "" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobs"
+	"github.com/pdsgo/pds/pds/oauth/scope"
 	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
@@ -141,6 +142,9 @@ func (s *Server) handleCreateRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := auth.CallerOf(c).RequireRepo(in.Collection, scope.ActionCreate); err != nil {
+		return err
+	}
 	swapCommit, err := parseCIDParam("swapCommit", in.SwapCommit)
 	if err != nil {
 		return err
@@ -203,6 +207,12 @@ func (s *Server) handlePutRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// putRecord creates or replaces: the reference asks for both actions whichever happens.
+	for _, action := range []string{scope.ActionCreate, scope.ActionUpdate} {
+		if err := auth.CallerOf(c).RequireRepo(in.Collection, action); err != nil {
+			return err
+		}
+	}
 	swapCommit, err := parseCIDParam("swapCommit", in.SwapCommit)
 	if err != nil {
 		return err
@@ -247,6 +257,9 @@ func (s *Server) handleDeleteRecord(c echo.Context) error {
 	}
 	acct, err := s.accounts.Writable(ctx, in.Repo, auth.CallerDID(c))
 	if err != nil {
+		return err
+	}
+	if err := auth.CallerOf(c).RequireRepo(in.Collection, scope.ActionDelete); err != nil {
 		return err
 	}
 	nsid, err := xrpc.ParseNSID(in.Collection)
@@ -313,6 +326,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 		return err
 	}
 	mode := xrpc.ModeFromBool(in.Validate)
+	caller := auth.CallerOf(c)
 	ops := make([]repo.WriteOp, 0, len(in.Writes))
 	results := make([]map[string]any, 0, len(in.Writes))
 	for i, raw := range in.Writes {
@@ -329,6 +343,14 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 				}
 				action, resultType = repo.ActionUpdate, "com.atproto.repo.applyWrites#updateResult"
 			}
+			scopeAction := scope.ActionCreate
+			if action == repo.ActionUpdate {
+				scopeAction = scope.ActionUpdate
+			}
+			// Nothing is committed before every write passed: a refusal here changes nothing.
+			if err := caller.RequireRepo(w.Collection, scopeAction); err != nil {
+				return err
+			}
 			rec, err := s.prepareRecord(action, w.Collection, w.RKey, w.Value, mode)
 			if err != nil {
 				return err
@@ -344,6 +366,9 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 			}
 			results = append(results, result)
 		case "com.atproto.repo.applyWrites#delete":
+			if err := caller.RequireRepo(w.Collection, scope.ActionDelete); err != nil {
+				return err
+			}
 			nsid, err := xrpc.ParseNSID(w.Collection)
 			if err != nil {
 				return xrpc.InvalidRequest("writes[%d]: invalid collection: %s", i, w.Collection)

@@ -13,6 +13,7 @@ import (
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/oauth/scope"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -217,6 +218,10 @@ func (s *Server) handleGetSession(c echo.Context) error {
 		return err
 	}
 	out := s.sessionOutput(acct, nil)
+	if !auth.CallerOf(c).AllowsAccount("email", scope.ActionRead) {
+		// An OAuth grant without account:email (or transition:email) does not see the address.
+		out.Email, out.EmailConfirmed, out.EmailAuthFactor = "", nil, nil
+	}
 	return c.JSON(http.StatusOK, struct {
 		sessionOutput
 		AccessJwt  string `json:"accessJwt,omitempty"`

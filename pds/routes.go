@@ -4,6 +4,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/oauth/scope"
 	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -24,35 +25,66 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/xrpc/_health", s.handleHealth)
 	e.GET("/.well-known/atproto-did", s.handleWellKnownDID)
 
+	// OAuth (pds/oauth): /.well-known/oauth-protected-resource, /.well-known/oauth-authorization-server and
+	// /oauth/* (metadata, PAR, the sign-in and consent pages, token, revocation, their CORS preflights).
+	for _, rt := range s.oauth.Routes() {
+		e.Add(rt.Method, rt.Path, echo.WrapHandler(rt.Handler))
+	}
+
 	r := xrpc.NewRouter(e, s.catalog)
 	std := s.auth.RequireAuth(auth.Standard)
 	full := s.auth.RequireAuth(auth.Full)
 	takendown := s.auth.RequireAuth(auth.Takendown)
 
+	// What an OAuth grant needs for each method (the reference's authorize callbacks); legacy sessions pass
+	// these untouched. Checks that depend on the body (record writes) are in the handlers, and proxied calls
+	// are checked by pds/proxy (rpc:).
+	anyOAuth := auth.AnyOAuth()
+	noOAuth := auth.NoOAuth()
+	emailManage := auth.Account("email", scope.ActionManage)
+	statusManage := auth.Account("status", scope.ActionManage)
+	identityAll := auth.Identity("*")
+	uploadScope := auth.Authorize(func(c echo.Context, v *auth.Caller) error { // the declared type, before any byte
+		return v.RequireBlob(c.Request().Header.Get("Content-Type"))
+	})
+	serviceAuthScope := auth.Authorize(func(c echo.Context, v *auth.Caller) error {
+		lxm := c.QueryParam("lxm")
+		if lxm == "" {
+			lxm = "*" // a token for any method
+		}
+		return v.RequireRPC(lxm, c.QueryParam("aud"))
+	})
+	rpcHere := func(nsid string) echo.MiddlewareFunc { // an app.bsky method served here, as if at its service
+		return auth.RPC(nsid, func(c echo.Context) string {
+			aud, _ := s.proxy.Audience(c, nsid)
+			return aud
+		})
+	}
+
 	// com.atproto.server
 	r.Query("com.atproto.server.describeServer", s.handleDescribeServer)
 	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.limits.Route("createAccount"))
 	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.limits.Route("createSession"))
-	r.Query("com.atproto.server.getSession", s.handleGetSession, takendown)
+	r.Query("com.atproto.server.getSession", s.handleGetSession, takendown, anyOAuth) // email only with account:email
 	r.Procedure("com.atproto.server.refreshSession", s.handleRefreshSession)
 	r.Procedure("com.atproto.server.deleteSession", s.handleDeleteSession)
-	r.Query("com.atproto.server.checkAccountStatus", s.handleCheckAccountStatus, takendown)
+	r.Query("com.atproto.server.checkAccountStatus", s.handleCheckAccountStatus, takendown, anyOAuth)
 	r.Procedure("com.atproto.server.createInviteCode", s.handleCreateInviteCode, s.auth.RequireAdmin)
-	r.Procedure("com.atproto.server.activateAccount", s.handleActivateAccount, full)
-	r.Procedure("com.atproto.server.deactivateAccount", s.handleDeactivateAccount, s.auth.RequireAuth(auth.FullTakendown))
-	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, full, s.limits.Route("requestAccountDelete"))
+	r.Procedure("com.atproto.server.activateAccount", s.handleActivateAccount, full, statusManage)
+	r.Procedure("com.atproto.server.deactivateAccount", s.handleDeactivateAccount, s.auth.RequireAuth(auth.FullTakendown), statusManage)
+	r.Procedure("com.atproto.server.requestAccountDelete", s.handleRequestAccountDelete, full, noOAuth, s.limits.Route("requestAccountDelete"))
 	r.Procedure("com.atproto.server.deleteAccount", s.handleDeleteAccount, s.limits.Route("deleteAccount"))
-	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, full, s.limits.Route("requestEmailConfirmation"))
-	r.Procedure("com.atproto.server.confirmEmail", s.handleConfirmEmail, full)
-	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, full, s.limits.Route("requestEmailUpdate"))
-	r.Procedure("com.atproto.server.updateEmail", s.handleUpdateEmail, full)
+	r.Procedure("com.atproto.server.requestEmailConfirmation", s.handleRequestEmailConfirmation, full, emailManage, s.limits.Route("requestEmailConfirmation"))
+	r.Procedure("com.atproto.server.confirmEmail", s.handleConfirmEmail, full, emailManage)
+	r.Procedure("com.atproto.server.requestEmailUpdate", s.handleRequestEmailUpdate, full, emailManage, s.limits.Route("requestEmailUpdate"))
+	r.Procedure("com.atproto.server.updateEmail", s.handleUpdateEmail, full, emailManage)
 	r.Procedure("com.atproto.server.requestPasswordReset", s.handleRequestPasswordReset, s.limits.Route("requestPasswordReset"))
 	r.Procedure("com.atproto.server.resetPassword", s.handleResetPassword, s.limits.Route("resetPassword"))
-	r.Procedure("com.atproto.server.createAppPassword", s.handleCreateAppPassword, full)
-	r.Query("com.atproto.server.listAppPasswords", s.handleListAppPasswords, full)
-	r.Procedure("com.atproto.server.revokeAppPassword", s.handleRevokeAppPassword, full)
+	r.Procedure("com.atproto.server.createAppPassword", s.handleCreateAppPassword, full, noOAuth)
+	r.Query("com.atproto.server.listAppPasswords", s.handleListAppPasswords, full, noOAuth)
+	r.Procedure("com.atproto.server.revokeAppPassword", s.handleRevokeAppPassword, full, noOAuth)
 	r.Procedure("com.atproto.server.createInviteCodes", s.handleCreateInviteCodes, s.auth.RequireAdmin)
-	r.Query("com.atproto.server.getAccountInviteCodes", s.handleGetAccountInviteCodes, full)
+	r.Query("com.atproto.server.getAccountInviteCodes", s.handleGetAccountInviteCodes, full, noOAuth)
 
 	// com.atproto.admin (handle_admin.go): HTTP Basic admin:PDS_ADMIN_PASSWORD
 	admin := s.auth.RequireAdmin
@@ -75,16 +107,16 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("org.pdsgo.admin.importAccount", s.handleAdminImportAccount, admin)
 
 	// com.atproto.repo
-	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, std, s.limits.Write(ratelimit.Fixed(3)))
+	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, std, s.limits.Write(ratelimit.Fixed(3))) // repo: in the handlers
 	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, std, s.limits.Write(ratelimit.Fixed(2)))
 	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, std, s.limits.Write(ratelimit.Fixed(1)))
 	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, std, s.limits.Write(ratelimit.ApplyWritesPoints))
 	r.Query("com.atproto.repo.getRecord", s.handleGetRecord)
 	r.Query("com.atproto.repo.listRecords", s.handleListRecords)
 	r.Query("com.atproto.repo.describeRepo", s.handleDescribeRepo)
-	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, std, s.limits.Route("uploadBlob")) // body streamed, not JSON (handle_blob.go)
-	r.Query("com.atproto.repo.listMissingBlobs", s.handleListMissingBlobs, std)
-	r.Procedure("com.atproto.repo.importRepo", s.handleImportRepo, full) // body streamed, not JSON (handle_import.go)
+	r.Procedure("com.atproto.repo.uploadBlob", s.handleUploadBlob, std, uploadScope, s.limits.Route("uploadBlob")) // body streamed, not JSON (handle_blob.go)
+	r.Query("com.atproto.repo.listMissingBlobs", s.handleListMissingBlobs, std, anyOAuth)
+	r.Procedure("com.atproto.repo.importRepo", s.handleImportRepo, full, auth.Account("repo", scope.ActionManage)) // body streamed, not JSON (handle_import.go)
 
 	// com.atproto.sync
 	r.Query("com.atproto.sync.getRepo", s.handleSyncGetRepo, s.auth.OptionalAuth, s.limits.Route("getRepo"))
@@ -104,17 +136,17 @@ func (s *Server) routes() *echo.Echo {
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)
-	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, full, s.limits.Route("updateHandle"))
-	r.Query("com.atproto.identity.getRecommendedDidCredentials", s.handleGetRecommendedDidCredentials, std)
-	r.Procedure("com.atproto.identity.requestPlcOperationSignature", s.handleRequestPlcOperationSignature, s.auth.RequireAuth(auth.FullTakendown))
-	r.Procedure("com.atproto.identity.signPlcOperation", s.handleSignPlcOperation, s.auth.RequireAuth(auth.FullTakendown))
-	r.Procedure("com.atproto.identity.submitPlcOperation", s.handleSubmitPlcOperation, std)
+	r.Procedure("com.atproto.identity.updateHandle", s.handleUpdateHandle, full, auth.Identity("handle"), s.limits.Route("updateHandle"))
+	r.Query("com.atproto.identity.getRecommendedDidCredentials", s.handleGetRecommendedDidCredentials, std, anyOAuth)
+	r.Procedure("com.atproto.identity.requestPlcOperationSignature", s.handleRequestPlcOperationSignature, s.auth.RequireAuth(auth.FullTakendown), identityAll)
+	r.Procedure("com.atproto.identity.signPlcOperation", s.handleSignPlcOperation, s.auth.RequireAuth(auth.FullTakendown), identityAll)
+	r.Procedure("com.atproto.identity.submitPlcOperation", s.handleSubmitPlcOperation, std, identityAll)
 
 	// Service auth, and the app.bsky methods served or patched here (handle_appview.go, readafterwrite.go).
-	r.Query("com.atproto.server.getServiceAuth", s.handleGetServiceAuth, takendown)
-	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, takendown)
-	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, std)
-	r.Query("app.bsky.feed.getFeed", s.proxy.GetFeed, std)
+	r.Query("com.atproto.server.getServiceAuth", s.handleGetServiceAuth, takendown, serviceAuthScope)
+	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, takendown, rpcHere("app.bsky.actor.getPreferences"))
+	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, std, rpcHere("app.bsky.actor.putPreferences"))
+	r.Query("app.bsky.feed.getFeed", s.proxy.GetFeed, std) // rpc: checked by pds/proxy, as for the next six
 	r.Query("app.bsky.actor.getProfile", s.proxy.GetProfile, std)
 	r.Query("app.bsky.actor.getProfiles", s.proxy.GetProfiles, std)
 	r.Query("app.bsky.feed.getTimeline", s.proxy.GetTimeline, std)

@@ -28,6 +28,7 @@ import (
 	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/firehose"
 	"github.com/pdsgo/pds/pds/mailer"
+	"github.com/pdsgo/pds/pds/oauth"
 	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/pds/sequencer"
@@ -65,6 +66,8 @@ type Server struct {
 	blobs *blobs.Service
 	// writer is the write path: commits, import, crash recovery.
 	writer *writer.Writer
+	// oauth is the OAuth authorization server (pds/oauth); its access tokens reach handlers through s.auth.
+	oauth *oauth.Provider
 
 	rkeyMu    sync.Mutex
 	rkeyClock *syntax.TIDClock
@@ -205,6 +208,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		Docs:          ids.Docs(),
 		DocTimeout:    resolverTimeout(cfg),
 	}, store, s.accounts)
+	if err := s.newOAuth(cfg, ids, log); err != nil {
+		s.Close()
+		return nil, err
+	}
 	s.bg.Go(func() { s.blobs.Run(s.bg.Quit()) })
 	if err := s.writer.Recover(ctx); err != nil {
 		s.Close()
@@ -228,9 +235,16 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 			if err != nil {
 				return proxy.Caller{}, err
 			}
-			return proxy.Caller{DID: v.DID, AppPassword: v.Scope == auth.ScopeAppPass}, nil
+			auth.SetResponseHeaders(c, v)
+			return proxyCaller(v), nil
 		},
 		CallerDID: auth.CallerDID,
+		Caller: func(c echo.Context) proxy.Caller {
+			if v := auth.CallerOf(c); v != nil {
+				return proxyCaller(v)
+			}
+			return proxy.Caller{}
+		},
 	})
 	s.firehose = firehose.New(cfg.firehoseConfig(opts.CrawlNotifyInterval), s.seq, s.repos, log, s.bg, httpClient)
 	s.echo = s.routes()
@@ -244,6 +258,8 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 	}
 	// Deactivated accounts past their deleteAfter (pds/accounts).
 	s.bg.Go(func() { s.accounts.RunDeletionJob(s.bg.Quit()) })
+	// Expired OAuth requests, codes, sessions and browser sign-ins.
+	s.bg.Go(func() { s.pruneOAuth(s.bg.Quit()) })
 	return s, nil
 }
 

@@ -56,6 +56,7 @@ const (
 	NameExpiredToken           = "ExpiredToken"           // 400
 	NameInvalidToken           = "InvalidToken"           // 400
 	NameForbidden              = "Forbidden"              // 403
+	NameScopeMissing           = "ScopeMissingError"      // 403: an OAuth grant lacks the permission (the reference's name)
 	NameNotFound               = "NotFound"               // 404 (not an XRPC name; for non-method paths)
 	NameMethodNotAllowed       = "MethodNotAllowed"       // 405 (non-XRPC paths only)
 	NamePayloadTooLarge        = "PayloadTooLarge"        // 413

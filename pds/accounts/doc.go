@@ -5,7 +5,9 @@
 //
 // A [Service] embeds the account store, so a plain row lookup is s.AccountByDID; the rest is methods that
 // change an account and announce it on the firehose. Each change to an account's identity or status holds the
-// account's lock ([Service.Lock]).
+// account's lock ([Service.Lock]). It signs people in on the OAuth pages ([Service.OAuthAccounts]: account
+// password only) and ends their OAuth sessions through [SessionRevoker] when the password changes or the account
+// is deactivated, taken down or deleted.
 //
 // It touches the repository store only for whole repositories (create, import, export, delete) and the
 // sequencer only for account-level events (#identity, #account, #sync, and a new account's first commit);

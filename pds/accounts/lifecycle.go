@@ -61,6 +61,9 @@ func (s *Service) Deactivate(ctx context.Context, acct *accountstore.Account, de
 		return err
 	}
 	acct.DeactivatedAt, acct.DeleteAfter = &now, deleteAfter
+	if err := s.endSessions(ctx, acct.DID); err != nil {
+		return err
+	}
 	status := statusDeactivated
 	if acct.TakedownRef != "" {
 		status = statusTakendown
@@ -94,6 +97,9 @@ func (s *Service) deleteLocked(ctx context.Context, acct *accountstore.Account) 
 		return err
 	}
 	var errs []error
+	if err := s.endSessions(ctx, did); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.d.Repos.Delete(ctx, did); err != nil && !errors.Is(err, repo.ErrRepoNotFound) {
 		s.log.Error("account deleted but its repository files could not be removed", "did", did, "err", err)
 		errs = append(errs, err)

@@ -65,5 +65,5 @@ func (s *Service) SetPassword(ctx context.Context, did syntax.DID, password stri
 		}
 		return err
 	}
-	return nil
+	return s.endSessions(ctx, did)
 }

@@ -72,6 +72,7 @@ type Service struct {
 	log       *slog.Logger
 	locks     didLocks
 	takedowns takedownCache
+	revoker   SessionRevoker // OAuth sessions (SetSessionRevoker)
 }
 
 // New returns a Service.

@@ -147,6 +147,11 @@ func (s *Service) TakeDownAccount(ctx context.Context, did syntax.DID, ref strin
 		return err
 	}
 	s.takedowns.setAccount(did, ref != "")
+	if ref != "" {
+		if err := s.endSessions(ctx, did); err != nil {
+			return err
+		}
+	}
 	acct, err := s.Store.AccountByDID(ctx, did)
 	if err != nil {
 		return err

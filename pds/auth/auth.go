@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/oauth/scope"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -49,8 +50,12 @@ const (
 // Caller is the authenticated caller of a request.
 type Caller struct {
 	DID   syntax.DID
-	Scope string
-	// OAuth callers will add the client and its granted permissions here.
+	Scope string // the token's scope claim (for OAuth: the granted scope string)
+	// OAuth callers only: the client, the granted permissions (include: sets expanded), and the DPoP nonce
+	// the response must carry.
+	ClientID    string
+	Permissions *scope.Set
+	DPoPNonce   string
 }
 
 // Store is what auth needs of the account store: refresh tokens and app passwords.
@@ -92,8 +97,8 @@ type Verifier struct {
 	store     Store
 	takedowns TakedownChecker
 	tokens    verifiedTokens
-	// OAuth verifies "Authorization: DPoP" tokens; nil until the OAuth resource server lands (such requests
-	// then fail as missing authentication).
+	// OAuth verifies "Authorization: DPoP" tokens (an *OAuthVerifier); nil refuses them as missing
+	// authentication.
 	OAuth TokenVerifier
 }
 
@@ -104,6 +109,10 @@ func New(cfg Config, store Store, takedowns TakedownChecker) *Verifier {
 
 type sessionClaims struct {
 	Scope string `json:"scope"`
+	// cnf and lxm never appear in a session token: an OAuth (DPoP-bound) token or a service-auth token sent as
+	// Bearer carries them, and is refused (as the reference does).
+	Cnf any `json:"cnf,omitempty"`
+	Lxm any `json:"lxm,omitempty"`
 	jwt.RegisteredClaims
 }
 
@@ -288,7 +297,7 @@ func (v *Verifier) parseToken(raw, wantTyp string) (*sessionClaims, error) {
 	if typ, _ := tok.Header["typ"].(string); typ != wantTyp {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidToken, "Invalid token type")
 	}
-	if claims.Subject == "" || !strings.HasPrefix(claims.Subject, "did:") {
+	if claims.Subject == "" || !strings.HasPrefix(claims.Subject, "did:") || claims.Cnf != nil || claims.Lxm != nil {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidToken, "Malformed token")
 	}
 	return claims, nil
@@ -317,8 +326,7 @@ func (v *Verifier) RequireAuth(level Level) echo.MiddlewareFunc {
 				return err
 			}
 			c.Set(callerKey, caller)
-			c.Response().Header().Set("Cache-Control", "private")
-			c.Response().Header().Add("Vary", "Authorization")
+			SetResponseHeaders(c, caller)
 			return next(c)
 		}
 	}
@@ -327,12 +335,15 @@ func (v *Verifier) RequireAuth(level Level) echo.MiddlewareFunc {
 // OptionalAuth sets the caller when a valid access token is present, and fails on an invalid one.
 func (v *Verifier) OptionalAuth(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if _, ok := xrpc.BearerToken(c.Request()); ok {
+		if hasCredentials(c.Request()) {
 			caller, err := v.Authenticate(c.Request(), Standard)
 			if err != nil {
 				return err
 			}
 			c.Set(callerKey, caller)
+			if caller.IsOAuth() {
+				c.Response().Header().Set("DPoP-Nonce", caller.DPoPNonce)
+			}
 		}
 		return next(c)
 	}
@@ -343,7 +354,7 @@ func (v *Verifier) OptionalAuth(next echo.HandlerFunc) echo.HandlerFunc {
 func (v *Verifier) Authenticate(r *http.Request, level Level) (*Caller, error) {
 	var caller *Caller
 	var err error
-	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "DPoP "); ok && v.OAuth != nil {
+	if tok, ok := xrpc.DPoPToken(r); ok && v.OAuth != nil {
 		caller, err = v.OAuth.Verify(r, tok, level) // checks the token's permissions against level
 	} else {
 		caller, err = v.sessionCaller(r, level)
@@ -363,6 +374,26 @@ func (v *Verifier) Authenticate(r *http.Request, level Level) (*Caller, error) {
 		}
 	}
 	return caller, nil
+}
+
+// SetResponseHeaders marks an authenticated response private and, for an OAuth caller, gives the client the
+// DPoP nonce its next proof must carry (RFC 9449 8.2).
+func SetResponseHeaders(c echo.Context, caller *Caller) {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "private")
+	h.Add("Vary", "Authorization")
+	if caller.IsOAuth() && caller.DPoPNonce != "" {
+		h.Set("DPoP-Nonce", caller.DPoPNonce)
+	}
+}
+
+// hasCredentials reports whether the request carries an access token (Bearer or DPoP).
+func hasCredentials(r *http.Request) bool {
+	if _, ok := xrpc.BearerToken(r); ok {
+		return true
+	}
+	_, ok := xrpc.DPoPToken(r)
+	return ok
 }
 
 // sessionCaller checks a session access token (Authorization: Bearer).

@@ -30,6 +30,10 @@ func (p *Proxy) ProxiedElsewhere(c echo.Context) bool {
 func (p *Proxy) GetFeed(c echo.Context) error {
 	did := p.CallerDID(c)
 	nsid := xrpc.MethodNSID(c)
+	// The reference asks for both methods at the service the call is routed to (not the generator's aud).
+	if err := p.authorizeRoute(c, nsid, "app.bsky.feed.getFeedSkeleton"); err != nil {
+		return err
+	}
 	if p.cfg.AppView == nil {
 		return p.Call(c, did, nsid) // no AppView to read the generator record from: a plain proxied call
 	}

@@ -63,6 +63,22 @@ func (c *Config) services() []*Service {
 type Caller struct {
 	DID         syntax.DID
 	AppPassword bool // an ordinary app-password session (refused privileged methods)
+	// RequireRPC checks an OAuth grant's rpc: permission for a method at a service ("did#service_id"); nil
+	// for session tokens, whose access the proxy's own rules decide.
+	RequireRPC func(lxm, aud string) error
+}
+
+// requireRPC runs the caller's rpc: check for each method at the call's service.
+func (c Caller) requireRPC(aud string, lxms ...string) error {
+	if c.RequireRPC == nil {
+		return nil
+	}
+	for _, lxm := range lxms {
+		if err := c.RequireRPC(lxm, aud); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Deps is what the proxy needs from the rest of the server.
@@ -76,6 +92,8 @@ type Deps struct {
 	Authenticate func(c echo.Context) (Caller, error)
 	// CallerDID is the account a request was authenticated as, by the route's auth middleware.
 	CallerDID func(c echo.Context) syntax.DID
+	// Caller is the caller the route's auth middleware set (for the rpc: check of the routes served here).
+	Caller func(c echo.Context) Caller
 }
 
 // Proxy makes the calls forwarded to other services.

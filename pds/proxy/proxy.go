@@ -217,7 +217,52 @@ func (p *Proxy) Handle(c echo.Context) error {
 	if caller.AppPassword && IsPrivilegedMethod(nsid) {
 		return xrpc.InvalidToken("Bad token method")
 	}
+	if err := p.authorizeRPC(c, caller, nsid); err != nil {
+		return err
+	}
 	return p.Call(c, caller.DID, nsid)
+}
+
+// Audience is the service a call goes to, as an OAuth rpc: permission names it ("<did>#<service id>"): the
+// atproto-proxy header, or the namespace's default service. It needs no network request.
+func (p *Proxy) Audience(c echo.Context, nsid string) (string, error) {
+	if h := c.Request().Header.Get("atproto-proxy"); h != "" {
+		did, id, err := parseProxyHeader(h)
+		if err != nil {
+			return "", err
+		}
+		return did + "#" + id, nil
+	}
+	svc, id := p.defaultService(nsid)
+	if svc == nil {
+		return "", noServiceError(nsid)
+	}
+	return svc.DID + "#" + id, nil
+}
+
+// authorizeRPC checks an OAuth caller's rpc: permission for the methods (default: the call's own) at the
+// call's service, before anything is resolved or forwarded.
+func (p *Proxy) authorizeRPC(c echo.Context, caller Caller, lxms ...string) error {
+	if caller.RequireRPC == nil {
+		return nil
+	}
+	nsid := xrpc.MethodNSID(c)
+	aud, err := p.Audience(c, nsid)
+	if err != nil {
+		return err
+	}
+	if len(lxms) == 0 {
+		lxms = []string{nsid}
+	}
+	return caller.requireRPC(aud, lxms...)
+}
+
+// authorizeRoute is authorizeRPC for the routes served here, whose caller the route's middleware set.
+func (p *Proxy) authorizeRoute(c echo.Context, lxms ...string) error {
+	if p.Deps.Caller == nil {
+		return nil
+	}
+	return p.authorizeRPC(c, p.Deps.Caller(c), lxms...)
 }
 
 // Call forwards the current request for the account did (authenticated) and streams the answer back.

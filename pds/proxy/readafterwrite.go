@@ -132,6 +132,9 @@ func (p *Proxy) GetPostThread(c echo.Context) error { return p.readAfterWrite(c,
 func (p *Proxy) readAfterWrite(c echo.Context, munge munger) error {
 	ctx := c.Request().Context()
 	nsid := xrpc.MethodNSID(c)
+	if err := p.authorizeRoute(c, nsid); err != nil {
+		return err
+	}
 	up, acct, err := p.forwardCall(c, p.CallerDID(c), nsid, true)
 	if err != nil {
 		return err

@@ -1,0 +1,71 @@
+package accounts
+
+import (
+	"context"
+	"errors"
+
+	"github.com/bluesky-social/indigo/atproto/syntax"
+
+	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/oauth"
+)
+
+// SessionRevoker ends an account's sessions kept outside the account store (the OAuth provider's): called when
+// the password changes and when the account is deactivated, taken down or deleted.
+type SessionRevoker interface {
+	RevokeAccount(ctx context.Context, did syntax.DID) error
+}
+
+// SetSessionRevoker installs the revoker (the OAuth provider, built after the service because it signs people
+// in through it).
+func (s *Service) SetSessionRevoker(r SessionRevoker) { s.revoker = r }
+
+// endSessions ends the account's OAuth sessions; refresh tokens in the account store end with the store call
+// that changed the account.
+func (s *Service) endSessions(ctx context.Context, did syntax.DID) error {
+	if s.revoker == nil {
+		return nil
+	}
+	return s.revoker.RevokeAccount(context.WithoutCancel(ctx), did)
+}
+
+// OAuthAccounts is the account service as the OAuth sign-in pages see it (oauth.Accounts).
+func (s *Service) OAuthAccounts() oauth.Accounts { return oauthAccounts{s} }
+
+type oauthAccounts struct{ s *Service }
+
+// SignIn checks a handle, email or DID and the account password. App passwords never match (they live in
+// another table and this checks only the account password); taken-down and deactivated accounts are
+// unavailable.
+func (a oauthAccounts) SignIn(ctx context.Context, identifier, password string) (oauth.Account, error) {
+	acct, err := a.s.Lookup(ctx, identifier)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return oauth.Account{}, oauth.ErrBadCredentials
+	}
+	if err != nil {
+		return oauth.Account{}, err
+	}
+	if !VerifyPassword(password, acct.PasswordHash) {
+		return oauth.Account{}, oauth.ErrBadCredentials
+	}
+	return usable(acct)
+}
+
+// Account returns a usable account.
+func (a oauthAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Account, error) {
+	acct, err := a.s.AccountByDID(ctx, did)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return oauth.Account{}, oauth.ErrAccountUnavailable
+	}
+	if err != nil {
+		return oauth.Account{}, err
+	}
+	return usable(acct)
+}
+
+func usable(acct *accountstore.Account) (oauth.Account, error) {
+	if !acct.Active() {
+		return oauth.Account{}, oauth.ErrAccountUnavailable
+	}
+	return oauth.Account{DID: syntax.DID(acct.DID), Handle: acct.Handle, Email: acct.Email}, nil
+}
