@@ -132,7 +132,7 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("com.atproto.sync.getHead", s.handleSyncGetHead, s.auth.OptionalAuth)
 	r.Query("com.atproto.sync.getCheckout", s.handleSyncGetCheckout, s.auth.OptionalAuth)
 	// No signup queue here (no entryway): every account is activated, the reference's answer without one.
-	r.Query("com.atproto.temp.checkSignupQueue", s.handleCheckSignupQueue, std)
+	r.Query("com.atproto.temp.checkSignupQueue", s.handleCheckSignupQueue, std, noOAuth)
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)

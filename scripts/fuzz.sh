@@ -27,6 +27,7 @@ targets='
 ./repo FuzzMSTOps
 ./pds/auth FuzzSessionJWT
 ./pds/auth FuzzServiceAuthJWT
+./pds/oauth/dpop FuzzVerify
 '
 echo "$targets" | while read -r pkg target; do
 	[ -n "$pkg" ] || continue

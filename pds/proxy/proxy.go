@@ -111,6 +111,9 @@ func (p *Proxy) Report(c echo.Context) error {
 	if !p.hasTarget(c, nsid) {
 		return noServiceError(nsid)
 	}
+	if err := p.authorizeRoute(c, nsid); err != nil {
+		return err
+	}
 	return p.Call(c, p.CallerDID(c), nsid)
 }
 

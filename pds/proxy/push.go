@@ -28,6 +28,10 @@ func (p *Proxy) Push(c echo.Context) error {
 		return p.Handle(c)
 	}
 	nsid := xrpc.MethodNSID(c)
+	// An OAuth grant needs rpc: for the method at the AppView, whichever service gets it (the reference's rule).
+	if err := p.authorizeRoute(c, nsid); err != nil {
+		return err
+	}
 	raw, err := xrpc.ReadRawJSON(c, xrpc.JSONBodyLimit)
 	if err != nil {
 		return err
