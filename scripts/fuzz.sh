@@ -23,6 +23,7 @@ targets='
 ./xrpc FuzzLanguage
 ./xrpc FuzzATURI
 ./repo FuzzImportCAR
+./repo FuzzCARReader
 ./repo FuzzImportRecordBlock
 ./repo FuzzMSTOps
 ./pds/auth FuzzSessionJWT
