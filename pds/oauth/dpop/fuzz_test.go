@@ -1,10 +1,13 @@
 package dpop
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bluesky-social/indigo/atproto/atcrypto"
 )
 
 // FuzzVerify: arbitrary strings as a DPoP proof for a token request and a resource request (seeded with valid
@@ -12,7 +15,11 @@ import (
 // accepted that the seed key did not sign for this method.
 func FuzzVerify(f *testing.F) {
 	fixed := time.Unix(1_800_000_000, 0)
-	priv := genP256(&testing.T{})
+	// A fixed key: the fuzzer's worker processes run this setup again and must agree with the seeds.
+	priv, err := atcrypto.ParsePrivateBytesP256(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		f.Fatal(err)
+	}
 	pub, _ := priv.PublicKey()
 	want, err := KeyThumbprint(pub)
 	if err != nil {
