@@ -3,6 +3,7 @@ module github.com/pdsgo/pds
 go 1.26.0
 
 require (
+	filippo.io/age v1.3.2
 	github.com/bluesky-social/indigo v0.0.0-20260605210604-af2fec94f34c
 	github.com/chromedp/chromedp v0.24.0
 	github.com/golang-jwt/jwt/v5 v5.2.2
@@ -19,6 +20,16 @@ require (
 	golang.org/x/crypto v0.59.0
 	modernc.org/sqlite v1.62.0
 )
+
+require github.com/urfave/cli/v3 v3.14.0
+
+require (
+	github.com/go-jose/go-jose/v4 v4.1.8 // indirect
+	github.com/letsencrypt/challtestsrv v1.4.2 // indirect
+	github.com/letsencrypt/pebble/v2 v2.10.3
+)
+
+require filippo.io/hpke v0.4.0 // indirect
 
 require (
 	github.com/chromedp/cdproto v0.160.1 // indirect

@@ -17,21 +17,29 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 
+	"github.com/pdsgo/pds/pds/backup"
 	"github.com/pdsgo/pds/pds/blobstore"
 )
 
 // Config is the server's whole configuration. It is built from the environment (the reference PDS's variable
 // names, so an operator's pds.env keeps working) and passed explicitly; nothing reads the environment later.
 type Config struct {
-	Hostname      string // PDS_HOSTNAME
-	Port          int    // PDS_PORT
-	BindAddress   string // PDS_BIND_ADDRESS: 127.0.0.1 for localhost, else all interfaces
-	PublicURL     string // https://<hostname>, or http://localhost:<port> for local runs
-	ServiceDID    string // PDS_SERVICE_DID, default did:web:<hostname>
-	ServiceName   string // PDS_SERVICE_NAME
-	DataDirectory string // PDS_DATA_DIRECTORY
+	Hostname    string // PDS_HOSTNAME
+	Port        int    // PDS_PORT
+	BindAddress string // PDS_BIND_ADDRESS: 127.0.0.1 for localhost, else all interfaces
+	PublicURL   string // https://<hostname>, or http://localhost:<port> for local runs
+	ServiceDID  string // PDS_SERVICE_DID, default did:web:<hostname>
+	ServiceName string // PDS_SERVICE_NAME
+	// Shown by describeServer (links, contact), as the reference.
+	PrivacyPolicyURL    string    // PDS_PRIVACY_POLICY_URL
+	TermsOfServiceURL   string    // PDS_TERMS_OF_SERVICE_URL
+	ContactEmailAddress string    // PDS_CONTACT_EMAIL_ADDRESS
+	DataDirectory       string    // PDS_DATA_DIRECTORY
+	TLS                 TLSConfig // PDS_TLS=auto: HTTPS served by the PDS itself (config_tls.go)
 
-	PLCURL               string   // PDS_DID_PLC_URL
+	PLCURL               string   // PDS_DID_PLC_URL; for the embedded directory, set by New once it listens
+	EmbeddedPLC          bool     // localhost without PDS_DID_PLC_URL: New runs identity/plcserver on <data>/plc.sqlite
+	EmbeddedPLCAddr      string   // PDS_EMBEDDED_PLC_ADDR (default 127.0.0.1:2582): where the embedded directory listens
 	ServiceHandleDomains []string // PDS_SERVICE_HANDLE_DOMAINS, each starting with "."
 	InviteRequired       bool     // PDS_INVITE_REQUIRED
 	RecoveryDIDKey       string   // PDS_RECOVERY_DID_KEY: an operator-held rotation key added to new accounts
@@ -86,6 +94,9 @@ type Config struct {
 	AcceptingRepoImports bool  // PDS_ACCEPTING_REPO_IMPORTS (default true)
 	MaxRepoImportSize    int64 // PDS_MAX_REPO_IMPORT_SIZE (bytes, default 1 GiB)
 
+	// Backup is the continuous backup (PDS_BACKUP_URL, _KEY, _INTERVAL, _RETENTION, _S3_*); nil = off.
+	Backup *backup.Config
+
 	// MemoryLimit is the Go runtime's soft memory limit in bytes that cmd/pds applies when GOMEMLIMIT is not
 	// set (PDS_MEMORY_LIMIT, default 64 MiB; 0 = none). See docs/operators.md.
 	MemoryLimit int64
@@ -97,15 +108,36 @@ type Config struct {
 // Getenv is the environment lookup LoadConfig uses; tests pass a map's lookup.
 type Getenv func(string) string
 
+// Lookup is an environment lookup that tells an unset variable from one set to "" (os.LookupEnv).
+type Lookup func(string) (string, bool)
+
 // LoadConfig builds the configuration. Secrets that are not configured are generated once and kept in
-// <data>/secrets.json (mode 0600), so a bare `pds serve` works and keeps working across restarts.
+// <data>/secrets.json (mode 0600), so a bare `pds serve` works and keeps working across restarts. A variable
+// set to "" counts as unset; LoadConfigLookup tells them apart (an empty service variable turns it off).
 func LoadConfig(getenv Getenv) (*Config, error) {
+	return LoadConfigLookup(func(k string) (string, bool) {
+		v := getenv(k)
+		return v, v != ""
+	})
+}
+
+// LoadConfigLookup is LoadConfig with a lookup that can say a variable is set to "".
+func LoadConfigLookup(lookup Lookup) (*Config, error) { return loadConfig(lookup, true) }
+
+// InspectConfig is LoadConfigLookup without touching the disk: the data directory is not created and no
+// secret is generated (those not configured stay empty). `pds doctor` uses it.
+func InspectConfig(lookup Lookup) (*Config, error) { return loadConfig(lookup, false) }
+
+func loadConfig(lookup Lookup, write bool) (*Config, error) {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
 	c := &Config{
 		Hostname:              or(getenv("PDS_HOSTNAME"), "localhost"),
 		ServiceName:           or(getenv("PDS_SERVICE_NAME"), "PDS"),
 		DataDirectory:         or(getenv("PDS_DATA_DIRECTORY"), "./data"),
-		PLCURL:                strings.TrimRight(or(getenv("PDS_DID_PLC_URL"), "https://plc.directory"), "/"),
 		RecoveryDIDKey:        getenv("PDS_RECOVERY_DID_KEY"),
+		PrivacyPolicyURL:      getenv("PDS_PRIVACY_POLICY_URL"),
+		TermsOfServiceURL:     getenv("PDS_TERMS_OF_SERVICE_URL"),
+		ContactEmailAddress:   getenv("PDS_CONTACT_EMAIL_ADDRESS"),
 		AdminPassword:         getenv("PDS_ADMIN_PASSWORD"),
 		EmailSMTPURL:          getenv("PDS_EMAIL_SMTP_URL"),
 		EmailFromAddress:      getenv("PDS_EMAIL_FROM_ADDRESS"),
@@ -141,7 +173,6 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 	if c.MaxSubscriptionBuffer, err = intEnv(getenv, "PDS_MAX_SUBSCRIPTION_BUFFER", 500); err != nil {
 		return nil, err
 	}
-	c.Crawlers = splitList(getenv("PDS_CRAWLERS"))
 	if err := c.loadRateLimits(getenv); err != nil {
 		return nil, err
 	}
@@ -160,14 +191,23 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 	if err := c.loadServices(getenv); err != nil {
 		return nil, err
 	}
+	if err := c.loadNetworkDefaults(lookup, local); err != nil {
+		return nil, err
+	}
+	if c.Backup, err = backup.ConfigFromEnv(getenv); err != nil {
+		return nil, err
+	}
 
 	if _, err := syntax.ParseHandle(c.Hostname); err != nil && !local {
 		return nil, fmt.Errorf("PDS_HOSTNAME %q is not a valid hostname", c.Hostname)
 	}
+	if err := c.loadTLS(getenv, local); err != nil {
+		return nil, err
+	}
 	c.BindAddress = getenv("PDS_BIND_ADDRESS")
 	if c.BindAddress == "" {
 		c.BindAddress = "0.0.0.0"
-		if local {
+		if local || c.TLS.Auto { // with built-in HTTPS the plain port serves only this machine (admin commands, health)
 			c.BindAddress = "127.0.0.1"
 		}
 	}
@@ -199,6 +239,9 @@ func LoadConfig(getenv Getenv) (*Config, error) {
 		if _, err := atcrypto.ParsePublicDIDKey(c.RecoveryDIDKey); err != nil {
 			return nil, fmt.Errorf("PDS_RECOVERY_DID_KEY: %w", err)
 		}
+	}
+	if !write {
+		return c, nil
 	}
 	if err := os.MkdirAll(c.DataDirectory, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)

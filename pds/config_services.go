@@ -76,6 +76,9 @@ func (c *Config) loadServices(getenv Getenv) error {
 // serviceEnv reads <prefix>_URL and <prefix>_DID: both or neither.
 func serviceEnv(getenv Getenv, prefix string) (*ServiceConfig, error) {
 	u, did := strings.TrimRight(getenv(prefix+"_URL"), "/"), getenv(prefix+"_DID")
+	if u == "none" { // turned off (config_network.go: a real hostname otherwise gets a default)
+		return nil, nil
+	}
 	if u == "" && did == "" {
 		return nil, nil
 	}

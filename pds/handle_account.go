@@ -1,7 +1,6 @@
 package pds
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -77,24 +77,18 @@ func (s *Server) handleDeleteAccount(c echo.Context) error {
 		return err
 	}
 	acct, err := s.accounts.AccountByDID(ctx, syntax.DID(in.DID))
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.InvalidRequest("account not found")
-	}
 	if err != nil {
-		return err
+		return xrpcerr.DeleteAccount(err)
 	}
 	if len(in.Password) > 512 || !accounts.VerifyPassword(in.Password, acct.PasswordHash) {
-		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid did or password")
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Invalid did or password")
 	}
 	// The token goes with the account row; checking it is enough.
 	if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposeDeleteAccount, in.Token); err != nil {
-		return accounts.EmailTokenError(err)
+		return xrpcerr.EmailToken(err)
 	}
 	if err := s.accounts.Delete(ctx, acct.DID); err != nil {
-		if errors.Is(err, accountstore.ErrNotFound) {
-			return xrpc.InvalidRequest("account not found") // deleted concurrently
-		}
-		return err
+		return xrpcerr.DeleteAccount(err) // not found: deleted concurrently
 	}
 	return c.NoContent(http.StatusOK)
 }

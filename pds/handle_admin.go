@@ -13,7 +13,7 @@ import (
 
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/pds/writer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -69,11 +69,8 @@ func (s *Server) accountView(ctx context.Context, a *accountstore.Account) (*acc
 func (s *Server) handleAdminGetAccountInfo(c echo.Context) error {
 	ctx := c.Request().Context()
 	acct, err := s.accounts.AccountByDID(ctx, xrpc.ParamDID(c, "did"))
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "NotFound", "Account not found")
-	}
 	if err != nil {
-		return err
+		return xrpcerr.AdminAccount(err)
 	}
 	v, err := s.accountView(ctx, acct)
 	if err != nil {
@@ -187,7 +184,7 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 			return err
 		}
 		if in.Takedown != nil {
-			canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
+			canonical := repo.RecordURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
 			if err := s.accounts.TakeDownRecord(ctx, acct.DID, canonical, subj.CID, accounts.TakedownRef(in.Takedown.Applied, in.Takedown.Ref)); err != nil {
 				return err
 			}
@@ -215,7 +212,7 @@ func (s *Server) handleAdminUpdateSubjectStatus(c echo.Context) error {
 func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 	ctx := c.Request().Context()
 	did, uriParam, blob := xrpc.ParamDID(c, "did"), xrpc.ParamString(c, "uri"), xrpc.ParamString(c, "blob")
-	notFound := xrpc.NewError(http.StatusBadRequest, "NotFound", "Subject not found")
+	notFound := xrpc.NewError(http.StatusBadRequest, xrpc.NameNotFound, "Subject not found")
 	switch {
 	case uriParam != "":
 		uri, err := syntax.ParseATURI(uriParam)
@@ -229,10 +226,10 @@ func (s *Server) handleAdminGetSubjectStatus(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		canonical := atURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
+		canonical := repo.RecordURI(acct.DID, uri.Collection().String(), uri.RecordKey().String())
 		r, err := s.repos.Repo(ctx, acct.DID)
 		if err != nil {
-			return writer.RepoError(err)
+			return xrpcerr.Repo(err)
 		}
 		recCID, _, err := r.GetRecord(ctx, uri.Collection().String(), uri.RecordKey().String())
 		r.Release()
@@ -321,10 +318,7 @@ func (s *Server) handleAdminUpdateAccountEmail(c echo.Context) error {
 		return err
 	}
 	if err := s.accounts.UpdateEmail(ctx, acct.DID, email); err != nil {
-		if errors.Is(err, accountstore.ErrEmailTaken) {
-			return xrpc.InvalidRequest("This email address is already in use, please use a different email.")
-		}
-		return err
+		return xrpcerr.EmailUpdate(err)
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -355,7 +349,7 @@ func (s *Server) handleAdminDeleteAccount(c echo.Context) error {
 	}
 	if err := s.accounts.Delete(c.Request().Context(), syntax.DID(in.DID)); err != nil {
 		if errors.Is(err, accountstore.ErrNotFound) {
-			return accounts.NotFound()
+			return xrpcerr.AccountNotFound()
 		}
 		return err
 	}
@@ -372,7 +366,7 @@ func (s *Server) handleAdminSetAccountInvites(disabled bool) echo.HandlerFunc {
 			return err
 		}
 		if err := s.accounts.SetInvitesDisabled(c.Request().Context(), syntax.DID(in.Account), disabled); err != nil {
-			return accounts.InviteError(err)
+			return xrpcerr.Invite(err)
 		}
 		return c.NoContent(http.StatusOK)
 	}
@@ -387,7 +381,7 @@ func (s *Server) handleAdminDisableInviteCodes(c echo.Context) error {
 		return err
 	}
 	if err := s.accounts.DisableInviteCodes(c.Request().Context(), in.Codes, in.Accounts); err != nil {
-		return accounts.InviteError(err)
+		return xrpcerr.Invite(err)
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -403,7 +397,7 @@ func (s *Server) handleAdminGetInviteCodes(c echo.Context) error {
 	}
 	codes, cursor, err := s.accounts.ListInviteCodes(c.Request().Context(), sort, xrpc.ParamString(c, "cursor"), xrpc.ParamInt(c, "limit", 100))
 	if err != nil {
-		return accounts.InviteError(err)
+		return xrpcerr.Invite(err)
 	}
 	out := map[string]any{"codes": viewInviteCodes(codes)}
 	if cursor != "" {
@@ -425,11 +419,8 @@ func (s *Server) handleAdminSendEmail(c echo.Context) error {
 		return err
 	}
 	acct, err := s.accounts.AccountByDID(ctx, syntax.DID(in.RecipientDID))
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.InvalidRequest("Recipient not found")
-	}
 	if err != nil {
-		return err
+		return xrpcerr.Recipient(err)
 	}
 	if acct.Email == "" {
 		return xrpc.InvalidRequest("account does not have an email address")

@@ -1,7 +1,6 @@
 package pds
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -9,8 +8,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -34,21 +33,9 @@ func (s *Server) handleCreateAppPassword(c echo.Context) error {
 	if name == "" || utf8.RuneCountInString(name) > 64 {
 		return xrpc.InvalidRequest("App password name must be 1 to 64 characters")
 	}
-	did := auth.CallerOf(c).DID
-	password := auth.NewAppPassword()
-	hash, err := auth.HashAppPassword(did, password)
+	password, now, err := s.auth.CreateAppPassword(ctx, auth.CallerOf(c).DID, name, in.Privileged)
 	if err != nil {
-		return err
-	}
-	now := time.Now().UTC()
-	if err := s.accounts.CreateAppPassword(ctx, did, name, hash, in.Privileged, now); err != nil {
-		switch {
-		case errors.Is(err, accountstore.ErrAppPasswordExists):
-			return xrpc.InvalidRequest("An app password with that name already exists")
-		case errors.Is(err, accountstore.ErrNotFound):
-			return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-		}
-		return err
+		return xrpcerr.AppPassword(err)
 	}
 	return c.JSON(http.StatusOK, appPasswordOutput{Name: name, Password: password, CreatedAt: now.Format(time.RFC3339Nano), Privileged: in.Privileged})
 }

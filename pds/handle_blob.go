@@ -10,10 +10,9 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobstore"
-	"github.com/pdsgo/pds/pds/writer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -32,10 +31,7 @@ type blobOutput struct {
 func (s *Server) handleUploadBlob(c echo.Context) error {
 	ctx := c.Request().Context()
 	req := c.Request()
-	acct, err := s.accounts.AccountByDID(ctx, auth.CallerOf(c).DID)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
-	}
+	acct, err := s.accounts.ByDID(ctx, auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}
@@ -54,14 +50,8 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 		req.Body = http.NoBody
 	}
 	tmp, err := blobstore.Put(ctx, s.blobs.Store(), req.Body, size, s.blobs.Limit())
-	var be *blobstore.BodyError
-	switch {
-	case errors.Is(err, blobstore.ErrTooLarge):
-		return xrpc.PayloadTooLarge("Blob is larger than the upload limit (%d bytes)", s.blobs.Limit())
-	case errors.As(err, &be):
-		return xrpc.InvalidRequest("Could not read the request body")
-	case err != nil:
-		return err
+	if err != nil {
+		return xrpcerr.Upload(err, s.blobs.Limit())
 	}
 	promoted := false
 	defer func() {
@@ -78,7 +68,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	}
 	r, err := s.repos.Repo(ctx, did)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	defer r.Release()
 
@@ -98,29 +88,8 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 		mimeType = "application/octet-stream"
 	}
 
-	now := time.Now()
-	release, err := s.blobs.Mark(ctx, did, now.Add(s.blobs.Expiry()))
+	row, promoted, err := s.blobs.Save(ctx, r, did, tmp, mimeType)
 	if err != nil {
-		return err
-	}
-	defer release()
-	unlock := s.blobs.Lock(did, tmp.CID)
-	defer unlock()
-	// Past this point a cancelled request must not leave the row half-way: finish with a detached context.
-	dctx := context.WithoutCancel(ctx)
-	row, err := r.BeginBlob(dctx, repo.BlobRef{CID: tmp.CID, MimeType: mimeType, Size: tmp.Size}, now)
-	if err != nil {
-		return err
-	}
-	// A blob stored already (the same bytes uploaded again) is not rewritten: no copy on S3, and readers of it
-	// are undisturbed. Anything else (new, revived, or bytes lost) is promoted.
-	if n, err := s.blobs.Store().Stat(dctx, did, tmp.CID); row.State != repo.BlobReady || err != nil || n != tmp.Size {
-		if err := s.blobs.Store().Promote(dctx, tmp.Key, did, tmp.CID); err != nil {
-			return err
-		}
-		promoted = true
-	}
-	if row, err = r.FinishBlob(dctx, tmp.CID, now); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"blob": blobOutput{
@@ -201,7 +170,7 @@ func (s *Server) blobRow(ctx context.Context, did syntax.DID, c cid.Cid) (*repo.
 
 func (s *Server) handleSyncListBlobs(c echo.Context) error {
 	ctx := c.Request().Context()
-	_, r, err := s.syncRepo(c)
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -227,7 +196,7 @@ type missingBlob struct {
 func (s *Server) handleListMissingBlobs(c echo.Context) error {
 	ctx := c.Request().Context()
 	did := auth.CallerOf(c).DID
-	r, err := s.openRepo(c, did)
+	r, err := s.accounts.OpenRepo(c.Request().Context(), did)
 	if err != nil {
 		return err
 	}
@@ -238,7 +207,7 @@ func (s *Server) handleListMissingBlobs(c echo.Context) error {
 	}
 	blobs := make([]missingBlob, len(missing))
 	for i, m := range missing {
-		blobs[i] = missingBlob{CID: m.CID, RecordURI: atURI(did, m.Collection, m.RKey)}
+		blobs[i] = missingBlob{CID: m.CID, RecordURI: repo.RecordURI(did, m.Collection, m.RKey)}
 	}
 	out := map[string]any{"blobs": blobs}
 	if cursor != "" {

@@ -1,25 +1,20 @@
 package pds
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/xrpc"
 )
 
 func (s *Server) handleRequestEmailConfirmation(c echo.Context) error {
-	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
-	if err != nil {
-		return err
-	}
-	if err := s.accounts.SendEmailToken(c.Request().Context(), acct, accountstore.PurposeConfirmEmail); err != nil {
+	if err := s.accounts.RequestEmailConfirmation(c.Request().Context(), auth.CallerOf(c).DID); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
@@ -39,10 +34,10 @@ func (s *Server) handleConfirmEmail(c echo.Context) error {
 		return err
 	}
 	if !strings.EqualFold(acct.Email, strings.TrimSpace(in.Email)) {
-		return xrpc.NewError(http.StatusBadRequest, "InvalidEmail", "invalid email")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidEmail, "invalid email")
 	}
 	if err := s.accounts.ConsumeEmailToken(ctx, acct.DID, accountstore.PurposeConfirmEmail, in.Token); err != nil {
-		return accounts.EmailTokenError(err)
+		return xrpcerr.EmailToken(err)
 	}
 	if err := s.accounts.SetEmailConfirmed(ctx, acct.DID, time.Now()); err != nil {
 		return err
@@ -51,19 +46,9 @@ func (s *Server) handleConfirmEmail(c echo.Context) error {
 }
 
 func (s *Server) handleRequestEmailUpdate(c echo.Context) error {
-	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
+	tokenRequired, err := s.accounts.RequestEmailUpdate(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
-	}
-	if acct.Email == "" {
-		return xrpc.InvalidRequest("account does not have an email address")
-	}
-	// Only a confirmed address has to prove it is still the owner's; the token goes to the current address.
-	tokenRequired := acct.EmailConfirmedAt != nil
-	if tokenRequired {
-		if err := s.accounts.SendEmailToken(c.Request().Context(), acct, accountstore.PurposeUpdateEmail); err != nil {
-			return err
-		}
 	}
 	return c.JSON(http.StatusOK, map[string]bool{"tokenRequired": tokenRequired})
 }
@@ -78,28 +63,14 @@ func (s *Server) handleUpdateEmail(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	email := strings.ToLower(strings.TrimSpace(in.Email))
-	if !accounts.ValidEmail(email) {
-		return xrpc.InvalidRequest("This email address is not supported, please use a different email.")
-	}
-	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
-	if err != nil {
+	did := auth.CallerOf(c).DID
+	if err := s.accounts.ChangeEmail(ctx, did, in.Email, in.Token); err != nil {
 		return err
 	}
-	if acct.EmailConfirmedAt != nil {
-		if in.Token == "" {
-			return xrpc.NewError(http.StatusBadRequest, "TokenRequired", "confirmation token required")
+	if in.EmailAuthFactor != nil {
+		if err := s.accounts.SetTwoFactor(ctx, did, *in.EmailAuthFactor); err != nil {
+			return err
 		}
-		// Checked, not used up: an address already taken must not burn the token.
-		if err := s.accounts.CheckEmailToken(ctx, acct.DID, accountstore.PurposeUpdateEmail, in.Token); err != nil {
-			return accounts.EmailTokenError(err)
-		}
-	}
-	if err := s.accounts.UpdateEmail(ctx, acct.DID, email); err != nil {
-		if errors.Is(err, accountstore.ErrEmailTaken) {
-			return xrpc.InvalidRequest("This email address is already in use, please use a different email.")
-		}
-		return err
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -112,15 +83,9 @@ func (s *Server) handleRequestPasswordReset(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	acct, err := s.accounts.AccountByEmail(ctx, strings.TrimSpace(in.Email))
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.InvalidRequest("account does not have an email address")
-	}
+	err := s.accounts.RequestPasswordReset(ctx, in.Email)
 	if err != nil {
-		return err
-	}
-	if err := s.accounts.SendEmailToken(ctx, acct, accountstore.PurposeResetPassword); err != nil {
-		return err
+		return xrpcerr.PasswordResetAccount(err)
 	}
 	return c.NoContent(http.StatusOK)
 }
@@ -134,14 +99,7 @@ func (s *Server) handleResetPassword(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if in.Password == "" || len(in.Password) > accounts.MaxPasswordLength {
-		return xrpc.InvalidRequest("Invalid password length.")
-	}
-	did, err := s.accounts.ConsumeEmailTokenByValue(ctx, accountstore.PurposeResetPassword, in.Token)
-	if err != nil {
-		return accounts.EmailTokenError(err)
-	}
-	if err := s.accounts.SetPassword(ctx, did, in.Password); err != nil {
+	if _, err := s.accounts.ResetPassword(ctx, in.Token, in.Password); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusOK)

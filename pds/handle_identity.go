@@ -20,7 +20,7 @@ func (s *Server) handleResolveHandle(c echo.Context) error {
 	ctx := c.Request().Context()
 	h, err := syntax.ParseHandle(strings.TrimSpace(xrpc.ParamString(c, "handle")))
 	if err != nil {
-		return xrpc.NewError(http.StatusBadRequest, "InvalidHandle", "Invalid handle")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidHandle, "Invalid handle")
 	}
 	handle := h.Normalize()
 	// Deactivated and taken-down accounts do not resolve, as in the reference.
@@ -30,7 +30,7 @@ func (s *Server) handleResolveHandle(c echo.Context) error {
 		return err
 	}
 	if s.cfg.IsServiceHandle(handle.String()) {
-		return xrpc.NewError(http.StatusBadRequest, "HandleNotFound", "Unable to resolve handle")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotFound, "Unable to resolve handle")
 	}
 	// Resolution only (DNS, then HTTPS well-known), as the reference: the DID document need not agree.
 	did, err := s.accounts.ResolveHandle(ctx, handle, false)

@@ -1,18 +1,16 @@
 package pds
 
 import (
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
-	"github.com/pdsgo/pds/pds/writer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -28,25 +26,6 @@ import (
 //   - re-signs: the head becomes a new commit over the same data root, signed with this server's key for the
 //     account, with a rev after the imported one, so what relays fetch after activation verifies against the
 //     DID document that points here.
-
-const defaultMaxRepoImportSize = 1 << 30
-
-// loadImportConfig reads the import settings (called by LoadConfig).
-func (c *Config) loadImportConfig(getenv Getenv) error {
-	var err error
-	if c.AcceptingRepoImports, err = boolEnv(getenv, "PDS_ACCEPTING_REPO_IMPORTS", true); err != nil {
-		return err
-	}
-	c.MaxRepoImportSize = defaultMaxRepoImportSize
-	if v := getenv("PDS_MAX_REPO_IMPORT_SIZE"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("PDS_MAX_REPO_IMPORT_SIZE: not a byte count: %q", v)
-		}
-		c.MaxRepoImportSize = n
-	}
-	return nil
-}
 
 const carMIME = "application/vnd.ipld.car"
 
@@ -95,15 +74,8 @@ func (s *Server) handleImportRepo(c echo.Context) error {
 		Signer:    signer,
 		MaxBytes:  s.cfg.MaxRepoImportSize,
 	})
-	switch {
-	case errors.Is(err, repo.ErrImportTooLarge):
-		return xrpc.PayloadTooLarge("Repository is larger than the import limit (%d bytes)", s.cfg.MaxRepoImportSize)
-	case errors.Is(err, repo.ErrImportInvalid):
-		return xrpc.InvalidRequest("Invalid repository: %s", xrpc.TrimSentinel(err, repo.ErrImportInvalid))
-	case errors.Is(err, repo.ErrImportInProgress), errors.Is(err, repo.ErrImportConflict):
-		return xrpc.InvalidRequest("%s", err.Error())
-	case err != nil:
-		return writer.RepoError(err)
+	if err != nil {
+		return xrpcerr.Import(err, s.cfg.MaxRepoImportSize)
 	}
 	s.log.Info("repository imported", "did", acct.DID, "records", res.Records, "blocks", res.Blocks,
 		"blobs", res.BlobRefs, "bytes", res.Bytes, "importedRev", res.ImportedRev, "rev", res.Head.Rev,

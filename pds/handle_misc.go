@@ -2,15 +2,11 @@ package pds
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"strings"
 
 	"github.com/labstack/echo/v4"
-
-	"github.com/pdsgo/pds/xrpc"
 )
 
 func (s *Server) handleRoot(c echo.Context) error {
@@ -18,8 +14,10 @@ func (s *Server) handleRoot(c echo.Context) error {
 
 Most API routes are under /xrpc/
 
+Manage your account: %s/account
+
   Version: %s
-`, Version))
+`, s.cfg.PublicURL, Version))
 }
 
 func (s *Server) handleRobots(c echo.Context) error {
@@ -49,43 +47,6 @@ func (s *Server) handleWellKnownDID(c echo.Context) error {
 		return c.String(http.StatusNotFound, "User not found")
 	}
 	return c.String(http.StatusOK, acct.DID.String())
-}
-
-// recoverMiddleware turns a handler panic into a 500 XRPC error (logged with its stack), never a crash.
-func recoverMiddleware(log *slog.Logger) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) (err error) {
-			defer func() {
-				if r := recover(); r != nil {
-					if r == http.ErrAbortHandler {
-						panic(r)
-					}
-					log.Error("handler panic", "path", c.Request().URL.Path, "panic", r, "stack", string(debug.Stack()))
-					err = xrpc.NewError(http.StatusInternalServerError, "InternalServerError", "Internal Server Error")
-				}
-			}()
-			return next(c)
-		}
-	}
-}
-
-// corsMiddleware allows browser apps on any origin, as the reference PDS does.
-func corsMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		h := c.Response().Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		// Browser OAuth clients read these (the DPoP nonce to use next; why a request was refused).
-		h.Set("Access-Control-Expose-Headers", "DPoP-Nonce, WWW-Authenticate")
-		if c.Request().Method == http.MethodOptions {
-			h.Set("Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE")
-			if req := c.Request().Header.Get("Access-Control-Request-Headers"); req != "" {
-				h.Set("Access-Control-Allow-Headers", req)
-			}
-			h.Set("Access-Control-Max-Age", "86400")
-			return c.NoContent(http.StatusNoContent)
-		}
-		return next(c)
-	}
 }
 
 // handleCheckSignupQueue: com.atproto.temp.checkSignupQueue on a PDS without an entryway.

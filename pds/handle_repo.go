@@ -7,14 +7,13 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/auth"
 	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/oauth/scope"
-	"github.com/pdsgo/pds/pds/writer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -28,10 +27,6 @@ type commitMeta struct {
 
 func metaOf(res *repo.CommitResult) *commitMeta {
 	return &commitMeta{CID: res.Commit.String(), Rev: res.Rev}
-}
-
-func atURI(did syntax.DID, collection, rkey string) string {
-	return "at://" + did.String() + "/" + collection + "/" + rkey
 }
 
 // parseCIDParam parses an optional CID field of a request.
@@ -158,7 +153,7 @@ func (s *Server) handleCreateRecord(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, writeOutput{
-		URI:              atURI(acct.DID, in.Collection, rec.op.RKey.String()),
+		URI:              repo.RecordURI(acct.DID, in.Collection, rec.op.RKey.String()),
 		CID:              rec.cid.String(),
 		Commit:           metaOf(res),
 		ValidationStatus: rec.status,
@@ -231,7 +226,7 @@ func (s *Server) handlePutRecord(c echo.Context) error {
 		return err
 	}
 	out := writeOutput{
-		URI:              atURI(acct.DID, in.Collection, in.RKey),
+		URI:              repo.RecordURI(acct.DID, in.Collection, in.RKey),
 		CID:              rec.cid.String(),
 		ValidationStatus: rec.status,
 	}
@@ -358,7 +353,7 @@ func (s *Server) handleApplyWrites(c echo.Context) error {
 			ops = append(ops, rec.op)
 			result := map[string]any{
 				"$type": resultType,
-				"uri":   atURI(acct.DID, w.Collection, rec.op.RKey.String()),
+				"uri":   repo.RecordURI(acct.DID, w.Collection, rec.op.RKey.String()),
 				"cid":   rec.cid.String(),
 			}
 			if rec.status != "" {
@@ -401,18 +396,15 @@ func (s *Server) handleGetRecord(c echo.Context) error {
 		return err
 	}
 	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
-	uri := atURI(acct.DID, collection, rkey)
+	uri := repo.RecordURI(acct.DID, collection, rkey)
 	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	defer r.Release()
 	recCID, data, err := r.GetRecord(ctx, collection, rkey)
-	if errors.Is(err, repo.ErrRecordNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
-	}
 	if err != nil {
-		return err
+		return xrpcerr.Record(err, uri)
 	}
 	if want := xrpc.ParamString(c, "cid"); want != "" && want != recCID.String() {
 		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record: %s", uri)
@@ -446,7 +438,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	limit := xrpc.ParamInt(c, "limit", 50)
 	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	defer r.Release()
 	recs, cursor, err := r.ListRecords(ctx, collection, limit, xrpc.ParamString(c, "cursor"), xrpc.ParamBool(c, "reverse", false))
@@ -473,7 +465,7 @@ func (s *Server) handleListRecords(c echo.Context) error {
 	page = append(page, `"records":[`...)
 	first := true
 	for _, rec := range recs {
-		uri := atURI(acct.DID, collection, rec.RKey)
+		uri := repo.RecordURI(acct.DID, collection, rec.RKey)
 		if hidden != nil && hidden(uri) {
 			continue // taken down by a moderator
 		}
@@ -503,7 +495,7 @@ func (s *Server) handleDescribeRepo(c echo.Context) error {
 	}
 	r, err := s.repos.Repo(ctx, acct.DID)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	defer r.Release()
 	collections, err := r.Collections(ctx)

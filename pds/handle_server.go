@@ -18,13 +18,23 @@ import (
 )
 
 func (s *Server) handleDescribeServer(c echo.Context) error {
+	links, contact := map[string]any{}, map[string]any{}
+	if s.cfg.PrivacyPolicyURL != "" {
+		links["privacyPolicy"] = s.cfg.PrivacyPolicyURL
+	}
+	if s.cfg.TermsOfServiceURL != "" {
+		links["termsOfService"] = s.cfg.TermsOfServiceURL
+	}
+	if s.cfg.ContactEmailAddress != "" {
+		contact["email"] = s.cfg.ContactEmailAddress
+	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"did":                       s.cfg.ServiceDID,
 		"availableUserDomains":      s.cfg.ServiceHandleDomains,
 		"inviteCodeRequired":        s.cfg.InviteRequired,
 		"phoneVerificationRequired": false,
-		"links":                     map[string]any{},
-		"contact":                   map[string]any{},
+		"links":                     links,
+		"contact":                   contact,
 	})
 }
 
@@ -64,7 +74,7 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 		return xrpc.InvalidRequest("Unsupported input: plcOp")
 	}
 	if s.cfg.InviteRequired && in.InviteCode == "" {
-		return xrpc.NewError(http.StatusBadRequest, "InvalidInviteCode", "No invite code provided")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidInviteCode, "No invite code provided")
 	}
 	if in.Email == "" {
 		return xrpc.InvalidRequest("Email is required")
@@ -165,7 +175,7 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 		return err
 	}
 	if acct == nil {
-		return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid identifier or password")
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Invalid identifier or password")
 	}
 	// The account password first, then the account's app passwords.
 	appPassword := ""
@@ -175,12 +185,18 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 			return err
 		}
 		if ap == nil {
-			return xrpc.NewError(http.StatusUnauthorized, "AuthenticationRequired", "Invalid identifier or password")
+			return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Invalid identifier or password")
 		}
 		appPassword = ap.Name
 	}
 	if acct.TakedownRef != "" && !in.AllowTakendown {
-		return xrpc.NewError(http.StatusUnauthorized, "AccountTakedown", "Account has been taken down")
+		return xrpc.NewError(http.StatusUnauthorized, xrpc.NameAccountTakedown, "Account has been taken down")
+	}
+	// Two-factor sign-in by email guards the account password; app passwords are for apps and skip it.
+	if appPassword == "" {
+		if err := s.accounts.SignInFactor(ctx, acct, in.AuthFactorToken); err != nil {
+			return err
+		}
 	}
 	tokens, err := s.auth.CreateSession(ctx, acct, appPassword)
 	if err != nil {
@@ -191,7 +207,7 @@ func (s *Server) handleCreateSession(c echo.Context) error {
 
 func (s *Server) sessionOutput(acct *accountstore.Account, tokens *auth.TokenPair) sessionOutput {
 	confirmed := acct.EmailConfirmedAt != nil
-	factor := false
+	factor := acct.EmailAuthFactor
 	active := acct.Active()
 	out := sessionOutput{
 		Handle:          acct.Handle,
@@ -210,10 +226,7 @@ func (s *Server) sessionOutput(acct *accountstore.Account, tokens *auth.TokenPai
 }
 
 func (s *Server) handleGetSession(c echo.Context) error {
-	acct, err := s.accounts.AccountByDID(c.Request().Context(), auth.CallerOf(c).DID)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "AccountNotFound", "Account not found")
-	}
+	acct, err := s.accounts.ByDID(c.Request().Context(), auth.CallerOf(c).DID)
 	if err != nil {
 		return err
 	}

@@ -42,11 +42,11 @@ func (s *Server) handleGetServiceAuth(c echo.Context) error {
 		diff := time.Until(exp)
 		switch {
 		case diff < 0:
-			return xrpc.NewError(http.StatusBadRequest, "BadExpiration", "expiration is in past")
+			return xrpc.NewError(http.StatusBadRequest, xrpc.NameBadExpiration, "expiration is in past")
 		case diff > serviceAuthMaxTTL:
-			return xrpc.NewError(http.StatusBadRequest, "BadExpiration", "cannot request a token with an expiration more than an hour in the future")
+			return xrpc.NewError(http.StatusBadRequest, xrpc.NameBadExpiration, "cannot request a token with an expiration more than an hour in the future")
 		case lxm == "" && diff > serviceAuthMaxTTLNoMethod:
-			return xrpc.NewError(http.StatusBadRequest, "BadExpiration", "cannot request a method-less token with an expiration more than a minute in the future")
+			return xrpc.NewError(http.StatusBadRequest, xrpc.NameBadExpiration, "cannot request a method-less token with an expiration more than a minute in the future")
 		}
 	}
 	if lxm != "" && proxy.IsProtectedMethod(lxm) {

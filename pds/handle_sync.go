@@ -6,38 +6,16 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
 
 const carContentType = "application/vnd.ipld.car"
-
-// syncRepo is accounts.ForSync plus the account's repo; the caller releases it.
-func (s *Server) syncRepo(c echo.Context) (*accountstore.Account, *repo.Repo, error) {
-	acct, err := s.accounts.ForSync(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
-	if err != nil {
-		return nil, nil, err
-	}
-	r, err := s.openRepo(c, acct.DID)
-	if err != nil {
-		return nil, nil, err
-	}
-	return acct, r, nil
-}
-
-func (s *Server) openRepo(c echo.Context, did syntax.DID) (*repo.Repo, error) {
-	r, err := s.repos.Repo(c.Request().Context(), did)
-	if errors.Is(err, repo.ErrRepoNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
-	}
-	return r, err
-}
 
 // streamCAR starts a CAR response; once the first byte is written an error can only abort the connection.
 func streamCAR(c echo.Context, write func(w *responseWriter) error) error {
@@ -74,7 +52,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) handleSyncGetRepo(c echo.Context) error {
-	_, r, err := s.syncRepo(c)
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -88,7 +66,7 @@ func (s *Server) handleSyncGetRepo(c echo.Context) error {
 // handleSyncGetCheckout serves the deprecated com.atproto.sync.getCheckout: the whole repository as a CAR,
 // as getRepo without since (the reference's behaviour).
 func (s *Server) handleSyncGetCheckout(c echo.Context) error {
-	_, r, err := s.syncRepo(c)
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -100,7 +78,7 @@ func (s *Server) handleSyncGetCheckout(c echo.Context) error {
 
 // handleSyncGetHead serves the deprecated com.atproto.sync.getHead: the current commit's CID as root.
 func (s *Server) handleSyncGetHead(c echo.Context) error {
-	_, r, err := s.syncRepo(c)
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -110,22 +88,22 @@ func (s *Server) handleSyncGetHead(c echo.Context) error {
 		return err
 	}
 	if !head.Commit.Defined() {
-		return xrpc.NewError(http.StatusBadRequest, "HeadNotFound", "Could not find root for DID: %s", r.DID())
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameHeadNotFound, "Could not find root for DID: %s", r.DID())
 	}
 	return c.JSON(http.StatusOK, map[string]string{"root": head.Commit.String()})
 }
 
 func (s *Server) handleSyncGetRecord(c echo.Context) error {
-	acct, r, err := s.syncRepo(c)
+	acct, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
 	defer r.Release()
 	collection, rkey := xrpc.ParamString(c, "collection"), xrpc.ParamString(c, "rkey")
-	if ref, err := s.accounts.RecordTakedownRef(c.Request().Context(), acct.DID, atURI(acct.DID, collection, rkey)); err != nil {
+	if ref, err := s.accounts.RecordTakedownRef(c.Request().Context(), acct.DID, repo.RecordURI(acct.DID, collection, rkey)); err != nil {
 		return err
 	} else if ref != "" {
-		return xrpc.NewError(http.StatusBadRequest, "RecordNotFound", "Could not locate record")
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not locate record")
 	}
 	return streamCAR(c, func(w *responseWriter) error {
 		return r.WriteRecordProof(c.Request().Context(), w, collection, rkey)
@@ -145,7 +123,7 @@ func (s *Server) handleSyncGetBlocks(c echo.Context) error {
 		}
 		cids = append(cids, cc)
 	}
-	r, err := s.openRepo(c, acct.DID)
+	r, err := s.accounts.OpenRepo(c.Request().Context(), acct.DID)
 	if err != nil {
 		return err
 	}
@@ -162,13 +140,13 @@ func (s *Server) handleSyncGetBlocks(c echo.Context) error {
 		for i, m := range missing {
 			strs[i] = m.String()
 		}
-		return xrpc.NewError(http.StatusBadRequest, "BlockNotFound", "Could not find all requested blocks: %s", strings.Join(strs, ", "))
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameBlockNotFound, "Could not find all requested blocks: %s", strings.Join(strs, ", "))
 	}
 	return c.Blob(http.StatusOK, carContentType, buf.Bytes())
 }
 
 func (s *Server) handleSyncGetLatestCommit(c echo.Context) error {
-	_, r, err := s.syncRepo(c)
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {
 		return err
 	}
@@ -183,16 +161,13 @@ func (s *Server) handleSyncGetLatestCommit(c echo.Context) error {
 func (s *Server) handleSyncGetRepoStatus(c echo.Context) error {
 	did := xrpc.ParamDID(c, "did")
 	acct, err := s.accounts.AccountByDID(c.Request().Context(), did)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, "RepoNotFound", "Could not find repo for DID: %s", did)
-	}
 	if err != nil {
-		return err
+		return xrpcerr.RepoFor(err, did)
 	}
 	out := map[string]any{"did": acct.DID, "active": acct.Active()}
 	if st := acct.Status(); st != "" {
 		out["status"] = st
-	} else if r, err := s.openRepo(c, acct.DID); err == nil {
+	} else if r, err := s.accounts.OpenRepo(c.Request().Context(), acct.DID); err == nil {
 		head, err := r.Head(c.Request().Context())
 		r.Release()
 		if err != nil {

@@ -38,6 +38,7 @@ func (s *Server) newOAuth(cfg *Config, ids *accounts.Directories, log *slog.Logg
 		ClientHTTP:      outbound,
 		IncludeResolver: includes,
 		ServiceName:     cfg.ServiceName,
+		Links:           cfg.pageLinks(),
 		ClientIP:        ratelimit.IPExtractor(cfg.TrustedProxies), // X-Forwarded-For only from trusted proxies
 		Logger:          log,
 	}, oauth.Deps{Store: s.accounts.Store, Accounts: s.accounts.OAuthAccounts()})

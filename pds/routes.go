@@ -24,6 +24,7 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/robots.txt", s.handleRobots)
 	e.GET("/xrpc/_health", s.handleHealth)
 	e.GET("/.well-known/atproto-did", s.handleWellKnownDID)
+	e.GET("/tls-check", s.handleTLSCheck) // a proxy's on-demand TLS asks before getting a certificate
 
 	// OAuth (pds/oauth): /.well-known/oauth-protected-resource, /.well-known/oauth-authorization-server and
 	// /oauth/* (metadata, PAR, the sign-in and consent pages, token, revocation, their CORS preflights).
@@ -160,5 +161,8 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("app.bsky.notification.unregisterPush", s.proxy.Push, std)
 	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
 	r.SetFallback(s.proxy.Handle)
+
+	// The account pages (pds/accountpages): HTML, not XRPC.
+	s.accountPages.Register(e)
 	return e
 }

@@ -22,9 +22,11 @@ import (
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/internal/background"
 	"github.com/pdsgo/pds/lexicons"
+	"github.com/pdsgo/pds/pds/accountpages"
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
+	"github.com/pdsgo/pds/pds/backup"
 	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/firehose"
 	"github.com/pdsgo/pds/pds/mailer"
@@ -69,10 +71,15 @@ type Server struct {
 	// oauth is the OAuth authorization server (pds/oauth); its access tokens reach handlers through s.auth.
 	oauth *oauth.Provider
 
+	// embeddedPLC is the localhost server's own PLC directory (nil when PDS_DID_PLC_URL names one).
+	embeddedPLC *embeddedPLC
+
 	rkeyMu    sync.Mutex
 	rkeyClock *syntax.TIDClock
 
 	closeOnce sync.Once
+
+	accountPages *accountpages.Pages // the account's own pages at /account (pds/accountpages)
 }
 
 // RateLimitOptions adjust the rate limiters (tests pass a clock they can move instead of waiting).
@@ -97,6 +104,22 @@ type Options struct {
 
 // New opens the data directory's stores, recovers the firehose after a crash, and builds the HTTP routes.
 func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
+	var ePLC *embeddedPLC
+	if cfg.EmbeddedPLC {
+		var err error
+		if ePLC, err = startEmbeddedPLC(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	s, err := newServer(ctx, cfg, opts, ePLC)
+	if err != nil {
+		ePLC.close() // a failed start
+		return nil, err
+	}
+	return s, nil
+}
+
+func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC) (*Server, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -110,12 +133,13 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("loading lexicons: %w", err)
 	}
 	s := &Server{
-		cfg:       cfg,
-		log:       log,
-		plc:       &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
-		catalog:   cat,
-		rkeyClock: syntax.NewTIDClock(0),
-		bg:        background.New(),
+		cfg:         cfg,
+		log:         log,
+		embeddedPLC: ePLC,
+		plc:         &plc.Client{URL: cfg.PLCURL, HTTPClient: httpClient},
+		catalog:     cat,
+		rkeyClock:   syntax.NewTIDClock(0),
+		bg:          background.New(),
 	}
 	switch {
 	case opts.Mailer != nil:
@@ -157,7 +181,17 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	seqOpts := sequencer.Options{Logger: log}
-	if sequencerIsNew {
+	restored, err := backup.ReadRestoredMarker(dataDir)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if restored != nil {
+		// Restored from a backup: relays saw seqs above the backup's log and heads newer than its repositories.
+		// Continue above the clock and announce every head, as after a lost log (the marker goes once done).
+		seqOpts.Floor = max(time.Now().UnixMicro(), restored.Seq+1)
+		log.Warn("data directory restored from a backup; starting the firehose seq above the clock", "round", restored.Round, "floor", seqOpts.Floor)
+	} else if sequencerIsNew {
 		// A new log beside existing accounts means the old log was lost: start above any seq it could have
 		// handed out (seq values are far below the microsecond clock), so relays never see seq go backwards.
 		if n, err := store.CountAccounts(ctx); err == nil && n > 0 {
@@ -222,10 +256,16 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 			s.Close()
 			return nil, fmt.Errorf("firehose rebuild: %w", err)
 		}
+		if restored != nil {
+			if err := backup.ClearRestoredMarker(dataDir); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 	}
 	s.proxy = proxy.New(cfg.proxyConfig(), proxy.Deps{
 		Log:      log,
-		Accounts: store,
+		Accounts: s.accounts,
 		Repos:    s.repos,
 		ResolveDID: func(ctx context.Context, did syntax.DID) (*identity.Identity, error) {
 			return s.accounts.ResolveDIDDoc(ctx, did, false)
@@ -246,6 +286,10 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 			return proxy.Caller{}
 		},
 	})
+	if err := s.newAccountPages(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("account pages: %w", err)
+	}
 	s.firehose = firehose.New(cfg.firehoseConfig(opts.CrawlNotifyInterval), s.seq, s.repos, log, s.bg, httpClient)
 	s.echo = s.routes()
 	s.firehose.Start()
@@ -255,6 +299,9 @@ func New(ctx context.Context, cfg *Config, opts Options) (*Server, error) {
 		MaxHeaderBytes:    MaxHeaderBytes - headerReadSlop, // headerlimits.go
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+	}
+	if cfg.Backup != nil { // continuous backup (pds/backup)
+		s.bg.Go(func() { backup.Run(s.bg.Quit(), cfg.Backup, backupSource(cfg), log) })
 	}
 	// Deactivated accounts past their deleteAfter (pds/accounts).
 	s.bg.Go(func() { s.accounts.RunDeletionJob(s.bg.Quit()) })
@@ -311,6 +358,7 @@ func (s *Server) Close() {
 		if s.accounts != nil {
 			s.accounts.Close()
 		}
+		s.embeddedPLC.close()
 	})
 }
 
@@ -343,6 +391,15 @@ func (s *Server) nextRKey() string {
 // deleted. The server runs it at start and every minute.
 func (s *Server) PurgeExpiredAccounts(ctx context.Context) (int, error) {
 	return s.accounts.PurgeExpired(ctx)
+}
+
+// backupSource is what a backup round copies: the data directory, and the disk blob store unless blobs are in S3.
+func backupSource(cfg *Config) backup.Source {
+	src := backup.Source{DataDirectory: cfg.DataDirectory}
+	if cfg.BlobstoreS3 == nil {
+		src.BlobDirectory = cfg.BlobstoreDisk
+	}
+	return src
 }
 
 func resolverTimeout(cfg *Config) time.Duration {

@@ -11,6 +11,7 @@ import (
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	"github.com/bluesky-social/indigo/atproto/repo/mst"
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 )
 
@@ -337,4 +338,9 @@ func (r *Repo) CommitBlock(ctx context.Context) (Head, []byte, error) {
 		return Head{}, nil, err
 	}
 	return head, data, nil
+}
+
+// RecordURI is the at:// URI of a record of did's repository.
+func RecordURI(did syntax.DID, collection, rkey string) string {
+	return "at://" + did.String() + "/" + collection + "/" + rkey
 }

@@ -64,7 +64,7 @@ func (f *adminFlags) parseAccount(ctx context.Context, cl *cli, fs *flag.FlagSet
 		return nil, "", err
 	}
 	if len(pos) != 1 {
-		return nil, "", errors.New("give one DID or handle")
+		return nil, "", usageError{errors.New("give one DID or handle")}
 	}
 	return f.account(ctx, cl, pos[0])
 }
@@ -245,7 +245,7 @@ func runCreateInvite(ctx context.Context, cl *cli, args []string) error {
 	uses := 1
 	if len(pos) > 0 {
 		if uses, err = strconv.Atoi(pos[0]); err != nil || uses < 1 {
-			return errors.New("N must be a positive integer")
+			return usageError{errors.New("N must be a positive integer")}
 		}
 	}
 	return createInvites(ctx, cl, af, uses, 1, nil)
@@ -439,7 +439,7 @@ func runAccountCreate(ctx context.Context, cl *cli, args []string) error {
 		*handle = pos[1]
 	}
 	if *handle == "" || *email == "" {
-		return errors.New("--handle and --email are required")
+		return usageError{errors.New("--handle and --email are required")}
 	}
 	c, err := af.client(cl)
 	if err != nil {
@@ -538,7 +538,10 @@ func runAccountTakedown(apply bool) func(ctx context.Context, cl *cli, args []st
 			name = "account untakedown"
 		}
 		fs, af := cl.adminFlagSet(name)
-		ref := fs.String("ref", "", "takedown reference (e.g. a ticket); default the current time")
+		ref := new(string)
+		if apply { // untakedown takes no reference
+			fs.StringVar(ref, "ref", "", "takedown reference (e.g. a ticket); default the current time")
+		}
 		c, did, err := af.parseAccount(ctx, cl, fs, args)
 		if err != nil {
 			return err

@@ -13,9 +13,7 @@ import (
 	"github.com/pdsgo/pds/pds/blobstore"
 )
 
-const blobsMigrateHelp = `usage: pds blobs migrate FROM TO [--verify] [--concurrency N]
-
-Copies every blob from one blob store to another, verifying that each copy hashes to its CID; taken-down
+const blobsMigrateHelp = `Copies every blob from one blob store to another, verifying that each copy hashes to its CID; taken-down
 (quarantined) blobs stay quarantined. FROM and TO are:
   disk         PDS_BLOBSTORE_DISK_LOCATION (default <PDS_DATA_DIRECTORY>/blobs)
   disk:PATH    a disk store at PATH
@@ -27,7 +25,6 @@ again after stopping the server, then switch the configuration to the new store.
 
 func runBlobsMigrate(ctx context.Context, cl *cli, args []string) error {
 	fs := cl.flagSet("blobs migrate")
-	fs.Usage = func() { fmt.Fprint(cl.stderr, blobsMigrateHelp) }
 	verify := fs.Bool("verify", false, "re-hash blobs already at the destination")
 	concurrency := fs.Int("concurrency", 4, "blobs copied at once")
 	pos, err := parseFlags(fs, args)
@@ -35,8 +32,7 @@ func runBlobsMigrate(ctx context.Context, cl *cli, args []string) error {
 		return err
 	}
 	if len(pos) != 2 {
-		fs.Usage()
-		return errors.New("need FROM and TO")
+		return usageError{errors.New("need FROM and TO")}
 	}
 	cfg, err := pds.LoadConfig(cl.getenv)
 	if err != nil {

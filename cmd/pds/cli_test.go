@@ -183,16 +183,14 @@ func TestCLIRequestCrawl(t *testing.T) {
 
 func TestCLIUsage(t *testing.T) {
 	t.Parallel()
-	out := mustCLI(t, nil, "help")
+	// `pds help WORDS...` describes every command (the root help lists the top-level ones and the groups).
 	for _, c := range commands {
-		if !strings.Contains(out, c.name) {
-			t.Errorf("help lacks %q", c.name)
+		out := mustCLI(t, nil, append([]string{"help"}, strings.Fields(c.name)...)...)
+		if !strings.Contains(out, c.summary) {
+			t.Errorf("help %s lacks its summary:\n%s", c.name, out)
 		}
 	}
 	if _, errOut, code := pdsCLI(t, nil, "", "account", "frobnicate"); code != 2 || !strings.Contains(errOut, "unknown command") {
 		t.Fatalf("unknown command: exit %d %q", code, errOut)
-	}
-	if cmd, rest := findCommand([]string{"account", "list", "--json"}); cmd == nil || cmd.name != "account list" || len(rest) != 1 {
-		t.Fatalf("findCommand: %v %v", cmd, rest)
 	}
 }

@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
-	"strings"
 )
 
 // command is one `pds` subcommand. Names may have several words ("account list"); the longest name that
@@ -16,6 +15,7 @@ type command struct {
 	name    string
 	args    string // usage synopsis after the name
 	summary string
+	help    string // longer description for --help (optional)
 	run     func(ctx context.Context, cl *cli, args []string) error
 }
 
@@ -24,12 +24,14 @@ type cli struct {
 	stdout, stderr io.Writer
 	stdin          io.Reader
 	getenv         func(string) string
+	lookupenv      func(string) (string, bool) // nil: getenv, with "" as unset
+	lastFlags      *flag.FlagSet               // the flag set the command defined (cli.go reads it for help)
 }
 
 // commands is the command table. Other subcommands (blob migration, account export/import) add rows here.
 var commands = []command{
-	{name: "serve", summary: "start the PDS (configuration: PDS_* environment variables, see README.md)",
-		run: func(ctx context.Context, cl *cli, args []string) error { return serve() }},
+	{name: "serve", args: "[--env-file FILE]", summary: "start the PDS (configuration: PDS_* environment variables, and a pds.env file for those not set; see README.md)",
+		run: runServe},
 	{name: "create-invite", args: "[N]", summary: "create an invite code usable N times (default 1); same as `invite create --uses N`",
 		run: runCreateInvite},
 	{name: "invite create", args: "[--uses N] [--count N] [--for DID,...]", summary: "create invite codes", run: runInviteCreate},
@@ -40,10 +42,17 @@ var commands = []command{
 	{name: "account untakedown", args: "DID|HANDLE", summary: "reverse a takedown", run: runAccountTakedown(false)},
 	{name: "account reset-password", args: "DID|HANDLE [--password P]", summary: "set a new password (prints it) and end all sessions", run: runAccountResetPassword},
 	{name: "request-crawl", args: "[RELAY_HOST ...]", summary: "ask relays (default PDS_CRAWLERS) to crawl this PDS", run: runRequestCrawl},
-	{name: "blobs migrate", args: "FROM TO [--verify] [--concurrency N]", summary: "copy every blob between blob stores (disk, disk:PATH, s3), resumable, hash-verified (blobs.go)", run: runBlobsMigrate},
+	{name: "blobs migrate", args: "FROM TO [--verify] [--concurrency N]", summary: "copy every blob between blob stores (disk, disk:PATH, s3), resumable, hash-verified (blobs.go)", help: blobsMigrateHelp, run: runBlobsMigrate},
 	{name: "migrate", args: "--from URL --identifier H [--to URL] [--password P] [--plc-token T] [--state FILE]", summary: "move a user's account from another PDS to this one with their credentials, resumable (migrate.go, docs/migration.md)", run: runMigrate},
 	{name: "account export", args: "DID|HANDLE FILE [--deactivate] [--to URL --to-rotation-key KEY]", summary: "write an account's archive (repo, blobs, preferences, keys) to move it to another server of yours", run: runAccountExport},
 	{name: "account import", args: "FILE", summary: "host an account from an archive of `account export` (activated when its DID points here)", run: runAccountImport},
+	{name: "health", args: "[--server URL] [--timeout D]", summary: "exit 0 if the running server answers /xrpc/_health (for container health checks), else 1", run: runHealth},
+	{name: "doctor", args: "[--env-file F] [--mail-to ADDR] [--dns-server H:P] [--https-port N] [--ca-certs F]", summary: "check a configuration before and after going live: DNS, HTTPS, PLC/AppView/crawlers, SMTP, disk, data directory", run: runDoctor},
+	{name: "version", summary: "print the version", run: runVersion},
+	{name: "backup now", args: "[--json]", summary: "back the data directory up once to PDS_BACKUP_URL (the server does it every PDS_BACKUP_INTERVAL; docs/backups.md)", run: runBackupNow},
+	{name: "backup list", args: "[--json]", summary: "list the backup's rounds: time, firehose seq, accounts, blobs", run: runBackupList},
+	{name: "backup verify", args: "[ROUND]", summary: "restore a round (default the newest) into a temp dir and check every repository, signature, record index and blob", run: runBackupVerify},
+	{name: "restore", args: "--to DIR [--from URL] [--at TIME]", summary: "write a data directory from a backup (offline; PDS_BACKUP_* variables), then start the server on it", run: runRestore},
 	{name: "plc rotation-key", summary: "print this server's PLC rotation key (did:key), for `account export --to-rotation-key`", run: runRotationKey},
 }
 
@@ -52,82 +61,42 @@ Admin commands talk to a running server through its admin API:
   --server URL            default http://127.0.0.1:$PDS_PORT (env PDS_ADMIN_SERVER_URL overrides)
   --admin-password PW     default $PDS_ADMIN_PASSWORD, else adminPassword in $PDS_DATA_DIRECTORY/secrets.json
   --json                  machine-readable output
+
+Help: pds help COMMAND..., or --help on any command. Shell completion: pds completion bash|zsh|fish.
 `
 
-func usageText() string {
-	var b strings.Builder
-	b.WriteString("usage: pds <command> [flags]\n\ncommands:\n")
-	rows := append([]command(nil), commands...)
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].name < rows[j].name })
-	for _, c := range rows {
-		left := c.name
-		if c.args != "" {
-			left += " " + c.args
-		}
-		fmt.Fprintf(&b, "  %s\n      %s\n", left, c.summary)
-	}
-	b.WriteString(commonHelp)
-	return b.String()
-}
-
-// findCommand picks the command whose name is the longest prefix (in words) of args.
-func findCommand(args []string) (*command, []string) {
-	var best *command
-	bestLen := 0
-	for i := range commands {
-		words := strings.Fields(commands[i].name)
-		if len(words) > len(args) || len(words) <= bestLen {
-			continue
-		}
-		match := true
-		for j, w := range words {
-			if args[j] != w {
-				match = false
-				break
-			}
-		}
-		if match {
-			best, bestLen = &commands[i], len(words)
-		}
-	}
-	if best == nil {
-		return nil, nil
-	}
-	return best, args[bestLen:]
-}
-
-// run executes the command line and returns the exit code.
+// run runs the command line on the command tree (cli.go) and maps the outcome to an exit code: 0, 1 for a
+// runtime error, 2 for a usage error.
 func run(ctx context.Context, cl *cli, args []string) int {
-	if len(args) == 0 {
-		args = []string{"serve"}
-	}
-	switch args[0] {
-	case "help", "-h", "--help":
-		fmt.Fprint(cl.stdout, usageText())
+	err := newApp(cl).Run(ctx, append([]string{"pds"}, args...))
+	if err == nil || errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
-	cmd, rest := findCommand(args)
-	if cmd == nil {
-		fmt.Fprintf(cl.stderr, "pds: unknown command %q\n\n%s", strings.Join(args, " "), usageText())
+	name := "pds"
+	var ce *commandError
+	if errors.As(err, &ce) {
+		name, err = ce.name, ce.err
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(cl.stderr, "%s: %v (see '%s --help')\n", name, ue.error, name)
 		return 2
 	}
-	if err := cmd.run(ctx, cl, rest); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		fmt.Fprintf(cl.stderr, "pds %s: %v\n", cmd.name, err)
-		return 1
-	}
-	return 0
+	fmt.Fprintf(cl.stderr, "%s: %v\n", name, err)
+	return 1
 }
 
 // parseFlags parses flags that may come before, between or after positional arguments, and returns the
-// positional ones.
+// positional ones. A bad flag is a usage error (exit 2); -h/--help returns flag.ErrHelp, and the dispatcher
+// prints the command's help to stdout (cli.go).
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -138,14 +107,16 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// flagSet is a subcommand's flag set: errors and -h go to stderr; run turns them into exit codes (-h 0, a
-// bad flag 1).
+// flagSet is a subcommand's flag set. It prints nothing itself: errors and help go through the dispatcher,
+// which finds the flag set's definitions in cl.lastFlags (for help, and for the tree's shell completion).
 func (cl *cli) flagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(cl.stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	cl.lastFlags = fs
 	return fs
 }
 
 func defaultCLI() *cli {
-	return &cli{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv}
+	return &cli{stdout: os.Stdout, stderr: os.Stderr, stdin: os.Stdin, getenv: os.Getenv, lookupenv: os.LookupEnv}
 }

@@ -7,16 +7,20 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/pdsgo/pds/pds"
+	"github.com/pdsgo/pds/pds/autotls"
 )
 
 func main() {
@@ -26,14 +30,34 @@ func main() {
 	os.Exit(code)
 }
 
-func serve() error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	cfg, err := pds.LoadConfig(os.Getenv)
+func runServe(ctx context.Context, cl *cli, args []string) error {
+	fs := cl.flagSet("serve")
+	envFile := fs.String("env-file", "", "read variables not set in the environment from this pds.env file (default $PDS_ENV_FILE)")
+	if rest, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q", rest[0])
+	}
+	lookup, err := cl.envLookup(*envFile)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	return serve(ctx, cl, lookup, *envFile)
+}
+
+func serve(ctx context.Context, cl *cli, lookup pds.Lookup, envFile string) error {
+	getenv := func(k string) string { v, _ := lookup(k); return v }
+	log := slog.New(slog.NewTextHandler(cl.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := pds.LoadConfigLookup(lookup)
+	if err != nil {
+		return err
+	}
+	if envFile == "" {
+		envFile = getenv("PDS_ENV_FILE")
+	}
+	if envFile != "" {
+		log.Info("env file", "path", envFile, "note", "variables set in the environment take precedence")
+	}
 
 	addr := net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
@@ -41,14 +65,14 @@ func serve() error {
 		return err
 	}
 	log.Info("pds listening", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "service_did", cfg.ServiceDID)
-	log.Info("plc directory", "url", cfg.PLCURL)
 	log.Info("data directory", "path", cfg.DataDirectory, "handle_domains", cfg.ServiceHandleDomains, "invite_required", cfg.InviteRequired)
 	if len(cfg.GeneratedSecrets) > 0 {
 		log.Warn("generated secrets and saved them in the data directory's secrets.json", "secrets", cfg.GeneratedSecrets)
 	}
+	// GOMEMLIMIT from the process environment only: the runtime reads nothing else.
 	defer startMemoryLimit(cfg.MemoryLimit, os.Getenv("GOMEMLIMIT"), log)()
 	defer startMemoryTrim(trimInterval, trimQuiet, trimMinExcess, debug.FreeOSMemory)()
-	_, stopPprof, err := startPprof(os.Getenv("PDS_PPROF_ADDR"), log)
+	_, stopPprof, err := startPprof(getenv("PDS_PPROF_ADDR"), log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -59,17 +83,49 @@ func serve() error {
 		ln.Close()
 		return err
 	}
+	log.Info("network (PDS_DID_PLC_URL, PDS_BSKY_APP_VIEW_*, PDS_REPORT_SERVICE_*, PDS_MOD_SERVICE_*, PDS_CRAWLERS; \"none\" turns one off)", cfg.Network()...)
+	if cfg.Hostname == "localhost" && !cfg.EmbeddedPLC {
+		log.Warn("a localhost server is using the PLC directory named by PDS_DID_PLC_URL: DIDs created here are published there", "url", cfg.PLCURL)
+	}
+	var front *autotls.Frontend
+	frontErr := make(<-chan error)
+	if cfg.TLS.Auto {
+		front, err = autotls.Start(autotls.Config{
+			HTTPSAddr: cfg.TLS.HTTPSAddr, HTTPAddr: cfg.TLS.HTTPAddr,
+			CacheDir:     filepath.Join(cfg.DataDirectory, "certs"),
+			DirectoryURL: cfg.TLS.ACMEDirectoryURL, Email: cfg.TLS.ACMEEmail, CACertsFile: cfg.TLS.ACMECACerts,
+			Hosts: srv.HostsName, Log: log,
+		}, srv.Handler())
+		if err != nil {
+			ln.Close()
+			srv.Close()
+			return err
+		}
+		frontErr = front.Err()
+		log.Info("https (PDS_TLS=auto): certificates on demand for the hostname and hosted handles",
+			"https", front.HTTPSAddr, "http", front.HTTPAddr, "acme", cfg.TLS.ACMEDirectoryURL)
+	}
 	debug.FreeOSMemory() // start-up's garbage (migrations, schemas), before the first request
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	var runErr error
 	select {
-	case err := <-errc:
-		srv.Close()
-		return err
+	case runErr = <-errc:
+	case runErr = <-frontErr:
+		if runErr == nil {
+			runErr = errors.New("https listener stopped")
+		}
+		runErr = fmt.Errorf("https: %w", runErr)
 	case <-ctx.Done():
+		log.Info("shutting down")
 	}
-	log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	if front != nil {
+		front.Shutdown(shutdownCtx)
+	}
+	if err := srv.Shutdown(shutdownCtx); runErr == nil {
+		runErr = err
+	}
+	return runErr
 }

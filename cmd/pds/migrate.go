@@ -15,6 +15,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 
 	"github.com/pdsgo/pds/migrate"
+	"github.com/pdsgo/pds/pds/accounts"
 )
 
 // Account moves: `pds migrate` (a user's account from any PDS to this one, over the public API, package
@@ -43,7 +44,7 @@ func runMigrate(ctx context.Context, cl *cli, args []string) error {
 		return err
 	}
 	if o.OldPDS == "" || o.Identifier == "" {
-		return errors.New("--from and --identifier are required")
+		return usageError{errors.New("--from and --identifier are required")}
 	}
 	if o.NewPDS == "" {
 		o.NewPDS = localServerURL(cl)
@@ -174,22 +175,12 @@ func runAccountImport(ctx context.Context, cl *cli, args []string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	var out struct {
-		DID          string `json:"did"`
-		Handle       string `json:"handle"`
-		Records      int64  `json:"records"`
-		Blobs        int    `json:"blobs"`
-		Preferences  int    `json:"preferences"`
-		AppPasswords int    `json:"appPasswords"`
-		PLCSubmitted bool   `json:"plcSubmitted"`
-		Activated    bool   `json:"activated"`
-		Note         string `json:"note"`
-	}
+	var out accounts.ImportAccountResult
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return err
 	}
 	if af.json {
-		return printJSON(cl.stdout, out)
+		return printJSON(cl.stdout, importReport(&out))
 	}
 	fmt.Fprintf(cl.stdout, "%s (%s) imported: %d records, %d blobs, %d preferences, %d app passwords\n",
 		out.DID, out.Handle, out.Records, out.Blobs, out.Preferences, out.AppPasswords)
@@ -235,6 +226,11 @@ func (c *adminClient) stream(ctx context.Context, method, nsid, contentType stri
 // runRotationKey prints this server's PLC rotation key as a did:key (from the environment, or the data
 // directory's secrets.json; nothing is generated).
 func runRotationKey(ctx context.Context, cl *cli, args []string) error {
+	if rest, err := parseFlags(cl.flagSet("plc rotation-key"), args); err != nil {
+		return err
+	} else if len(rest) > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", rest[0])}
+	}
 	keyHex := cl.getenv("PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX")
 	if keyHex == "" {
 		dir := cl.getenv("PDS_DATA_DIRECTORY")
@@ -267,4 +263,13 @@ func runRotationKey(ctx context.Context, cl *cli, args []string) error {
 	}
 	_, err = fmt.Fprintln(cl.stdout, pub.DIDKey())
 	return err
+}
+
+// importReport is the -json output of an account import: the server's answer, with "note" always present
+// (the server omits it when empty; scripts read it).
+func importReport(res *accounts.ImportAccountResult) any {
+	return struct {
+		*accounts.ImportAccountResult
+		Note string `json:"note"`
+	}{res, res.Note}
 }

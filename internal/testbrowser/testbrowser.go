@@ -15,7 +15,7 @@ import (
 const ChromiumPath = "/usr/bin/chromium"
 
 // PageTimeout bounds everything one browser context does.
-const PageTimeout = 60 * time.Second
+const PageTimeout = 2 * time.Minute // generous: the test machine is shared
 
 // New starts headless chromium (a phone-sized window) for the test and returns a function that opens a fresh
 // browser context in it: its own cookies, like a separate browser. The test fails if chromium is missing.

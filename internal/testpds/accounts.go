@@ -7,6 +7,7 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
 	"github.com/bluesky-social/indigo/atproto/syntax"
+
 	"github.com/pdsgo/pds/pds/accountstore"
 )
 

@@ -21,7 +21,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/pds/writer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -112,11 +112,8 @@ type ExportOptions struct {
 // the repository is spooled before the first byte is written, so a refusal leaves w empty.
 func (s *Service) Export(ctx context.Context, did syntax.DID, opts ExportOptions, w io.Writer) error {
 	acct, err := s.Store.AccountByDID(ctx, did)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found: %s", did)
-	}
 	if err != nil {
-		return err
+		return xrpcerr.AccountNamed(err, did.String())
 	}
 	if acct.TakedownRef != "" {
 		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
@@ -171,7 +168,7 @@ func (s *Service) Export(ctx context.Context, did syntax.DID, opts ExportOptions
 	defer spool.Close()
 	r, err := s.d.Repos.Repo(ctx, did)
 	if err != nil {
-		return writer.RepoError(err)
+		return xrpcerr.Repo(err)
 	}
 	err = func() error {
 		defer r.Release()
@@ -351,7 +348,7 @@ func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult
 		return nil, xrpc.InvalidRequest("Invalid signing key in the archive")
 	}
 
-	unlock := s.locks.lock(did)
+	unlock := s.locks.Lock(did)
 	locked := true
 	defer func() {
 		if locked {
@@ -396,11 +393,8 @@ func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult
 		return nil, err
 	}
 	ir, err := s.d.Writer.Import(ctx, did, io.LimitReader(tr, h.Size), repo.ImportOptions{VerifyKey: verifyKey, Signer: key})
-	switch {
-	case errors.Is(err, repo.ErrImportInvalid):
-		return nil, xrpc.InvalidRequest("Invalid repository in the archive: %s", xrpc.TrimSentinel(err, repo.ErrImportInvalid))
-	case err != nil:
-		return nil, writer.RepoError(err)
+	if err != nil {
+		return nil, xrpcerr.ArchiveImport(err)
 	}
 	res.Records = ir.Records
 
@@ -422,7 +416,7 @@ func (s *Service) Import(ctx context.Context, r io.Reader) (*ImportAccountResult
 			return nil, xrpc.InvalidRequest("Invalid account archive: unexpected entry %q", h.Name)
 		}
 		if err := s.d.Blobs.StoreArchived(ctx, acct.DID, c, mimes[name], tr, h.Size); err != nil {
-			return nil, writer.RepoError(err)
+			return nil, xrpcerr.Repo(err)
 		}
 		res.Blobs++
 	}
@@ -469,13 +463,7 @@ func (s *Service) adoptAccount(ctx context.Context, did syntax.DID, m *archiveMa
 		acct.CreatedAt = now
 	}
 	if err := s.Store.CreateAccount(ctx, acct, ""); err != nil {
-		switch {
-		case errors.Is(err, accountstore.ErrHandleTaken):
-			return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Handle already taken here: %s", acct.Handle)
-		case errors.Is(err, accountstore.ErrEmailTaken):
-			return nil, xrpc.InvalidRequest("Email already taken here: %s", acct.Email)
-		}
-		return nil, err
+		return nil, xrpcerr.ArchiveAccountClaim(err, acct)
 	}
 	commit, err := s.d.Repos.Create(ctx, did, key)
 	if err == nil {
@@ -509,7 +497,7 @@ func (s *Service) submitHandoff(ctx context.Context, acct *accountstore.Account,
 		return xrpc.InvalidRequest("The archive's PLC operation does not hand the account to this server (%s): export again with this server's URL and rotation key", strings.TrimPrefix(err.Error(), "plc: "))
 	}
 	if err := s.d.PLC.Submit(ctx, acct.DID.String(), op); err != nil {
-		return s.plcError(err)
+		return xrpcerr.PLC(err, s.log)
 	}
 	s.forgetIdentity(ctx, acct.DID)
 	return nil

@@ -2,7 +2,6 @@ package accounts
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -34,7 +34,7 @@ func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Acco
 		return nil, err
 	}
 	if _, err := s.AccountByHandle(ctx, handle); err == nil {
-		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Handle already taken: %s", handle)
+		return nil, xrpcerr.HandleTaken(handle)
 	}
 	if _, err := s.AccountByEmail(ctx, in.Email); err == nil {
 		return nil, xrpc.InvalidRequest("Email already taken: %s", in.Email)
@@ -92,7 +92,7 @@ func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Acco
 	if in.InviteCode != "" {
 		// Checked again atomically with the account row; checked here so a bad code costs no DID.
 		if err := s.InviteCodeAvailable(ctx, in.InviteCode); err != nil {
-			return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidInviteCode, "Provided invite code not available")
+			return nil, xrpcerr.InviteCodeUnavailable()
 		}
 	}
 	if err := s.d.PLC.Submit(ctx, did.String(), op); err != nil {
@@ -114,15 +114,7 @@ func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Acco
 	}
 	if err := s.CreateAccount(ctx, acct, in.InviteCode); err != nil {
 		undo()
-		switch {
-		case errors.Is(err, accountstore.ErrHandleTaken):
-			return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Handle already taken: %s", handle)
-		case errors.Is(err, accountstore.ErrEmailTaken):
-			return nil, xrpc.InvalidRequest("Email already taken: %s", in.Email)
-		case errors.Is(err, accountstore.ErrInvalidInvite):
-			return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidInviteCode, "Provided invite code not available")
-		}
-		return nil, err
+		return nil, xrpcerr.AccountClaim(err, acct)
 	}
 	// Same order as the reference: identity, account, commit, sync.
 	s.d.Seq.EnqueueIdentity(did, handle)
@@ -147,7 +139,7 @@ func (s *Service) CreateWithDID(ctx context.Context, did syntax.DID, in NewAccou
 		return nil, nil, xrpc.InvalidRequest("Account already exists: %s", did)
 	}
 	if _, err := s.AccountByHandle(ctx, handle); err == nil {
-		return nil, nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Handle already taken: %s", handle)
+		return nil, nil, xrpcerr.HandleTaken(handle)
 	}
 	if _, err := s.AccountByEmail(ctx, in.Email); err == nil {
 		return nil, nil, xrpc.InvalidRequest("Email already taken: %s", in.Email)
@@ -171,17 +163,7 @@ func (s *Service) CreateWithDID(ctx context.Context, did syntax.DID, in NewAccou
 		DeactivatedAt: &now,
 	}
 	if err := s.CreateAccount(ctx, acct, in.InviteCode); err != nil {
-		switch {
-		case errors.Is(err, accountstore.ErrHandleTaken):
-			return nil, nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Handle already taken: %s", handle)
-		case errors.Is(err, accountstore.ErrEmailTaken):
-			return nil, nil, xrpc.InvalidRequest("Email already taken: %s", in.Email)
-		case errors.Is(err, accountstore.ErrDIDTaken):
-			return nil, nil, xrpc.InvalidRequest("Account already exists: %s", did)
-		case errors.Is(err, accountstore.ErrInvalidInvite):
-			return nil, nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidInviteCode, "Provided invite code not available")
-		}
-		return nil, nil, err
+		return nil, nil, xrpcerr.AccountClaim(err, acct)
 	}
 	undo = func() {
 		bg := context.WithoutCancel(ctx)

@@ -9,10 +9,10 @@
 // password only) and ends their OAuth sessions through [SessionRevoker] when the password changes or the account
 // is deactivated, taken down or deleted.
 //
-// It touches the repository store only for whole repositories (create, import, export, delete) and the
-// sequencer only for account-level events (#identity, #account, #sync, and a new account's first commit);
-// record writes are the write path's (pds/writer, which it uses for repository imports, #sync blocks and the
-// repository error mapping). It may not reach into the blob store, the firehose's subscribers or the proxy:
-// what it needs of blobs comes through [Blobs], wired by the server. Its own store and directory errors are
-// mapped to XRPC errors in errors.go.
+// It touches the repository store only for whole repositories (create, import, export, delete, and opening one
+// for a sync read: SyncRepo, OpenRepo) and the sequencer only for account-level events (#identity, #account,
+// #sync, and a new account's first commit); record writes are the write path's (pds/writer, which it uses for
+// repository imports and #sync blocks). It may not reach into the blob store, the firehose's subscribers or
+// the proxy: what it needs of blobs comes through [Blobs], wired by the server. Its store and directory errors
+// are mapped to XRPC errors by package xrpcerr.
 package accounts

@@ -20,6 +20,7 @@ var tokenSubject = map[accountstore.TokenPurpose]string{
 	accountstore.PurposeResetPassword: "Password Reset Requested",
 	accountstore.PurposeDeleteAccount: "Account Deletion Requested",
 	accountstore.PurposePLCOperation:  "PLC Update Operation Requested",
+	accountstore.PurposeSignIn:        "Sign-in Code",
 }
 
 var tokenPurposeText = map[accountstore.TokenPurpose]string{
@@ -28,6 +29,7 @@ var tokenPurposeText = map[accountstore.TokenPurpose]string{
 	accountstore.PurposeResetPassword: "reset your password",
 	accountstore.PurposeDeleteAccount: "delete your account",
 	accountstore.PurposePLCOperation:  "sign an update of your account's identity (PLC operation)",
+	accountstore.PurposeSignIn:        "sign in to your account",
 }
 
 // SendEmailToken creates a token for acct and purpose (replacing an earlier one) and mails it to the account's
@@ -45,13 +47,16 @@ func (s *Service) SendEmailToken(ctx context.Context, acct *accountstore.Account
 	if what == "" {
 		what = string(purpose)
 	}
+	manage := s.cfg.PublicURL + "/account"
 	text := fmt.Sprintf("Hello %s,\n\nUse this code to %s on %s:\n\n    %s\n\n"+
-		"The code is valid for %d minutes and can be used once. If you did not ask for it, ignore this email.\n",
-		acct.Handle, what, s.cfg.Hostname, token, int(accountstore.EmailTokenTTL/time.Minute))
+		"The code is valid for %d minutes and can be used once. If you did not ask for it, ignore this email.\n\n"+
+		"Manage your account: %s\n",
+		acct.Handle, what, s.cfg.Hostname, token, int(accountstore.EmailTokenTTL/time.Minute), manage)
 	htmlBody := fmt.Sprintf("<p>Hello %s,</p><p>Use this code to %s on %s:</p><p><strong style=\"font-family:monospace;font-size:1.4em\">%s</strong></p>"+
-		"<p>The code is valid for %d minutes and can be used once. If you did not ask for it, ignore this email.</p>",
+		"<p>The code is valid for %d minutes and can be used once. If you did not ask for it, ignore this email.</p>"+
+		"<p><a href=\"%s\">Manage your account</a></p>",
 		html.EscapeString(acct.Handle), html.EscapeString(what), html.EscapeString(s.cfg.Hostname), token,
-		int(accountstore.EmailTokenTTL/time.Minute))
+		int(accountstore.EmailTokenTTL/time.Minute), html.EscapeString(manage))
 	return s.SendMail(ctx, acct.Email, subject, text, htmlBody)
 }
 

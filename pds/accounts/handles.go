@@ -11,6 +11,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -33,12 +34,12 @@ func init() {
 func (s *Service) normalizeServiceHandle(raw string) (string, error) {
 	h, err := syntax.ParseHandle(strings.TrimSpace(raw))
 	if err != nil {
-		return "", invalidHandle("Input/handle must be a valid handle")
+		return "", xrpcerr.InvalidHandle("Input/handle must be a valid handle")
 	}
 	handle := h.Normalize().String()
 	for _, tld := range []string{".local", ".arpa", ".invalid", ".localhost", ".internal", ".example", ".alt", ".onion"} {
 		if strings.HasSuffix(handle, tld) {
-			return "", invalidHandle("Handle TLD is invalid or disallowed")
+			return "", xrpcerr.InvalidHandle("Handle TLD is invalid or disallowed")
 		}
 	}
 	for _, domain := range s.cfg.ServiceHandleDomains {
@@ -48,18 +49,18 @@ func (s *Service) normalizeServiceHandle(raw string) (string, error) {
 		front := strings.TrimSuffix(handle, domain)
 		switch {
 		case strings.Contains(front, "."):
-			return "", invalidHandle("Invalid characters in handle")
+			return "", xrpcerr.InvalidHandle("Invalid characters in handle")
 		case len(front) < 3:
-			return "", invalidHandle("Handle too short")
+			return "", xrpcerr.InvalidHandle("Handle too short")
 		case len(front) > 18:
-			return "", invalidHandle("Handle too long")
+			return "", xrpcerr.InvalidHandle("Handle too long")
 		case reservedHandles[front]:
 			// The reference names this one HandleNotAvailable (its other rules are InvalidHandle).
-			return "", xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Reserved handle")
+			return "", xrpc.HandleNotAvailable("Reserved handle")
 		}
 		return handle, nil
 	}
-	return "", invalidHandle("Handle must use one of this server's domains: " + strings.Join(s.cfg.ServiceHandleDomains, ", "))
+	return "", xrpcerr.InvalidHandle("Handle must use one of this server's domains: " + strings.Join(s.cfg.ServiceHandleDomains, ", "))
 }
 
 // validateHandle normalizes a requested handle for the account did: a handle on the service domains must meet
@@ -68,14 +69,14 @@ func (s *Service) normalizeServiceHandle(raw string) (string, error) {
 func (s *Service) validateHandle(ctx context.Context, raw string, did syntax.DID) (string, error) {
 	h, err := syntax.ParseHandle(strings.TrimSpace(raw))
 	if err != nil {
-		return "", invalidHandle("Input/handle must be a valid handle")
+		return "", xrpcerr.InvalidHandle("Input/handle must be a valid handle")
 	}
 	h = h.Normalize()
 	if s.isServiceHandle(h.String()) {
 		return s.normalizeServiceHandle(h.String())
 	}
 	if !h.AllowedTLD() {
-		return "", invalidHandle("Handle TLD is invalid or disallowed")
+		return "", xrpcerr.InvalidHandle("Handle TLD is invalid or disallowed")
 	}
 	if did == "" {
 		return "", xrpc.NewError(http.StatusBadRequest, xrpc.NameUnsupportedDomain, "Not a supported handle domain")
@@ -108,14 +109,14 @@ func withHandle(aka []string, handle string) []string {
 // for did:plc; a did:web document must already declare it), then the account store, then an #identity event.
 // The admin API reuses it.
 func (s *Service) ChangeHandle(ctx context.Context, acct *accountstore.Account, handle string) error {
-	unlock := s.locks.lock(acct.DID)
+	unlock := s.locks.Lock(acct.DID)
 	defer unlock()
 	handle, err := s.validateHandle(ctx, handle, acct.DID)
 	if err != nil {
 		return err
 	}
 	if other, err := s.Store.AccountByHandle(ctx, handle); err == nil && other.DID != acct.DID {
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Handle already taken: %s", handle)
+		return xrpcerr.HandleTaken(handle)
 	} else if err != nil && !errors.Is(err, accountstore.ErrNotFound) {
 		return err
 	}
@@ -127,7 +128,7 @@ func (s *Service) ChangeHandle(ctx context.Context, acct *accountstore.Account, 
 			return err
 		}
 		if err := s.d.PLC.Submit(ctx, acct.DID.String(), op); err != nil {
-			return s.plcError(err)
+			return xrpcerr.PLC(err, s.log)
 		}
 	} else {
 		ident, err := s.ResolveDIDDoc(ctx, acct.DID, true)
@@ -140,10 +141,7 @@ func (s *Service) ChangeHandle(ctx context.Context, acct *accountstore.Account, 
 	}
 	// The PLC operation is not undone if this fails: the caller can repeat the request.
 	if err := s.Store.UpdateHandle(ctx, acct.DID, handle); err != nil {
-		if errors.Is(err, accountstore.ErrHandleTaken) {
-			return xrpc.NewError(http.StatusBadRequest, xrpc.NameHandleNotAvailable, "Handle already taken: %s", handle)
-		}
-		return err
+		return xrpcerr.Handle(err, handle)
 	}
 	s.forgetIdentity(ctx, acct.DID, acct.Handle, handle)
 	acct.Handle = handle

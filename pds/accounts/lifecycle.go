@@ -30,7 +30,7 @@ const deletionJobInterval = time.Minute
 // Activate checks the DID document, marks the account active and announces it: #account (active),
 // #identity, then #sync with the repo's current commit, as the reference.
 func (s *Service) Activate(ctx context.Context, acct *accountstore.Account) error {
-	unlock := s.locks.lock(acct.DID)
+	unlock := s.locks.Lock(acct.DID)
 	defer unlock()
 	if acct.TakedownRef != "" {
 		return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountTakedown, "Account has been taken down")
@@ -54,7 +54,7 @@ func (s *Service) Activate(ctx context.Context, acct *accountstore.Account) erro
 // Deactivate marks the account deactivated (deleteAfter, if set, is when the deletion job removes it)
 // and emits #account.
 func (s *Service) Deactivate(ctx context.Context, acct *accountstore.Account, deleteAfter *time.Time) error {
-	unlock := s.locks.lock(acct.DID)
+	unlock := s.locks.Lock(acct.DID)
 	defer unlock()
 	now := time.Now()
 	if err := s.Store.SetDeactivated(ctx, acct.DID, &now, deleteAfter); err != nil {
@@ -76,7 +76,7 @@ func (s *Service) Deactivate(ctx context.Context, acct *accountstore.Account, de
 // Delete removes everything of an account and emits #account deleted. The admin API reuses it.
 // accountstore.ErrNotFound if there is no such account.
 func (s *Service) Delete(ctx context.Context, did syntax.DID) error {
-	unlock := s.locks.lock(did)
+	unlock := s.locks.Lock(did)
 	defer unlock()
 	acct, err := s.Store.AccountByDID(ctx, did)
 	if err != nil {
@@ -139,7 +139,7 @@ func (s *Service) PurgeExpired(ctx context.Context) (int, error) {
 
 // deleteIfDue re-checks under the account's lock (it may have been reactivated meanwhile) and deletes.
 func (s *Service) deleteIfDue(ctx context.Context, did syntax.DID) (bool, error) {
-	unlock := s.locks.lock(did)
+	unlock := s.locks.Lock(did)
 	defer unlock()
 	acct, err := s.Store.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) {

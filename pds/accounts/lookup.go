@@ -2,13 +2,14 @@ package accounts
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/xrpcerr"
+	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -28,17 +29,17 @@ func (s *Service) Lookup(ctx context.Context, identifier string) (*accountstore.
 // Find is Lookup for the operator: no account is an AccountNotFound error naming the identifier.
 func (s *Service) Find(ctx context.Context, identifier string) (*accountstore.Account, error) {
 	acct, err := s.Lookup(ctx, identifier)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found: %s", identifier)
+	if err != nil {
+		return nil, xrpcerr.AccountNamed(err, identifier)
 	}
-	return acct, err
+	return acct, nil
 }
 
 // ByDID loads an account (the caller's, typically): no account is an AccountNotFound error.
 func (s *Service) ByDID(ctx context.Context, did syntax.DID) (*accountstore.Account, error) {
 	acct, err := s.AccountByDID(ctx, did)
 	if err != nil {
-		return nil, lookupError(err)
+		return nil, xrpcerr.Account(err)
 	}
 	return acct, nil
 }
@@ -59,11 +60,8 @@ func (s *Service) PLCAccount(ctx context.Context, did syntax.DID) (*accountstore
 // but their owner (deactivated) as in the reference; viewer is the authenticated caller ("" for none).
 func (s *Service) ForSync(ctx context.Context, did syntax.DID, viewer syntax.DID) (*accountstore.Account, error) {
 	acct, err := s.AccountByDID(ctx, did)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoNotFound, "Could not find repo for DID: %s", did)
-	}
 	if err != nil {
-		return nil, err
+		return nil, xrpcerr.RepoFor(err, did)
 	}
 	if acct.TakedownRef != "" {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", did)
@@ -78,11 +76,8 @@ func (s *Service) ForSync(ctx context.Context, did syntax.DID, viewer syntax.DID
 // and that it may be written to.
 func (s *Service) Writable(ctx context.Context, repoParam string, writer syntax.DID) (*accountstore.Account, error) {
 	acct, err := s.Lookup(ctx, repoParam)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
-	}
 	if err != nil {
-		return nil, err
+		return nil, xrpcerr.RepoParam(err, repoParam)
 	}
 	if acct.DID != writer {
 		return nil, xrpc.NewError(http.StatusUnauthorized, xrpc.NameAuthenticationRequired, "Authentication Required")
@@ -99,11 +94,8 @@ func (s *Service) Writable(ctx context.Context, repoParam string, writer syntax.
 // Readable loads the account a record read names (DID or handle), hidden as for ForSync.
 func (s *Service) Readable(ctx context.Context, repoParam string, viewer syntax.DID) (*accountstore.Account, error) {
 	acct, err := s.Lookup(ctx, repoParam)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.InvalidRequest("Could not find repo: %s", repoParam)
-	}
 	if err != nil {
-		return nil, err
+		return nil, xrpcerr.RepoParam(err, repoParam)
 	}
 	if acct.TakedownRef != "" {
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoTakendown, "Repo has been taken down: %s", acct.DID)
@@ -112,4 +104,27 @@ func (s *Service) Readable(ctx context.Context, repoParam string, viewer syntax.
 		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoDeactivated, "Repo has been deactivated: %s", acct.DID)
 	}
 	return acct, nil
+}
+
+// SyncRepo is ForSync plus the account's repository, for a sync read; the caller releases it.
+func (s *Service) SyncRepo(ctx context.Context, did, viewer syntax.DID) (*accountstore.Account, *repo.Repo, error) {
+	acct, err := s.ForSync(ctx, did, viewer)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := s.OpenRepo(ctx, acct.DID)
+	if err != nil {
+		return nil, nil, err
+	}
+	return acct, r, nil
+}
+
+// OpenRepo opens an account's repository for a read (RepoNotFound naming did when there is none); the caller
+// releases it.
+func (s *Service) OpenRepo(ctx context.Context, did syntax.DID) (*repo.Repo, error) {
+	r, err := s.d.Repos.Repo(ctx, did)
+	if err != nil {
+		return nil, xrpcerr.RepoFor(err, did)
+	}
+	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/oauth"
+	"github.com/pdsgo/pds/xrpc"
 )
 
 // SessionRevoker ends an account's sessions kept outside the account store (the OAuth provider's): called when
@@ -35,8 +36,9 @@ func (s *Service) OAuthAccounts() oauth.Accounts { return oauthAccounts{s} }
 type oauthAccounts struct{ s *Service }
 
 // SignIn checks a handle, email or DID and the account password. App passwords never match (they live in
-// another table and this checks only the account password); taken-down and deactivated accounts are
-// unavailable.
+// another table and this checks only the account password); taken-down accounts are unavailable; deactivated
+// ones answer oauth.ErrAccountDeactivated (the account pages let them in to reactivate, the OAuth pages do
+// not). With two-factor sign-in by email, the code is mailed and the answer is oauth.ErrCodeRequired.
 func (a oauthAccounts) SignIn(ctx context.Context, identifier, password string) (oauth.Account, error) {
 	acct, err := a.s.Lookup(ctx, identifier)
 	if errors.Is(err, accountstore.ErrNotFound) {
@@ -48,7 +50,26 @@ func (a oauthAccounts) SignIn(ctx context.Context, identifier, password string) 
 	if !VerifyPassword(password, acct.PasswordHash) {
 		return oauth.Account{}, oauth.ErrBadCredentials
 	}
-	return usable(acct)
+	if acct.TakedownRef != "" {
+		return oauth.Account{}, oauth.ErrAccountUnavailable
+	}
+	found := oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}
+	if acct.EmailAuthFactor {
+		var xe *xrpc.Error
+		if err := a.s.SignInFactor(ctx, acct, ""); err != nil && (!errors.As(err, &xe) || xe.Name != xrpc.NameAuthFactorTokenRequired) {
+			return oauth.Account{}, err // the code could not be mailed
+		}
+		return found, oauth.ErrCodeRequired
+	}
+	if !acct.Active() {
+		return found, oauth.ErrAccountDeactivated
+	}
+	return found, nil
+}
+
+// SignInCode uses up the sign-in code mailed to did.
+func (a oauthAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) error {
+	return a.s.CheckSignInCode(ctx, did, code)
 }
 
 // Account returns a usable account.

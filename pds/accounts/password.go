@@ -5,15 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
-	"net/http"
 	"strings"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"golang.org/x/crypto/scrypt"
 
-	"github.com/bluesky-social/indigo/atproto/syntax"
-	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/xrpc"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 )
 
 // Passwords are hashed with scrypt in the reference PDS's format ("<hex salt>:<hex hash>", N=16384, r=8, p=1,
@@ -60,10 +57,7 @@ func (s *Service) SetPassword(ctx context.Context, did syntax.DID, password stri
 		return err
 	}
 	if err := s.UpdatePassword(ctx, did, hash); err != nil {
-		if errors.Is(err, accountstore.ErrNotFound) {
-			return xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
-		}
-		return err
+		return xrpcerr.Account(err)
 	}
 	return s.endSessions(ctx, did)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -56,11 +57,11 @@ func (s *Service) signedPLCUpdate(ctx context.Context, did syntax.DID, mutate fu
 		// next one from the current state and the log's last CID instead.
 		data, derr := s.d.PLC.GetDocumentData(ctx, did.String())
 		if derr != nil {
-			return nil, s.plcError(derr)
+			return nil, xrpcerr.PLC(derr, s.log)
 		}
 		prev, derr := s.d.PLC.LastCID(ctx, did.String())
 		if derr != nil {
-			return nil, s.plcError(derr)
+			return nil, xrpcerr.PLC(derr, s.log)
 		}
 		op = plc.UpdateFrom(data, prev, mutate)
 	}
@@ -87,7 +88,7 @@ func (s *Service) CheckDIDDocument(ctx context.Context, acct *accountstore.Accou
 			if errors.Is(err, plc.ErrNotFound) {
 				return xrpc.InvalidRequest("Could not resolve DID")
 			}
-			return s.plcError(err)
+			return xrpcerr.PLC(err, s.log)
 		}
 		if !slices.Contains(data.RotationKeys, s.RotationDIDKey()) {
 			return xrpc.InvalidRequest("Server rotation key not included in PLC DID data")
@@ -122,7 +123,7 @@ func (s *Service) CurrentSigningKey(ctx context.Context, did syntax.DID) (atcryp
 			return nil, xrpc.InvalidRequest("Could not resolve DID: %s", did)
 		}
 		if err != nil {
-			return nil, s.plcError(err)
+			return nil, xrpcerr.PLC(err, s.log)
 		}
 		key = data.SigningKey()
 	} else {
@@ -165,10 +166,10 @@ func (s *Service) SubmitPLCOperation(ctx context.Context, acct *accountstore.Acc
 	if acct.Handle != "" && (len(op.AlsoKnownAs) == 0 || op.AlsoKnownAs[0] != "at://"+acct.Handle) {
 		return xrpc.InvalidRequest("Incorrect handle in alsoKnownAs")
 	}
-	unlock := s.locks.lock(acct.DID)
+	unlock := s.locks.Lock(acct.DID)
 	defer unlock()
 	if err := s.d.PLC.Submit(ctx, acct.DID.String(), op); err != nil {
-		return s.plcError(err)
+		return xrpcerr.PLC(err, s.log)
 	}
 	s.forgetIdentity(ctx, acct.DID)
 	return <-s.d.Seq.EnqueueIdentity(acct.DID, acct.Handle)
@@ -182,14 +183,14 @@ func (s *Service) SignPLCOperation(ctx context.Context, acct *accountstore.Accou
 		return nil, xrpc.InvalidRequest("email confirmation token required to sign PLC operations")
 	}
 	if err := s.CheckEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, token); err != nil {
-		return nil, EmailTokenError(err)
+		return nil, xrpcerr.EmailToken(err)
 	}
 	op, err := s.signedPLCUpdate(ctx, acct.DID, mutate)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.ConsumeEmailToken(ctx, acct.DID, accountstore.PurposePLCOperation, token); err != nil {
-		return nil, EmailTokenError(err) // used concurrently
+		return nil, xrpcerr.EmailToken(err) // used concurrently
 	}
 	return op, nil
 }

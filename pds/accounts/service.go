@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
@@ -12,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/identity/plc"
+	"github.com/pdsgo/pds/internal/keyedmutex"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/mailer"
 	"github.com/pdsgo/pds/pds/sequencer"
@@ -70,7 +70,7 @@ type Service struct {
 	cfg       Config
 	d         Deps
 	log       *slog.Logger
-	locks     didLocks
+	locks     keyedmutex.Map[syntax.DID]
 	takedowns takedownCache
 	revoker   SessionRevoker // OAuth sessions (SetSessionRevoker)
 }
@@ -85,38 +85,4 @@ func New(cfg Config, d Deps) *Service {
 }
 
 // Lock takes the lock of an account's identity and status changes.
-func (s *Service) Lock(did syntax.DID) (unlock func()) { return s.locks.lock(did) }
-
-// didLocks is a lock per account DID; entries live only while held or awaited.
-type didLocks struct {
-	mu sync.Mutex
-	m  map[syntax.DID]*didLock
-}
-
-type didLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (l *didLocks) lock(did syntax.DID) (unlock func()) {
-	l.mu.Lock()
-	if l.m == nil {
-		l.m = map[syntax.DID]*didLock{}
-	}
-	e := l.m[did]
-	if e == nil {
-		e = &didLock{}
-		l.m[did] = e
-	}
-	e.refs++
-	l.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		l.mu.Lock()
-		if e.refs--; e.refs == 0 {
-			delete(l.m, did)
-		}
-		l.mu.Unlock()
-	}
-}
+func (s *Service) Lock(did syntax.DID) (unlock func()) { return s.locks.Lock(did) }

@@ -138,7 +138,7 @@ func (s *Service) HiddenRecords(ctx context.Context, did syntax.DID) (func(uri s
 // TakeDownAccount takes an account down (ref != "") or restores it (ref == ""): the store revokes its
 // sessions, sync reads and logins see the new state, and the firehose gets #account with the resulting status.
 func (s *Service) TakeDownAccount(ctx context.Context, did syntax.DID, ref string) error {
-	unlock := s.locks.lock(did)
+	unlock := s.locks.Lock(did)
 	defer unlock()
 	if err := s.takedowns.ensure(ctx, s.Store); err != nil {
 		return err

@@ -20,6 +20,7 @@ const (
 	PurposeResetPassword TokenPurpose = "reset_password"
 	PurposeDeleteAccount TokenPurpose = "delete_account"
 	PurposePLCOperation  TokenPurpose = "plc_operation"
+	PurposeSignIn        TokenPurpose = "2fa_code" // the second factor of a sign-in (emailAuthFactor)
 )
 
 // EmailTokenTTL is how long an emailed token stays valid (the reference's 15 minutes).

@@ -76,3 +76,13 @@ func (s *Store) UpdatePassword(ctx context.Context, did syntax.DID, passwordHash
 	}
 	return tx.Commit()
 }
+
+// SetEmailAuthFactor turns two-factor sign-in by email on or off.
+func (s *Store) SetEmailAuthFactor(ctx context.Context, did syntax.DID, on bool) error {
+	defer s.changed(did)
+	res, err := s.db.ExecContext(ctx, "UPDATE account SET email_auth_factor = ? WHERE did = ?", on, did)
+	if err != nil {
+		return err
+	}
+	return oneRow(res)
+}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
+
 	"github.com/pdsgo/pds/internal/sqlitedb"
 )
 
@@ -39,6 +40,7 @@ type Account struct {
 	DeleteAfter      *time.Time
 	TakedownRef      string
 	InvitesDisabled  bool
+	EmailAuthFactor  bool // sign-in with the account password also needs a mailed code
 
 	signer *signerMemo // see Signer
 }
@@ -152,7 +154,7 @@ func uniqueErr(err error) error {
 }
 
 const accountColumns = `did, handle, email, password_hash, signing_key, created_at, email_confirmed_at,
-	deactivated_at, delete_after, takedown_ref, invites_disabled`
+	deactivated_at, delete_after, takedown_ref, invites_disabled, email_auth_factor`
 
 func scanAccount(row rowScanner) (*Account, error) {
 	var a Account
@@ -160,7 +162,7 @@ func scanAccount(row rowScanner) (*Account, error) {
 	var created string
 	var confirmed, deactivated, deleteAfter sql.NullString
 	if err := row.Scan(&a.DID, &a.Handle, &email, &a.PasswordHash, &a.SigningKey, &created, &confirmed,
-		&deactivated, &deleteAfter, &takedown, &a.InvitesDisabled); err != nil {
+		&deactivated, &deleteAfter, &takedown, &a.InvitesDisabled, &a.EmailAuthFactor); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}

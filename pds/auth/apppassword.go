@@ -7,9 +7,9 @@ import (
 	"encoding/hex"
 	"errors"
 
+	"github.com/bluesky-social/indigo/atproto/syntax"
 	"golang.org/x/crypto/scrypt"
 
-	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/pdsgo/pds/pds/accountstore"
 )
 

@@ -67,6 +67,13 @@ type Store interface {
 	AccountByDID(ctx context.Context, did syntax.DID) (*accountstore.Account, error)
 	AppPasswordByName(ctx context.Context, did syntax.DID, name string) (*accountstore.AppPassword, error)
 	AppPasswordByHash(ctx context.Context, did syntax.DID, hash string) (*accountstore.AppPassword, error)
+	// The account pages' session and app password management (sessions.go).
+	LegacySessions(ctx context.Context, did syntax.DID) ([]accountstore.LegacySession, error)
+	DeleteRefreshTokenOf(ctx context.Context, did syntax.DID, id string) error
+	DeleteRefreshTokensForAccount(ctx context.Context, did syntax.DID) error
+	ListAppPasswords(ctx context.Context, did syntax.DID) ([]accountstore.AppPassword, error)
+	CreateAppPassword(ctx context.Context, did syntax.DID, name, passwordHash string, privileged bool, createdAt time.Time) error
+	RevokeAppPassword(ctx context.Context, did syntax.DID, name string) error
 }
 
 // TakedownChecker reports whether an account is taken down (an in-memory check, asked on every request).

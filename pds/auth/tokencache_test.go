@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
+
 	"github.com/pdsgo/pds/xrpc"
 )
 

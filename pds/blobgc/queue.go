@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
+
 	"github.com/pdsgo/pds/internal/sqlitedb"
 )
 

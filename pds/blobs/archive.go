@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/blobstore"
-	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -53,25 +51,6 @@ func (b *Service) StoreArchived(ctx context.Context, did syntax.DID, c cid.Cid, 
 		return err
 	}
 	defer r.Release()
-	now := time.Now()
-	release, err := b.Mark(ctx, did, now.Add(b.expiry))
-	if err != nil {
-		return err
-	}
-	defer release()
-	unlock := b.Lock(did, c)
-	defer unlock()
-	dctx := context.WithoutCancel(ctx)
-	row, err := r.BeginBlob(dctx, repo.BlobRef{CID: c, MimeType: mimeType, Size: tmp.Size}, now)
-	if err != nil {
-		return err
-	}
-	if n, err := b.store.Stat(dctx, did, c); row.State != repo.BlobReady || err != nil || n != tmp.Size {
-		if err := b.store.Promote(dctx, tmp.Key, did, c); err != nil {
-			return err
-		}
-		promoted = true
-	}
-	_, err = r.FinishBlob(dctx, c, now)
+	_, promoted, err = b.Save(ctx, r, did, tmp, mimeType)
 	return err
 }

@@ -2,7 +2,6 @@ package blobs
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
@@ -43,21 +42,4 @@ func CheckTakedowns(ctx context.Context, did syntax.DID, ops []repo.WriteOp, tak
 		}
 	}
 	return nil
-}
-
-// WriteError maps the repo's blob errors of a record write to the reference PDS's answers; other errors are
-// returned as they are.
-func WriteError(err error) error {
-	var mm *repo.BlobMismatchError
-	switch {
-	case errors.Is(err, repo.ErrBlobNotFound):
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameBlobNotFound, "Could not find blob: %s", xrpc.TrimSentinel(err, repo.ErrBlobNotFound))
-	case errors.As(err, &mm) && mm.Field == "mimeType":
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidMimeType,
-			"Referenced Mimetype does not match stored blob. Expected: %s, Got: %s", mm.Stored, mm.Declared)
-	case errors.As(err, &mm):
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidSize,
-			"Referenced Size does not match stored blob. Expected: %s, Got: %s", mm.Stored, mm.Declared)
-	}
-	return err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
+	"github.com/pdsgo/pds/internal/keyedmutex"
 	"github.com/pdsgo/pds/pds/blobgc"
 	"github.com/pdsgo/pds/pds/blobstore"
 	"github.com/pdsgo/pds/repo"
@@ -54,7 +55,7 @@ type Service struct {
 	expiry time.Duration
 	grace  time.Duration
 
-	locks keyedLocks
+	locks keyedmutex.Map[blobKey]
 	wake  chan struct{} // a mark asks the collector to look now
 
 	mu       sync.Mutex
@@ -108,7 +109,7 @@ func (b *Service) Expiry() time.Duration { return b.expiry }
 
 // Lock takes the lock of one account's blob, which serializes its upload and its deletion.
 func (b *Service) Lock(did syntax.DID, c cid.Cid) (unlock func()) {
-	return b.locks.lock(did.String() + "/" + c.String())
+	return b.locks.Lock(blobKey{did, c})
 }
 
 // Mark durably notes that did will have blob work due at due, before the change that creates it; release must
@@ -331,36 +332,8 @@ func (b *Service) DeleteAccountBlobs(ctx context.Context, did syntax.DID) error 
 	return b.store.DeleteAll(ctx, did)
 }
 
-// keyedLocks is a set of mutexes by key, created on demand and dropped when unused.
-type keyedLocks struct {
-	mu    sync.Mutex
-	locks map[string]*keyedLock
-}
-
-type keyedLock struct {
-	sync.Mutex
-	users int
-}
-
-func (k *keyedLocks) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyedLock{}
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyedLock{}
-		k.locks[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
+// blobKey names one account's blob (its lock).
+type blobKey struct {
+	did syntax.DID
+	cid cid.Cid
 }

@@ -413,6 +413,12 @@ func (s *Firehose) replayStart(ctx context.Context, fc *firehoseConn, cursor, he
 		return cursor, nil // caught up
 	case len(next) == 1 && next[0].Seq == cursor+1 && !next[0].Time.Before(windowStart):
 		return cursor, nil // the next event is there and recent
+	case len(next) == 1 && !next[0].Time.Before(windowStart):
+		// A jump over seqs never assigned (the floor of a restored log, pds/backup): pruning removes the oldest
+		// events first, so while the log holds one at or below the cursor, nothing after it was pruned.
+		if !s.prunedAfter(ctx, cursor) {
+			return cursor, nil
+		}
 	}
 	if err := fc.send1(outdatedCursorFrame); err != nil {
 		return 0, err
@@ -425,6 +431,14 @@ func (s *Firehose) replayStart(ctx context.Context, fc *firehoseConn, cursor, he
 		return s.seq.Head(), nil // nothing inside the window: live from here
 	}
 	return first - 1, nil
+}
+
+// prunedAfter reports whether events after seq may have been pruned, as opposed to a jump over seqs never
+// assigned (the floor of a restored log): pruning removes the oldest events first, so while the log holds one
+// at or below seq, nothing after it was pruned.
+func (s *Firehose) prunedAfter(ctx context.Context, seq int64) bool {
+	oldest, err := s.seq.Oldest(ctx)
+	return err != nil || oldest == 0 || oldest > seq
 }
 
 var outdatedCursorFrame = sequencer.EncodeInfoFrame("OutdatedCursor", msgOutdatedCursor)
@@ -446,7 +460,7 @@ func (s *Firehose) replay(ctx context.Context, fc *firehoseConn, last *int64, th
 		if through > 0 && e.Seq > through {
 			break
 		}
-		if e.Seq != next+1 {
+		if e.Seq != next+1 && s.prunedAfter(ctx, next) {
 			frames = append(frames, outdatedCursorFrame)
 		}
 		frames = append(frames, e.Frame)

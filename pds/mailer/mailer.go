@@ -128,6 +128,18 @@ func (m *smtpMailer) Send(ctx context.Context, to, subject, textBody, htmlBody s
 	if htmlBody != "" {
 		msg.AddAlternativeString(mail.TypeTextHTML, htmlBody)
 	}
+	// One client per message: go-mail clients hold a connection's state, and the server sends little mail.
+	c, err := mail.NewClient(m.host, m.clientOptions()...)
+	if err != nil {
+		return err
+	}
+	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+		return fmt.Errorf("sending mail via %s:%d: %w", m.host, m.port, err)
+	}
+	return nil
+}
+
+func (m *smtpMailer) clientOptions() []mail.Option {
 	clientOpts := []mail.Option{
 		mail.WithPort(m.port),
 		mail.WithTimeout(m.timeout),
@@ -142,15 +154,24 @@ func (m *smtpMailer) Send(ctx context.Context, to, subject, textBody, htmlBody s
 		clientOpts = append(clientOpts, mail.WithSMTPAuth(mail.SMTPAuthAutoDiscover),
 			mail.WithUsername(m.user), mail.WithPassword(m.pass))
 	}
-	// One client per message: go-mail clients hold a connection's state, and the server sends little mail.
-	c, err := mail.NewClient(m.host, clientOpts...)
+	return clientOpts
+}
+
+// Verify connects to the SMTP server and logs in (TLS as configured) without sending anything: `pds doctor`.
+func (m *smtpMailer) Verify(ctx context.Context) error {
+	c, err := mail.NewClient(m.host, m.clientOptions()...)
 	if err != nil {
 		return err
 	}
-	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
-		return fmt.Errorf("sending mail via %s:%d: %w", m.host, m.port, err)
+	if err := c.DialWithContext(ctx); err != nil {
+		return fmt.Errorf("%s:%d: %w", m.host, m.port, err)
 	}
-	return nil
+	return c.Close()
+}
+
+// Verifier is a mailer that can check its server (the SMTP mailer).
+type Verifier interface {
+	Verify(ctx context.Context) error
 }
 
 // NewLogMailer returns a mailer that only logs each message (when no SMTP server is configured), so a local

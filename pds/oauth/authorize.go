@@ -57,6 +57,8 @@ type page struct {
 	Account               Account
 	Accounts              []chooserEntry
 	Permissions           []scope.Description
+	Links                 []PageLink
+	CodeStep              bool // the sign-in asks for the mailed code
 }
 
 type chooserEntry struct {
@@ -178,7 +180,7 @@ func (p *Provider) openFlow(ctx context.Context, device, requestURI, clientID st
 }
 
 func (p *Provider) basePage(f *flow, title string) *page {
-	pg := &page{Title: title, Service: p.cfg.ServiceName, CSS: template.CSS(styleCSS)}
+	pg := &page{Title: title, Service: p.cfg.ServiceName, CSS: template.CSS(styleCSS), Links: p.cfg.Links}
 	if f == nil {
 		return pg
 	}
@@ -228,22 +230,7 @@ func (p *Provider) renderError(w http.ResponseWriter, status int, msg string) {
 
 // signedIn lists the accounts signed in on this browser within SignInLifetime that are still usable.
 func (p *Provider) signedIn(ctx context.Context, f *flow) []Account {
-	dids, err := p.store.OAuthDeviceAccounts(ctx, f.device, p.now().Add(-SignInLifetime))
-	if err != nil {
-		p.log.Error("oauth: device accounts", "err", err)
-		return nil
-	}
-	var out []Account
-	for _, d := range dids {
-		did, err := syntax.ParseDID(d.String())
-		if err != nil {
-			continue
-		}
-		if a, err := p.accounts.Account(ctx, did); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out
+	return p.DeviceAccounts(ctx, f.device)
 }
 
 func (p *Provider) chooserEntries(f *flow, accts []Account) []chooserEntry {
@@ -364,20 +351,32 @@ func (p *Provider) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		pg.Accounts = p.chooserEntries(f, p.signedIn(ctx, f))
 		p.render(w, f, status, "signin", pg)
 	}
-	if identifier == "" || password == "" || len(identifier) > 256 || len(password) > 1024 {
-		fail(http.StatusBadRequest, "Enter your handle, email or DID and your password.")
-		return
-	}
-	idKey := strings.ToLower(strings.TrimPrefix(identifier, "@"))
-	keys := map[string]string{"id": idKey, "id-day": idKey, "device": f.device, "ip": p.clientIP(r)}
-	for _, l := range signInLimits {
-		if !p.limits.allow(l.kind+"\x00"+keys[l.kind], l.n, l.window, p.now()) {
-			fail(http.StatusTooManyRequests, "Too many sign-in attempts. Wait a few minutes and try again.")
+	var acct Account
+	var err error
+	if code, ok := r.PostForm["code"]; ok {
+		acct, err = p.SignInWithCode(ctx, r, f.device, code[0])
+	} else {
+		if identifier == "" || password == "" || len(identifier) > 256 || len(password) > 1024 {
+			fail(http.StatusBadRequest, "Enter your handle, email or DID and your password.")
 			return
 		}
+		acct, err = p.SignIn(ctx, r, f.device, identifier, password)
 	}
-	acct, err := p.accounts.SignIn(ctx, strings.TrimPrefix(identifier, "@"), password)
 	switch {
+	case errors.Is(err, ErrCodeRequired):
+		pg.CodeStep = true
+		p.render(w, f, http.StatusOK, "signin", pg)
+		return
+	case errors.Is(err, ErrBadCode):
+		pg.CodeStep = true
+		if _, waiting := p.SignInPending(f.device); !waiting {
+			pg.CodeStep = false
+		}
+		fail(http.StatusUnauthorized, "That code is not right or has expired.")
+		return
+	case errors.Is(err, ErrRateLimited):
+		fail(http.StatusTooManyRequests, "Too many sign-in attempts. Wait a few minutes and try again.")
+		return
 	case errors.Is(err, ErrBadCredentials):
 		fail(http.StatusUnauthorized, "Invalid identifier or password")
 		return
@@ -386,15 +385,6 @@ func (p *Provider) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		p.log.Error("oauth: sign-in", "err", err)
-		fail(http.StatusInternalServerError, "The server could not sign you in. Try again later.")
-		return
-	}
-	err = p.store.TouchOAuthDevice(ctx, f.device, truncate(r.UserAgent(), 256), p.clientIP(r))
-	if err == nil {
-		err = p.store.AddOAuthDeviceAccount(ctx, f.device, acct.DID)
-	}
-	if err != nil {
-		p.log.Error("oauth: remember sign-in", "err", err)
 		fail(http.StatusInternalServerError, "The server could not sign you in. Try again later.")
 		return
 	}

@@ -22,7 +22,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("approve", func(t *testing.T) {
 		a := e.newApp()
-		info, authURL := a.start(t, "")
+		info, authURL := a.Start(t, "")
 		ctx, cancel := open()
 		defer cancel()
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("identifier"))); err != nil {
@@ -60,11 +60,11 @@ func TestBrowser(t *testing.T) {
 		if err := chromedp.Do(ctx, chromedp.KeyEvent("\r")); err != nil {
 			t.Fatal(err)
 		}
-		cb := e.callback.wait(t)
+		cb := e.callback.Wait(t)
 		if cb.Get("code") == "" || cb.Get("state") != info.State || cb.Get("iss") != e.issuer {
 			t.Fatalf("redirect: %v", cb)
 		}
-		sess, tok := a.finish(t, info, cb.Get("code"))
+		sess, tok := a.Finish(t, info, cb.Get("code"))
 		if tok.Subject != aliceDID {
 			t.Fatalf("sub %q", tok.Subject)
 		}
@@ -86,7 +86,7 @@ func TestBrowser(t *testing.T) {
 
 		// Second request in the same browser: the account chooser, then consent; Deny this time, by keyboard
 		// (Tab from Allow to Deny, then Enter).
-		info, authURL = a.start(t, "")
+		info, authURL = a.Start(t, "")
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.CSS("ul.accounts"))); err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +103,7 @@ func TestBrowser(t *testing.T) {
 		if !strings.Contains(chooser, "@"+aliceHandle) {
 			t.Errorf("chooser: %s", chooser)
 		}
-		cb = e.callback.wait(t)
+		cb = e.callback.Wait(t)
 		if cb.Get("error") != "access_denied" || cb.Get("state") != info.State || cb.Get("iss") != e.issuer || cb.Get("code") != "" {
 			t.Fatalf("deny redirect: %v", cb)
 		}
@@ -111,7 +111,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("deny", func(t *testing.T) {
 		a := e.newApp()
-		info, authURL := a.start(t, aliceHandle)
+		info, authURL := a.Start(t, aliceHandle)
 		ctx, cancel := open()
 		defer cancel()
 		if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.ID("password"))); err != nil {
@@ -129,7 +129,7 @@ func TestBrowser(t *testing.T) {
 		if prefilled != aliceHandle {
 			t.Errorf("login hint not prefilled: %q", prefilled)
 		}
-		cb := e.callback.wait(t)
+		cb := e.callback.Wait(t)
 		if cb.Get("error") != "access_denied" || cb.Get("state") != info.State || cb.Get("iss") != e.issuer {
 			t.Fatalf("deny redirect: %v", cb)
 		}
@@ -137,7 +137,7 @@ func TestBrowser(t *testing.T) {
 
 	t.Run("wrong password", func(t *testing.T) {
 		a := e.newApp()
-		_, authURL := a.start(t, "")
+		_, authURL := a.Start(t, "")
 		ctx, cancel := open()
 		defer cancel()
 		err := chromedp.Do(ctx,
@@ -156,7 +156,7 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("error shown: %q (role %q)", msg, role)
 		}
 		select {
-		case v := <-e.callback.got:
+		case v := <-e.callback.Got:
 			t.Fatalf("the app was called after a wrong password: %v", v)
 		default:
 		}

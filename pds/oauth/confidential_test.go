@@ -62,8 +62,8 @@ func TestConfidentialClient(t *testing.T) {
 
 	ca := ioauth.NewClientApp(&cfg, ioauth.NewMemStore())
 	ca.Client = &http.Client{Timeout: 10 * time.Second}
-	a := &app{cfg: cfg, ca: ca, meta: e.metadata()}
-	info, authURL := a.start(t, aliceHandle)
+	a := &app{Cfg: cfg, CA: ca, Meta: e.metadata()}
+	info, authURL := a.Start(t, aliceHandle)
 
 	b := newFormBrowser(t)
 	resp := b.get(authURL)
@@ -77,7 +77,7 @@ func TestConfidentialClient(t *testing.T) {
 	if b.loc.Host != "client.example.com" || cb.Get("state") != info.State {
 		t.Fatalf("redirect: %s", b.loc)
 	}
-	sess, tok := a.finish(t, info, cb.Get("code"))
+	sess, tok := a.Finish(t, info, cb.Get("code"))
 	if tok.Subject != aliceDID {
 		t.Fatalf("sub %q", tok.Subject)
 	}

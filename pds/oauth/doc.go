@@ -8,5 +8,9 @@
 // that comes through the Accounts interface the server implements. It never writes the account table, and it
 // does not enforce scopes on XRPC methods (the auth seam does, from Access.Scope).
 //
+// pagekit.go exports what the server's other pages (pds/accountpages) share with these: the browser's device
+// cookie and the accounts signed in on it, the sign-in (with its rate limits and the emailed second factor), the
+// layout, stylesheet and CSP, and CSRF tokens.
+//
 // DPoP proofs, client metadata and scope strings are checked by its sub-packages dpop, client and scope.
 package oauth

@@ -26,6 +26,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/scrypt"
 
+	"github.com/pdsgo/pds/internal/testoauthapp"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/oauth"
 )
@@ -87,6 +88,11 @@ func (a *testAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Accou
 	return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}, nil
 }
 
+// SignInCode: the test accounts have no two-factor sign-in (the server's is tested in pds/accountpages).
+func (a *testAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) error {
+	return oauth.ErrBadCode
+}
+
 const (
 	aliceDID      = "did:plc:alice2222222222222222"
 	aliceHandle   = "alice.test"
@@ -101,7 +107,7 @@ type env struct {
 	p        *oauth.Provider
 	srv      *httptest.Server
 	issuer   string
-	callback *callbackServer
+	callback *testoauthapp.Callback
 }
 
 // newEnv starts the provider behind a real loopback HTTP server, with issuer http://localhost:<port> (dev mode),
@@ -156,101 +162,15 @@ func newEnv(t *testing.T, opts ...func(*oauth.Config)) *env {
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &env{t: t, store: store, p: p, srv: srv, issuer: issuer, callback: newCallbackServer(t)}
+	return &env{t: t, store: store, p: p, srv: srv, issuer: issuer, callback: testoauthapp.NewCallback(t)}
 }
 
-// callbackServer is the app's loopback redirect target: it records the query of each redirect.
-type callbackServer struct {
-	srv *httptest.Server
-	got chan url.Values
-}
+func (e *env) metadata() *ioauth.AuthServerMetadata { return testoauthapp.Metadata(e.t, e.issuer) }
 
-func newCallbackServer(t *testing.T) *callbackServer {
-	c := &callbackServer{got: make(chan url.Values, 10)}
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/callback" {
-			c.got <- r.URL.Query()
-		}
-		io.WriteString(w, "<!doctype html><title>done</title><p id=done>done</p>")
-	}))
-	t.Cleanup(c.srv.Close)
-	return c
-}
-
-func (c *callbackServer) url() string { return c.srv.URL + "/callback" }
-
-func (c *callbackServer) wait(t *testing.T) url.Values {
-	t.Helper()
-	select {
-	case v := <-c.got:
-		return v
-	case <-time.After(20 * time.Second):
-		t.Fatal("the app's redirect URI was never reached")
-		return nil
-	}
-}
-
-func (e *env) metadata() *ioauth.AuthServerMetadata {
-	e.t.Helper()
-	resp, err := http.Get(e.issuer + "/.well-known/oauth-authorization-server")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var m ioauth.AuthServerMetadata
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		e.t.Fatal(err)
-	}
-	return &m
-}
-
-// app is an atproto OAuth client app using indigo's Go client (a loopback development client).
-type app struct {
-	cfg  ioauth.ClientConfig
-	ca   *ioauth.ClientApp
-	meta *ioauth.AuthServerMetadata
-}
+type app = testoauthapp.App
 
 func (e *env) newApp(scopes ...string) *app {
-	if len(scopes) == 0 {
-		scopes = []string{"atproto", "transition:generic"}
-	}
-	cfg := ioauth.NewLocalhostConfig(e.callback.url(), scopes)
-	ca := ioauth.NewClientApp(&cfg, ioauth.NewMemStore())
-	ca.Client = &http.Client{Timeout: 10 * time.Second}
-	return &app{cfg: cfg, ca: ca, meta: e.metadata()}
-}
-
-// start sends the PAR and returns the request data and the URL to open in a browser.
-func (a *app) start(t *testing.T, hint string) (*ioauth.AuthRequestData, string) {
-	t.Helper()
-	info, err := a.ca.SendAuthRequest(context.Background(), a.meta, a.cfg.Scopes, hint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := url.Values{"client_id": {a.cfg.ClientID}, "request_uri": {info.RequestURI}}
-	return info, a.meta.AuthorizationEndpoint + "?" + q.Encode()
-}
-
-// finish exchanges the code and returns a client session (indigo's) for refresh, revoke and resource calls.
-func (a *app) finish(t *testing.T, info *ioauth.AuthRequestData, code string) (*ioauth.ClientSession, *ioauth.TokenResponse) {
-	t.Helper()
-	tok, err := a.ca.SendInitialTokenRequest(context.Background(), code, *info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	priv, err := atcrypto.ParsePrivateMultibase(info.DPoPPrivateKeyMultibase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess := &ioauth.ClientSession{Client: a.ca.Client, Config: &a.cfg, DPoPPrivateKey: priv, Data: &ioauth.ClientSessionData{
-		AccountDID: syntax.DID(tok.Subject), SessionID: info.State, HostURL: info.AuthServerURL,
-		AuthServerURL: info.AuthServerURL, AuthServerTokenEndpoint: info.AuthServerTokenEndpoint,
-		AuthServerRevocationEndpoint: info.AuthServerRevocationEndpoint, Scopes: strings.Fields(tok.Scope),
-		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, DPoPAuthServerNonce: info.DPoPAuthServerNonce,
-		DPoPHostNonce: info.DPoPAuthServerNonce, DPoPPrivateKeyMultibase: info.DPoPPrivateKeyMultibase,
-	}}
-	return sess, tok
+	return testoauthapp.NewApp(e.t, e.issuer, e.callback.URL(), scopes...)
 }
 
 // whoami calls the resource route with the session (indigo handles nonces and one refresh on invalid_token).

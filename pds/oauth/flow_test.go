@@ -94,13 +94,13 @@ func TestMetadata(t *testing.T) {
 func TestFormFlow(t *testing.T) {
 	e := newEnv(t)
 	a := e.newApp()
-	info, authURL := a.start(t, aliceHandle)
+	info, authURL := a.Start(t, aliceHandle)
 	b := newFormBrowser(t)
 	cb := e.approveWithForms(t, b, authURL, aliceHandle, alicePassword)
 	if cb.Get("code") == "" || cb.Get("state") != info.State || cb.Get("iss") != e.issuer {
 		t.Fatalf("callback: %v", cb)
 	}
-	sess, tok := a.finish(t, info, cb.Get("code"))
+	sess, tok := a.Finish(t, info, cb.Get("code"))
 	if tok.Subject != aliceDID || tok.Scope != "atproto transition:generic" || tok.RefreshToken == "" {
 		t.Fatalf("token response: %+v", tok)
 	}
@@ -114,7 +114,7 @@ func TestFormFlow(t *testing.T) {
 	}
 
 	// The code is single-use: a replay fails and revokes what the code issued.
-	if _, err := a.ca.SendInitialTokenRequest(context.Background(), cb.Get("code"), *info); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
+	if _, err := a.CA.SendInitialTokenRequest(context.Background(), cb.Get("code"), *info); err == nil || !strings.Contains(err.Error(), "invalid_grant") {
 		t.Fatalf("replayed code: %v", err)
 	}
 	if status, body := e.whoami(t, sess); status == 200 {
@@ -122,9 +122,9 @@ func TestFormFlow(t *testing.T) {
 	}
 
 	// A new session: refresh rotates; the old refresh token is then a replay that ends the session.
-	info, authURL = a.start(t, aliceHandle)
+	info, authURL = a.Start(t, aliceHandle)
 	cb = e.approveWithForms(t, b, authURL, aliceHandle, alicePassword) // already signed in: straight to consent
-	sess, tok = a.finish(t, info, cb.Get("code"))
+	sess, tok = a.Finish(t, info, cb.Get("code"))
 	oldRefresh, oldAccess := tok.RefreshToken, tok.AccessToken
 	if _, err := sess.RefreshTokens(context.Background()); err != nil {
 		t.Fatal(err)
@@ -146,9 +146,9 @@ func TestFormFlow(t *testing.T) {
 	}
 
 	// Revocation: a third session, revoked by the client, stops working at once.
-	info, authURL = a.start(t, aliceHandle)
+	info, authURL = a.Start(t, aliceHandle)
 	cb = e.approveWithForms(t, b, authURL, aliceHandle, alicePassword)
-	sess, _ = a.finish(t, info, cb.Get("code"))
+	sess, _ = a.Finish(t, info, cb.Get("code"))
 	if status, _ := e.whoami(t, sess); status != 200 {
 		t.Fatal("control: fresh session refused")
 	}
@@ -165,9 +165,9 @@ func TestFormFlow(t *testing.T) {
 	}
 
 	// RevokeAccount ends every session of the account (password change, takedown...).
-	info, authURL = a.start(t, aliceHandle)
+	info, authURL = a.Start(t, aliceHandle)
 	cb = e.approveWithForms(t, b, authURL, aliceHandle, alicePassword)
-	sess, _ = a.finish(t, info, cb.Get("code"))
+	sess, _ = a.Finish(t, info, cb.Get("code"))
 	if status, _ := e.whoami(t, sess); status != 200 {
 		t.Fatal("control: fresh session refused")
 	}
@@ -178,7 +178,7 @@ func TestFormFlow(t *testing.T) {
 		t.Fatal("session survived RevokeAccount")
 	}
 	// ... and signs the account out of the browser: the next request asks for the password again.
-	_, authURL = a.start(t, aliceHandle)
+	_, authURL = a.Start(t, aliceHandle)
 	b.get(authURL)
 	if !strings.Contains(b.last, `name="password"`) {
 		t.Fatal("browser still signed in after RevokeAccount")

@@ -25,9 +25,9 @@ const verifierA = "verifier-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 
 // parForm is a valid PAR body for the loopback client of e (scope atproto transition:generic).
 func (e *env) parForm(verifier string) (url.Values, string) {
-	cfg := ioauth.NewLocalhostConfig(e.callback.url(), []string{"atproto", "transition:generic"})
+	cfg := ioauth.NewLocalhostConfig(e.callback.URL(), []string{"atproto", "transition:generic"})
 	return url.Values{
-		"client_id": {cfg.ClientID}, "response_type": {"code"}, "redirect_uri": {e.callback.url()},
+		"client_id": {cfg.ClientID}, "response_type": {"code"}, "redirect_uri": {e.callback.URL()},
 		"scope": {"atproto transition:generic"}, "state": {"st-" + verifier[len(verifier)-6:]},
 		"code_challenge": {ioauth.S256CodeChallenge(verifier)}, "code_challenge_method": {"S256"},
 	}, cfg.ClientID
@@ -156,7 +156,7 @@ func (e *env) codeFor(t *testing.T, d *dpopPoster, b *formBrowser, mod func(url.
 	authURL := e.issuer + "/oauth/authorize?" + url.Values{"client_id": {clientID}, "request_uri": {body["request_uri"].(string)}}.Encode()
 	cb := e.approveWithForms(t, b, authURL, aliceHandle, alicePassword)
 	exchange := url.Values{"grant_type": {"authorization_code"}, "client_id": {clientID}, "code": {cb.Get("code")},
-		"redirect_uri": {e.callback.url()}, "code_verifier": {v}}
+		"redirect_uri": {e.callback.URL()}, "code_verifier": {v}}
 	return cb, exchange
 }
 
@@ -197,7 +197,7 @@ func TestTokenChecks(t *testing.T) {
 		{"missing verifier", func(f url.Values) { f.Del("code_verifier") }, d, true, "invalid_request"},
 		{"another DPoP key", nil, newDPoPPoster(t), true, "invalid_dpop_proof"},
 		{"no DPoP", nil, d, false, "invalid_dpop_proof"},
-		{"other redirect_uri", func(f url.Values) { f.Set("redirect_uri", e.callback.url()+"x") }, d, true, "invalid_grant"},
+		{"other redirect_uri", func(f url.Values) { f.Set("redirect_uri", e.callback.URL()+"x") }, d, true, "invalid_grant"},
 	} {
 		_, ex := e.codeFor(t, d, b, nil)
 		if c.mod != nil {
@@ -305,7 +305,7 @@ func TestPages(t *testing.T) {
 	b := newFormBrowser(t)
 	resp = b.get(authURL)
 	csp := resp.Header.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "style-src 'sha256-", "form-action 'self' " + e.callback.srv.URL, "base-uri 'none'"} {
+	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'", "style-src 'sha256-", "form-action 'self' " + strings.TrimSuffix(e.callback.URL(), "/callback"), "base-uri 'none'"} {
 		if !strings.Contains(csp, want) {
 			t.Errorf("CSP %q lacks %q", csp, want)
 		}
@@ -443,7 +443,7 @@ func TestPages(t *testing.T) {
 	}
 
 	// The sign-in rate limit: 30 attempts per identifier per 5 minutes.
-	_, authURL2 := e.newApp().start(t, "")
+	_, authURL2 := e.newApp().Start(t, "")
 	rl := newFormBrowser(t)
 	rl.get(authURL2)
 	var last *http.Response

@@ -59,6 +59,14 @@ var (
 	ErrBadCredentials = errors.New("invalid identifier or password")
 	// ErrAccountUnavailable: the account is taken down, deactivated or deleted.
 	ErrAccountUnavailable = errors.New("account unavailable")
+	// ErrAccountDeactivated: the password is right and the account is deactivated by its owner (an
+	// ErrAccountUnavailable for the OAuth pages; the account pages let it sign in to reactivate).
+	ErrAccountDeactivated = fmt.Errorf("%w: deactivated", ErrAccountUnavailable)
+	// ErrCodeRequired: the password is right, and the account also needs the sign-in code just mailed to it
+	// (two-factor sign-in by email); SignIn returns the account with it.
+	ErrCodeRequired = errors.New("sign-in code required")
+	// ErrBadCode: the sign-in code is wrong or expired, or no sign-in is waiting for one on this browser.
+	ErrBadCode = errors.New("wrong or expired sign-in code")
 	// ErrNotDPoP: VerifyAccess was called on a request without an "Authorization: DPoP" header.
 	ErrNotDPoP = errors.New("oauth: no DPoP authorization")
 )
@@ -72,8 +80,11 @@ type Account struct {
 
 // Accounts is implemented by the server with its account store and password hashing.
 type Accounts interface {
-	// SignIn checks identifier (handle, email or DID) and the account password (never an app password).
+	// SignIn checks identifier (handle, email or DID) and the account password (never an app password). When
+	// the account has two-factor sign-in by email it mails a code and returns the account with ErrCodeRequired.
 	SignIn(ctx context.Context, identifier, password string) (Account, error)
+	// SignInCode uses up the mailed sign-in code of did (an error when it is wrong or expired).
+	SignInCode(ctx context.Context, did syntax.DID, code string) error
 	// Account returns a usable account (ErrAccountUnavailable when it is not).
 	Account(ctx context.Context, did syntax.DID) (Account, error)
 }
@@ -97,6 +108,8 @@ type Config struct {
 	AllowHTTPClients bool
 	// ServiceName names this server on its pages ("" gives the issuer's host).
 	ServiceName string
+	// Links are shown at the bottom of every page (describeServer's privacy policy, terms of service, contact).
+	Links []PageLink
 	// ClientIP returns the address a request came from, for rate limits (nil: the TCP peer).
 	ClientIP func(*http.Request) string
 	// Now is the clock (nil: time.Now).
@@ -126,6 +139,7 @@ type Provider struct {
 	log       *slog.Logger
 	limits    *limiter
 	liveCache *liveCache
+	pending   *pendingSignIns
 }
 
 // New checks cfg and builds the provider.
@@ -174,6 +188,7 @@ func New(cfg Config, deps Deps) (*Provider, error) {
 		log:       cfg.Logger.With("component", "oauth"),
 		limits:    newLimiter(),
 		liveCache: newLiveCache(),
+		pending:   &pendingSignIns{m: map[string]pendingSignIn{}},
 	}
 	p.nonces = dpop.NewNonces(derive(cfg.Secret, "dpop nonce"), NonceRotation)
 	p.verifier = dpop.NewVerifier(p.nonces)

@@ -32,7 +32,7 @@ func TestIncludeScopes(t *testing.T) {
 			Permissions: []lexicon.SchemaPermission{{Type: "permission", Resource: "repo", Collection: []string{"com.example.calendar.event"}}}}}
 	})
 	a := e.newApp("atproto", "include:com.example.calendar.basic")
-	_, authURL := a.start(t, aliceHandle)
+	_, authURL := a.Start(t, aliceHandle)
 	b := newFormBrowser(t)
 	b.get(authURL)
 	f := b.hidden()
@@ -43,7 +43,7 @@ func TestIncludeScopes(t *testing.T) {
 		t.Fatalf("consent page does not describe the permission set:\n%s", b.last)
 	}
 	bad := e.newApp("atproto", "include:com.example.missing.set")
-	if _, err := bad.ca.SendAuthRequest(context.Background(), bad.meta, bad.cfg.Scopes, ""); err == nil || !strings.Contains(err.Error(), "invalid_scope") {
+	if _, err := bad.CA.SendAuthRequest(context.Background(), bad.Meta, bad.Cfg.Scopes, ""); err == nil || !strings.Contains(err.Error(), "invalid_scope") {
 		t.Fatalf("unresolvable permission set accepted: %v", err)
 	}
 }

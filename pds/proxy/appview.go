@@ -42,7 +42,7 @@ func (p *Proxy) GetFeed(c echo.Context) error {
 	if err != nil {
 		return xrpc.InvalidRequest("feed must be a valid at-uri")
 	}
-	acct, err := p.Account(ctx, did)
+	acct, err := p.Accounts.ByDID(ctx, did)
 	if err != nil {
 		return err
 	}

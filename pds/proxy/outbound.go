@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"github.com/pdsgo/pds/internal/ssrf"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/repo"
-	"github.com/pdsgo/pds/xrpc"
 )
 
 // Service is a service the operator configured: its base URL and DID.
@@ -84,8 +82,8 @@ func (c Caller) requireRPC(aud string, lxms ...string) error {
 // Deps is what the proxy needs from the rest of the server.
 type Deps struct {
 	Log      *slog.Logger
-	Accounts *accountstore.Store // signing keys, handles
-	Repos    *repo.Store         // the account's newer records (read-after-write)
+	Accounts Accounts    // signing keys, handles
+	Repos    *repo.Store // the account's newer records (read-after-write)
 	// ResolveDID resolves a service's DID document (cached).
 	ResolveDID func(ctx context.Context, did syntax.DID) (*identity.Identity, error)
 	// Authenticate authenticates a request the router's fallback is about to forward.
@@ -156,14 +154,10 @@ func (p *Proxy) ServiceToken(acct *accountstore.Account, aud, lxm string, exp ti
 	return auth.SignServiceAuth(acct.DID, aud, ttl, method, key)
 }
 
-// Account loads the caller's account for a call made on its behalf (400 AccountNotFound when it is gone).
-func (p *Proxy) Account(ctx context.Context, did syntax.DID) (*accountstore.Account, error) {
-	acct, err := p.Accounts.AccountByDID(ctx, did)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return nil, xrpc.NewError(http.StatusBadRequest, xrpc.NameAccountNotFound, "Account not found")
-	}
-	if err != nil {
-		return nil, err
-	}
-	return acct, nil
+// Accounts is what the proxy reads of the accounts (accounts.Service): the caller's account, for its signing
+// key, and the account a handle names.
+type Accounts interface {
+	// ByDID loads an account; 400 AccountNotFound when it is gone.
+	ByDID(ctx context.Context, did syntax.DID) (*accountstore.Account, error)
+	AccountByHandle(ctx context.Context, handle string) (*accountstore.Account, error)
 }

@@ -286,7 +286,7 @@ func (p *Proxy) forwardCall(c echo.Context, did syntax.DID, nsid string, decoded
 	if err != nil {
 		return nil, nil, err
 	}
-	acct, err := p.Account(ctx, did)
+	acct, err := p.Accounts.ByDID(ctx, did)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -53,7 +53,7 @@ func (p *Proxy) Push(c echo.Context) error {
 			return err
 		}
 	}
-	acct, err := p.Account(ctx, p.CallerDID(c))
+	acct, err := p.Accounts.ByDID(ctx, p.CallerDID(c))
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/accountstore"
+	"github.com/pdsgo/pds/repo"
 	"github.com/pdsgo/pds/xrpc"
 )
 
@@ -98,7 +99,7 @@ func (p *Proxy) localRecordsSince(ctx context.Context, did syntax.DID, rev strin
 			return nil, err
 		}
 		lr := localRecord{
-			URI:    atURI(did, rec.Collection, rec.RKey),
+			URI:    repo.RecordURI(did, rec.Collection, rec.RKey),
 			CID:    rec.CID.String(),
 			Record: val,
 		}
@@ -685,7 +686,7 @@ func (p *Proxy) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acco
 	if did != acct.DID {
 		return false, nil
 	}
-	uri := atURI(did, at.Collection().String(), at.RecordKey().String())
+	uri := repo.RecordURI(did, at.Collection().String(), at.RecordKey().String())
 	local, err := p.localRecordsSince(ctx, acct.DID, rev)
 	if err != nil {
 		p.Log.Warn("read-after-write: loading local records", "did", acct.DID, "err", err)
@@ -720,8 +721,4 @@ func (p *Proxy) threadNotFoundAfterWrite(c echo.Context, acct *accountstore.Acco
 		c.Response().Header().Set("Atproto-Upstream-Lag", strconv.FormatInt(lag.Milliseconds(), 10))
 	}
 	return true, c.JSON(http.StatusOK, map[string]any{"thread": thread})
-}
-
-func atURI(did syntax.DID, collection, rkey string) string {
-	return "at://" + did.String() + "/" + collection + "/" + rkey
 }

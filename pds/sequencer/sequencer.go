@@ -121,8 +121,9 @@ type storedBatch struct {
 
 // Options tune the sequencer.
 type Options struct {
-	// Floor is the lowest seq a brand-new log may start above. The server passes a time-based floor when the
-	// log file is new but accounts exist (the file was lost), so seq never starts over for relays.
+	// Floor is the lowest seq the log may continue above (a log whose head is higher keeps it). The server
+	// passes a time-based floor when the log file is new but accounts exist (the file was lost), or was
+	// restored from a backup (pds/backup), so seq never goes back for relays.
 	Floor  int64
 	Logger *slog.Logger
 }
@@ -200,9 +201,9 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 		return nil, err
 	}
 	s.head = max(metaHead.Int64, maxSeq.Int64)
-	if !metaHead.Valid && !maxSeq.Valid && opts.Floor > 0 {
+	if opts.Floor > s.head {
 		s.head = opts.Floor
-		if _, err := db.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('head', ?)", s.head); err != nil {
+		if _, err := db.ExecContext(ctx, "INSERT INTO meta (key, value) VALUES ('head', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", s.head); err != nil {
 			db.Close()
 			return nil, err
 		}

@@ -189,7 +189,7 @@ func TestSeqNeverRestartsAfterPruneAndReopen(t *testing.T) {
 	// Prune everything again, then reopen: the head comes from the meta table, not from the events.
 	s.Prune(context.Background(), time.Now().Add(time.Hour))
 	s.Close()
-	s = open(t, path, Options{Floor: 1_000_000}) // an existing file ignores the floor
+	s = open(t, path, Options{Floor: 5}) // a floor below an existing file's head changes nothing
 	if s.Head() != 12 {
 		t.Fatalf("reopened head %d, want 12", s.Head())
 	}
@@ -218,6 +218,25 @@ func TestSeqFloorForNewFile(t *testing.T) {
 	}
 	if _, seq := decode(t, evs[0].Frame); seq != 5001 {
 		t.Fatalf("frame seq %d", seq)
+	}
+}
+
+// TestSeqFloorRaisesExistingLog: a restored log (pds/backup) continues above the floor the server passes.
+func TestSeqFloorRaisesExistingLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seq.sqlite")
+	s := open(t, path, Options{})
+	wait(t, identity(s, "did:plc:a"))
+	s.Close()
+	s = open(t, path, Options{Floor: 1_000_000})
+	if s.Head() != 1_000_000 {
+		t.Fatalf("head %d, want the floor", s.Head())
+	}
+	wait(t, identity(s, "did:plc:a"))
+	s.Close()
+	s = open(t, path, Options{})
+	evs := allEvents(t, s)
+	if len(evs) != 2 || evs[0].Seq != 1 || evs[1].Seq != 1_000_001 {
+		t.Fatalf("events: %+v", evs)
 	}
 }
 

@@ -6,7 +6,7 @@
 // It also imports whole repositories (migration), which bypass the stream while the account is deactivated.
 //
 // Storage itself is package repo's (repo.Repo.Apply, Import, ReplayCommits); the event log is package
-// sequencer's. RepoError is the one mapping of the repo's sentinel errors to XRPC errors.
+// sequencer's. Its errors are mapped to XRPC errors by package xrpcerr (xrpcerr.Repo).
 //
 // It may not read sessions, handles or takedown state: what it needs from accounts and moderation comes in
 // through Options (Accounts for the account rows, CheckCommit for the blob-takedown check), wired in

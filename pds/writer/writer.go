@@ -6,16 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 
 	"github.com/pdsgo/pds/pds/accountstore"
-	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/sequencer"
+	"github.com/pdsgo/pds/pds/xrpcerr"
 	"github.com/pdsgo/pds/repo"
-	"github.com/pdsgo/pds/xrpc"
 )
 
 // Blobs is what the write path needs from the blob service: scheduling the blob collector when a commit or a
@@ -52,7 +50,7 @@ func (w *Writer) Import(ctx context.Context, did syntax.DID, body io.Reader, opt
 func (w *Writer) SyncEventBlocks(ctx context.Context, did syntax.DID) ([]byte, string, error) {
 	r, err := w.Repos.Repo(ctx, did)
 	if err != nil {
-		return nil, "", RepoError(err)
+		return nil, "", xrpcerr.Repo(err)
 	}
 	defer r.Release()
 	head, blk, err := r.CommitBlock(ctx)
@@ -123,7 +121,7 @@ func (w *Writer) Commit(ctx context.Context, acct *accountstore.Account, ops []r
 				}
 			}
 		}
-		return nil, RepoError(err)
+		return nil, xrpcerr.Repo(err)
 	}
 	if logged != nil {
 		// Waited for after the repo lock is released, so the account's next writes group-commit meanwhile.
@@ -159,27 +157,6 @@ func (w *Writer) catchUp(ctx context.Context, r *repo.Repo, did syntax.DID) erro
 		}
 	}
 	return nil
-}
-
-// RepoError maps the repo package's sentinel errors to XRPC errors.
-func RepoError(err error) error {
-	switch {
-	case errors.Is(err, repo.ErrInvalidSwap):
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidSwap, "%s", xrpc.TrimSentinel(err, repo.ErrInvalidSwap))
-	case errors.Is(err, repo.ErrInvalidWrite):
-		return xrpc.InvalidRequest("%s", xrpc.TrimSentinel(err, repo.ErrInvalidWrite))
-	case errors.Is(err, repo.ErrRecordExists):
-		return xrpc.InvalidRequest("Record already exists")
-	case errors.Is(err, repo.ErrRecordNotFound):
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRecordNotFound, "Could not find record")
-	case errors.Is(err, repo.ErrTooManyOps):
-		return xrpc.InvalidRequest("Too many writes. Max: 200")
-	case errors.Is(err, repo.ErrTooLarge):
-		return xrpc.NewError(http.StatusRequestEntityTooLarge, xrpc.NamePayloadTooLarge, "Commit is too large (more than 2,000,000 bytes of blocks)")
-	case errors.Is(err, repo.ErrRepoNotFound):
-		return xrpc.NewError(http.StatusBadRequest, xrpc.NameRepoNotFound, "Could not find repo")
-	}
-	return blobs.WriteError(err)
 }
 
 // Recover runs at start, before any write: every commit that reached a repo but not the firehose

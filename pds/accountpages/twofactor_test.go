@@ -1,0 +1,131 @@
+package accountpages_test
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/pdsgo/pds/internal/testpds"
+)
+
+var codeShape = regexp.MustCompile(`^[A-Z2-7]{5}-[A-Z2-7]{5}$`)
+
+// TestTwoFactor: two-factor sign-in by email turned on from the page; createSession then wants the mailed code
+// (401 AuthFactorTokenRequired), the account sign-in page and the OAuth sign-in page ask for it, app passwords
+// skip it; updateEmail's emailAuthFactor turns it off.
+func TestTwoFactor(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.pds.CreateAccount("alice")
+	appPW := testpds.MustOK(t, e.pds.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "app"}, alice.AccessJwt))["password"].(string)
+	ctx, cancel := e.open()
+	defer cancel()
+	e.signIn(ctx, alice)
+
+	turn := func(wantErr bool) {
+		t.Helper()
+		err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account/email"), chromedp.WaitVisible(chromedp.ID("two-factor-toggle")),
+			chromedp.Click(chromedp.ID("two-factor-toggle")), chromedp.WaitVisible(chromedp.CSS("#notice, #form-error")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := testbrowserHas(t, ctx, "#form-error"); got != wantErr {
+			t.Fatalf("toggle: error shown %v, want %v", got, wantErr)
+		}
+	}
+	// Not with an unconfirmed address: the codes could not arrive.
+	turn(true)
+	testpds.MustOK(t, e.pds.Procedure("com.atproto.server.requestEmailConfirmation", nil, alice.AccessJwt))
+	tok := e.mail.Next(t).Token(t)
+	testpds.MustOK(t, e.pds.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": alice.Email, "token": tok}, alice.AccessJwt))
+	turn(false)
+	if s := text(t, ctx, "#two-factor-status"); s != "on" {
+		t.Fatalf("status %q", s)
+	}
+	screenshot(t, ctx, "two-factor")
+
+	// createSession.
+	r := testpds.Login(t, e.pds, alice.Handle, alice.Password)
+	testpds.WantStatus(t, r, 401, "AuthFactorTokenRequired")
+	msg := e.mail.Next(t)
+	code := msg.Token(t)
+	if msg.To[0] != alice.Email || !codeShape.MatchString(code) {
+		t.Fatalf("code mail to %v: %q", msg.To, code)
+	}
+	login := func(code string) *testpds.Response {
+		return e.pds.Procedure("com.atproto.server.createSession", map[string]any{"identifier": alice.Handle, "password": alice.Password, "authFactorToken": code}, "")
+	}
+	testpds.WantStatus(t, login("AAAAA-AAAAA"), 400, "InvalidToken")
+	sess := testpds.MustOK(t, login(code))
+	if sess["emailAuthFactor"] != true {
+		t.Errorf("createSession: %v", sess)
+	}
+	testpds.WantStatus(t, login(code), 400, "InvalidToken") // used once
+	got := testpds.MustOK(t, e.pds.Query("com.atproto.server.getSession", nil, sess["accessJwt"].(string)))
+	if got["emailAuthFactor"] != true {
+		t.Errorf("getSession: %v", got)
+	}
+	testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, appPW)) // app passwords skip the code
+	e.mail.None(t)
+
+	// The account sign-in page asks for the code; a wrong one is refused.
+	b, cancelB := e.open()
+	defer cancelB()
+	err := chromedp.Do(b,
+		chromedp.Navigate(e.pds.URL+"/account"),
+		chromedp.WaitVisible(chromedp.ID("identifier")),
+		chromedp.SendKeys(chromedp.ID("identifier"), alice.Handle),
+		chromedp.SendKeys(chromedp.ID("password"), alice.Password+"\r"),
+		chromedp.WaitVisible(chromedp.ID("code")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, b, "sign-in-code")
+	code = e.mail.Next(t).Token(t)
+	clearMessages(t, b)
+	err = chromedp.Do(b, chromedp.SendKeys(chromedp.ID("code"), "AAAAA-AAAAA\r"), chromedp.WaitVisible(chromedp.ID("form-error")),
+		chromedp.WaitVisible(chromedp.ID("code")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(b, chromedp.SendKeys(chromedp.ID("code"), strings.ToLower(code)+"\r"), chromedp.WaitVisible(chromedp.CSS("nav.account-nav")))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The OAuth sign-in page asks for it too.
+	o, cancelO := e.open()
+	defer cancelO()
+	app := testoauthappNew(e)
+	info, authURL := app.Start(t, "")
+	err = chromedp.Do(o,
+		chromedp.Navigate(authURL),
+		chromedp.WaitVisible(chromedp.ID("identifier")),
+		chromedp.SendKeys(chromedp.ID("identifier"), alice.Handle),
+		chromedp.SendKeys(chromedp.ID("password"), alice.Password+"\r"),
+		chromedp.WaitVisible(chromedp.ID("code")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code = e.mail.Next(t).Token(t)
+	err = chromedp.Do(o, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)),
+		chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, tokr := app.Finish(t, info, e.callback.Wait(t).Get("code"))
+	if tokr.Subject != alice.DID {
+		t.Errorf("OAuth subject %q", tokr.Subject)
+	}
+
+	// Off through updateEmail (the address is confirmed, so with the mailed update token).
+	testpds.MustOK(t, e.pds.Procedure("com.atproto.server.requestEmailUpdate", nil, sess["accessJwt"].(string)))
+	tok = e.mail.Next(t).Token(t)
+	testpds.MustOK(t, e.pds.Procedure("com.atproto.server.updateEmail", map[string]any{"email": alice.Email, "emailAuthFactor": false, "token": tok}, sess["accessJwt"].(string)))
+	if got := testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, alice.Password)); got["emailAuthFactor"] != false {
+		t.Errorf("after turning off: %v", got)
+	}
+}
