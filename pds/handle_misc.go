@@ -48,3 +48,8 @@ func (s *Server) handleWellKnownDID(c echo.Context) error {
 	}
 	return c.String(http.StatusOK, acct.DID.String())
 }
+
+// handleCheckSignupQueue: com.atproto.temp.checkSignupQueue on a PDS without an entryway.
+func (s *Server) handleCheckSignupQueue(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"activated": true})
+}

@@ -63,6 +63,36 @@ func (s *Server) handleSyncGetRepo(c echo.Context) error {
 	})
 }
 
+// handleSyncGetCheckout serves the deprecated com.atproto.sync.getCheckout: the whole repository as a CAR,
+// as getRepo without since (the reference's behaviour).
+func (s *Server) handleSyncGetCheckout(c echo.Context) error {
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	return streamCAR(c, func(w *responseWriter) error {
+		return r.WriteCAR(c.Request().Context(), w, "")
+	})
+}
+
+// handleSyncGetHead serves the deprecated com.atproto.sync.getHead: the current commit's CID as root.
+func (s *Server) handleSyncGetHead(c echo.Context) error {
+	_, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
+	if err != nil {
+		return err
+	}
+	defer r.Release()
+	head, err := r.Head(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if !head.Commit.Defined() {
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameHeadNotFound, "Could not find root for DID: %s", r.DID())
+	}
+	return c.JSON(http.StatusOK, map[string]string{"root": head.Commit.String()})
+}
+
 func (s *Server) handleSyncGetRecord(c echo.Context) error {
 	acct, r, err := s.accounts.SyncRepo(c.Request().Context(), xrpc.ParamDID(c, "did"), auth.CallerDID(c))
 	if err != nil {

@@ -123,6 +123,11 @@ func TestInviteCodes(t *testing.T) {
 	if len(seen) != 5 {
 		t.Fatalf("paged through %d codes, want 5", len(seen))
 	}
+	// Without codeCount, the lexicon's default: one code per account (the reference's answer, not a 400).
+	out1 := testpds.MustOK(t, testpds.AdminProcedure(t, p, "com.atproto.server.createInviteCodes", map[string]any{"useCount": 1, "forAccounts": []string{"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"}}))
+	if gs := out1["codes"].([]any); len(gs) != 2 || len(gs[0].(map[string]any)["codes"].([]any)) != 1 || len(gs[1].(map[string]any)["codes"].([]any)) != 1 {
+		t.Fatalf("createInviteCodes without codeCount: %v", out1)
+	}
 }
 
 // With PDS_INVITE_INTERVAL users earn codes, at most five unused at a time; an account whose invites are

@@ -273,7 +273,7 @@ func TestUpdateHandle(t *testing.T) {
 	writes := e.plcWrites.Load()
 	testpds.WantStatus(t, update(bob, "alice2.test"), 400, "HandleNotAvailable")
 	testpds.WantStatus(t, update(bob, "al.test"), 400, "InvalidHandle")
-	testpds.WantStatus(t, update(bob, "admin.test"), 400, "InvalidHandle")
+	testpds.WantStatus(t, update(bob, "admin.test"), 400, "HandleNotAvailable")
 	testpds.WantStatus(t, update(bob, "a.b.test"), 400, "InvalidHandle")
 	testpds.WantStatus(t, update(bob, "bob.invalid"), 400, "InvalidHandle")
 	testpds.WantStatus(t, update(bob, "bob.local"), 400, "InvalidHandle")

@@ -129,6 +129,11 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("com.atproto.sync.getBlob", s.handleSyncGetBlob, s.auth.OptionalAuth)
 	r.Query("com.atproto.sync.listBlobs", s.handleSyncListBlobs, s.auth.OptionalAuth)
 	r.Subscription("com.atproto.sync.subscribeRepos", s.firehose.Subscribe)
+	// Deprecated, still served by the reference.
+	r.Query("com.atproto.sync.getHead", s.handleSyncGetHead, s.auth.OptionalAuth)
+	r.Query("com.atproto.sync.getCheckout", s.handleSyncGetCheckout, s.auth.OptionalAuth)
+	// No signup queue here (no entryway): every account is activated, the reference's answer without one.
+	r.Query("com.atproto.temp.checkSignupQueue", s.handleCheckSignupQueue, std, noOAuth)
 
 	// com.atproto.identity
 	r.Query("com.atproto.identity.resolveHandle", s.handleResolveHandle)
@@ -149,6 +154,11 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("app.bsky.feed.getAuthorFeed", s.proxy.GetAuthorFeed, std)
 	r.Query("app.bsky.feed.getActorLikes", s.proxy.GetActorLikes, std)
 	r.Query("app.bsky.feed.getPostThread", s.proxy.GetPostThread, std)
+	// Reports are accepted from taken-down accounts (pds/proxy Report).
+	r.Procedure("com.atproto.moderation.createReport", s.proxy.Report, takendown)
+	// Push registrations go to the service the body names (its #bsky_notif endpoint), as the reference's do.
+	r.Procedure("app.bsky.notification.registerPush", s.proxy.Push, std)
+	r.Procedure("app.bsky.notification.unregisterPush", s.proxy.Push, std)
 	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
 	r.SetFallback(s.proxy.Handle)
 

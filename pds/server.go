@@ -295,7 +295,8 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 	s.firehose.Start()
 	// Built here, not in Serve, so a Shutdown racing a starting Serve sees it (Serve then returns at once).
 	s.httpSrv = &http.Server{
-		Handler:           s.echo,
+		Handler:           s.Handler(),
+		MaxHeaderBytes:    MaxHeaderBytes - headerReadSlop, // headerlimits.go
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
@@ -310,7 +311,7 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 }
 
 // Handler is the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.echo }
+func (s *Server) Handler() http.Handler { return limitHeaderLines(s.echo) }
 
 // Serve serves HTTP on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {

@@ -63,7 +63,7 @@ func TestAccountsAndSessions(t *testing.T) {
 	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "alice.test", "email": "x@example.com", "password": "p"}, ""), 400, "HandleNotAvailable")
 	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "al.test", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
 	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "bob.example.org", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
-	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "admin.test", "email": "y@example.com", "password": "p"}, ""), 400, "InvalidHandle")
+	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "admin.test", "email": "y@example.com", "password": "p"}, ""), 400, "HandleNotAvailable")
 	testpds.WantStatus(t, p.Procedure("com.atproto.server.createAccount", map[string]any{"handle": "carol.test", "password": "p"}, ""), 400, "InvalidRequest")
 
 	// Login by handle, DID and email.

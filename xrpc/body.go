@@ -1,11 +1,14 @@
 package xrpc
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/bluesky-social/indigo/atproto/atdata"
@@ -75,9 +78,11 @@ func ReadRawJSON(c echo.Context, limit int64) ([]byte, error) {
 		return nil, bodyError(err)
 	}
 	if in, ok := c.Get(ctxInput).(*inputSchema); ok && in != nil {
-		if err := in.validate(raw); err != nil {
-			return nil, err
+		withDefaults, verr := in.validate(raw)
+		if verr != nil {
+			return nil, verr
 		}
+		raw = withDefaults
 	}
 	return raw, nil
 }
@@ -164,11 +169,65 @@ func (o overlayCatalog) Resolve(ref string) (*lexicon.Schema, error) {
 	return o.base.Resolve(ref)
 }
 
-func (in *inputSchema) validate(raw []byte) *Error {
+// validate checks a body against the input schema and returns it with the schema's defaults for absent
+// top-level properties added, as the reference's lexicon validator does (createInviteCodes without codeCount
+// is one code each): the handler reads what the lexicon means.
+func (in *inputSchema) validate(raw []byte) ([]byte, *Error) {
 	data, err := atdata.UnmarshalJSON(raw)
 	if err != nil {
-		return InvalidRequest("Invalid input: %s", err.Error())
+		return nil, InvalidRequest("Invalid input: %s", err.Error())
 	}
+	raw, data = in.applyDefaults(raw, data)
+	if err := in.check(data); err != nil {
+		return nil, err
+	}
+	return raw, nil
+}
+
+// applyDefaults adds the defaults of absent top-level properties to data and, spliced in after the opening
+// brace, to raw (the client's bytes are otherwise kept as sent).
+func (in *inputSchema) applyDefaults(raw []byte, data map[string]any) ([]byte, map[string]any) {
+	var add []byte
+	for _, k := range slices.Sorted(maps.Keys(in.obj.Properties)) {
+		if _, ok := data[k]; ok {
+			continue
+		}
+		var def any
+		switch p := in.obj.Properties[k].Inner.(type) {
+		case lexicon.SchemaInteger:
+			if p.Default != nil {
+				def = int64(*p.Default)
+			}
+		case lexicon.SchemaBoolean:
+			if p.Default != nil {
+				def = *p.Default
+			}
+		case lexicon.SchemaString:
+			if p.Default != nil {
+				def = *p.Default
+			}
+		}
+		if def == nil {
+			continue
+		}
+		kv, _ := json.Marshal(k)
+		v, _ := json.Marshal(def)
+		add = append(append(append(append(add, kv...), ':'), v...), ',')
+		data[k] = def
+	}
+	if add == nil {
+		return raw, data
+	}
+	open := bytes.IndexByte(raw, '{') + 1 // checkJSON made sure the body is an object
+	if bytes.HasPrefix(bytes.TrimSpace(raw[open:]), []byte("}")) {
+		add = add[:len(add)-1] // empty object: no comma before the closing brace
+	}
+	out := make([]byte, 0, len(raw)+len(add))
+	out = append(append(append(out, raw[:open]...), add...), raw[open:]...)
+	return out, data
+}
+
+func (in *inputSchema) check(data map[string]any) *Error {
 	for _, k := range in.obj.Required {
 		// reference-style message for the most common mistake
 		if _, ok := data[k]; !ok {
@@ -180,7 +239,9 @@ func (in *inputSchema) validate(raw []byte) *Error {
 		ID:  syntheticInputRef + "#main",
 		Def: lexicon.SchemaRecord{Type: "record", Key: "any", Record: in.obj},
 	}}
-	if err := lexicon.ValidateRecord(cat, data, syntheticInputRef, 0); err != nil {
+	err := lexicon.ValidateRecord(cat, data, syntheticInputRef, 0)
+	delete(data, "$type")
+	if err != nil {
 		return InvalidRequest("Invalid input: %s", err.Error())
 	}
 	return nil

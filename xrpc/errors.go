@@ -76,6 +76,7 @@ const (
 	NameRepoDeactivated         = "RepoDeactivated"         // 400
 	NameRepoTakendown           = "RepoTakendown"           // 400
 	NameRepoSuspended           = "RepoSuspended"           // 400
+	NameHeadNotFound            = "HeadNotFound"            // 400 (deprecated sync.getHead)
 	NameHandleNotAvailable      = "HandleNotAvailable"      // 400
 	NameInvalidHandle           = "InvalidHandle"           // 400
 	NameInvalidPassword         = "InvalidPassword"         // 400

@@ -50,7 +50,7 @@ func TestInputValidationAcceptsRealBodies(t *testing.T) {
 		if err := checkJSON([]byte(body), maxBodyDepth); err != nil {
 			t.Errorf("%s: checkJSON: %v", nsid, err)
 		}
-		if err := in.validate([]byte(body)); err != nil {
+		if _, err := in.validate([]byte(body)); err != nil {
 			t.Errorf("%s: rejected valid body: %v", nsid, err)
 		}
 	}
@@ -70,9 +70,37 @@ func TestInputValidationRejects(t *testing.T) {
 		{"app.bsky.actor.putPreferences", `{"preferences":[{"$type":"app.bsky.actor.defs#adultContentPref","enabled":"no"}]}`, "Invalid input"},
 	}
 	for _, tc := range cases {
-		err := inputFor(t, tc.nsid).validate([]byte(tc.body))
+		_, err := inputFor(t, tc.nsid).validate([]byte(tc.body))
 		if err == nil || err.Status != 400 || !strings.Contains(err.Message, tc.want) {
 			t.Errorf("%s %s: got %v, want 400 containing %q", tc.nsid, tc.body, err, tc.want)
 		}
+	}
+}
+
+// TestInputDefaults: the lexicon's defaults fill absent top-level properties (a required one with a default
+// is then present), and the rest of the body is kept byte for byte.
+func TestInputDefaults(t *testing.T) {
+	in := inputFor(t, "com.atproto.server.createInviteCodes")
+	for body, want := range map[string]string{
+		`{"useCount":2}`:                             `{"codeCount":1,"useCount":2}`,
+		` { "useCount" : 2.0e0 }`:                    ` {"codeCount":1, "useCount" : 2.0e0 }`,
+		`{"codeCount":5,"useCount":2}`:               `{"codeCount":5,"useCount":2}`,
+		`{"useCount":1,"forAccounts":["did:plc:a"]}`: `{"codeCount":1,"useCount":1,"forAccounts":["did:plc:a"]}`,
+	} {
+		got, err := in.validate([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if string(got) != want {
+			t.Errorf("%s: got %s, want %s", body, got, want)
+		}
+	}
+	if _, err := in.validate([]byte(`{}`)); err == nil || !strings.Contains(err.Message, "useCount") {
+		t.Fatalf("{} without useCount: %v", err)
+	}
+	// An empty object gets its defaults without a stray comma.
+	got, _ := inputFor(t, "com.atproto.server.createInviteCodes").applyDefaults([]byte("{ }"), map[string]any{})
+	if string(got) != `{"codeCount":1 }` {
+		t.Fatalf("empty object: %s", got)
 	}
 }

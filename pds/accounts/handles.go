@@ -55,7 +55,8 @@ func (s *Service) normalizeServiceHandle(raw string) (string, error) {
 		case len(front) > 18:
 			return "", xrpcerr.InvalidHandle("Handle too long")
 		case reservedHandles[front]:
-			return "", xrpcerr.InvalidHandle("Reserved handle")
+			// The reference names this one HandleNotAvailable (its other rules are InvalidHandle).
+			return "", xrpc.HandleNotAvailable("Reserved handle")
 		}
 		return handle, nil
 	}

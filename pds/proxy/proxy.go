@@ -26,7 +26,8 @@ import (
 //
 // The target is the `atproto-proxy: <did>#<service id>` header, resolved through the DID document's services,
 // or, without the header, the operator's default for the method's namespace. A method with neither is
-// answered 501 MethodNotImplemented (the reference answers 400 "No service configured").
+// answered 501 MethodNotImplemented (the reference answers 400 "No service configured"). As in the reference,
+// the AppView is the default for every namespace but the moderation service's.
 
 // protectedMethods manage the account itself: they must be called on the PDS directly, never proxied nor
 // granted through getServiceAuth (the reference's list). Lookups are case-insensitive, like the reference's.
@@ -82,10 +83,8 @@ func (p *Proxy) defaultService(nsid string) (*Service, string) {
 		return p.cfg.ReportService, serviceIDLabeler
 	case strings.HasPrefix(l, "tools.ozone."):
 		return p.cfg.ModService, serviceIDLabeler
-	case strings.HasPrefix(l, "app.bsky."), strings.HasPrefix(l, "chat.bsky."):
-		return p.cfg.AppView, serviceIDAppView
 	}
-	return nil, ""
+	return p.cfg.AppView, serviceIDAppView
 }
 
 // proxyTarget is where a call goes.
@@ -103,6 +102,19 @@ func (p *Proxy) hasTarget(c echo.Context, nsid string) bool {
 	}
 	svc, _ := p.defaultService(nsid)
 	return svc != nil
+}
+
+// Report serves com.atproto.moderation.createReport: a proxied call whose route also accepts taken-down
+// accounts (reporting is their way to appeal), as the reference's does.
+func (p *Proxy) Report(c echo.Context) error {
+	nsid := xrpc.MethodNSID(c)
+	if !p.hasTarget(c, nsid) {
+		return noServiceError(nsid)
+	}
+	if err := p.authorizeRoute(c, nsid); err != nil {
+		return err
+	}
+	return p.Call(c, p.CallerDID(c), nsid)
 }
 
 func noServiceError(nsid string) error {

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Runs every fuzz target for a given time each (default 10m), one after the other, one worker each (the
+# machine is shared). Usage: scripts/fuzz.sh [duration] [target-regexp]
+# Found crashers are written to <package>/testdata/fuzz/<target>/ by go test; keep them (the plain
+# `go test` run replays them) and fix the code. Record the run in docs/testing.md.
+set -eu
+cd "$(dirname "$0")/.."
+time=${1:-10m}
+only=${2:-.}
+targets='
+./xrpc FuzzRecordJSON
+./xrpc FuzzRecordCBOR
+./xrpc FuzzQueryParams
+./xrpc FuzzStringSchema
+./xrpc FuzzNSID
+./xrpc FuzzRecordKey
+./xrpc FuzzDID
+./xrpc FuzzHandle
+./xrpc FuzzAtIdentifier
+./xrpc FuzzTID
+./xrpc FuzzDatetime
+./xrpc FuzzCID
+./xrpc FuzzLanguage
+./xrpc FuzzATURI
+./repo FuzzImportCAR
+./repo FuzzCARReader
+./repo FuzzImportRecordBlock
+./repo FuzzMSTOps
+./pds/auth FuzzSessionJWT
+./pds/auth FuzzServiceAuthJWT
+./pds/oauth/dpop FuzzVerify
+'
+echo "$targets" | while read -r pkg target; do
+	[ -n "$pkg" ] || continue
+	echo "$target" | grep -Eq "$only" || continue
+	echo "== $pkg $target ($time)"
+	go test "$pkg" -run '^$' -fuzz "^$target\$" -fuzztime "$time" -parallel 1 2>&1 |
+		grep -E '^(fuzz: elapsed|--- FAIL|    |ok|FAIL|PASS)' | tail -n 12
+done
