@@ -55,19 +55,26 @@ func backupSource(cl *cli) backup.Source {
 	return src
 }
 
-func runBackupNow(ctx context.Context, cl *cli, args []string) error {
-	fs := cl.flagSet("backup now")
+// openBackupCommand parses the flags of a backup command that takes only --json and opens the backup named by
+// the PDS_BACKUP_* variables (create: a first round may set the location up).
+func openBackupCommand(ctx context.Context, cl *cli, name string, args []string, create bool) (*backup.Backup, bool, error) {
+	fs := cl.flagSet(name)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if pos, err := parseFlags(fs, args); err != nil {
-		return err
+		return nil, false, err
 	} else if len(pos) != 0 {
-		return errors.New("takes no arguments")
+		return nil, false, errors.New("takes no arguments")
 	}
 	cfg, err := backupConfig(cl, "")
 	if err != nil {
-		return err
+		return nil, false, err
 	}
-	b, err := backup.Open(ctx, cfg, nil, true)
+	b, err := backup.Open(ctx, cfg, nil, create)
+	return b, *asJSON, err
+}
+
+func runBackupNow(ctx context.Context, cl *cli, args []string) error {
+	b, asJSON, err := openBackupCommand(ctx, cl, "backup now", args, true)
 	if err != nil {
 		return err
 	}
@@ -75,7 +82,7 @@ func runBackupNow(ctx context.Context, cl *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(cl.stdout).Encode(map[string]any{"round": m.ID, "seq": m.Seq, "accounts": st.Accounts,
 			"copied": st.Copied, "objects": st.Objects, "bytes": st.Bytes, "blobs": st.Blobs, "seconds": st.Duration.Seconds()})
 	}
@@ -85,18 +92,7 @@ func runBackupNow(ctx context.Context, cl *cli, args []string) error {
 }
 
 func runBackupList(ctx context.Context, cl *cli, args []string) error {
-	fs := cl.flagSet("backup list")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if pos, err := parseFlags(fs, args); err != nil {
-		return err
-	} else if len(pos) != 0 {
-		return errors.New("takes no arguments")
-	}
-	cfg, err := backupConfig(cl, "")
-	if err != nil {
-		return err
-	}
-	b, err := backup.Open(ctx, cfg, nil, false)
+	b, asJSON, err := openBackupCommand(ctx, cl, "backup list", args, false)
 	if err != nil {
 		return err
 	}
@@ -119,7 +115,7 @@ func runBackupList(ctx context.Context, cl *cli, args []string) error {
 		}
 		rows = append(rows, row{Round: m.ID, Time: m.Time, Seq: m.Seq, Accounts: len(m.Accounts), Blobs: m.Blobs})
 	}
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(cl.stdout).Encode(rows)
 	}
 	tw := tabwriter.NewWriter(cl.stdout, 2, 4, 2, ' ', 0)
