@@ -65,6 +65,7 @@ func (s *Server) routes() *echo.Echo {
 	// com.atproto.server
 	r.Query("com.atproto.server.describeServer", s.handleDescribeServer)
 	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.limits.Route("createAccount"))
+	r.Procedure("com.atproto.server.reserveSigningKey", s.handleReserveSigningKey, s.limits.Route("reserveSigningKey"))
 	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.limits.Route("createSession"))
 	r.Query("com.atproto.server.getSession", s.handleGetSession, takendown, anyOAuth) // email only with account:email
 	r.Procedure("com.atproto.server.refreshSession", s.handleRefreshSession)
