@@ -102,7 +102,12 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := s.auth.CreateSession(ctx, acct, "")
+	return s.newAccountSession(c, acct)
+}
+
+// newAccountSession signs a new account in and answers createAccount with its tokens and DID document.
+func (s *Server) newAccountSession(c echo.Context, acct *accountstore.Account) error {
+	tokens, err := s.auth.CreateSession(c.Request().Context(), acct, "")
 	if err != nil {
 		return err
 	}
@@ -179,14 +184,7 @@ func (s *Server) createAccountWithPLCOp(c echo.Context, in *createAccountInput) 
 	if err != nil {
 		return err
 	}
-	tokens, err := s.auth.CreateSession(ctx, acct, "")
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, sessionOutput{
-		AccessJwt: tokens.Access, RefreshJwt: tokens.Refresh, Handle: acct.Handle, DID: acct.DID,
-		DIDDoc: s.accounts.DIDDocument(acct),
-	})
+	return s.newAccountSession(c, acct)
 }
 
 func (s *Server) handleReserveSigningKey(c echo.Context) error {
