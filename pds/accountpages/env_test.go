@@ -71,16 +71,35 @@ func newEnv(t *testing.T, extra map[string]string) *env {
 // signIn signs acct in on the browser of ctx through the account sign-in page.
 func (e *env) signIn(ctx context.Context, acct *testpds.Account) {
 	e.t.Helper()
+	e.enterPassword(ctx, e.pds.URL+"/account", acct, "nav.account-nav")
+}
+
+// enterPassword opens a sign-in page (the account pages' or the OAuth pages'), types acct's handle and password,
+// and waits for what answers them (sel: the signed-in page, the code form, an error).
+func (e *env) enterPassword(ctx context.Context, page string, acct *testpds.Account, sel string) {
+	e.t.Helper()
 	err := chromedp.Do(ctx,
-		chromedp.Navigate(e.pds.URL+"/account"),
+		chromedp.Navigate(page),
 		chromedp.WaitVisible(chromedp.ID("identifier")),
 		chromedp.SendKeys(chromedp.ID("identifier"), acct.Handle),
 		chromedp.SendKeys(chromedp.ID("password"), acct.Password+"\r"),
-		chromedp.WaitVisible(chromedp.CSS("nav.account-nav")),
+		chromedp.WaitVisible(chromedp.CSS(sel)),
 	)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+}
+
+// turnOnTwoFactor confirms acct's address and turns on two-factor sign-in by email through the API
+// (updateEmail's emailAuthFactor, with the mailed update token), using up the mails it causes.
+func (e *env) turnOnTwoFactor(acct *testpds.Account) {
+	e.t.Helper()
+	testpds.MustOK(e.t, e.pds.Procedure("com.atproto.server.requestEmailConfirmation", nil, acct.AccessJwt))
+	tok := e.mail.Next(e.t).Token(e.t)
+	testpds.MustOK(e.t, e.pds.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": acct.Email, "token": tok}, acct.AccessJwt))
+	testpds.MustOK(e.t, e.pds.Procedure("com.atproto.server.requestEmailUpdate", nil, acct.AccessJwt))
+	tok = e.mail.Next(e.t).Token(e.t)
+	testpds.MustOK(e.t, e.pds.Procedure("com.atproto.server.updateEmail", map[string]any{"email": acct.Email, "emailAuthFactor": true, "token": tok}, acct.AccessJwt))
 }
 
 func text(t *testing.T, ctx context.Context, sel string) string {

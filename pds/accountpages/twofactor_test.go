@@ -1,6 +1,7 @@
 package accountpages_test
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -128,4 +129,60 @@ func TestTwoFactor(t *testing.T) {
 	if got := testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, alice.Password)); got["emailAuthFactor"] != false {
 		t.Errorf("after turning off: %v", got)
 	}
+}
+
+// TestTwoFactorDeactivated: a deactivated account with two-factor sign-in by email. createSession asks for the
+// code and then signs in, reporting the account deactivated (as the reference); the account sign-in page takes
+// the password and the mailed code and lands on the overview, where the account reactivates itself; the OAuth
+// sign-in page, after the same two steps, refuses it, so no app gets access to a deactivated account.
+func TestTwoFactorDeactivated(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.pds.CreateAccount("alice")
+	e.turnOnTwoFactor(alice)
+	testpds.MustOK(t, e.pds.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt))
+	status := func() map[string]any {
+		return testpds.MustOK(t, e.pds.Query("com.atproto.sync.getRepoStatus", url.Values{"did": {alice.DID}}, ""))
+	}
+	if st := status(); st["active"] != false {
+		t.Fatalf("after deactivating: %v", st)
+	}
+
+	testpds.WantStatus(t, testpds.Login(t, e.pds, alice.Handle, alice.Password), 401, "AuthFactorTokenRequired")
+	code := e.mail.Next(t).Token(t)
+	sess := testpds.MustOK(t, e.pds.Procedure("com.atproto.server.createSession",
+		map[string]any{"identifier": alice.Handle, "password": alice.Password, "authFactorToken": code}, ""))
+	if sess["active"] != false || sess["status"] != "deactivated" || sess["emailAuthFactor"] != true {
+		t.Errorf("createSession of the deactivated account: %v", sess)
+	}
+
+	// The OAuth sign-in page: password, code, then refused; no consent is offered.
+	o, cancelO := e.open()
+	defer cancelO()
+	_, authURL := testoauthappNew(e).Start(t, "")
+	e.enterPassword(o, authURL, alice, "#code")
+	code = e.mail.Next(t).Token(t)
+	if err := chromedp.Do(o, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.ID("form-error"))); err != nil {
+		t.Fatal(err)
+	}
+	if msg := text(t, o, "#form-error"); !strings.Contains(msg, "not available") {
+		t.Errorf("OAuth sign-in of the deactivated account: %q", msg)
+	}
+	if testbrowserHas(t, o, `button[value="approve"]`) {
+		t.Error("the OAuth page offers consent for a deactivated account")
+	}
+
+	// The account pages: password, code, the overview says deactivated; reactivate.
+	ctx, cancel := e.open()
+	defer cancel()
+	e.enterPassword(ctx, e.pds.URL+"/account", alice, "#code")
+	code = e.mail.Next(t).Token(t)
+	err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.ID("deactivated")),
+		chromedp.Click(chromedp.ID("reactivate")), chromedp.WaitVisible(chromedp.ID("notice")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := status(); st["active"] != true {
+		t.Errorf("after reactivating: %v", st)
+	}
+	e.mail.None(t)
 }
