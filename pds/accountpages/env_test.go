@@ -68,6 +68,18 @@ func newEnv(t *testing.T, extra map[string]string) *env {
 	return &env{t: t, dns: d, pds: p, mail: mail, open: testbrowser.New(t), callback: testoauthapp.NewCallback(t)}
 }
 
+// newSignedIn is the usual start of a page test: a server with the default settings, the account alice, and a
+// browser signed in as alice (closed when the test ends).
+func newSignedIn(t *testing.T) (*env, *testpds.Account, context.Context) {
+	t.Helper()
+	e := newEnv(t, nil)
+	alice := e.pds.CreateAccount("alice")
+	ctx, cancel := e.open()
+	t.Cleanup(cancel)
+	e.signIn(ctx, alice)
+	return e, alice, ctx
+}
+
 // signIn signs acct in on the browser of ctx through the account sign-in page.
 func (e *env) signIn(ctx context.Context, acct *testpds.Account) {
 	e.t.Helper()
