@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	ioauth "github.com/bluesky-social/indigo/atproto/auth/oauth"
 	"github.com/chromedp/chromedp"
 	"github.com/miekg/dns"
 
@@ -90,16 +91,25 @@ func (e *env) signIn(ctx context.Context, acct *testpds.Account) {
 // and waits for what answers them (sel: the signed-in page, the code form, an error).
 func (e *env) enterPassword(ctx context.Context, page string, acct *testpds.Account, sel string) {
 	e.t.Helper()
-	err := chromedp.Do(ctx,
+	testbrowser.Do(e.t, ctx,
 		chromedp.Navigate(page),
 		chromedp.WaitVisible(chromedp.ID("identifier")),
 		chromedp.SendKeys(chromedp.ID("identifier"), acct.Handle),
 		chromedp.SendKeys(chromedp.ID("password"), acct.Password+"\r"),
 		chromedp.WaitVisible(chromedp.CSS(sel)),
 	)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+}
+
+// connectApp connects a new OAuth app (indigo's client) to acct through the consent page of the browser of
+// ctx, which is signed in as acct already, and returns the app's session.
+func (e *env) connectApp(ctx context.Context, acct *testpds.Account) *ioauth.ClientSession {
+	e.t.Helper()
+	app := testoauthappNew(e)
+	info, authURL := app.Start(e.t, acct.Handle)
+	testbrowser.Do(e.t, ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)),
+		chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	sess, _ := app.Finish(e.t, info, e.callback.Wait(e.t).Get("code"))
+	return sess
 }
 
 // turnOnTwoFactor confirms acct's address and turns on two-factor sign-in by email through the API

@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/pdsgo/pds/internal/testbrowser"
 )
 
 // TestFramedByAnotherOrigin: in a browser signed in as alice, a page of another origin (a loopback server on
@@ -50,9 +51,7 @@ func TestFramedByAnotherOrigin(t *testing.T) {
 	}
 
 	// Every frame fires load, refused or not; then the frame tree says what each one shows.
-	if err := chromedp.Do(ctx, chromedp.Navigate(framerURL)); err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Navigate(framerURL))
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](fmt.Sprintf("loaded.length === %d", len(frames)))); err != nil {
 		t.Fatalf("the frames did not all load: %v", err)
 	}
