@@ -141,8 +141,9 @@ func TestTwoFactorDeactivated(t *testing.T) {
 	defer cancel()
 	e.enterPassword(ctx, e.pds.URL+"/account", alice, "#code")
 	code = e.mail.Next(t).Token(t)
-	testbrowser.Do(t, ctx, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.ID("deactivated")),
-		chromedp.Click(chromedp.ID("reactivate")), chromedp.WaitVisible(chromedp.ID("notice")))
+	testbrowser.Do(t, ctx, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.ID("deactivated")))
+	screenshot(t, ctx, "deactivated")
+	testbrowser.Do(t, ctx, chromedp.Click(chromedp.ID("reactivate")), chromedp.WaitVisible(chromedp.ID("notice")))
 	if st := status(); st["active"] != true {
 		t.Errorf("after reactivating: %v", st)
 	}
