@@ -116,8 +116,10 @@ func (s *Service) CreateWithPLCOp(ctx context.Context, did syntax.DID, in NewAcc
 	s.clearReservation(ctx, reserved.KeyDID, did)
 	s.forgetIdentity(ctx, did)
 	if op.IsGenesis() {
+		// The account exists and the DID points here: a failed activation leaves it deactivated (the user can
+		// call activateAccount) rather than failing a createAccount that cannot be repeated.
 		if err := s.Activate(ctx, acct); err != nil {
-			return nil, err
+			s.log.Warn("createAccount with a genesis plcOp: activation failed", "did", did, "err", err)
 		}
 	}
 	return acct, nil
