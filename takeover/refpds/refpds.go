@@ -25,6 +25,8 @@ import (
 const Version = "@atproto/pds 0.5.35"
 
 // KnownMigrations are the Kysely migrations (table kysely_migration) each database of Version has, in order.
+// Of the releases on the npm registry, 0.4.217 to 0.5.35 have exactly these; 0.4.122 has account.sqlite's
+// 001-004 only (no OAuth account management, permission sets or lexicon index), and is refused.
 var KnownMigrations = map[string][]string{
 	"account.sqlite":   {"001", "002", "003", "004", "005", "006", "007"},
 	"sequencer.sqlite": {"001"},
