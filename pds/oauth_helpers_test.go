@@ -118,12 +118,16 @@ func getJSON(t testing.TB, u string, out any) {
 // discover goes from a handle to the account's authorization server as an app does: handle -> DID -> PDS ->
 // protected-resource metadata -> authorization-server metadata. (indigo's ClientApp.StartAuthFlow does the same
 // but accepts only https servers without a port, which a development PDS on loopback is not.)
-func (a *oauthApp) discover(handle string) (*ioauth.AuthServerMetadata, syntax.DID) {
+func (a *oauthApp) discover(id string) (*ioauth.AuthServerMetadata, syntax.DID) {
 	t := a.t
 	t.Helper()
-	ident, err := a.ca.Dir.LookupHandle(context.Background(), syntax.Handle(handle))
+	atid, err := syntax.ParseAtIdentifier(id)
 	if err != nil {
-		t.Fatalf("resolving %s: %v", handle, err)
+		t.Fatal(err)
+	}
+	ident, err := a.ca.Dir.Lookup(context.Background(), atid)
+	if err != nil {
+		t.Fatalf("resolving %s: %v", id, err)
 	}
 	pdsURL := ident.PDSEndpoint()
 	var prm struct {
@@ -142,12 +146,13 @@ func (a *oauthApp) discover(handle string) (*ioauth.AuthServerMetadata, syntax.D
 	return &meta, ident.DID
 }
 
-// authorize sends the PAR for handle and returns the URL to open in the browser.
-func (a *oauthApp) authorize(handle string) string {
+// authorize sends the PAR for id (a handle, or a DID: a deactivated account's handle does not resolve) and
+// returns the URL to open in the browser.
+func (a *oauthApp) authorize(id string) string {
 	t := a.t
 	t.Helper()
-	meta, did := a.discover(handle)
-	info, err := a.ca.SendAuthRequest(context.Background(), meta, a.ca.Config.Scopes, handle)
+	meta, did := a.discover(id)
+	info, err := a.ca.SendAuthRequest(context.Background(), meta, a.ca.Config.Scopes, id)
 	if err != nil {
 		t.Fatalf("PAR: %v", err)
 	}
@@ -167,6 +172,13 @@ func (a *oauthApp) signIn(open func() (context.Context, context.CancelFunc), acc
 	ctx, cancel := open()
 	defer cancel()
 	testbrowser.SignInAndApprove(t, ctx, authURL, acct.Handle, acct.Password)
+	return a.finish()
+}
+
+// finish waits for the browser to reach the app's redirect URI and exchanges the code: the app's session.
+func (a *oauthApp) finish() *ioauth.ClientSession {
+	t := a.t
+	t.Helper()
 	var params url.Values
 	select {
 	case params = <-a.callback:

@@ -424,8 +424,6 @@ func (p *Pages) handleSignIn(w http.ResponseWriter, r *http.Request) {
 		acct, err = p.kit.SignIn(r.Context(), r, device, identifier, password)
 	}
 	switch {
-	case errors.Is(err, oauth.ErrAccountDeactivated):
-		// Signed in: the overview offers reactivation.
 	case errors.Is(err, oauth.ErrCodeRequired):
 		p.codeForm(w, r, http.StatusOK, "")
 		return
@@ -442,8 +440,8 @@ func (p *Pages) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, oauth.ErrBadCredentials):
 		p.signInForm(w, r, http.StatusUnauthorized, identifier, "Invalid identifier or password")
 		return
-	case errors.Is(err, oauth.ErrAccountUnavailable):
-		p.signInForm(w, r, http.StatusForbidden, identifier, "This account is not available (it is deactivated or suspended).")
+	case errors.Is(err, oauth.ErrAccountUnavailable): // taken down; a deactivated account signs in to reactivate
+		p.signInForm(w, r, http.StatusForbidden, identifier, "This account is not available (it has been taken down).")
 		return
 	case err != nil:
 		p.log.Error("accountpages: sign-in", "err", err)

@@ -101,7 +101,8 @@ func TestTwoFactor(t *testing.T) {
 // TestTwoFactorDeactivated: a deactivated account with two-factor sign-in by email. createSession asks for the
 // code and then signs in, reporting the account deactivated (as the reference); the account sign-in page takes
 // the password and the mailed code and lands on the overview, where the account reactivates itself; the OAuth
-// sign-in page, after the same two steps, refuses it, so no app gets access to a deactivated account.
+// sign-in page, after the same two steps, offers consent, saying the account is deactivated (as the reference:
+// an app may be what reactivates it; pds.TestOAuthDeactivatedAccount goes on to writes and activateAccount).
 func TestTwoFactorDeactivated(t *testing.T) {
 	e := newEnv(t, nil)
 	alice := e.pds.CreateAccount("alice")
@@ -122,18 +123,21 @@ func TestTwoFactorDeactivated(t *testing.T) {
 		t.Errorf("createSession of the deactivated account: %v", sess)
 	}
 
-	// The OAuth sign-in page: password, code, then refused; no consent is offered.
+	// The OAuth sign-in page: password, code, then the consent page says the account is deactivated; the app
+	// gets its tokens.
 	o, cancelO := e.open()
 	defer cancelO()
-	_, authURL := testoauthappNew(e).Start(t, "")
+	app := testoauthappNew(e)
+	info, authURL := app.Start(t, "")
 	e.enterPassword(o, authURL, alice, "#code")
 	code = e.mail.Next(t).Token(t)
-	testbrowser.Do(t, o, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.ID("form-error")))
-	if msg := text(t, o, "#form-error"); !strings.Contains(msg, "not available") {
-		t.Errorf("OAuth sign-in of the deactivated account: %q", msg)
+	testbrowser.Do(t, o, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)))
+	if msg := text(t, o, "#deactivated"); !strings.Contains(msg, "deactivated") {
+		t.Errorf("consent page of the deactivated account: %q", msg)
 	}
-	if testbrowserHas(t, o, `button[value="approve"]`) {
-		t.Error("the OAuth page offers consent for a deactivated account")
+	testbrowser.Do(t, o, chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	if _, tok := app.Finish(t, info, e.callback.Wait(t).Get("code")); tok.Subject != alice.DID {
+		t.Errorf("OAuth subject %q", tok.Subject)
 	}
 
 	// The account pages: password, code, the overview says deactivated; reactivate.

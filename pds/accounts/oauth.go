@@ -36,9 +36,11 @@ func (s *Service) OAuthAccounts() oauth.Accounts { return oauthAccounts{s} }
 type oauthAccounts struct{ s *Service }
 
 // SignIn checks a handle, email or DID and the account password. App passwords never match (they live in
-// another table and this checks only the account password); taken-down accounts are unavailable; deactivated
-// ones answer oauth.ErrAccountDeactivated (the account pages let them in to reactivate, the OAuth pages do
-// not). With two-factor sign-in by email, the code is mailed and the answer is oauth.ErrCodeRequired.
+// another table and this checks only the account password); taken-down accounts are unavailable (before any code
+// is mailed); deactivated ones sign in, as in the reference (whose OAuth store signs in what login accepts):
+// a migration's new account is deactivated until the move is done, and the app doing the move signs it in to
+// call activateAccount. Its writes are refused by the XRPC layer. With two-factor sign-in by email, the code is
+// mailed and the answer is oauth.ErrCodeRequired.
 func (a oauthAccounts) SignIn(ctx context.Context, identifier, password string) (oauth.Account, error) {
 	acct, err := a.s.Lookup(ctx, identifier)
 	if errors.Is(err, accountstore.ErrNotFound) {
@@ -58,42 +60,22 @@ func (a oauthAccounts) SignIn(ctx context.Context, identifier, password string) 
 		if err := a.s.SignInFactor(ctx, acct, ""); err != nil && (!errors.As(err, &xe) || xe.Name != xrpc.NameAuthFactorTokenRequired) {
 			return oauth.Account{}, err // the code could not be mailed
 		}
-		return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}, oauth.ErrCodeRequired
+		return oauthAccount(acct), oauth.ErrCodeRequired
 	}
-	return signedIn(acct)
+	return oauthAccount(acct), nil
 }
 
 // SignInCode uses up the sign-in code mailed to did (oauth.ErrBadCode when it is wrong or expired) and then
-// answers as SignIn does for the account as it is now: deactivated ones with oauth.ErrAccountDeactivated, so
-// that an account with two-factor sign-in can reach the account pages to reactivate itself.
+// answers as Account does for the account as it is now.
 func (a oauthAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) (oauth.Account, error) {
 	if err := a.s.CheckSignInCode(ctx, did, code); err != nil {
 		return oauth.Account{}, oauth.ErrBadCode
 	}
-	acct, err := a.s.AccountByDID(ctx, did)
-	if errors.Is(err, accountstore.ErrNotFound) {
-		return oauth.Account{}, oauth.ErrAccountUnavailable
-	}
-	if err != nil {
-		return oauth.Account{}, err
-	}
-	return signedIn(acct)
+	return a.Account(ctx, did)
 }
 
-// signedIn is the answer to a sign-in whose credentials were right: taken down is unavailable, deactivated is
-// oauth.ErrAccountDeactivated with the account.
-func signedIn(acct *accountstore.Account) (oauth.Account, error) {
-	found := oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}
-	if acct.TakedownRef != "" {
-		return oauth.Account{}, oauth.ErrAccountUnavailable
-	}
-	if !acct.Active() {
-		return found, oauth.ErrAccountDeactivated
-	}
-	return found, nil
-}
-
-// Account returns a usable account.
+// Account returns the account for the OAuth provider (sign-in, consent, code exchange, refresh): deactivated
+// ones included (marked), taken-down and deleted ones oauth.ErrAccountUnavailable.
 func (a oauthAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Account, error) {
 	acct, err := a.s.AccountByDID(ctx, did)
 	if errors.Is(err, accountstore.ErrNotFound) {
@@ -102,12 +84,12 @@ func (a oauthAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Accou
 	if err != nil {
 		return oauth.Account{}, err
 	}
-	return usable(acct)
-}
-
-func usable(acct *accountstore.Account) (oauth.Account, error) {
-	if !acct.Active() {
+	if acct.TakedownRef != "" {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
-	return oauth.Account{DID: syntax.DID(acct.DID), Handle: acct.Handle, Email: acct.Email}, nil
+	return oauthAccount(acct), nil
+}
+
+func oauthAccount(acct *accountstore.Account) oauth.Account {
+	return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email, Deactivated: acct.DeactivatedAt != nil}
 }

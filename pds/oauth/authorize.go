@@ -62,9 +62,10 @@ type page struct {
 }
 
 type chooserEntry struct {
-	DID    syntax.DID
-	Handle string
-	URL    string
+	DID         syntax.DID
+	Handle      string
+	URL         string
+	Deactivated bool
 }
 
 // flow is one authorization request as seen from the browser that opened it.
@@ -228,7 +229,7 @@ func (p *Provider) renderError(w http.ResponseWriter, status int, msg string) {
 	p.render(w, nil, status, "error", pg)
 }
 
-// signedIn lists the accounts signed in on this browser within SignInLifetime that are still usable.
+// signedIn lists the accounts signed in on this browser within SignInLifetime that are not taken down or gone.
 func (p *Provider) signedIn(ctx context.Context, f *flow) []Account {
 	return p.DeviceAccounts(ctx, f.device)
 }
@@ -236,7 +237,8 @@ func (p *Provider) signedIn(ctx context.Context, f *flow) []Account {
 func (p *Provider) chooserEntries(f *flow, accts []Account) []chooserEntry {
 	var out []chooserEntry
 	for _, a := range accts {
-		out = append(out, chooserEntry{DID: a.DID, Handle: a.Handle, URL: p.authorizeURL(f, url.Values{"account": {a.DID.String()}})})
+		out = append(out, chooserEntry{DID: a.DID, Handle: a.Handle, Deactivated: a.Deactivated,
+			URL: p.authorizeURL(f, url.Values{"account": {a.DID.String()}})})
 	}
 	return out
 }
@@ -380,8 +382,8 @@ func (p *Provider) handleSignIn(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ErrBadCredentials):
 		fail(http.StatusUnauthorized, "Invalid identifier or password")
 		return
-	case errors.Is(err, ErrAccountUnavailable):
-		fail(http.StatusForbidden, "This account is not available (it is deactivated or suspended).")
+	case errors.Is(err, ErrAccountUnavailable): // taken down (a deactivated account signs in, as in the reference)
+		fail(http.StatusForbidden, "This account is not available (it has been taken down).")
 		return
 	case err != nil:
 		p.log.Error("oauth: sign-in", "err", err)

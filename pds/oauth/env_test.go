@@ -32,7 +32,8 @@ import (
 )
 
 // testAccounts implements oauth.Accounts on the real account store, as the server does: account password only
-// (app passwords live in another table and never match here), inactive accounts unavailable.
+// (app passwords live in another table and never match here), taken-down accounts unavailable, deactivated ones
+// signed in (marked).
 type testAccounts struct{ store *accountstore.Store }
 
 func hashPassword(pw string) string {
@@ -68,10 +69,14 @@ func (a *testAccounts) SignIn(ctx context.Context, identifier, password string) 
 	if !checkPassword(password, acct.PasswordHash) {
 		return oauth.Account{}, oauth.ErrBadCredentials
 	}
-	if !acct.Active() {
+	return available(acct)
+}
+
+func available(acct *accountstore.Account) (oauth.Account, error) {
+	if acct.TakedownRef != "" {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
-	return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}, nil
+	return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email, Deactivated: acct.DeactivatedAt != nil}, nil
 }
 
 func (a *testAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Account, error) {
@@ -82,10 +87,7 @@ func (a *testAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Accou
 	if err != nil {
 		return oauth.Account{}, err
 	}
-	if !acct.Active() {
-		return oauth.Account{}, oauth.ErrAccountUnavailable
-	}
-	return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}, nil
+	return available(acct)
 }
 
 // SignInCode: the test accounts have no two-factor sign-in (the server's is tested in pds/accountpages).

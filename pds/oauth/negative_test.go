@@ -347,14 +347,6 @@ func TestPages(t *testing.T) {
 			t.Errorf("sign-in %v: %d", c, resp.StatusCode)
 		}
 	}
-	// A deactivated account cannot sign in here (the message says so, without revealing more).
-	now := time.Now()
-	if err := e.store.SetDeactivated(context.Background(), bobDID, &now, nil); err != nil {
-		t.Fatal(err)
-	}
-	if resp := signIn("bob.test", alicePassword); resp.StatusCode != 403 || !strings.Contains(b.last, "not available") {
-		t.Errorf("deactivated account: %d", resp.StatusCode)
-	}
 	// An app password is refused on this page.
 	apw := "abcd-efgh-ijkl-mnop"
 	if err := e.store.CreateAppPassword(context.Background(), aliceDID, "test", hashPassword(apw), true, time.Now()); err != nil {
@@ -455,6 +447,77 @@ func TestPages(t *testing.T) {
 	}
 	if last.StatusCode != 429 || !strings.Contains(rl.last, "Too many") {
 		t.Errorf("31st attempt: %d", last.StatusCode)
+	}
+}
+
+// TestDeactivatedAccount: as in the reference, a deactivated account signs in (the consent page and the chooser
+// say it is deactivated), consents, and its app exchanges the code and refreshes; a taken-down one is refused at
+// sign-in and at refresh (the server also ends its sessions then: pds.TestOAuthSessionsEnd). Its writes are
+// refused by the XRPC layer (pds.TestOAuthDeactivatedAccount).
+func TestDeactivatedAccount(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	now := time.Now()
+	if err := e.store.SetDeactivated(ctx, bobDID, &now, nil); err != nil {
+		t.Fatal(err)
+	}
+	app := e.newApp()
+	info, authURL := app.Start(t, "")
+	b := newFormBrowser(t)
+	b.get(authURL)
+	form := b.hidden()
+	form.Set("identifier", "bob.test")
+	form.Set("password", alicePassword)
+	if resp := b.post(e.issuer+oauth.PathSignIn, form); resp.StatusCode != 200 || !strings.Contains(b.last, `value="approve"`) ||
+		!strings.Contains(b.last, `id="deactivated"`) {
+		t.Fatalf("sign-in of a deactivated account: %d %s", resp.StatusCode, b.last)
+	}
+	// The chooser lists it, marked.
+	_, authURL2 := e.newApp().Start(t, "")
+	b.get(authURL2)
+	if !strings.Contains(b.last, "Choose an account") || !strings.Contains(b.last, "@bob.test <span class=\"badge\">deactivated</span>") {
+		t.Errorf("chooser: %s", b.last)
+	}
+	// Consent, code exchange, a resource call and a refresh.
+	b.get(authURL + "&account=" + url.QueryEscape(bobDID))
+	if !strings.Contains(b.last, `id="deactivated"`) {
+		t.Errorf("consent page from the chooser: %s", b.last)
+	}
+	form = b.hidden()
+	form.Set("account", bobDID)
+	form.Set("action", "approve")
+	resp := b.post(e.issuer+oauth.PathConsent, form)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther || loc.Query().Get("code") == "" {
+		t.Fatalf("consent: %d %s", resp.StatusCode, b.last)
+	}
+	sess, tok := app.Finish(t, info, loc.Query().Get("code"))
+	if tok.Subject != bobDID {
+		t.Fatalf("subject %q", tok.Subject)
+	}
+	if status, body := e.whoami(t, sess); status != 200 || body["did"] != bobDID {
+		t.Errorf("resource call: %d %v", status, body)
+	}
+	if _, err := sess.RefreshTokens(ctx); err != nil {
+		t.Fatalf("refresh of a deactivated account: %v", err)
+	}
+
+	// Taken down: refused at sign-in (with the reason), and its refresh token no longer works.
+	if err := e.store.SetAccountTakedown(ctx, bobDID, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sess.RefreshTokens(ctx); err == nil {
+		t.Error("refresh of a taken-down account")
+	}
+	_, authURL3 := e.newApp().Start(t, "")
+	b3 := newFormBrowser(t)
+	b3.get(authURL3)
+	form = b3.hidden()
+	form.Set("identifier", "bob.test")
+	form.Set("password", alicePassword)
+	if resp := b3.post(e.issuer+oauth.PathSignIn, form); resp.StatusCode != 403 || !strings.Contains(b3.last, "taken down") ||
+		strings.Contains(b3.last, `value="approve"`) {
+		t.Errorf("sign-in of a taken-down account: %d %s", resp.StatusCode, b3.last)
 	}
 }
 

@@ -63,8 +63,8 @@ func (p *Provider) SameOrigin(r *http.Request) bool {
 }
 
 // SignIn checks an account password (never an app password) under the sign-in rate limits and, when it is
-// right, remembers the account on this browser. It returns ErrCodeRequired, ErrRateLimited, ErrBadCredentials,
-// ErrAccountUnavailable, ErrAccountDeactivated (remembered all the same) or a server error.
+// right, remembers the account on this browser (a deactivated one too: Account.Deactivated says so). It returns
+// ErrCodeRequired, ErrRateLimited, ErrBadCredentials, ErrAccountUnavailable (taken down) or a server error.
 func (p *Provider) SignIn(ctx context.Context, r *http.Request, device, identifier, password string) (Account, error) {
 	idKey := strings.ToLower(strings.TrimPrefix(identifier, "@"))
 	keys := map[string]string{"id": idKey, "id-day": idKey, "device": device, "ip": p.clientIP(r)}
@@ -81,21 +81,19 @@ func (p *Provider) SignIn(ctx context.Context, r *http.Request, device, identifi
 	return p.rememberSignIn(ctx, r, device, acct, err)
 }
 
-// rememberSignIn remembers the account on this browser once its credentials are all checked: a usable account, or
-// a deactivated one (returned with ErrAccountDeactivated: the account pages let it in to reactivate, the OAuth
-// pages refuse it, and DeviceAccounts leaves it out).
+// rememberSignIn remembers the account on this browser once its credentials are all checked.
 func (p *Provider) rememberSignIn(ctx context.Context, r *http.Request, device string, acct Account, err error) (Account, error) {
-	if err != nil && !errors.Is(err, ErrAccountDeactivated) {
+	if err != nil {
 		return Account{}, err
 	}
-	if rerr := p.remember(ctx, r, device, acct); rerr != nil {
-		return Account{}, rerr
+	if err := p.remember(ctx, r, device, acct); err != nil {
+		return Account{}, err
 	}
-	return acct, err
+	return acct, nil
 }
 
-// DeviceDIDs lists every account signed in on this browser within SignInLifetime, usable or not (the account
-// pages show deactivated accounts so they can be reactivated).
+// DeviceDIDs lists every account signed in on this browser within SignInLifetime, whatever its state now (the
+// account pages look each one up themselves).
 func (p *Provider) DeviceDIDs(ctx context.Context, device string) []syntax.DID {
 	if device == "" {
 		return nil
@@ -116,7 +114,7 @@ func (p *Provider) DeviceDIDs(ctx context.Context, device string) []syntax.DID {
 
 // SignInWithCode finishes a sign-in that SignIn answered with ErrCodeRequired on this browser: the mailed code
 // is checked (rate limited per browser and account) and the account remembered. ErrBadCode when it is wrong,
-// expired or no sign-in waits for it; otherwise it answers as SignIn (ErrAccountDeactivated included).
+// expired or no sign-in waits for it; otherwise it answers as SignIn.
 func (p *Provider) SignInWithCode(ctx context.Context, r *http.Request, device, code string) (Account, error) {
 	did, ok := p.pending.get(device, p.now())
 	if !ok {
@@ -188,7 +186,8 @@ func (s *pendingSignIns) drop(device string) {
 	delete(s.m, device)
 }
 
-// DeviceAccounts lists the usable accounts signed in on this browser within SignInLifetime.
+// DeviceAccounts lists the accounts signed in on this browser within SignInLifetime that are neither taken down
+// nor gone (deactivated ones included, marked).
 func (p *Provider) DeviceAccounts(ctx context.Context, device string) []Account {
 	if device == "" {
 		return nil

@@ -57,11 +57,9 @@ const (
 var (
 	// ErrBadCredentials: wrong identifier or password (also: an app password, which this page refuses).
 	ErrBadCredentials = errors.New("invalid identifier or password")
-	// ErrAccountUnavailable: the account is taken down, deactivated or deleted.
+	// ErrAccountUnavailable: the account is taken down or deleted. (A deactivated account is available: it
+	// signs in, consents and gets tokens, as in the reference, and its writes are refused by the XRPC layer.)
 	ErrAccountUnavailable = errors.New("account unavailable")
-	// ErrAccountDeactivated: the password is right and the account is deactivated by its owner (an
-	// ErrAccountUnavailable for the OAuth pages; the account pages let it sign in to reactivate).
-	ErrAccountDeactivated = fmt.Errorf("%w: deactivated", ErrAccountUnavailable)
 	// ErrCodeRequired: the password is right, and the account also needs the sign-in code just mailed to it
 	// (two-factor sign-in by email); SignIn returns the account with it.
 	ErrCodeRequired = errors.New("sign-in code required")
@@ -76,18 +74,22 @@ type Account struct {
 	DID    syntax.DID
 	Handle string
 	Email  string
+	// Deactivated: deactivated by its owner or created for a migration not yet finished. It signs in to apps
+	// all the same (an app may be what reactivates it); the consent page says so.
+	Deactivated bool
 }
 
 // Accounts is implemented by the server with its account store and password hashing.
 type Accounts interface {
-	// SignIn checks identifier (handle, email or DID) and the account password (never an app password). When
-	// the account has two-factor sign-in by email it mails a code and returns the account with ErrCodeRequired.
+	// SignIn checks identifier (handle, email or DID) and the account password (never an app password). A
+	// taken-down account answers ErrAccountUnavailable; a deactivated one signs in. When the account has
+	// two-factor sign-in by email it mails a code and returns the account with ErrCodeRequired.
 	SignIn(ctx context.Context, identifier, password string) (Account, error)
 	// SignInCode uses up the mailed sign-in code of did (ErrBadCode when it is wrong or expired) and then
-	// answers as SignIn does after a right password: the account, with ErrAccountDeactivated when it is
-	// deactivated, ErrAccountUnavailable when it is taken down or gone.
+	// answers as SignIn does after a right password: the account, or ErrAccountUnavailable when it is taken
+	// down or gone.
 	SignInCode(ctx context.Context, did syntax.DID, code string) (Account, error)
-	// Account returns a usable account (ErrAccountUnavailable when it is not).
+	// Account returns the account, deactivated or not; ErrAccountUnavailable when it is taken down or gone.
 	Account(ctx context.Context, did syntax.DID) (Account, error)
 }
 
