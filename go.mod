@@ -21,7 +21,10 @@ require (
 	modernc.org/sqlite v1.62.0
 )
 
-require github.com/urfave/cli/v3 v3.14.0
+require (
+	github.com/chromedp/cdproto v0.160.1
+	github.com/urfave/cli/v3 v3.14.0
+)
 
 require (
 	github.com/go-jose/go-jose/v4 v4.1.8 // indirect
@@ -32,7 +35,6 @@ require (
 require filippo.io/hpke v0.4.0 // indirect
 
 require (
-	github.com/chromedp/cdproto v0.160.1 // indirect
 	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/google/go-querystring v1.1.0 // indirect
 )
@@ -40,7 +42,7 @@ require (
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/dustin/go-humanize v1.1.0 // indirect
+	github.com/dustin/go-humanize v1.1.0
 	github.com/earthboundkid/versioninfo/v2 v2.24.1 // indirect
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6
 	github.com/emersion/go-smtp v0.25.1

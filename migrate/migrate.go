@@ -30,6 +30,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dustin/go-humanize"
 )
 
 // ErrPLCTokenNeeded: the old PDS emailed a token for the PLC operation and there is no way to ask for it (no
@@ -348,7 +350,7 @@ func (m *migration) copyRepo(ctx context.Context) error {
 	}
 	m.res.RepoBytes = n
 
-	m.p.step("importing the repository (%s) into %s", human(n), m.new.base)
+	m.p.step("importing the repository (%s) into %s", humanize.IBytes(uint64(n)), m.new.base)
 	in := &body{contentType: "application/vnd.ipld.car", length: n, open: func() (io.ReadCloser, error) {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return nil, err

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dustin/go-humanize"
 )
 
 // progress reports the migration's steps and, for long transfers, a bar: redrawn in place on a terminal,
@@ -127,9 +129,9 @@ func (p *progress) drawLocked(final bool) {
 	}
 	amount := fmt.Sprintf("%d/%d", p.cur, p.total)
 	if p.bytes {
-		amount = human(p.cur)
+		amount = humanize.IBytes(uint64(p.cur))
 		if p.total > 0 {
-			amount += "/" + human(p.total)
+			amount += "/" + humanize.IBytes(uint64(p.total))
 		}
 	}
 	prefix := "\r"
@@ -137,17 +139,4 @@ func (p *progress) drawLocked(final bool) {
 		prefix = ""
 	}
 	fmt.Fprintf(p.w, "%s  %-20s [%s]%s %s", prefix, p.label, bar, pct, amount)
-}
-
-// human formats a byte count.
-func human(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/dustin/go-humanize"
 )
 
 // Report is what a run found and carried (with --check: what it would carry).
@@ -79,7 +81,7 @@ func (r *Report) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "  preferences        %d\n", r.Preferences)
 	fmt.Fprintf(w, "  takedowns          %d accounts, %d records, %d blobs\n", r.TakenDown, r.RecordTakedowns, r.BlobTakedowns)
 	fmt.Fprintf(w, "  repositories       %d records, %d blocks (heads, revs and signatures unchanged)\n", r.Records, r.Blocks)
-	fmt.Fprintf(w, "  blobs              %d (%s): %s\n", r.Blobs, humanBytes(r.BlobBytes), r.BlobStore)
+	fmt.Fprintf(w, "  blobs              %d (%s): %s\n", r.Blobs, humanize.IBytes(uint64(r.BlobBytes)), r.BlobStore)
 	fmt.Fprintf(w, "  firehose           %d events since %s; the next seq is %d\n", r.Events, r.EventsSince.UTC().Format(time.RFC3339), r.SeqHead+1)
 	fmt.Fprintf(w, "  secrets            %s -> secrets.json\n", strings.Join(r.Secrets, ", "))
 	names := make([]string, 0, len(r.Settings))
@@ -102,17 +104,4 @@ func (r *Report) WriteText(w io.Writer) {
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/pdsgo/pds/pds"
 	"github.com/pdsgo/pds/pds/blobstore"
 )
@@ -58,7 +59,7 @@ func runBlobsMigrate(ctx context.Context, cl *cli, args []string) error {
 		fmt.Fprintf(cl.stderr, "failed: %s %s: %v\n", f.Entry.DID, f.Entry.CID, f.Err)
 	}
 	fmt.Fprintf(cl.stdout, "%d blobs (%s): %d copied, %d already there, %d failed\n",
-		p.Total, humanBytes(p.TotalBytes), p.Copied, p.Skipped, p.Failed)
+		p.Total, humanize.IBytes(uint64(p.TotalBytes)), p.Copied, p.Skipped, p.Failed)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return errors.New("interrupted; run the same command again to resume")
@@ -135,24 +136,11 @@ func (b *progressBar) draw(p blobstore.MigrateProgress) {
 	rate := float64(p.DoneBytes) / max(time.Since(b.start).Seconds(), 0.001)
 	line := fmt.Sprintf("[%s%s] %3.0f%% %d/%d blobs %s/%s %s/s  copied %d, skipped %d, failed %d",
 		strings.Repeat("#", filled), strings.Repeat(".", width-filled), frac*100,
-		p.Done, p.Total, humanBytes(p.DoneBytes), humanBytes(p.TotalBytes), humanBytes(int64(rate)),
+		p.Done, p.Total, humanize.IBytes(uint64(p.DoneBytes)), humanize.IBytes(uint64(p.TotalBytes)), humanize.IBytes(uint64(rate)),
 		p.Copied, p.Skipped, p.Failed)
 	if b.tty {
 		fmt.Fprintf(b.w, "\r%s\x1b[K", line)
 	} else {
 		fmt.Fprintln(b.w, line)
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
 }

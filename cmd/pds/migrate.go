@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
+	"github.com/dustin/go-humanize"
 
 	"github.com/pdsgo/pds/migrate"
 	"github.com/pdsgo/pds/pds/accounts"
@@ -145,7 +146,7 @@ func runAccountExport(ctx context.Context, cl *cli, args []string) error {
 		return err
 	}
 	return report(cl, af.json, map[string]any{"did": did, "file": file, "bytes": n},
-		"%s exported to %s (%s); it holds the account's signing key and password hash: keep it secret\n", did, file, humanBytes(n))
+		"%s exported to %s (%s); it holds the account's signing key and password hash: keep it secret\n", did, file, humanize.IBytes(uint64(n)))
 }
 
 func runAccountImport(ctx context.Context, cl *cli, args []string) error {
