@@ -349,3 +349,118 @@ func TestVerifyFailsOnTampering(t *testing.T) {
 		t.Fatalf("after the cleanups: %v", err)
 	}
 }
+
+// TestRoundCopiesOnlyWhatChanged counts a round's uploads object by object: a blob shared by accounts is
+// uploaded once, a round after one account wrote uploads exactly that account's repository, the log's segment,
+// the service-wide files whose content changed and the manifest (never another account's repository, never a
+// blob again), and an idle round uploads its manifest alone. Every uploaded object is compressed.
+func TestRoundCopiesOnlyWhatChanged(t *testing.T) {
+	ctx := context.Background()
+	p := testpds.Start(t, testpds.Options{})
+	shared := testpds.PNG(7, 4000)
+	var accts []*testpds.Account
+	for i := range 4 {
+		a := p.CreateAccount(fmt.Sprintf("only%d", i))
+		accts = append(accts, a)
+		var img []byte
+		switch i {
+		case 0, 1:
+			img = shared // the same bytes, so the same CID, in two accounts
+		case 2:
+			img = testpds.PNG(8, 4000)
+		default:
+			continue
+		}
+		ref := testpds.UploadBlobOK(t, p, a.AccessJwt, "image/png", img)
+		if r := testpds.CreateRecord(t, p, a, "app.bsky.feed.post", testpds.ImagePost("hi", ref)); r.Status != http.StatusOK {
+			t.Fatal(r)
+		}
+	}
+	b, err := backup.Open(ctx, dirConfig(t), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobKeys := func(ks map[string]int64) (n int) {
+		for k := range ks {
+			if strings.HasPrefix(k, "blobs/") {
+				n++
+			}
+		}
+		return n
+	}
+	m1, st1, err := b.Round(ctx, source(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1 := keys(t, b.Store())
+	if st1.Blobs != 2 || blobKeys(k1) != 2 || st1.Copied != 4 {
+		t.Fatalf("first round: %d blobs uploaded, %d blob objects (want 2 and 2), %d repositories", st1.Blobs, blobKeys(k1), st1.Copied)
+	}
+	if len(m1.Accounts[accts[0].DID].Blobs) != 1 || m1.Accounts[accts[0].DID].Blobs[0] != m1.Accounts[accts[1].DID].Blobs[0] {
+		t.Fatalf("the shared blob: %v and %v", m1.Accounts[accts[0].DID].Blobs, m1.Accounts[accts[1].DID].Blobs)
+	}
+	for did, a := range m1.Accounts {
+		if a.Repo.Codec != backup.CodecZstd || k1[a.Repo.Key()] >= a.Repo.Size {
+			t.Fatalf("%s's repository: %d bytes stored for %d of snapshot (codec %q)", did, k1[a.Repo.Key()], a.Repo.Size, a.Repo.Codec)
+		}
+	}
+
+	// Account 3 posts the shared image too (its own upload of the same bytes).
+	a3 := accts[3]
+	ref := testpds.UploadBlobOK(t, p, a3.AccessJwt, "image/png", shared)
+	if r := testpds.CreateRecord(t, p, a3, "app.bsky.feed.post", testpds.ImagePost("me too", ref)); r.Status != http.StatusOK {
+		t.Fatal(r)
+	}
+	m2, st2, err := b.Round(ctx, source(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2 := keys(t, b.Store())
+	if st2.Copied != 1 || st2.Blobs != 0 || blobKeys(k2) != 2 {
+		t.Fatalf("second round: %d repositories, %d blobs uploaded, %d blob objects; want 1, 0, 2", st2.Copied, st2.Blobs, blobKeys(k2))
+	}
+	// Every new object is named: account 3's repository, the log segment, a service-wide file, the manifest.
+	allowed := map[string]string{m2.Accounts[a3.DID].Repo.Key(): "account 3's repository", "rounds/" + m2.ID: "the manifest"}
+	for _, s := range m2.Log.Segments[len(m1.Log.Segments):] {
+		allowed[s.Key()] = "the log segment"
+	}
+	for name, f := range m2.Files {
+		allowed[f.Key()] = name
+	}
+	var added int
+	var addedBytes int64
+	for k, size := range k2 {
+		if _, ok := k1[k]; ok {
+			continue
+		}
+		if allowed[k] == "" {
+			t.Errorf("the second round uploaded %s, which is none of what changed", k)
+		}
+		added++
+		addedBytes += size
+	}
+	if added != st2.Objects || addedBytes != st2.Bytes {
+		t.Fatalf("second round: %d objects of %d bytes in the store, its stats say %d and %d", added, addedBytes, st2.Objects, st2.Bytes)
+	}
+	for _, a := range accts[:3] {
+		if m2.Accounts[a.DID].Repo != m1.Accounts[a.DID].Repo {
+			t.Fatalf("%s did not write and was copied again", a.DID)
+		}
+	}
+	if got := m2.Accounts[a3.DID].Blobs; len(got) != 1 || got[0] != m1.Accounts[accts[0].DID].Blobs[0] {
+		t.Fatalf("account 3's blobs %v", got)
+	}
+
+	// Nothing changed: the manifest alone.
+	m3, st3, err := b.Round(ctx, source(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k3 := keys(t, b.Store())
+	if st3.Objects != 1 || st3.Copied != 0 || st3.Bytes != st3.ManifestSize || len(k3) != len(k2)+1 || k3["rounds/"+m3.ID] != st3.Bytes {
+		t.Fatalf("idle round: %+v, %d objects before, %d after", st3, len(k2), len(k3))
+	}
+	if _, err := b.Verify(ctx, m3.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+}
