@@ -31,8 +31,8 @@ const backupLoadUsage = `usage: pdsbench backup -bin PATH -data DIR -accounts N 
 Runs the binary (PATH serve) on DIR (seeded with pdsbench seed, -accounts accounts) twice and writes records as
 -writers of the seeded accounts (round robin, open loop at -rate writes per second):
   1. without backups for -baseline;
-  2. with PDS_BACKUP_URL a new directory (so its first round is a full one) and PDS_BACKUP_INTERVAL=-interval,
-     until the first round has ended and then for -after.
+  2. with PDS_BACKUP_URL a new directory (so its first round is a full one; -backup DIR: that one, kept) and
+     PDS_BACKUP_INTERVAL=-interval, until the first round has ended and then for -after.
 Each createRecord's latency is classed by the server's "backup round" log lines: during the full round, during
 an incremental round, outside rounds (and the baseline). The rounds' cost (repositories copied, objects, bytes,
 time) is reported from the same lines. The environment is passed on (PDS_HOSTNAME must match the seed's).
@@ -42,6 +42,7 @@ flags:
 
 type backupLoadFlags struct {
 	bin, data, prefix, password, out, logPath string
+	backupDir                                 string
 	accounts, writers                         int
 	rate                                      float64
 	interval, baseline, after                 time.Duration
@@ -98,6 +99,7 @@ func backupLoadMain(args []string) error {
 	fl.DurationVar(&f.after, "after", 2*time.Minute, "how long to write with backups after the first round")
 	fl.StringVar(&f.prefix, "prefix", "seed", "handle prefix of the seeded accounts")
 	fl.StringVar(&f.password, "password", "seed-password", "their password")
+	fl.StringVar(&f.backupDir, "backup", "", "back up to this directory and keep it (default a new temporary one): a backup made by an earlier run makes the first round the one after a restart (every repository's head compared with the manifest), not a full one")
 	fl.StringVar(&f.out, "out", "", "write the JSON results here")
 	fl.StringVar(&f.logPath, "log", "", "append the server's output here (default discarded)")
 	if err := fl.Parse(args); err != nil {
@@ -137,11 +139,15 @@ func backupLoadMain(args []string) error {
 	}
 
 	// 2. With continuous backups to a new directory.
-	backupDir, err := os.MkdirTemp("", "pdsbench-backup-")
-	if err != nil {
+	backupDir := f.backupDir
+	if backupDir == "" {
+		if backupDir, err = os.MkdirTemp("", "pdsbench-backup-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(backupDir)
+	} else if backupDir, err = filepath.Abs(backupDir); err != nil {
 		return err
 	}
-	defer os.RemoveAll(backupDir)
 	var mu sync.Mutex
 	var rounds []BackupRound
 	firstDone := make(chan struct{})
