@@ -69,7 +69,8 @@ type BackupLoadOutput struct {
 	Rate     float64   `json:"rate"` // writes per second offered
 	Interval string    `json:"interval"`
 	// createRecord latency (ms) without backups, and with them: overlapping the full first round, an
-	// incremental round, no round.
+	// incremental round, no round. With -backup naming an earlier run's backup, "full" is the process's first
+	// round, which compares every repository's head with the manifest.
 	Baseline          Dist          `json:"baseline_ms"`
 	DuringFull        Dist          `json:"during_full_round_ms"`
 	DuringIncremental Dist          `json:"during_incremental_round_ms"`
