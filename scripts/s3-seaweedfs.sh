@@ -50,6 +50,11 @@ fi
 DATA=$(mktemp -d)
 WEED_PID=
 cleanup() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -f "$DATA/weed.log" ]; then
+    echo "--- the last lines of SeaweedFS's log:" >&2
+    tail -n 40 "$DATA/weed.log" >&2
+  fi
   if [ -n "$WEED_PID" ]; then
     kill "$WEED_PID" 2>/dev/null || true
     wait "$WEED_PID" 2>/dev/null || true
