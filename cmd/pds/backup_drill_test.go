@@ -200,7 +200,31 @@ func TestRestoreDrill(t *testing.T) {
 			}
 		}()
 	}
+	// Write for 5 s, and longer on a loaded machine: until the first acknowledged write is older than twice
+	// the bound checked below for the longest round logged so far, so that some writes are old enough to check.
 	time.Sleep(5 * time.Second)
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		var d time.Duration
+		for _, l := range strings.Split(srv.logs(), "\n") {
+			if _, v, ok := strings.Cut(l, `msg="backup round"`); ok {
+				if _, v, ok = strings.Cut(v, " duration="); ok {
+					v, _, _ = strings.Cut(v, " ")
+					if rd, err := time.ParseDuration(v); err == nil {
+						d = max(d, rd)
+					}
+				}
+			}
+		}
+		mu.Lock()
+		first := time.Time{}
+		if len(acked) > 0 {
+			first = acked[0].at
+		}
+		mu.Unlock()
+		if !first.IsZero() && time.Since(first) > 2*(max(interval, d)+d)+time.Second {
+			break
+		}
+	}
 	srv.kill() // mid-write
 	killedAt := time.Now()
 	killedLog := srv.logs()

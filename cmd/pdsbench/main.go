@@ -6,6 +6,7 @@
 //	pdsbench seed -data DIR [-accounts 100000]     accounts written straight into a data directory (seed.go)
 //	pdsbench seed -data DIR -records 1000000       ... and a repository of that many records (records.go)
 //	pdsbench startup -bin pds -data DIR [-runs 5]  start-up time, open files and RSS with that directory
+//	pdsbench backup -bin pds -data DIR -accounts N createRecord latency with and during backup rounds
 //
 // It creates accounts (handle domain from describeServer), then runs, each bounded by -duration and -count:
 // createRecord from 1 client, from N clients on N accounts and from N clients on one account; getRecord (1 and N

@@ -29,6 +29,7 @@ import (
 var manyAccountsCommands = map[string]func([]string) error{
 	"seed":    seedMain,
 	"startup": startupMain,
+	"backup":  backupLoadMain, // backupload.go
 }
 
 const startupUsage = `usage: pdsbench startup -bin PATH -data DIR [flags]

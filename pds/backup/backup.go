@@ -21,6 +21,7 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/pdsgo/pds/internal/sqlitedb"
 	"github.com/pdsgo/pds/pds/blobstore"
@@ -54,14 +55,29 @@ type Manifest struct {
 	BlobBytes int64 `json:"blobBytes"`
 }
 
-// FileRef names an object by the SHA-256 of its plaintext (its key is objects/<SHA256>).
+// FileRef names an object by the SHA-256 of its plaintext (its key is objects/<SHA256>, with the codec's
+// suffix when compressed).
 type FileRef struct {
 	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
+	Size   int64  `json:"size"` // of the plaintext
+	// Codec is how the plaintext was compressed before encryption: CodecZstd, or "" (stored as is: rounds
+	// made before compression).
+	Codec string `json:"codec,omitempty"`
 }
 
-// Key is the object's key in the store.
-func (f FileRef) Key() string { return "objects/" + f.SHA256 }
+// CodecZstd: the object is the plaintext compressed with zstd, then encrypted. SQLite snapshots compress well
+// (a snapshot of an account's repository, mostly page slack and indexes, 49 KB to ~1.3 KB; account.sqlite
+// 3.5x), and encryption makes compression impossible later.
+const CodecZstd = "zstd"
+
+// Key is the object's key in the store. The codec is part of the name, so the same plaintext stored both ways
+// (by an older round and a newer one) is two objects that never stand in for each other.
+func (f FileRef) Key() string {
+	if f.Codec == CodecZstd {
+		return "objects/" + f.SHA256 + ".zst"
+	}
+	return "objects/" + f.SHA256
+}
 
 // LogRef is the firehose log: a copy of the whole log and the segments of events (and recovery state) since.
 type LogRef struct {
@@ -524,7 +540,7 @@ func (b *Backup) copyFile(ctx context.Context, m *Manifest, st *Stats, path, nam
 	return nil
 }
 
-// putFile uploads a file under the SHA-256 of its content, unless the backup already has it.
+// putFile uploads a file, compressed, under the SHA-256 of its content, unless the backup already has it.
 func (b *Backup) putFile(ctx context.Context, st *Stats, path string) (FileRef, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -536,14 +552,27 @@ func (b *Backup) putFile(ctx context.Context, st *Stats, path string) (FileRef, 
 	if err != nil {
 		return FileRef{}, err
 	}
-	ref := FileRef{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n}
+	ref := FileRef{SHA256: hex.EncodeToString(h.Sum(nil)), Size: n, Codec: CodecZstd}
 	if b.known[ref.Key()] {
 		return ref, nil
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return FileRef{}, err
 	}
-	enc, err := b.putEncrypted(ctx, ref.Key(), f)
+	pr, pw := io.Pipe()
+	go func() {
+		zw, err := zstd.NewWriter(pw, zstd.WithEncoderConcurrency(1))
+		if err == nil {
+			if _, err = io.Copy(zw, f); err != nil {
+				zw.Close()
+			} else {
+				err = zw.Close()
+			}
+		}
+		pw.CloseWithError(err)
+	}()
+	enc, err := b.putEncrypted(ctx, ref.Key(), pr)
+	pr.Close()
 	if err != nil {
 		return FileRef{}, err
 	}

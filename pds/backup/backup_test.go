@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,11 +36,10 @@ func dirConfig(t *testing.T) *backup.Config {
 	return cfg
 }
 
-// s3Config is a backup to a new bucket of an in-process S3 server (gofakes3 on a loopback socket, as the blob
-// store's tests) with an age identity.
+// s3Config is a backup to a new bucket with an age identity: of an in-process S3 server (gofakes3 on a loopback
+// socket, as the blob store's tests), or with PDS_TEST_S3_ENDPOINT set (scripts/s3-seaweedfs.sh), of that one
+// (a bucket named after PDS_TEST_S3_BUCKET per test, emptied and removed after it).
 func s3Config(t *testing.T) *backup.Config {
-	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
-	t.Cleanup(srv.Close)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -47,11 +47,22 @@ func s3Config(t *testing.T) *backup.Config {
 	e := env{
 		"PDS_BACKUP_URL":                  "s3://pds-backup/server-1",
 		"PDS_BACKUP_KEY":                  id.String(),
-		"PDS_BACKUP_S3_ENDPOINT":          srv.URL,
 		"PDS_BACKUP_S3_REGION":            "us-east-1",
 		"PDS_BACKUP_S3_FORCE_PATH_STYLE":  "true",
 		"PDS_BACKUP_S3_ACCESS_KEY_ID":     "test",
 		"PDS_BACKUP_S3_SECRET_ACCESS_KEY": "test-secret",
+	}
+	if ep := os.Getenv("PDS_TEST_S3_ENDPOINT"); ep != "" {
+		t.Logf("backup to S3 at %s", ep)
+		e["PDS_BACKUP_S3_ENDPOINT"] = ep
+		e["PDS_BACKUP_URL"] = fmt.Sprintf("s3://%s-backup-%d/server-1", os.Getenv("PDS_TEST_S3_BUCKET"), s3Buckets.Add(1))
+		e["PDS_BACKUP_S3_REGION"] = os.Getenv("PDS_TEST_S3_REGION")
+		e["PDS_BACKUP_S3_ACCESS_KEY_ID"] = os.Getenv("PDS_TEST_S3_ACCESS_KEY_ID")
+		e["PDS_BACKUP_S3_SECRET_ACCESS_KEY"] = os.Getenv("PDS_TEST_S3_SECRET_ACCESS_KEY")
+	} else {
+		srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
+		t.Cleanup(srv.Close)
+		e["PDS_BACKUP_S3_ENDPOINT"] = srv.URL
 	}
 	cfg, err := backup.ConfigFromEnv(e.get)
 	if err != nil {
@@ -61,11 +72,28 @@ func s3Config(t *testing.T) *backup.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Client().MakeBucket(context.Background(), cfg.S3.Bucket, minio.MakeBucketOptions{Region: "us-east-1"}); err != nil {
+	ctx := context.Background()
+	if err := b.Client().MakeBucket(ctx, cfg.S3.Bucket, minio.MakeBucketOptions{Region: cfg.S3.Region}); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		for o := range b.Client().ListObjects(ctx, cfg.S3.Bucket, minio.ListObjectsOptions{Recursive: true}) {
+			if o.Err == nil {
+				b.Client().RemoveObject(ctx, cfg.S3.Bucket, o.Key, minio.RemoveObjectOptions{})
+			}
+		}
+		b.Client().RemoveBucket(ctx, cfg.S3.Bucket)
+	})
 	return cfg
 }
+
+var s3Buckets atomic.Int64
+
+// targets are the backup locations the round tests run against.
+var targets = []struct {
+	name string
+	cfg  func(*testing.T) *backup.Config
+}{{"dir", dirConfig}, {"s3", s3Config}}
 
 type env map[string]string
 
@@ -86,10 +114,7 @@ func keys(t *testing.T, st backup.Store) map[string]int64 {
 }
 
 func TestIncrementalRoundsVerifyAndRestore(t *testing.T) {
-	for _, target := range []struct {
-		name string
-		cfg  func(*testing.T) *backup.Config
-	}{{"dir", dirConfig}, {"s3", s3Config}} {
+	for _, target := range targets {
 		t.Run(target.name, func(t *testing.T) {
 			ctx := context.Background()
 			p := testpds.Start(t, testpds.Options{})
@@ -347,5 +372,124 @@ func TestVerifyFailsOnTampering(t *testing.T) {
 	b2, _ := backup.Open(ctx, cfg, nil, false)
 	if _, err := b2.Verify(ctx, m.ID, nil); err != nil {
 		t.Fatalf("after the cleanups: %v", err)
+	}
+}
+
+// TestRoundCopiesOnlyWhatChanged counts a round's uploads object by object: a blob shared by accounts is
+// uploaded once, a round after one account wrote uploads exactly that account's repository, the log's segment,
+// the service-wide files whose content changed and the manifest (never another account's repository, never a
+// blob again), and an idle round uploads its manifest alone. Every uploaded object is compressed.
+func TestRoundCopiesOnlyWhatChanged(t *testing.T) {
+	for _, target := range targets {
+		t.Run(target.name, func(t *testing.T) {
+			ctx := context.Background()
+			p := testpds.Start(t, testpds.Options{})
+			shared := testpds.PNG(7, 4000)
+			var accts []*testpds.Account
+			for i := range 4 {
+				a := p.CreateAccount(fmt.Sprintf("only%s%d", target.name, i))
+				accts = append(accts, a)
+				var img []byte
+				switch i {
+				case 0, 1:
+					img = shared // the same bytes, so the same CID, in two accounts
+				case 2:
+					img = testpds.PNG(8, 4000)
+				default:
+					continue
+				}
+				ref := testpds.UploadBlobOK(t, p, a.AccessJwt, "image/png", img)
+				if r := testpds.CreateRecord(t, p, a, "app.bsky.feed.post", testpds.ImagePost("hi", ref)); r.Status != http.StatusOK {
+					t.Fatal(r)
+				}
+			}
+			b, err := backup.Open(ctx, target.cfg(t), nil, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blobKeys := func(ks map[string]int64) (n int) {
+				for k := range ks {
+					if strings.HasPrefix(k, "blobs/") {
+						n++
+					}
+				}
+				return n
+			}
+			m1, st1, err := b.Round(ctx, source(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k1 := keys(t, b.Store())
+			if st1.Blobs != 2 || blobKeys(k1) != 2 || st1.Copied != 4 {
+				t.Fatalf("first round: %d blobs uploaded, %d blob objects (want 2 and 2), %d repositories", st1.Blobs, blobKeys(k1), st1.Copied)
+			}
+			if len(m1.Accounts[accts[0].DID].Blobs) != 1 || m1.Accounts[accts[0].DID].Blobs[0] != m1.Accounts[accts[1].DID].Blobs[0] {
+				t.Fatalf("the shared blob: %v and %v", m1.Accounts[accts[0].DID].Blobs, m1.Accounts[accts[1].DID].Blobs)
+			}
+			for did, a := range m1.Accounts {
+				if a.Repo.Codec != backup.CodecZstd || k1[a.Repo.Key()] >= a.Repo.Size {
+					t.Fatalf("%s's repository: %d bytes stored for %d of snapshot (codec %q)", did, k1[a.Repo.Key()], a.Repo.Size, a.Repo.Codec)
+				}
+			}
+
+			// Account 3 posts the shared image too (its own upload of the same bytes).
+			a3 := accts[3]
+			ref := testpds.UploadBlobOK(t, p, a3.AccessJwt, "image/png", shared)
+			if r := testpds.CreateRecord(t, p, a3, "app.bsky.feed.post", testpds.ImagePost("me too", ref)); r.Status != http.StatusOK {
+				t.Fatal(r)
+			}
+			m2, st2, err := b.Round(ctx, source(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k2 := keys(t, b.Store())
+			if st2.Copied != 1 || st2.Blobs != 0 || blobKeys(k2) != 2 {
+				t.Fatalf("second round: %d repositories, %d blobs uploaded, %d blob objects; want 1, 0, 2", st2.Copied, st2.Blobs, blobKeys(k2))
+			}
+			// Every new object is named: account 3's repository, the log segment, a service-wide file, the manifest.
+			allowed := map[string]string{m2.Accounts[a3.DID].Repo.Key(): "account 3's repository", "rounds/" + m2.ID: "the manifest"}
+			for _, s := range m2.Log.Segments[len(m1.Log.Segments):] {
+				allowed[s.Key()] = "the log segment"
+			}
+			for name, f := range m2.Files {
+				allowed[f.Key()] = name
+			}
+			var added int
+			var addedBytes int64
+			for k, size := range k2 {
+				if _, ok := k1[k]; ok {
+					continue
+				}
+				if allowed[k] == "" {
+					t.Errorf("the second round uploaded %s, which is none of what changed", k)
+				}
+				added++
+				addedBytes += size
+			}
+			if added != st2.Objects || addedBytes != st2.Bytes {
+				t.Fatalf("second round: %d objects of %d bytes in the store, its stats say %d and %d", added, addedBytes, st2.Objects, st2.Bytes)
+			}
+			for _, a := range accts[:3] {
+				if m2.Accounts[a.DID].Repo != m1.Accounts[a.DID].Repo {
+					t.Fatalf("%s did not write and was copied again", a.DID)
+				}
+			}
+			if got := m2.Accounts[a3.DID].Blobs; len(got) != 1 || got[0] != m1.Accounts[accts[0].DID].Blobs[0] {
+				t.Fatalf("account 3's blobs %v", got)
+			}
+
+			// Nothing changed: the manifest alone.
+			m3, st3, err := b.Round(ctx, source(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			k3 := keys(t, b.Store())
+			if st3.Objects != 1 || st3.Copied != 0 || st3.Bytes != st3.ManifestSize || len(k3) != len(k2)+1 || k3["rounds/"+m3.ID] != st3.Bytes {
+				t.Fatalf("idle round: %+v, %d objects before, %d after", st3, len(k2), len(k3))
+			}
+			if _, err := b.Verify(ctx, m3.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

@@ -16,7 +16,8 @@
 //	key.age              with a passphrase key: the X25519 identity objects are encrypted to, itself encrypted
 //	                     with the passphrase (scrypt once per process, not per object)
 //	rounds/<ID>          manifests (gzipped JSON), ID = the round's UTC time (20261207T150405.123Z)
-//	objects/<sha256>     SQLite snapshots, log segments and secrets.json
+//	objects/<sha256>.zst SQLite snapshots, log segments and secrets.json, compressed (zstd) before encryption
+//	objects/<sha256>     the same, uncompressed (rounds made before compression)
 //	blobs/<cid>          blob bytes
 //
 // Restore writes a data directory and a marker (RestoredMarker) that makes the next start continue the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/pdsgo/pds/pds/blobstore"
 	"github.com/pdsgo/pds/pds/sequencer"
@@ -158,7 +159,7 @@ func (b *Backup) restoreLog(ctx context.Context, l *LogRef, dir string, report f
 	return nil
 }
 
-// fetchFile decrypts an object into path and checks its SHA-256 and size.
+// fetchFile decrypts (and decompresses) an object into path and checks its SHA-256 and size.
 func (b *Backup) fetchFile(ctx context.Context, f FileRef, path string) error {
 	rc, err := b.st.Get(ctx, f.Key())
 	if err != nil {
@@ -168,6 +169,18 @@ func (b *Backup) fetchFile(ctx context.Context, f FileRef, path string) error {
 	d, err := b.keys.decrypt(rc)
 	if err != nil {
 		return err
+	}
+	switch f.Codec {
+	case "":
+	case CodecZstd:
+		zr, err := zstd.NewReader(d, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		d = zr
+	default:
+		return fmt.Errorf("%w: %s has an unknown codec %q", ErrCorrupt, f.Key(), f.Codec)
 	}
 	out, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
