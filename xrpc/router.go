@@ -88,6 +88,17 @@ func (r *Router) Registered(nsid string) bool {
 	return ok
 }
 
+// Methods lists the registered NSIDs, in no particular order.
+func (r *Router) Methods() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.methods))
+	for n := range r.methods {
+		out = append(out, n)
+	}
+	return out
+}
+
 // register panics on programming errors (bad NSID, duplicate, verb not
 // matching the lexicon): they must fail at startup, not per request.
 func (r *Router) register(nsid string, procedure bool, h echo.HandlerFunc, mw []echo.MiddlewareFunc) {
