@@ -100,8 +100,9 @@ func corsMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
 		h.Set("Access-Control-Allow-Origin", "*")
-		// Browser OAuth clients read these (the DPoP nonce to use next; why a request was refused).
-		h.Set("Access-Control-Expose-Headers", "DPoP-Nonce, WWW-Authenticate")
+		// Browser OAuth clients read these (the DPoP nonce to use next; why a request was refused), and a web
+		// app can show the request ID a failure report should quote.
+		h.Set("Access-Control-Expose-Headers", "DPoP-Nonce, WWW-Authenticate, X-Request-Id")
 		if c.Request().Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET,HEAD,PUT,PATCH,POST,DELETE")
 			if req := c.Request().Header.Get("Access-Control-Request-Headers"); req != "" {
