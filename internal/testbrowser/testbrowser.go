@@ -51,6 +51,14 @@ func Run[T any](t testing.TB, ctx context.Context, a chromedp.Action[T]) T {
 	return v
 }
 
+// Do runs the steps in the browser ctx, failing the test on error.
+func Do(t testing.TB, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // SignInAndApprove completes an authorization request on the server's pages in the browser ctx: it opens
 // authURL, picks the account on the chooser if this browser is already signed in (the chooser lists it by
 // "@handle"), otherwise signs in with identifier and password, then approves on the consent page. The browser

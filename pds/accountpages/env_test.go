@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	ioauth "github.com/bluesky-social/indigo/atproto/auth/oauth"
 	"github.com/chromedp/chromedp"
 	"github.com/miekg/dns"
 
@@ -68,19 +69,59 @@ func newEnv(t *testing.T, extra map[string]string) *env {
 	return &env{t: t, dns: d, pds: p, mail: mail, open: testbrowser.New(t), callback: testoauthapp.NewCallback(t)}
 }
 
+// newSignedIn is the usual start of a page test: a server with the default settings, the account alice, and a
+// browser signed in as alice (closed when the test ends).
+func newSignedIn(t *testing.T) (*env, *testpds.Account, context.Context) {
+	t.Helper()
+	e := newEnv(t, nil)
+	alice := e.pds.CreateAccount("alice")
+	ctx, cancel := e.open()
+	t.Cleanup(cancel)
+	e.signIn(ctx, alice)
+	return e, alice, ctx
+}
+
 // signIn signs acct in on the browser of ctx through the account sign-in page.
 func (e *env) signIn(ctx context.Context, acct *testpds.Account) {
 	e.t.Helper()
-	err := chromedp.Do(ctx,
-		chromedp.Navigate(e.pds.URL+"/account"),
+	e.enterPassword(ctx, e.pds.URL+"/account", acct, "nav.account-nav")
+}
+
+// enterPassword opens a sign-in page (the account pages' or the OAuth pages'), types acct's handle and password,
+// and waits for what answers them (sel: the signed-in page, the code form, an error).
+func (e *env) enterPassword(ctx context.Context, page string, acct *testpds.Account, sel string) {
+	e.t.Helper()
+	testbrowser.Do(e.t, ctx,
+		chromedp.Navigate(page),
 		chromedp.WaitVisible(chromedp.ID("identifier")),
 		chromedp.SendKeys(chromedp.ID("identifier"), acct.Handle),
 		chromedp.SendKeys(chromedp.ID("password"), acct.Password+"\r"),
-		chromedp.WaitVisible(chromedp.CSS("nav.account-nav")),
+		chromedp.WaitVisible(chromedp.CSS(sel)),
 	)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+}
+
+// connectApp connects a new OAuth app (indigo's client) to acct through the consent page of the browser of
+// ctx, which is signed in as acct already, and returns the app's session.
+func (e *env) connectApp(ctx context.Context, acct *testpds.Account) *ioauth.ClientSession {
+	e.t.Helper()
+	app := testoauthappNew(e)
+	info, authURL := app.Start(e.t, acct.Handle)
+	testbrowser.Do(e.t, ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)),
+		chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
+	sess, _ := app.Finish(e.t, info, e.callback.Wait(e.t).Get("code"))
+	return sess
+}
+
+// turnOnTwoFactor confirms acct's address and turns on two-factor sign-in by email through the API
+// (updateEmail's emailAuthFactor, with the mailed update token), using up the mails it causes.
+func (e *env) turnOnTwoFactor(acct *testpds.Account) {
+	e.t.Helper()
+	testpds.MustOK(e.t, e.pds.Procedure("com.atproto.server.requestEmailConfirmation", nil, acct.AccessJwt))
+	tok := e.mail.Next(e.t).Token(e.t)
+	testpds.MustOK(e.t, e.pds.Procedure("com.atproto.server.confirmEmail", map[string]any{"email": acct.Email, "token": tok}, acct.AccessJwt))
+	testpds.MustOK(e.t, e.pds.Procedure("com.atproto.server.requestEmailUpdate", nil, acct.AccessJwt))
+	tok = e.mail.Next(e.t).Token(e.t)
+	testpds.MustOK(e.t, e.pds.Procedure("com.atproto.server.updateEmail", map[string]any{"email": acct.Email, "emailAuthFactor": true, "token": tok}, acct.AccessJwt))
 }
 
 func text(t *testing.T, ctx context.Context, sel string) string {

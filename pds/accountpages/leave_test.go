@@ -9,14 +9,14 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/pdsgo/pds/internal/testbrowser"
 	"github.com/pdsgo/pds/internal/testpds"
 )
 
 // TestLeaving: download the repository (the same CAR as sync.getRepo) and the blob list, deactivate and
 // reactivate (signing in while deactivated), delete with the mailed code.
 func TestLeaving(t *testing.T) {
-	e := newEnv(t, nil)
-	alice := e.pds.CreateAccount("alice")
+	e, alice, ctx := newSignedIn(t)
 	blob := testpds.UploadBlobOK(t, e.pds, alice.AccessJwt, "image/png", testpds.PNG(1, 2000))
 	testpds.WantStatus(t, testpds.CreateRecord(t, e.pds, alice, "app.bsky.feed.post", testpds.ImagePost("hello", blob)), 200, "")
 	status := func() map[string]any {
@@ -41,16 +41,10 @@ func TestLeaving(t *testing.T) {
 		t.Errorf("blob list %q, want %s", f.last, blob.CID())
 	}
 
-	ctx, cancel := e.open()
-	defer cancel()
-	e.signIn(ctx, alice)
-	err := chromedp.Do(ctx,
+	testbrowser.Do(t, ctx,
 		chromedp.Navigate(e.pds.URL+"/account/leave"),
 		chromedp.WaitVisible(chromedp.ID("deactivate-button")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	page := text(t, ctx, "main")
 	for _, want := range []string{"cannot be undone", "Download your repository", "Your handle becomes free"} {
 		if !strings.Contains(page, want) {
@@ -58,63 +52,46 @@ func TestLeaving(t *testing.T) {
 		}
 	}
 	screenshot(t, ctx, "leave")
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("deactivate-button")), chromedp.WaitVisible(chromedp.ID("notice"))); err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Click(chromedp.ID("deactivate-button")), chromedp.WaitVisible(chromedp.ID("notice")))
 	if st := status(); st["active"] != false || st["status"] != "deactivated" {
 		t.Errorf("after deactivating: %v", st)
 	}
 	// Deactivation signed the browser out; sign in again while deactivated, and reactivate.
 	e.signIn(ctx, alice)
-	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.ID("deactivated"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("reactivate")), chromedp.WaitVisible(chromedp.ID("notice"))); err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.WaitVisible(chromedp.ID("deactivated")))
+	testbrowser.Do(t, ctx, chromedp.Click(chromedp.ID("reactivate")), chromedp.WaitVisible(chromedp.ID("notice")))
 	if st := status(); st["active"] != true {
 		t.Errorf("after reactivating: %v", st)
 	}
 
 	// Delete: the mailed code and the password.
-	err = chromedp.Do(ctx,
+	testbrowser.Do(t, ctx,
 		chromedp.Navigate(e.pds.URL+"/account/leave"),
 		chromedp.WaitVisible(chromedp.ID("request-delete")),
 		chromedp.Click(chromedp.ID("request-delete")),
 		chromedp.WaitVisible(chromedp.ID("delete-code")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	msg := e.mail.Next(t)
 	if msg.Subject != "Account Deletion Requested" {
 		t.Fatalf("mail %q", msg.Subject)
 	}
 	code := msg.Token(t)
 	clearMessages(t, ctx)
-	err = chromedp.Do(ctx,
+	testbrowser.Do(t, ctx,
 		chromedp.SendKeys(chromedp.ID("delete-code"), code),
 		chromedp.SendKeys(chromedp.ID("delete-password"), "wrong password\r"),
 		chromedp.WaitVisible(chromedp.ID("form-error")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if st := status(); st["active"] != true {
 		t.Fatalf("a wrong password deleted the account: %v", st)
 	}
 	clearMessages(t, ctx)
-	err = chromedp.Do(ctx,
+	testbrowser.Do(t, ctx,
 		chromedp.SendKeys(chromedp.ID("delete-code"), code),
 		chromedp.SendKeys(chromedp.ID("delete-password"), alice.Password+"\r"),
 		chromedp.WaitVisible(chromedp.ID("notice")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	testpds.WantStatus(t, e.pds.Query("com.atproto.sync.getRepoStatus", url.Values{"did": {alice.DID}}, ""), 400, "RepoNotFound")
 	testpds.WantStatus(t, testpds.Login(t, e.pds, alice.Handle, alice.Password), 401, "AuthenticationRequired")
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account"), chromedp.WaitVisible(chromedp.ID("identifier"))); err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Navigate(e.pds.URL+"/account"), chromedp.WaitVisible(chromedp.ID("identifier")))
 }

@@ -131,31 +131,45 @@ type Route struct {
 
 // Routes lists the pages' routes for the server's route table.
 func (p *Pages) Routes() []Route {
-	return []Route{
+	routes := []Route{
 		{http.MethodGet, PathHome, p.handleHome},
 		{http.MethodGet, PathSignIn, p.handleSignInPage},
 		{http.MethodPost, PathSignIn, p.handleSignIn},
-		{http.MethodPost, PathSignOut, p.action(p.signOut)},
-		{http.MethodGet, PathSessions, p.page(p.sessionsPage)},
-		{http.MethodPost, PathRevoke, p.action(p.revoke)},
-		{http.MethodPost, PathRevokeAll, p.action(p.revokeAll)},
-		{http.MethodGet, PathAppPasswords, p.page(p.appPasswordsPage)},
-		{http.MethodPost, PathAppPasswords, p.action(p.createAppPassword)},
-		{http.MethodPost, PathAppPwRevoke, p.action(p.revokeAppPassword)},
-		{http.MethodGet, PathPassword, p.page(p.passwordPage)},
-		{http.MethodPost, PathPassword, p.action(p.changePassword)},
 		{http.MethodGet, PathReset, p.handleResetPage},
 		{http.MethodPost, PathResetRequest, p.handleResetRequest},
 		{http.MethodPost, PathReset, p.handleReset},
-		{http.MethodGet, PathEmail, p.page(p.emailPage)},
-		{http.MethodPost, PathEmail, p.action(p.emailAction)},
-		{http.MethodGet, PathHandle, p.page(p.handlePage)},
-		{http.MethodPost, PathHandle, p.action(p.handleAction)},
-		{http.MethodGet, PathLeave, p.page(p.leavePage)},
-		{http.MethodPost, PathLeave, p.action(p.leaveAction)},
 		{http.MethodGet, PathExportRepo, p.handleExportRepo},
 		{http.MethodGet, PathExportBlobs, p.handleExportBlobs},
 	}
+	// The pages of a signed-in account (GET) and the forms they post (POST; some post to a path of their own).
+	type fill = func(ctx context.Context, s *session, v *view) (string, error)
+	type act = func(w http.ResponseWriter, r *http.Request, s *session)
+	for _, pg := range []struct {
+		path string
+		show fill
+		post act
+	}{
+		{PathSessions, p.sessionsPage, nil},
+		{PathAppPasswords, p.appPasswordsPage, p.createAppPassword},
+		{PathPassword, p.passwordPage, p.changePassword},
+		{PathEmail, p.emailPage, p.emailAction},
+		{PathHandle, p.handlePage, p.handleAction},
+		{PathLeave, p.leavePage, p.leaveAction},
+	} {
+		routes = append(routes, Route{http.MethodGet, pg.path, p.page(pg.show)})
+		if pg.post != nil {
+			routes = append(routes, Route{http.MethodPost, pg.path, p.action(pg.post)})
+		}
+	}
+	for _, f := range []struct {
+		path string
+		post act
+	}{
+		{PathSignOut, p.signOut}, {PathRevoke, p.revoke}, {PathRevokeAll, p.revokeAll}, {PathAppPwRevoke, p.revokeAppPassword},
+	} {
+		routes = append(routes, Route{http.MethodPost, f.path, p.action(f.post)})
+	}
+	return routes
 }
 
 // Register adds the routes to an echo router.

@@ -49,9 +49,7 @@ func TestSignIn(t *testing.T) {
 	if f.get(e.pds.URL + "/"); !strings.Contains(f.last, e.pds.URL+"/account") {
 		t.Errorf("the root page does not link the account pages:\n%s", f.last)
 	}
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account"), chromedp.WaitVisible(chromedp.ID("identifier"))); err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Navigate(e.pds.URL+"/account"), chromedp.WaitVisible(chromedp.ID("identifier")))
 	title := testbrowser.Run(t, ctx, chromedp.Title())
 	page := text(t, ctx, "main")
 	styled := testbrowser.Run(t, ctx, chromedp.Evaluate[bool](`getComputedStyle(document.querySelector("button")).backgroundColor === "rgb(29, 100, 216)"`))
@@ -76,16 +74,13 @@ func TestSignIn(t *testing.T) {
 	// Wrong password, then an app password: both refused with the same message.
 	appPW := testpds.MustOK(t, e.pds.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "phone"}, alice.AccessJwt))["password"].(string)
 	for _, pw := range []string{"not the password", appPW} {
-		err := chromedp.Do(ctx,
+		testbrowser.Do(t, ctx,
 			chromedp.Navigate(e.pds.URL+"/account/sign-in"),
 			chromedp.WaitVisible(chromedp.ID("identifier")),
 			chromedp.SendKeys(chromedp.ID("identifier"), alice.Handle),
 			chromedp.SendKeys(chromedp.ID("password"), pw+"\r"),
 			chromedp.WaitVisible(chromedp.ID("form-error")),
 		)
-		if err != nil {
-			t.Fatal(err)
-		}
 		if msg := text(t, ctx, "#form-error"); msg != "Invalid identifier or password" {
 			t.Errorf("password %q: error %q", pw, msg)
 		}
@@ -100,20 +95,15 @@ func TestSignIn(t *testing.T) {
 	}
 	screenshot(t, ctx, "overview")
 	// Remembered: a new visit goes straight to the account.
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account/sessions"), chromedp.WaitVisible(chromedp.ID("apps"))); err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Navigate(e.pds.URL+"/account/sessions"), chromedp.WaitVisible(chromedp.ID("apps")))
 	// Sign out (keyboard: focus the button, Enter) and the sign-in form is back.
-	err := chromedp.Do(ctx,
+	testbrowser.Do(t, ctx,
 		chromedp.Navigate(e.pds.URL+"/account"),
 		chromedp.WaitVisible(chromedp.CSS(`form[action="/account/sign-out"] button`)),
 		chromedp.Focus(chromedp.CSS(`form[action="/account/sign-out"] button`)),
 		chromedp.KeyEvent("\r"),
 		chromedp.WaitVisible(chromedp.ID("identifier")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account/app-passwords"), chromedp.WaitVisible(chromedp.ID("identifier"))); err != nil {
 		t.Fatalf("signed out, the pages still open: %v", err)
 	}
@@ -123,38 +113,17 @@ func TestSignIn(t *testing.T) {
 // with their app and permissions; each is revoked from the page and its next refresh is refused; "sign out
 // everywhere" ends the rest and this browser's sign-in.
 func TestSessions(t *testing.T) {
-	e := newEnv(t, nil)
-	alice := e.pds.CreateAccount("alice")
-	ctx, cancel := e.open()
-	defer cancel()
-	e.signIn(ctx, alice)
+	e, alice, ctx := newSignedIn(t)
 
 	// An app connects: the browser is already signed in, so the OAuth page goes straight to consent.
-	app := testoauthappNew(e)
-	info, authURL := app.Start(t, alice.Handle)
-	err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)),
-		chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cb := e.callback.Wait(t)
-	sess, _ := app.Finish(t, info, cb.Get("code"))
-
+	sess := e.connectApp(ctx, alice)
 	// A second app stays connected until "sign out everywhere".
-	app2 := testoauthappNew(e)
-	info2, authURL2 := app2.Start(t, alice.Handle)
-	if err := chromedp.Do(ctx, chromedp.Navigate(authURL2), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)),
-		chromedp.Click(chromedp.CSS(`button[value="approve"]`))); err != nil {
-		t.Fatal(err)
-	}
-	sess2, _ := app2.Finish(t, info2, e.callback.Wait(t).Get("code"))
+	sess2 := e.connectApp(ctx, alice)
 
 	legacy := testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, alice.Password))
 	legacyRefresh := legacy["refreshJwt"].(string)
 
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account/sessions"), chromedp.WaitVisible(chromedp.ID("apps"))); err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Navigate(e.pds.URL+"/account/sessions"), chromedp.WaitVisible(chromedp.ID("apps")))
 	page := text(t, ctx, "main")
 	for _, want := range []string{"localhost", "Create, update and delete any of your records", "Connected ", "last used", "Account password", "Sign out everywhere"} {
 		if !strings.Contains(page, want) {
@@ -173,10 +142,7 @@ func TestSessions(t *testing.T) {
 		t.Fatalf("session ids %v", ids)
 	}
 	// Revoke one, then find which app lost its session: exactly one of the two refreshes must fail.
-	err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form:has(input[value="`+ids[0]+`"]) button`)), chromedp.WaitVisible(chromedp.ID("notice")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Click(chromedp.CSS(`form:has(input[value="`+ids[0]+`"]) button`)), chromedp.WaitVisible(chromedp.ID("notice")))
 	if msg := text(t, ctx, "#notice"); msg != "The session has ended." {
 		t.Errorf("notice %q", msg)
 	}
@@ -188,20 +154,14 @@ func TestSessions(t *testing.T) {
 
 	// End the password session: its refresh token is refused.
 	clearMessages(t, ctx)
-	err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form:has(input[name=kind][value=legacy]) button`)), chromedp.WaitVisible(chromedp.ID("notice")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Click(chromedp.CSS(`form:has(input[name=kind][value=legacy]) button`)), chromedp.WaitVisible(chromedp.ID("notice")))
 	r := e.pds.Procedure("com.atproto.server.refreshSession", nil, legacyRefresh)
 	testpds.WantStatus(t, r, 400, "ExpiredToken")
 
 	// Sign out everywhere: the other app and a new password session end, and this browser is signed out.
 	other := testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, alice.Password))["refreshJwt"].(string)
-	err = chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account/sessions"), chromedp.WaitVisible(chromedp.CSS(`form[action="/account/sessions/revoke-all"] button`)),
+	testbrowser.Do(t, ctx, chromedp.Navigate(e.pds.URL+"/account/sessions"), chromedp.WaitVisible(chromedp.CSS(`form[action="/account/sessions/revoke-all"] button`)),
 		chromedp.Click(chromedp.CSS(`form[action="/account/sessions/revoke-all"] button`)), chromedp.WaitVisible(chromedp.ID("notice")))
-	if err != nil {
-		t.Fatal(err)
-	}
 	testpds.WantStatus(t, e.pds.Procedure("com.atproto.server.refreshSession", nil, other), 400, "ExpiredToken")
 	if _, err := sess.RefreshTokens(context.Background()); err == nil {
 		t.Error("an app still refreshes after sign out everywhere")
@@ -216,12 +176,8 @@ func TestSessions(t *testing.T) {
 
 // TestAppPasswords: create (privileged, shown once), use, revoke from the page.
 func TestAppPasswords(t *testing.T) {
-	e := newEnv(t, nil)
-	alice := e.pds.CreateAccount("alice")
-	ctx, cancel := e.open()
-	defer cancel()
-	e.signIn(ctx, alice)
-	err := chromedp.Do(ctx,
+	e, alice, ctx := newSignedIn(t)
+	testbrowser.Do(t, ctx,
 		chromedp.Navigate(e.pds.URL+"/account/app-passwords"),
 		chromedp.WaitVisible(chromedp.ID("name")),
 		chromedp.SendKeys(chromedp.ID("name"), "my phone"),
@@ -229,9 +185,6 @@ func TestAppPasswords(t *testing.T) {
 		chromedp.Submit(chromedp.ID("name")),
 		chromedp.WaitVisible(chromedp.ID("secret")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	pw := text(t, ctx, "#secret")
 	shown := text(t, ctx, "#new-password")
 	screenshot(t, ctx, "app-passwords")
@@ -243,21 +196,13 @@ func TestAppPasswords(t *testing.T) {
 		t.Errorf("app password session scope %q", scope)
 	}
 	// Reloading the page never shows the password again.
-	if err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account/app-passwords"), chromedp.WaitVisible(chromedp.ID("name"))); err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.Navigate(e.pds.URL+"/account/app-passwords"), chromedp.WaitVisible(chromedp.ID("name")))
 	if page := text(t, ctx, "main"); strings.Contains(page, pw) || !strings.Contains(page, "my phone") || !strings.Contains(page, "privileged") {
 		t.Errorf("list after reload:\n%s", page)
 	}
 	// The same name again is refused.
-	err = chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("name"), "my phone"), chromedp.Submit(chromedp.ID("name")), chromedp.WaitVisible(chromedp.ID("form-error")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`form[action="/account/app-passwords/revoke"] button`)), chromedp.WaitVisible(chromedp.ID("notice")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.SendKeys(chromedp.ID("name"), "my phone"), chromedp.Submit(chromedp.ID("name")), chromedp.WaitVisible(chromedp.ID("form-error")))
+	testbrowser.Do(t, ctx, chromedp.Click(chromedp.CSS(`form[action="/account/app-passwords/revoke"] button`)), chromedp.WaitVisible(chromedp.ID("notice")))
 	testpds.WantStatus(t, testpds.Login(t, e.pds, alice.Handle, pw), 401, "AuthenticationRequired")
 	testpds.WantStatus(t, e.pds.Procedure("com.atproto.server.refreshSession", nil, login["refreshJwt"].(string)), 400, "ExpiredToken")
 }

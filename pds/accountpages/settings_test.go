@@ -7,33 +7,24 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/pdsgo/pds/internal/testbrowser"
 	"github.com/pdsgo/pds/internal/testpds"
 )
 
 // TestPassword: changing the password ends every other session (password sessions, apps, other browsers) and
 // keeps this browser signed in; the reset flow from the sign-in page sets a new one with the mailed code.
 func TestPassword(t *testing.T) {
-	e := newEnv(t, nil)
-	alice := e.pds.CreateAccount("alice")
-	ctx, cancel := e.open()
-	defer cancel()
-	e.signIn(ctx, alice)
+	e, alice, ctx := newSignedIn(t)
 	other, cancelOther := e.open()
 	defer cancelOther()
 	e.signIn(other, alice)
 
-	app := testoauthappNew(e)
-	info, authURL := app.Start(t, alice.Handle)
-	if err := chromedp.Do(ctx, chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)),
-		chromedp.Click(chromedp.CSS(`button[value="approve"]`))); err != nil {
-		t.Fatal(err)
-	}
-	sess, _ := app.Finish(t, info, e.callback.Wait(t).Get("code"))
+	sess := e.connectApp(ctx, alice)
 	legacy := testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, alice.Password))["refreshJwt"].(string)
 
 	change := func(current, next, confirm string) {
 		t.Helper()
-		err := chromedp.Do(ctx,
+		testbrowser.Do(t, ctx,
 			chromedp.Navigate(e.pds.URL+"/account/password"),
 			chromedp.WaitVisible(chromedp.ID("current")),
 			chromedp.SendKeys(chromedp.ID("current"), current),
@@ -41,9 +32,6 @@ func TestPassword(t *testing.T) {
 			chromedp.SendKeys(chromedp.ID("confirm"), confirm+"\r"),
 			chromedp.WaitVisible(chromedp.CSS("#notice, #form-error")),
 		)
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 	change("wrong password", "new password 1", "new password 1")
 	if msg := text(t, ctx, "#form-error"); msg != "Your current password is not right." {
@@ -75,7 +63,7 @@ func TestPassword(t *testing.T) {
 	// Reset, from the sign-in page of a fresh browser.
 	fresh, cancelFresh := e.open()
 	defer cancelFresh()
-	err := chromedp.Do(fresh,
+	testbrowser.Do(t, fresh,
 		chromedp.Navigate(e.pds.URL+"/account"),
 		chromedp.WaitVisible(chromedp.ID("identifier")),
 		chromedp.Click(chromedp.CSS(`a[href="/account/reset"]`)),
@@ -83,9 +71,6 @@ func TestPassword(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("email"), alice.Email+"\r"),
 		chromedp.WaitVisible(chromedp.ID("code")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	screenshot(t, fresh, "reset")
 	msg := e.mail.Next(t)
 	if msg.To[0] != alice.Email || msg.Subject != "Password Reset Requested" || !strings.Contains(msg.Text, e.pds.URL+"/account") {
@@ -93,70 +78,48 @@ func TestPassword(t *testing.T) {
 	}
 	// A wrong code changes nothing.
 	clearMessages(t, fresh)
-	err = chromedp.Do(fresh,
+	testbrowser.Do(t, fresh,
 		chromedp.SendKeys(chromedp.ID("code"), "AAAAA-AAAAA"),
 		chromedp.SendKeys(chromedp.ID("new"), "new password 2"),
 		chromedp.SendKeys(chromedp.ID("confirm"), "new password 2\r"),
 		chromedp.WaitVisible(chromedp.ID("form-error")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, "new password 1"))
 	clearMessages(t, fresh)
-	err = chromedp.Do(fresh,
+	testbrowser.Do(t, fresh,
 		chromedp.SendKeys(chromedp.ID("code"), msg.Token(t)),
 		chromedp.SendKeys(chromedp.ID("new"), "new password 2"),
 		chromedp.SendKeys(chromedp.ID("confirm"), "new password 2\r"),
 		chromedp.WaitVisible(chromedp.ID("notice")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	testpds.WantStatus(t, testpds.Login(t, e.pds, alice.Handle, "new password 1"), 401, "AuthenticationRequired")
 	testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, "new password 2"))
 	// An unknown address reads the same and sends nothing.
-	err = chromedp.Do(fresh, chromedp.Navigate(e.pds.URL+"/account/reset"), chromedp.WaitVisible(chromedp.ID("email")),
+	testbrowser.Do(t, fresh, chromedp.Navigate(e.pds.URL+"/account/reset"), chromedp.WaitVisible(chromedp.ID("email")),
 		chromedp.SendKeys(chromedp.ID("email"), "nobody@example.com\r"), chromedp.WaitVisible(chromedp.ID("code")))
-	if err != nil {
-		t.Fatal(err)
-	}
 	e.mail.None(t)
 }
 
 // TestEmail: confirm the address with the mailed code, then change it with a code sent to the old address.
 func TestEmail(t *testing.T) {
-	e := newEnv(t, nil)
-	alice := e.pds.CreateAccount("alice")
-	ctx, cancel := e.open()
-	defer cancel()
-	e.signIn(ctx, alice)
-	err := chromedp.Do(ctx,
+	e, alice, ctx := newSignedIn(t)
+	testbrowser.Do(t, ctx,
 		chromedp.Navigate(e.pds.URL+"/account/email"),
 		chromedp.WaitVisible(chromedp.ID("email-status")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if s := text(t, ctx, "#email-status"); s != "not confirmed" {
 		t.Errorf("status %q", s)
 	}
-	err = chromedp.Do(ctx,
+	testbrowser.Do(t, ctx,
 		chromedp.Click(chromedp.CSS(`input[value="send-confirm"] ~ .actions button`)),
 		chromedp.WaitVisible(chromedp.ID("code")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	msg := e.mail.Next(t)
 	if msg.To[0] != alice.Email || msg.Subject != "Email Confirmation" {
 		t.Fatalf("mail to %v: %q", msg.To, msg.Subject)
 	}
 	clearMessages(t, ctx)
-	err = chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("code"), msg.Token(t)+"\r"), chromedp.WaitVisible(chromedp.ID("notice")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, ctx, chromedp.SendKeys(chromedp.ID("code"), msg.Token(t)+"\r"), chromedp.WaitVisible(chromedp.ID("notice")))
 	if s := text(t, ctx, "#email-status"); s != "confirmed" {
 		t.Errorf("after confirming: %q", s)
 	}
@@ -165,27 +128,21 @@ func TestEmail(t *testing.T) {
 	}
 
 	// Change: the code goes to the old (confirmed) address.
-	err = chromedp.Do(ctx,
+	testbrowser.Do(t, ctx,
 		chromedp.Click(chromedp.CSS(`input[value="start-change"] ~ .actions button`)),
 		chromedp.WaitVisible(chromedp.ID("change-code")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	screenshot(t, ctx, "email")
 	msg = e.mail.Next(t)
 	if msg.To[0] != alice.Email || msg.Subject != "Email Update Requested" {
 		t.Fatalf("mail to %v: %q", msg.To, msg.Subject)
 	}
 	clearMessages(t, ctx)
-	err = chromedp.Do(ctx,
+	testbrowser.Do(t, ctx,
 		chromedp.SendKeys(chromedp.ID("new-email"), "alice2@example.com"),
 		chromedp.SendKeys(chromedp.ID("change-code"), msg.Token(t)+"\r"),
 		chromedp.WaitVisible(chromedp.ID("notice")),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if a, s := text(t, ctx, "#email-address"), text(t, ctx, "#email-status"); a != "alice2@example.com" || s != "not confirmed" {
 		t.Errorf("after change: %q %q", a, s)
 	}

@@ -1,12 +1,14 @@
 package accountpages_test
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/pdsgo/pds/internal/testbrowser"
 	"github.com/pdsgo/pds/internal/testpds"
 )
 
@@ -16,20 +18,13 @@ var codeShape = regexp.MustCompile(`^[A-Z2-7]{5}-[A-Z2-7]{5}$`)
 // (401 AuthFactorTokenRequired), the account sign-in page and the OAuth sign-in page ask for it, app passwords
 // skip it; updateEmail's emailAuthFactor turns it off.
 func TestTwoFactor(t *testing.T) {
-	e := newEnv(t, nil)
-	alice := e.pds.CreateAccount("alice")
+	e, alice, ctx := newSignedIn(t)
 	appPW := testpds.MustOK(t, e.pds.Procedure("com.atproto.server.createAppPassword", map[string]any{"name": "app"}, alice.AccessJwt))["password"].(string)
-	ctx, cancel := e.open()
-	defer cancel()
-	e.signIn(ctx, alice)
 
 	turn := func(wantErr bool) {
 		t.Helper()
-		err := chromedp.Do(ctx, chromedp.Navigate(e.pds.URL+"/account/email"), chromedp.WaitVisible(chromedp.ID("two-factor-toggle")),
+		testbrowser.Do(t, ctx, chromedp.Navigate(e.pds.URL+"/account/email"), chromedp.WaitVisible(chromedp.ID("two-factor-toggle")),
 			chromedp.Click(chromedp.ID("two-factor-toggle")), chromedp.WaitVisible(chromedp.CSS("#notice, #form-error")))
-		if err != nil {
-			t.Fatal(err)
-		}
 		if got := testbrowserHas(t, ctx, "#form-error"); got != wantErr {
 			t.Fatalf("toggle: error shown %v, want %v", got, wantErr)
 		}
@@ -72,50 +67,23 @@ func TestTwoFactor(t *testing.T) {
 	// The account sign-in page asks for the code; a wrong one is refused.
 	b, cancelB := e.open()
 	defer cancelB()
-	err := chromedp.Do(b,
-		chromedp.Navigate(e.pds.URL+"/account"),
-		chromedp.WaitVisible(chromedp.ID("identifier")),
-		chromedp.SendKeys(chromedp.ID("identifier"), alice.Handle),
-		chromedp.SendKeys(chromedp.ID("password"), alice.Password+"\r"),
-		chromedp.WaitVisible(chromedp.ID("code")),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.enterPassword(b, e.pds.URL+"/account", alice, "#code")
 	screenshot(t, b, "sign-in-code")
 	code = e.mail.Next(t).Token(t)
 	clearMessages(t, b)
-	err = chromedp.Do(b, chromedp.SendKeys(chromedp.ID("code"), "AAAAA-AAAAA\r"), chromedp.WaitVisible(chromedp.ID("form-error")),
+	testbrowser.Do(t, b, chromedp.SendKeys(chromedp.ID("code"), "AAAAA-AAAAA\r"), chromedp.WaitVisible(chromedp.ID("form-error")),
 		chromedp.WaitVisible(chromedp.ID("code")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = chromedp.Do(b, chromedp.SendKeys(chromedp.ID("code"), strings.ToLower(code)+"\r"), chromedp.WaitVisible(chromedp.CSS("nav.account-nav")))
-	if err != nil {
-		t.Fatal(err)
-	}
+	testbrowser.Do(t, b, chromedp.SendKeys(chromedp.ID("code"), strings.ToLower(code)+"\r"), chromedp.WaitVisible(chromedp.CSS("nav.account-nav")))
 
 	// The OAuth sign-in page asks for it too.
 	o, cancelO := e.open()
 	defer cancelO()
 	app := testoauthappNew(e)
 	info, authURL := app.Start(t, "")
-	err = chromedp.Do(o,
-		chromedp.Navigate(authURL),
-		chromedp.WaitVisible(chromedp.ID("identifier")),
-		chromedp.SendKeys(chromedp.ID("identifier"), alice.Handle),
-		chromedp.SendKeys(chromedp.ID("password"), alice.Password+"\r"),
-		chromedp.WaitVisible(chromedp.ID("code")),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.enterPassword(o, authURL, alice, "#code")
 	code = e.mail.Next(t).Token(t)
-	err = chromedp.Do(o, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)),
+	testbrowser.Do(t, o, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.CSS(`button[value="approve"]`)),
 		chromedp.Click(chromedp.CSS(`button[value="approve"]`)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	_, tokr := app.Finish(t, info, e.callback.Wait(t).Get("code"))
 	if tokr.Subject != alice.DID {
 		t.Errorf("OAuth subject %q", tokr.Subject)
@@ -128,4 +96,56 @@ func TestTwoFactor(t *testing.T) {
 	if got := testpds.MustOK(t, testpds.Login(t, e.pds, alice.Handle, alice.Password)); got["emailAuthFactor"] != false {
 		t.Errorf("after turning off: %v", got)
 	}
+}
+
+// TestTwoFactorDeactivated: a deactivated account with two-factor sign-in by email. createSession asks for the
+// code and then signs in, reporting the account deactivated (as the reference); the account sign-in page takes
+// the password and the mailed code and lands on the overview, where the account reactivates itself; the OAuth
+// sign-in page, after the same two steps, refuses it, so no app gets access to a deactivated account.
+func TestTwoFactorDeactivated(t *testing.T) {
+	e := newEnv(t, nil)
+	alice := e.pds.CreateAccount("alice")
+	e.turnOnTwoFactor(alice)
+	testpds.MustOK(t, e.pds.Procedure("com.atproto.server.deactivateAccount", map[string]any{}, alice.AccessJwt))
+	status := func() map[string]any {
+		return testpds.MustOK(t, e.pds.Query("com.atproto.sync.getRepoStatus", url.Values{"did": {alice.DID}}, ""))
+	}
+	if st := status(); st["active"] != false {
+		t.Fatalf("after deactivating: %v", st)
+	}
+
+	testpds.WantStatus(t, testpds.Login(t, e.pds, alice.Handle, alice.Password), 401, "AuthFactorTokenRequired")
+	code := e.mail.Next(t).Token(t)
+	sess := testpds.MustOK(t, e.pds.Procedure("com.atproto.server.createSession",
+		map[string]any{"identifier": alice.Handle, "password": alice.Password, "authFactorToken": code}, ""))
+	if sess["active"] != false || sess["status"] != "deactivated" || sess["emailAuthFactor"] != true {
+		t.Errorf("createSession of the deactivated account: %v", sess)
+	}
+
+	// The OAuth sign-in page: password, code, then refused; no consent is offered.
+	o, cancelO := e.open()
+	defer cancelO()
+	_, authURL := testoauthappNew(e).Start(t, "")
+	e.enterPassword(o, authURL, alice, "#code")
+	code = e.mail.Next(t).Token(t)
+	testbrowser.Do(t, o, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.ID("form-error")))
+	if msg := text(t, o, "#form-error"); !strings.Contains(msg, "not available") {
+		t.Errorf("OAuth sign-in of the deactivated account: %q", msg)
+	}
+	if testbrowserHas(t, o, `button[value="approve"]`) {
+		t.Error("the OAuth page offers consent for a deactivated account")
+	}
+
+	// The account pages: password, code, the overview says deactivated; reactivate.
+	ctx, cancel := e.open()
+	defer cancel()
+	e.enterPassword(ctx, e.pds.URL+"/account", alice, "#code")
+	code = e.mail.Next(t).Token(t)
+	testbrowser.Do(t, ctx, chromedp.SendKeys(chromedp.ID("code"), code+"\r"), chromedp.WaitVisible(chromedp.ID("deactivated")))
+	screenshot(t, ctx, "deactivated")
+	testbrowser.Do(t, ctx, chromedp.Click(chromedp.ID("reactivate")), chromedp.WaitVisible(chromedp.ID("notice")))
+	if st := status(); st["active"] != true {
+		t.Errorf("after reactivating: %v", st)
+	}
+	e.mail.None(t)
 }

@@ -53,23 +53,44 @@ func (a oauthAccounts) SignIn(ctx context.Context, identifier, password string) 
 	if acct.TakedownRef != "" {
 		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
-	found := oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}
 	if acct.EmailAuthFactor {
 		var xe *xrpc.Error
 		if err := a.s.SignInFactor(ctx, acct, ""); err != nil && (!errors.As(err, &xe) || xe.Name != xrpc.NameAuthFactorTokenRequired) {
 			return oauth.Account{}, err // the code could not be mailed
 		}
-		return found, oauth.ErrCodeRequired
+		return oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}, oauth.ErrCodeRequired
+	}
+	return signedIn(acct)
+}
+
+// SignInCode uses up the sign-in code mailed to did (oauth.ErrBadCode when it is wrong or expired) and then
+// answers as SignIn does for the account as it is now: deactivated ones with oauth.ErrAccountDeactivated, so
+// that an account with two-factor sign-in can reach the account pages to reactivate itself.
+func (a oauthAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) (oauth.Account, error) {
+	if err := a.s.CheckSignInCode(ctx, did, code); err != nil {
+		return oauth.Account{}, oauth.ErrBadCode
+	}
+	acct, err := a.s.AccountByDID(ctx, did)
+	if errors.Is(err, accountstore.ErrNotFound) {
+		return oauth.Account{}, oauth.ErrAccountUnavailable
+	}
+	if err != nil {
+		return oauth.Account{}, err
+	}
+	return signedIn(acct)
+}
+
+// signedIn is the answer to a sign-in whose credentials were right: taken down is unavailable, deactivated is
+// oauth.ErrAccountDeactivated with the account.
+func signedIn(acct *accountstore.Account) (oauth.Account, error) {
+	found := oauth.Account{DID: acct.DID, Handle: acct.Handle, Email: acct.Email}
+	if acct.TakedownRef != "" {
+		return oauth.Account{}, oauth.ErrAccountUnavailable
 	}
 	if !acct.Active() {
 		return found, oauth.ErrAccountDeactivated
 	}
 	return found, nil
-}
-
-// SignInCode uses up the sign-in code mailed to did.
-func (a oauthAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) error {
-	return a.s.CheckSignInCode(ctx, did, code)
 }
 
 // Account returns a usable account.

@@ -89,8 +89,8 @@ func (a *testAccounts) Account(ctx context.Context, did syntax.DID) (oauth.Accou
 }
 
 // SignInCode: the test accounts have no two-factor sign-in (the server's is tested in pds/accountpages).
-func (a *testAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) error {
-	return oauth.ErrBadCode
+func (a *testAccounts) SignInCode(ctx context.Context, did syntax.DID, code string) (oauth.Account, error) {
+	return oauth.Account{}, oauth.ErrBadCode
 }
 
 const (

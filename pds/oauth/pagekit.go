@@ -63,8 +63,8 @@ func (p *Provider) SameOrigin(r *http.Request) bool {
 }
 
 // SignIn checks an account password (never an app password) under the sign-in rate limits and, when it is
-// right, remembers the account on this browser. It returns ErrRateLimited, ErrBadCredentials,
-// ErrAccountUnavailable or a server error.
+// right, remembers the account on this browser. It returns ErrCodeRequired, ErrRateLimited, ErrBadCredentials,
+// ErrAccountUnavailable, ErrAccountDeactivated (remembered all the same) or a server error.
 func (p *Provider) SignIn(ctx context.Context, r *http.Request, device, identifier, password string) (Account, error) {
 	idKey := strings.ToLower(strings.TrimPrefix(identifier, "@"))
 	keys := map[string]string{"id": idKey, "id-day": idKey, "device": device, "ip": p.clientIP(r)}
@@ -78,16 +78,20 @@ func (p *Provider) SignIn(ctx context.Context, r *http.Request, device, identifi
 		p.pending.put(device, acct.DID, p.now().Add(SignInCodeLifetime))
 		return acct, ErrCodeRequired
 	}
-	if errors.Is(err, ErrAccountDeactivated) {
-		if err := p.remember(ctx, r, device, acct); err != nil {
-			return Account{}, err
-		}
-		return acct, ErrAccountDeactivated
-	}
-	if err != nil {
+	return p.rememberSignIn(ctx, r, device, acct, err)
+}
+
+// rememberSignIn remembers the account on this browser once its credentials are all checked: a usable account, or
+// a deactivated one (returned with ErrAccountDeactivated: the account pages let it in to reactivate, the OAuth
+// pages refuse it, and DeviceAccounts leaves it out).
+func (p *Provider) rememberSignIn(ctx context.Context, r *http.Request, device string, acct Account, err error) (Account, error) {
+	if err != nil && !errors.Is(err, ErrAccountDeactivated) {
 		return Account{}, err
 	}
-	return acct, p.remember(ctx, r, device, acct)
+	if rerr := p.remember(ctx, r, device, acct); rerr != nil {
+		return Account{}, rerr
+	}
+	return acct, err
 }
 
 // DeviceDIDs lists every account signed in on this browser within SignInLifetime, usable or not (the account
@@ -112,7 +116,7 @@ func (p *Provider) DeviceDIDs(ctx context.Context, device string) []syntax.DID {
 
 // SignInWithCode finishes a sign-in that SignIn answered with ErrCodeRequired on this browser: the mailed code
 // is checked (rate limited per browser and account) and the account remembered. ErrBadCode when it is wrong,
-// expired or no sign-in waits for it.
+// expired or no sign-in waits for it; otherwise it answers as SignIn (ErrAccountDeactivated included).
 func (p *Provider) SignInWithCode(ctx context.Context, r *http.Request, device, code string) (Account, error) {
 	did, ok := p.pending.get(device, p.now())
 	if !ok {
@@ -122,15 +126,12 @@ func (p *Provider) SignInWithCode(ctx context.Context, r *http.Request, device, 
 		!p.limits.allow("device\x00"+device, 30, 5*time.Minute, p.now()) {
 		return Account{}, ErrRateLimited
 	}
-	if err := p.accounts.SignInCode(ctx, did, strings.TrimSpace(code)); err != nil {
+	acct, err := p.accounts.SignInCode(ctx, did, strings.TrimSpace(code))
+	if errors.Is(err, ErrBadCode) {
 		return Account{}, ErrBadCode
 	}
 	p.pending.drop(device)
-	acct, err := p.accounts.Account(ctx, did)
-	if err != nil {
-		return Account{}, err
-	}
-	return acct, p.remember(ctx, r, device, acct)
+	return p.rememberSignIn(ctx, r, device, acct, err)
 }
 
 // SignInPending is the account waiting for its sign-in code on this browser, if any.

@@ -83,8 +83,10 @@ type Accounts interface {
 	// SignIn checks identifier (handle, email or DID) and the account password (never an app password). When
 	// the account has two-factor sign-in by email it mails a code and returns the account with ErrCodeRequired.
 	SignIn(ctx context.Context, identifier, password string) (Account, error)
-	// SignInCode uses up the mailed sign-in code of did (an error when it is wrong or expired).
-	SignInCode(ctx context.Context, did syntax.DID, code string) error
+	// SignInCode uses up the mailed sign-in code of did (ErrBadCode when it is wrong or expired) and then
+	// answers as SignIn does after a right password: the account, with ErrAccountDeactivated when it is
+	// deactivated, ErrAccountUnavailable when it is taken down or gone.
+	SignInCode(ctx context.Context, did syntax.DID, code string) (Account, error)
 	// Account returns a usable account (ErrAccountUnavailable when it is not).
 	Account(ctx context.Context, did syntax.DID) (Account, error)
 }
