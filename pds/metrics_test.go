@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -593,17 +591,10 @@ func histogramSum(f metricFamilies, name string) float64 {
 	return sum
 }
 
-// dialStalled connects a firehose subscriber with a tiny receive buffer that never reads.
+// dialStalled connects a firehose subscriber with a small receive buffer that never reads.
 func dialStalled(t *testing.T, p *testpds.PDS) *websocket.Conn {
 	t.Helper()
-	d := websocket.Dialer{NetDialContext: (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		if err != nil {
-			return err
-		}
-		return serr
-	}}).DialContext}
+	d := websocket.Dialer{NetDialContext: smallBufferDial, ReadBufferSize: 1024}
 	conn, _, err := d.Dial(testpds.FirehoseURL(p, ""), nil)
 	if err != nil {
 		t.Fatal(err)

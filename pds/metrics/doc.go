@@ -4,9 +4,10 @@
 // (PDS_METRICS_ADDRESS). docs/operations.md lists every metric.
 //
 // Other packages never import Prometheus: each declares the narrow hook it calls (sequencer.Metrics,
-// writer.Metrics, proxy.Metrics, ratelimit.Metrics, accounts.Metrics, backup.Observer) and package pds hands
-// it the matching value from here (Metrics.Sequencer, Metrics.Writer...). Hot-path hooks take pre-resolved
-// children (a request's counters are looked up once per method and status, then reused) and do not allocate.
+// writer.Metrics, proxy.Metrics, ratelimit.Metrics, accounts.Metrics, backup.Observer), which *Metrics (or,
+// for backups, the BackupHook from Metrics.Backup) implements, and package pds wires them when
+// PDS_METRICS_ADDRESS is set. Hot-path hooks use pre-resolved children (a request's series are looked up once
+// per method and status, then reused) and do not allocate.
 //
 // It may not touch the stores itself: what it reads at scrape time comes in as functions (Sources).
 package metrics
