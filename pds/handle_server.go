@@ -10,6 +10,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/identity/plc"
 	"github.com/pdsgo/pds/pds/accounts"
 	"github.com/pdsgo/pds/pds/accountstore"
 	"github.com/pdsgo/pds/pds/auth"
@@ -39,15 +40,15 @@ func (s *Server) handleDescribeServer(c echo.Context) error {
 }
 
 type createAccountInput struct {
-	Email             string `json:"email"`
-	Handle            string `json:"handle"`
-	DID               string `json:"did"`
-	InviteCode        string `json:"inviteCode"`
-	Password          string `json:"password"`
-	RecoveryKey       string `json:"recoveryKey"`
-	PLCOp             *any   `json:"plcOp"`
-	VerificationCode  string `json:"verificationCode"`
-	VerificationPhone string `json:"verificationPhone"`
+	Email             string          `json:"email"`
+	Handle            string          `json:"handle"`
+	DID               string          `json:"did"`
+	InviteCode        string          `json:"inviteCode"`
+	Password          string          `json:"password"`
+	RecoveryKey       string          `json:"recoveryKey"`
+	PLCOp             json.RawMessage `json:"plcOp"`
+	VerificationCode  string          `json:"verificationCode"`
+	VerificationPhone string          `json:"verificationPhone"`
 }
 
 // sessionOutput is what createAccount, createSession and refreshSession return.
@@ -70,8 +71,9 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
 		return err
 	}
-	if in.PLCOp != nil {
-		return xrpc.InvalidRequest("Unsupported input: plcOp")
+	hasPLCOp := len(in.PLCOp) > 0 && string(in.PLCOp) != "null"
+	if hasPLCOp && in.DID == "" {
+		return xrpc.InvalidRequest("plcOp requires the did it is an operation of")
 	}
 	if s.cfg.InviteRequired && in.InviteCode == "" {
 		return xrpc.NewError(http.StatusBadRequest, xrpc.NameInvalidInviteCode, "No invite code provided")
@@ -88,6 +90,9 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	if len(in.Password) > 256 {
 		return xrpc.InvalidRequest("Password too long")
 	}
+	if hasPLCOp {
+		return s.createAccountWithPLCOp(c, &in) // the client's own PLC operation, naming a reserved key
+	}
 	if in.DID != "" {
 		return s.createAccountWithDID(c, &in) // an existing DID, proven by service auth
 	}
@@ -97,7 +102,12 @@ func (s *Server) handleCreateAccount(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := s.auth.CreateSession(ctx, acct, "")
+	return s.newAccountSession(c, acct)
+}
+
+// newAccountSession signs a new account in and answers createAccount with its tokens and DID document.
+func (s *Server) newAccountSession(c echo.Context, acct *accountstore.Account) error {
+	tokens, err := s.auth.CreateSession(c.Request().Context(), acct, "")
 	if err != nil {
 		return err
 	}
@@ -152,6 +162,51 @@ func (s *Server) createAccountWithDID(c echo.Context, in *createAccountInput) er
 		}
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// createAccountWithPLCOp creates an account for in.DID with the PLC operation the client signed (the
+// reference's entryway flow, served here without an entryway): the operation proves control of the DID and
+// points it at this server with a key reserved by reserveSigningKey (accounts.CreateWithPLCOp).
+func (s *Server) createAccountWithPLCOp(c echo.Context, in *createAccountInput) error {
+	ctx := c.Request().Context()
+	did, err := syntax.ParseDID(in.DID)
+	if err != nil {
+		return xrpc.InvalidRequest("Invalid DID: %s", in.DID)
+	}
+	parsed, err := plc.ParseOperation(in.PLCOp)
+	op, ok := parsed.(*plc.Operation)
+	if err != nil || !ok {
+		return xrpc.NewError(http.StatusBadRequest, xrpc.NameIncompatibleDidDoc, "invalid plc operation")
+	}
+	acct, err := s.accounts.CreateWithPLCOp(ctx, did, accounts.NewAccount{
+		Handle: in.Handle, Email: in.Email, Password: in.Password, InviteCode: in.InviteCode,
+	}, op)
+	if err != nil {
+		return err
+	}
+	return s.newAccountSession(c, acct)
+}
+
+func (s *Server) handleReserveSigningKey(c echo.Context) error {
+	var in struct {
+		DID string `json:"did"`
+	}
+	if err := xrpc.ReadJSON(c, xrpc.JSONBodyLimit, &in); err != nil {
+		return err
+	}
+	var did syntax.DID
+	if in.DID != "" {
+		d, err := syntax.ParseDID(in.DID)
+		if err != nil {
+			return xrpc.InvalidRequest("Invalid DID: %s", in.DID)
+		}
+		did = d
+	}
+	key, err := s.accounts.ReserveSigningKey(c.Request().Context(), did)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"signingKey": key})
 }
 
 type createSessionInput struct {

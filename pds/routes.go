@@ -34,6 +34,7 @@ func (s *Server) routes() *echo.Echo {
 	}
 
 	r := xrpc.NewRouter(e, s.catalog)
+	s.router = r
 	std := s.auth.RequireAuth(auth.Standard)
 	full := s.auth.RequireAuth(auth.Full)
 	takendown := s.auth.RequireAuth(auth.Takendown)
@@ -41,7 +42,10 @@ func (s *Server) routes() *echo.Echo {
 	// What an OAuth grant needs for each method (the reference's authorize callbacks); legacy sessions pass
 	// these untouched. Checks that depend on the body (record writes) are in the handlers, and proxied calls
 	// are checked by pds/proxy (rpc:).
+	// Every route with RequireAuth states one (TestRoutesDeclareOAuthRules): inHandler where the check needs the
+	// body or the call's target.
 	anyOAuth := auth.AnyOAuth()
+	inHandler := auth.CheckedInHandler()
 	noOAuth := auth.NoOAuth()
 	emailManage := auth.Account("email", scope.ActionManage)
 	statusManage := auth.Account("status", scope.ActionManage)
@@ -66,6 +70,7 @@ func (s *Server) routes() *echo.Echo {
 	// com.atproto.server
 	r.Query("com.atproto.server.describeServer", s.handleDescribeServer)
 	r.Procedure("com.atproto.server.createAccount", s.handleCreateAccount, s.limits.Route("createAccount"))
+	r.Procedure("com.atproto.server.reserveSigningKey", s.handleReserveSigningKey, s.limits.Route("reserveSigningKey"))
 	r.Procedure("com.atproto.server.createSession", s.handleCreateSession, s.limits.Route("createSession"))
 	r.Query("com.atproto.server.getSession", s.handleGetSession, takendown, anyOAuth) // email only with account:email
 	r.Procedure("com.atproto.server.refreshSession", s.handleRefreshSession)
@@ -109,10 +114,10 @@ func (s *Server) routes() *echo.Echo {
 	r.Procedure("org.pdsgo.admin.importAccount", s.handleAdminImportAccount, admin)
 
 	// com.atproto.repo
-	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, std, s.limits.Write(ratelimit.Fixed(3))) // repo: in the handlers
-	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, std, s.limits.Write(ratelimit.Fixed(2)))
-	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, std, s.limits.Write(ratelimit.Fixed(1)))
-	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, std, s.limits.Write(ratelimit.ApplyWritesPoints))
+	r.Procedure("com.atproto.repo.createRecord", s.handleCreateRecord, std, inHandler, s.limits.Write(ratelimit.Fixed(3))) // repo: in the handlers
+	r.Procedure("com.atproto.repo.putRecord", s.handlePutRecord, std, inHandler, s.limits.Write(ratelimit.Fixed(2)))
+	r.Procedure("com.atproto.repo.deleteRecord", s.handleDeleteRecord, std, inHandler, s.limits.Write(ratelimit.Fixed(1)))
+	r.Procedure("com.atproto.repo.applyWrites", s.handleApplyWrites, std, inHandler, s.limits.Write(ratelimit.ApplyWritesPoints))
 	r.Query("com.atproto.repo.getRecord", s.handleGetRecord)
 	r.Query("com.atproto.repo.listRecords", s.handleListRecords)
 	r.Query("com.atproto.repo.describeRepo", s.handleDescribeRepo)
@@ -148,18 +153,18 @@ func (s *Server) routes() *echo.Echo {
 	r.Query("com.atproto.server.getServiceAuth", s.handleGetServiceAuth, takendown, serviceAuthScope)
 	r.Query("app.bsky.actor.getPreferences", s.handleGetPreferences, takendown, rpcHere("app.bsky.actor.getPreferences"))
 	r.Procedure("app.bsky.actor.putPreferences", s.handlePutPreferences, std, rpcHere("app.bsky.actor.putPreferences"))
-	r.Query("app.bsky.feed.getFeed", s.proxy.GetFeed, std) // rpc: checked by pds/proxy, as for the next six
-	r.Query("app.bsky.actor.getProfile", s.proxy.GetProfile, std)
-	r.Query("app.bsky.actor.getProfiles", s.proxy.GetProfiles, std)
-	r.Query("app.bsky.feed.getTimeline", s.proxy.GetTimeline, std)
-	r.Query("app.bsky.feed.getAuthorFeed", s.proxy.GetAuthorFeed, std)
-	r.Query("app.bsky.feed.getActorLikes", s.proxy.GetActorLikes, std)
-	r.Query("app.bsky.feed.getPostThread", s.proxy.GetPostThread, std)
+	r.Query("app.bsky.feed.getFeed", s.proxy.GetFeed, std, inHandler) // rpc: checked by pds/proxy, as for the next six
+	r.Query("app.bsky.actor.getProfile", s.proxy.GetProfile, std, inHandler)
+	r.Query("app.bsky.actor.getProfiles", s.proxy.GetProfiles, std, inHandler)
+	r.Query("app.bsky.feed.getTimeline", s.proxy.GetTimeline, std, inHandler)
+	r.Query("app.bsky.feed.getAuthorFeed", s.proxy.GetAuthorFeed, std, inHandler)
+	r.Query("app.bsky.feed.getActorLikes", s.proxy.GetActorLikes, std, inHandler)
+	r.Query("app.bsky.feed.getPostThread", s.proxy.GetPostThread, std, inHandler)
 	// Reports are accepted from taken-down accounts (pds/proxy Report).
-	r.Procedure("com.atproto.moderation.createReport", s.proxy.Report, takendown)
+	r.Procedure("com.atproto.moderation.createReport", s.proxy.Report, takendown, inHandler)
 	// Push registrations go to the service the body names (its #bsky_notif endpoint), as the reference's do.
-	r.Procedure("app.bsky.notification.registerPush", s.proxy.Push, std)
-	r.Procedure("app.bsky.notification.unregisterPush", s.proxy.Push, std)
+	r.Procedure("app.bsky.notification.registerPush", s.proxy.Push, std, inHandler)
+	r.Procedure("app.bsky.notification.unregisterPush", s.proxy.Push, std, inHandler)
 	// Every other method goes to the service named by atproto-proxy or the namespace's default (pds/proxy).
 	r.SetFallback(s.proxy.Handle)
 
@@ -172,6 +177,10 @@ func (s *Server) routes() *echo.Echo {
 			paths = append(paths, rt.Path)
 		}
 	}
-	s.metricsRoutes(r.Methods(), paths)
+	var served []string
+	for _, m := range r.Methods() {
+		served = append(served, m.NSID)
+	}
+	s.metricsRoutes(served, paths)
 	return e
 }

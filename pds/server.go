@@ -38,6 +38,7 @@ import (
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
+	"github.com/pdsgo/pds/xrpc"
 )
 
 // Version is reported by /xrpc/_health and describeServer.
@@ -54,6 +55,7 @@ type Server struct {
 	auth     *auth.Verifier // who is calling (pds/auth)
 	catalog  lexicon.Catalog
 	echo     *echo.Echo
+	router   *xrpc.Router // the XRPC methods of the route table (routes.go)
 	httpSrv  *http.Server
 
 	// Operator features (email, moderation, rate limits).

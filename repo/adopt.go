@@ -1,9 +1,7 @@
 package repo
 
 import (
-	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -12,9 +10,10 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
-	atrepo "github.com/bluesky-social/indigo/atproto/repo"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
+
+	"github.com/pdsgo/pds/repo/car"
 )
 
 // Adopting a repository (the takeover of another server's data directory, package takeover) creates an
@@ -76,7 +75,7 @@ func (a adoptSource) walkBlock(ctx context.Context, c cid.Cid) ([]byte, string, 
 	if err != nil || !ok {
 		return nil, "", ok, err
 	}
-	if err := checkBlock(c, data); err != nil {
+	if err := car.CheckBlock(c, data); err != nil {
 		return nil, "", false, err
 	}
 	return data, rev, true, nil
@@ -84,13 +83,6 @@ func (a adoptSource) walkBlock(ctx context.Context, c cid.Cid) ([]byte, string, 
 
 func (a adoptSource) recordRev(ctx context.Context, collection, rkey string) (string, error) {
 	return a.src.RecordRev(ctx, collection, rkey)
-}
-
-func orRev(rev, def string) string {
-	if rev == "" {
-		return def
-	}
-	return rev
 }
 
 // Adopt creates did's repository from src with src's head commit opts.Commit (see the top of this file). The
@@ -134,7 +126,7 @@ func (s *Store) Adopt(ctx context.Context, did syntax.DID, src AdoptSource, opts
 	}()
 	res, err = b.adopt(ctx, did, adoptSource{src}, opts)
 	if err != nil {
-		if errors.Is(err, ErrImportInvalid) { // the walker's and checkBlock's reasons
+		if errors.Is(err, ErrImportInvalid) { // the commit's, the walker's and CheckBlock's reasons
 			return nil, adoptError("%s", strings.TrimPrefix(err.Error(), ErrImportInvalid.Error()+": "))
 		}
 		return nil, err
@@ -161,21 +153,9 @@ func (b *buildFile) adopt(ctx context.Context, did syntax.DID, src adoptSource, 
 	if !ok {
 		return nil, adoptError("the head commit %s is missing", opts.Commit)
 	}
-	var c atrepo.Commit
-	if err := c.UnmarshalCBOR(bytes.NewReader(data)); err != nil {
-		return nil, adoptError("the head %s is not a repository commit: %v", opts.Commit, err)
-	}
-	if err := c.VerifyStructure(); err != nil {
-		return nil, adoptError("invalid head commit: %v", err)
-	}
-	if c.DID != did.String() {
-		return nil, adoptError("the head commit is for %s, not for %s", c.DID, did)
-	}
-	if !c.Data.Defined() {
-		return nil, adoptError("invalid head commit: no data root")
-	}
-	if err := c.VerifySignature(opts.VerifyKey); err != nil {
-		return nil, adoptError("the head commit's signature does not verify with the account's signing key")
+	c, err := car.VerifyCommit(data, did, opts.VerifyKey)
+	if err != nil {
+		return nil, err // Adopt turns it into ErrAdoptInvalid
 	}
 
 	tx, err := b.db.BeginTx(ctx, nil)
@@ -183,24 +163,12 @@ func (b *buildFile) adopt(ctx context.Context, did syntax.DID, src adoptSource, 
 		return nil, err
 	}
 	b.tx = tx
-	w := &walker{st: src, rev: c.Rev, from: "the repository"}
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		q    string
-	}{
-		{&w.insBlock, "INSERT INTO blocks (cid, rev, data) VALUES (?, ?, ?) ON CONFLICT (cid) DO NOTHING"},
-		{&w.insRecord, "INSERT INTO records (collection, rkey, cid, rev) VALUES (?, ?, ?, ?)"},
-		{&w.insRef, "INSERT INTO record_blobs (blob_cid, collection, rkey) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"},
-	} {
-		if *p.stmt, err = tx.PrepareContext(ctx, p.q); err != nil {
-			return nil, err
-		}
-		defer (*p.stmt).Close()
-	}
-	if err := w.node(ctx, c.Data, -1, true); err != nil {
+	records, err := copyTree(ctx, tx, src, c.Data, c.Rev, "the repository")
+	if err != nil {
 		return nil, err
 	}
-	if _, err := w.insBlock.ExecContext(ctx, opts.Commit.Bytes(), orRev(commitRev, c.Rev), data); err != nil {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO blocks (cid, rev, data) VALUES (?, ?, ?) ON CONFLICT (cid) DO NOTHING",
+		opts.Commit.Bytes(), orRev(commitRev, c.Rev), data); err != nil {
 		return nil, err
 	}
 	head := Head{Commit: opts.Commit, Rev: c.Rev, Data: c.Data}
@@ -209,7 +177,7 @@ func (b *buildFile) adopt(ctx context.Context, did syntax.DID, src adoptSource, 
 		return nil, err
 	}
 
-	res := &AdoptResult{Head: head, Records: w.records}
+	res := &AdoptResult{Head: head, Records: records}
 	ins, err := tx.PrepareContext(ctx, "INSERT INTO blobs ("+blobColumns+`) VALUES (?, ?, ?, ?, 0, 0,
 		CASE WHEN EXISTS (SELECT 1 FROM record_blobs WHERE blob_cid = ?1) THEN NULL ELSE ? END)
 		ON CONFLICT (cid) DO NOTHING`)

@@ -11,6 +11,8 @@ import (
 	"github.com/bluesky-social/indigo/atproto/repo/mst"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+
+	"github.com/pdsgo/pds/repo/car"
 )
 
 // The full CAR export (sync.getRepo) in the conventional order — the commit, then the MST depth-first with each
@@ -49,7 +51,7 @@ type carWalk struct {
 	exportStats
 	ctx    context.Context
 	q      *cachedTx
-	cw     *carWriter
+	cw     *car.Writer
 	recs   *recordScan
 	shared map[cid.Cid]bool // record CIDs at several paths
 	done   map[cid.Cid]bool // those of them already written
@@ -63,7 +65,7 @@ type aheadNode struct {
 }
 
 // writeFullCAR writes the commit and the tree under head.
-func writeFullCAR(ctx context.Context, q *cachedTx, cw *carWriter, head Head) (exportStats, error) {
+func writeFullCAR(ctx context.Context, q *cachedTx, cw *car.Writer, head Head) (exportStats, error) {
 	w := &carWalk{ctx: ctx, q: q, cw: cw, shared: map[cid.Cid]bool{}, done: map[cid.Cid]bool{}, ahead: map[cid.Cid]*aheadNode{}}
 	err := w.run(head)
 	if w.recs != nil {
@@ -161,7 +163,7 @@ func (w *carWalk) node(c cid.Cid) error {
 	if err != nil {
 		return err
 	}
-	if err := w.cw.put(c, n.data); err != nil {
+	if err := w.cw.Put(c, n.data); err != nil {
 		return err
 	}
 	nd := n.nd
@@ -198,7 +200,7 @@ func (w *carWalk) record(key string, c cid.Cid) error {
 		if !write {
 			return nil
 		}
-		return w.cw.put(c, data)
+		return w.cw.Put(c, data)
 	})
 	if err != nil || found || !write {
 		return err

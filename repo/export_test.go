@@ -9,8 +9,10 @@ import (
 	"github.com/bluesky-social/indigo/atproto/repo/mst"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
-	car "github.com/ipld/go-car"
+	gocar "github.com/ipld/go-car"
 	"github.com/multiformats/go-multihash"
+
+	"github.com/pdsgo/pds/repo/car"
 )
 
 // referenceCAR is the export order spelled out one block at a time: the commit, then each MST node followed
@@ -20,7 +22,7 @@ func referenceCAR(t *testing.T, r *Repo) []byte {
 	ctx := context.Background()
 	head := mustHead(t, r)
 	var buf bytes.Buffer
-	cw, err := newCARWriter(&buf, head.Commit)
+	cw, err := car.NewWriter(&buf, head.Commit)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +31,7 @@ func referenceCAR(t *testing.T, r *Repo) []byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := cw.put(c, data); err != nil {
+		if err := cw.Put(c, data); err != nil {
 			t.Fatal(err)
 		}
 		return data
@@ -88,7 +90,7 @@ func TestWriteCARMatchesReferenceOrder(t *testing.T) {
 		var got bytes.Buffer
 		var stats exportStats
 		err := r.readSnapshot(ctx, func(q *cachedTx) error {
-			cw, err := newCARWriter(&got, mustHead(t, r).Commit)
+			cw, err := car.NewWriter(&got, mustHead(t, r).Commit)
 			if err != nil {
 				return err
 			}
@@ -208,10 +210,10 @@ func TestCARHeaderMatchesGoCar(t *testing.T) {
 	}
 	for _, root := range roots {
 		var want bytes.Buffer
-		if err := car.WriteHeader(&car.CarHeader{Roots: []cid.Cid{root}, Version: 1}, &want); err != nil {
+		if err := gocar.WriteHeader(&gocar.CarHeader{Roots: []cid.Cid{root}, Version: 1}, &want); err != nil {
 			t.Fatal(err)
 		}
-		if got := carHeader(root); !bytes.Equal(got, want.Bytes()) {
+		if got := car.Header(root); !bytes.Equal(got, want.Bytes()) {
 			t.Errorf("%s (%d bytes): header\n%x, go-car\n%x", root, len(root.Bytes()), got, want.Bytes())
 		}
 	}

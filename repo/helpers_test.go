@@ -14,7 +14,7 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
-	car "github.com/ipld/go-car"
+	gocar "github.com/ipld/go-car"
 )
 
 const postNSID = syntax.NSID("app.bsky.feed.post")
@@ -176,7 +176,7 @@ func checkEvent(t testing.TB, res *CommitResult, prev *Head, pub atcrypto.Public
 		}
 	}
 	// Every block in the CAR must be there for a reason: no duplicates.
-	cr, err := car.NewCarReader(bytes.NewReader(ev.Blocks))
+	cr, err := gocar.NewCarReader(bytes.NewReader(ev.Blocks))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,13 +1,9 @@
 package repo
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -19,13 +15,11 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/atcrypto"
-	"github.com/bluesky-social/indigo/atproto/atdata"
 	atrepo "github.com/bluesky-social/indigo/atproto/repo"
-	"github.com/bluesky-social/indigo/atproto/repo/mst"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
-	car "github.com/ipld/go-car"
-	"github.com/multiformats/go-multihash"
+
+	"github.com/pdsgo/pds/repo/car"
 )
 
 // Repository import (com.atproto.repo.importRepo) replaces an account's whole repository with the one in a CAR,
@@ -50,9 +44,9 @@ import (
 var (
 	// ErrImportInvalid: the CAR is malformed or does not hold a valid, complete, correctly signed repository of
 	// the account. Wrapped with the reason, which is safe to show the client.
-	ErrImportInvalid = errors.New("invalid repository import")
+	ErrImportInvalid = car.ErrInvalid
 	// ErrImportTooLarge: the CAR is larger than ImportOptions.MaxBytes.
-	ErrImportTooLarge = errors.New("repository import too large")
+	ErrImportTooLarge = car.ErrTooLarge
 	// ErrImportInProgress: another import of the same repository is running.
 	ErrImportInProgress = errors.New("an import of this repository is already in progress")
 	// ErrImportConflict: the repository got a newer commit while the import was being built.
@@ -60,10 +54,8 @@ var (
 )
 
 const (
-	// MaxImportBlockSize bounds one block of an imported CAR: records are at most 1 MiB of DAG-CBOR
-	// (atdata.MAX_CBOR_RECORD_SIZE), MST nodes and commits far less.
-	MaxImportBlockSize = 2 << 20
-	maxCARHeaderSize   = 1024
+	// MaxImportBlockSize bounds one block of an imported CAR (car.MaxBlockSize).
+	MaxImportBlockSize = car.MaxBlockSize
 	// maxFutureRev: relays refuse a rev more than 5 minutes ahead of their clock; so does the import.
 	maxFutureRev = 5 * time.Minute
 	importPrefix = "import-"
@@ -96,15 +88,10 @@ type ImportResult struct {
 	UnreferencedBlobs int64
 }
 
-// importError wraps ErrImportInvalid with a reason.
-func importError(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrImportInvalid, fmt.Sprintf(format, args...))
-}
-
 // Import replaces did's repository with the repository in the CAR read from car (see the top of this file).
 // The repository must exist (ErrRepoNotFound). No firehose event is produced: the caller announces the new
 // head (#sync) when it activates the account.
-func (s *Store) Import(ctx context.Context, did syntax.DID, car io.Reader, opts ImportOptions) (*ImportResult, error) {
+func (s *Store) Import(ctx context.Context, did syntax.DID, body io.Reader, opts ImportOptions) (*ImportResult, error) {
 	if opts.VerifyKey == nil || opts.Signer == nil {
 		return nil, errors.New("repo: Import needs VerifyKey and Signer")
 	}
@@ -135,7 +122,7 @@ func (s *Store) Import(ctx context.Context, did syntax.DID, car io.Reader, opts 
 		return nil, err
 	}
 	defer st.close()
-	root, nbytes, err := streamCAR(ctx, car, opts.MaxBytes, st.put)
+	root, nbytes, err := car.Read(ctx, body, opts.MaxBytes, st.put)
 	if err != nil {
 		return nil, err
 	}
@@ -314,163 +301,24 @@ func (st *staging) close() {
 	st.db = nil
 }
 
-// countingReader counts what it reads and fails once more than max bytes were read (max 0: no limit).
-type countingReader struct {
-	r   io.Reader
-	n   int64
-	max int64
-	err error // the underlying reader's failure, kept to tell it from a malformed CAR
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if c.max > 0 && c.n > c.max {
-		return n, ErrImportTooLarge
-	}
-	if err != nil && err != io.EOF {
-		c.err = err
-	}
-	return n, err
-}
-
-// streamCAR reads a CAR v1 with exactly one root, checking every block's CID against its bytes, and hands each
-// block to put. It returns the root and the bytes read.
-func streamCAR(ctx context.Context, r io.Reader, maxBytes int64, put func(context.Context, cid.Cid, []byte) error) (cid.Cid, int64, error) {
-	cr := &countingReader{r: r, max: maxBytes}
-	br := bufio.NewReaderSize(cr, 64<<10)
-	fail := func(err error, what string) error {
-		switch {
-		case errors.Is(err, ErrImportTooLarge):
-			return ErrImportTooLarge
-		case cr.err != nil:
-			return importError("could not read the request body: %v", cr.err)
-		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-			return importError("truncated CAR (%s)", what)
-		}
-		return importError("malformed CAR (%s): %v", what, err)
-	}
-
-	hl, err := binary.ReadUvarint(br)
-	if err != nil {
-		if errors.Is(err, io.EOF) && cr.n == 0 && cr.err == nil {
-			return cid.Undef, 0, importError("empty body: a CAR file is required")
-		}
-		return cid.Undef, 0, fail(err, "header length")
-	}
-	if hl == 0 || hl > maxCARHeaderSize {
-		return cid.Undef, 0, importError("malformed CAR: header of %d bytes", hl)
-	}
-	hb := make([]byte, hl)
-	if _, err := io.ReadFull(br, hb); err != nil {
-		return cid.Undef, 0, fail(err, "header")
-	}
-	hdr, err := car.ReadHeader(bufio.NewReader(io.MultiReader(bytes.NewReader(binary.AppendUvarint(nil, hl)), bytes.NewReader(hb))))
-	if err != nil {
-		return cid.Undef, 0, importError("malformed CAR header: %v", err)
-	}
-	if hdr.Version != 1 {
-		return cid.Undef, 0, importError("unsupported CAR version %d", hdr.Version)
-	}
-	if len(hdr.Roots) != 1 {
-		return cid.Undef, 0, importError("expected one root, the CAR has %d", len(hdr.Roots))
-	}
-
-	buf := make([]byte, 0, 64<<10)
-	for i := 0; ; i++ {
-		if i%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return cid.Undef, 0, err
-			}
-		}
-		if _, err := br.Peek(1); err != nil {
-			if errors.Is(err, io.EOF) && cr.err == nil {
-				break // the end, between blocks
-			}
-			return cid.Undef, 0, fail(err, "block")
-		}
-		l, err := binary.ReadUvarint(br)
-		if err != nil {
-			return cid.Undef, 0, fail(err, "block length")
-		}
-		if l == 0 {
-			return cid.Undef, 0, importError("malformed CAR: empty section")
-		}
-		if l > MaxImportBlockSize+64 {
-			return cid.Undef, 0, importError("block too large: %d bytes (at most %d)", l, MaxImportBlockSize)
-		}
-		if uint64(cap(buf)) < l {
-			buf = make([]byte, l)
-		}
-		buf = buf[:l]
-		if _, err := io.ReadFull(br, buf); err != nil {
-			return cid.Undef, 0, fail(err, "block")
-		}
-		n, c, err := cid.CidFromBytes(buf)
-		if err != nil {
-			return cid.Undef, 0, importError("malformed CAR: invalid CID: %v", err)
-		}
-		data := buf[n:]
-		if err := checkBlock(c, data); err != nil {
-			return cid.Undef, 0, err
-		}
-		if err := put(ctx, c, data); err != nil {
-			return cid.Undef, 0, err
-		}
-	}
-	return hdr.Roots[0], cr.n, nil
-}
-
-// checkBlock verifies that data is the block c names: a repository block is CIDv1 dag-cbor with a sha2-256
-// hash of its bytes.
-func checkBlock(c cid.Cid, data []byte) error {
-	if len(data) > MaxImportBlockSize {
-		return importError("block %s too large: %d bytes (at most %d)", c, len(data), MaxImportBlockSize)
-	}
-	if c.Version() != 1 || c.Type() != cid.DagCBOR {
-		return importError("block %s is not a dag-cbor CIDv1 block", c)
-	}
-	mh, err := multihash.Decode(c.Hash())
-	if err != nil || mh.Code != multihash.SHA2_256 || mh.Length != sha256.Size {
-		return importError("block %s does not use a sha2-256 hash", c)
-	}
-	sum := sha256.Sum256(data)
-	if !bytes.Equal(sum[:], mh.Digest) {
-		return importError("block %s: its bytes do not match its CID", c)
-	}
-	return nil
-}
-
-// verifyCommit reads and checks the root commit.
+// verifyCommit reads and checks the root commit (car.VerifyCommit), and that its rev is not in the future.
 func (st *staging) verifyCommit(ctx context.Context, root cid.Cid, did syntax.DID, key atcrypto.PublicKey) (*atrepo.Commit, error) {
 	data, ok, err := st.block(ctx, root)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, importError("the CAR's root %s is not in the CAR", root)
+		return nil, car.Invalid("the CAR's root %s is not in the CAR", root)
 	}
-	var c atrepo.Commit
-	if err := c.UnmarshalCBOR(bytes.NewReader(data)); err != nil {
-		return nil, importError("the CAR's root is not a repository commit: %v", err)
-	}
-	if err := c.VerifyStructure(); err != nil {
-		return nil, importError("invalid commit: %v", err)
-	}
-	if c.DID != did.String() {
-		return nil, importError("the commit is for %s, not for this account (%s)", c.DID, did)
-	}
-	if !c.Data.Defined() {
-		return nil, importError("invalid commit: no data root")
+	c, err := car.VerifyCommit(data, did, key)
+	if err != nil {
+		return nil, err
 	}
 	rev, _ := syntax.ParseTID(c.Rev)
 	if rev.Time().After(time.Now().Add(maxFutureRev)) {
-		return nil, importError("the commit's rev %s is in the future", c.Rev)
+		return nil, car.Invalid("the commit's rev %s is in the future", c.Rev)
 	}
-	if err := c.VerifySignature(key); err != nil {
-		return nil, importError("the commit's signature does not verify with the signing key of the DID document")
-	}
-	return &c, nil
+	return c, nil
 }
 
 // ---- phase 2: build ----
@@ -505,19 +353,8 @@ func (b *buildFile) close() {
 	}
 }
 
-// walker copies a verified MST and its records from a source (the staging file of an import, another server's
-// repository for Adopt) into the build.
-type walker struct {
-	st                          walkSource
-	insBlock, insRecord, insRef *sql.Stmt
-	rev                         string // the rev of blocks and records whose source gives none
-	lastKey                     []byte
-	records                     int64
-	nodes                       int64
-	from                        string // where the blocks come from, for messages ("the CAR")
-}
-
-// walkSource gives the walker a block and the rev it was stored at ("": the walker's rev), and a record's rev.
+// walkSource is where copyTree reads a repository: the staging file of an import, another server's repository
+// for Adopt. Block also gives the rev the block was stored at ("": the copy's default rev), RecordRev a record's.
 type walkSource interface {
 	walkBlock(ctx context.Context, c cid.Cid) (data []byte, rev string, ok bool, err error)
 	recordRev(ctx context.Context, collection, rkey string) (string, error)
@@ -529,6 +366,77 @@ func (st *staging) walkBlock(ctx context.Context, c cid.Cid) ([]byte, string, bo
 }
 
 func (st *staging) recordRev(context.Context, string, string) (string, error) { return "", nil }
+
+// revSource is the car.Source over a walkSource; it keeps the rev of the block it gave last, which is the
+// block the walker's next hook call is about.
+type revSource struct {
+	src     walkSource
+	lastRev string
+}
+
+func (r *revSource) Block(ctx context.Context, c cid.Cid) ([]byte, bool, error) {
+	data, rev, ok, err := r.src.walkBlock(ctx, c)
+	r.lastRev = rev
+	return data, ok, err
+}
+
+// copyTree checks the MST under root and its records (car.Walker) and copies them into tx: every block with
+// the rev its source gives (else rev), the records index and the record->blob links. It returns the records
+// copied. Import and Adopt share it.
+func copyTree(ctx context.Context, tx *sql.Tx, src walkSource, root cid.Cid, rev, from string) (int64, error) {
+	var insBlock, insRecord, insRef *sql.Stmt
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		q    string
+	}{
+		{&insBlock, "INSERT INTO blocks (cid, rev, data) VALUES (?, ?, ?) ON CONFLICT (cid) DO NOTHING"},
+		{&insRecord, "INSERT INTO records (collection, rkey, cid, rev) VALUES (?, ?, ?, ?)"},
+		{&insRef, "INSERT INTO record_blobs (blob_cid, collection, rkey) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"},
+	} {
+		stmt, err := tx.PrepareContext(ctx, p.q)
+		if err != nil {
+			return 0, err
+		}
+		defer stmt.Close()
+		*p.stmt = stmt
+	}
+	rs := &revSource{src: src}
+	w := &car.Walker{Source: rs, From: from,
+		Node: func(ctx context.Context, c cid.Cid, data []byte) error {
+			_, err := insBlock.ExecContext(ctx, c.Bytes(), orRev(rs.lastRev, rev), data)
+			return err
+		},
+		Record: func(ctx context.Context, coll syntax.NSID, rkey syntax.RecordKey, c cid.Cid, data []byte, blobs []cid.Cid) error {
+			if _, err := insBlock.ExecContext(ctx, c.Bytes(), orRev(rs.lastRev, rev), data); err != nil {
+				return err
+			}
+			recRev, err := src.recordRev(ctx, coll.String(), rkey.String())
+			if err != nil {
+				return err
+			}
+			if _, err := insRecord.ExecContext(ctx, coll.String(), rkey.String(), c.Bytes(), orRev(recRev, rev)); err != nil {
+				return err
+			}
+			for _, ref := range blobs {
+				if _, err := insRef.ExecContext(ctx, ref.String(), coll.String(), rkey.String()); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	if err := w.Walk(ctx, root); err != nil {
+		return 0, err
+	}
+	return w.Records, nil
+}
+
+func orRev(rev, def string) string {
+	if rev == "" {
+		return def
+	}
+	return rev
+}
 
 func (b *buildFile) build(ctx context.Context, st *staging, did syntax.DID, imported *atrepo.Commit, cur Head, signer atcrypto.PrivateKey) (*ImportResult, error) {
 	// The new rev follows both the imported one and this repository's own.
@@ -544,21 +452,8 @@ func (b *buildFile) build(ctx context.Context, st *staging, did syntax.DID, impo
 		return nil, err
 	}
 	b.tx = tx
-	w := &walker{st: st, rev: rev, from: "the CAR"}
-	for _, p := range []struct {
-		stmt **sql.Stmt
-		q    string
-	}{
-		{&w.insBlock, "INSERT INTO blocks (cid, rev, data) VALUES (?, ?, ?) ON CONFLICT (cid) DO NOTHING"},
-		{&w.insRecord, "INSERT INTO records (collection, rkey, cid, rev) VALUES (?, ?, ?, ?)"},
-		{&w.insRef, "INSERT INTO record_blobs (blob_cid, collection, rkey) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"},
-	} {
-		if *p.stmt, err = tx.PrepareContext(ctx, p.q); err != nil {
-			return nil, err
-		}
-		defer (*p.stmt).Close()
-	}
-	if err := w.node(ctx, imported.Data, -1, true); err != nil {
+	records, err := copyTree(ctx, tx, st, imported.Data, rev, "the CAR")
+	if err != nil {
 		return nil, err
 	}
 
@@ -566,7 +461,7 @@ func (b *buildFile) build(ctx context.Context, st *staging, did syntax.DID, impo
 	if err != nil {
 		return nil, err
 	}
-	if _, err := w.insBlock.ExecContext(ctx, commitCID.Bytes(), rev, commitBytes); err != nil {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO blocks (cid, rev, data) VALUES (?, ?, ?) ON CONFLICT (cid) DO NOTHING", commitCID.Bytes(), rev, commitBytes); err != nil {
 		return nil, err
 	}
 	head := Head{Commit: commitCID, Rev: rev, Data: imported.Data}
@@ -574,7 +469,7 @@ func (b *buildFile) build(ctx context.Context, st *staging, did syntax.DID, impo
 		head.Commit.Bytes(), head.Rev, head.Data.Bytes()); err != nil {
 		return nil, err
 	}
-	res := &ImportResult{Head: head, ImportedRev: imported.Rev, Records: w.records}
+	res := &ImportResult{Head: head, ImportedRev: imported.Rev, Records: records}
 	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM blocks").Scan(&res.Blocks); err != nil {
 		return nil, err
 	}
@@ -586,249 +481,6 @@ func (b *buildFile) build(ctx context.Context, st *staging, did syntax.DID, impo
 	}
 	b.tx = nil
 	return res, nil
-}
-
-// node checks and copies the MST node c and, in key order, its subtrees and records. height is the layer the
-// node must be at (-1 for the root, whose layer its keys decide).
-func (w *walker) node(ctx context.Context, c cid.Cid, height int, root bool) error {
-	if w.nodes++; w.nodes%1024 == 0 {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	data, blockRev, ok, err := w.st.walkBlock(ctx, c)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return importError("MST node %s is missing from %s", c, w.from)
-	}
-	nd, err := mst.NodeDataFromCBOR(bytes.NewReader(data))
-	if err != nil {
-		return importError("MST node %s: %v", c, err)
-	}
-	// Keys, rebuilt from the prefix compression, and the canonical encoding they imply.
-	keys := make([][]byte, len(nd.Entries))
-	canon := mst.NodeData{Left: nd.Left, Entries: make([]mst.EntryData, len(nd.Entries))}
-	var prev []byte
-	for i, e := range nd.Entries {
-		if e.PrefixLen < 0 || e.PrefixLen > int64(len(prev)) {
-			return importError("MST node %s: bad key prefix length", c)
-		}
-		key := append(append([]byte{}, prev[:e.PrefixLen]...), e.KeySuffix...)
-		if !mst.IsValidKey(key) {
-			return importError("MST node %s: invalid key", c)
-		}
-		keys[i] = key
-		p := mst.CountPrefixLen(prev, key)
-		canon.Entries[i] = mst.EntryData{PrefixLen: int64(p), KeySuffix: key[p:], Value: e.Value, Right: e.Right}
-		prev = key
-	}
-	var cb bytes.Buffer
-	if err := canon.MarshalCBOR(&cb); err != nil {
-		return err
-	}
-	if !bytes.Equal(cb.Bytes(), data) {
-		return importError("MST node %s is not canonically encoded", c)
-	}
-
-	layer := height
-	if len(keys) > 0 {
-		layer = mst.HeightForKey(keys[0])
-		if height >= 0 && layer != height {
-			return importError("MST node %s is at the wrong height", c)
-		}
-		for _, k := range keys[1:] {
-			if mst.HeightForKey(k) != layer {
-				return importError("MST node %s holds keys of different heights", c)
-			}
-		}
-	} else {
-		switch {
-		case root && nd.Left != nil:
-			return importError("MST root %s holds no keys (not a canonical tree)", c)
-		case !root && nd.Left == nil:
-			return importError("empty MST node %s", c)
-		}
-	}
-	hasChild := nd.Left != nil
-	for _, e := range nd.Entries {
-		hasChild = hasChild || e.Right != nil
-	}
-	if hasChild && layer <= 0 {
-		return importError("MST node %s has children below the bottom layer", c)
-	}
-
-	if _, err := w.insBlock.ExecContext(ctx, c.Bytes(), orRev(blockRev, w.rev), data); err != nil {
-		return err
-	}
-	if nd.Left != nil {
-		if err := w.node(ctx, *nd.Left, layer-1, false); err != nil {
-			return err
-		}
-	}
-	for i, e := range nd.Entries {
-		if w.lastKey != nil && bytes.Compare(keys[i], w.lastKey) <= 0 {
-			return importError("MST keys out of order at %q", keys[i])
-		}
-		w.lastKey = keys[i]
-		if err := w.record(ctx, string(keys[i]), e.Value); err != nil {
-			return err
-		}
-		if e.Right != nil {
-			if err := w.node(ctx, *e.Right, layer-1, false); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// record copies one record, with its index row and blob links.
-func (w *walker) record(ctx context.Context, path string, c cid.Cid) error {
-	coll, rkey, err := syntax.ParseRepoPath(path)
-	if err != nil {
-		return importError("invalid record path %q in the MST", path)
-	}
-	data, blockRev, ok, err := w.st.walkBlock(ctx, c)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return importError("record %s (%s) is missing from %s", path, c, w.from)
-	}
-	refs, err := importBlobRefs(data)
-	if err != nil {
-		return importError("could not parse record at '%s': %v", path, err)
-	}
-	if _, err := w.insBlock.ExecContext(ctx, c.Bytes(), orRev(blockRev, w.rev), data); err != nil {
-		return err
-	}
-	recRev, err := w.st.recordRev(ctx, coll.String(), rkey.String())
-	if err != nil {
-		return err
-	}
-	if _, err := w.insRecord.ExecContext(ctx, coll.String(), rkey.String(), c.Bytes(), orRev(recRev, w.rev)); err != nil {
-		return err
-	}
-	for _, ref := range refs {
-		if _, err := w.insRef.ExecContext(ctx, ref.String(), coll.String(), rkey.String()); err != nil {
-			return err
-		}
-	}
-	w.records++
-	return nil
-}
-
-// importBlobRefs returns the distinct blobs a record references: blob objects and, like the reference PDS,
-// the legacy {cid, mimeType} form of early records.
-func importBlobRefs(record []byte) ([]cid.Cid, error) {
-	if err := checkCBORNesting(record, maxRecordNesting); err != nil {
-		return nil, err
-	}
-	val, err := atdata.UnmarshalCBOR(record)
-	if err != nil {
-		return nil, err
-	}
-	var out []cid.Cid
-	seen := map[cid.Cid]bool{}
-	add := func(c cid.Cid) {
-		if c.Defined() && !seen[c] {
-			seen[c] = true
-			out = append(out, c)
-		}
-	}
-	for _, b := range atdata.ExtractBlobs(val) {
-		add(cid.Cid(b.Ref))
-	}
-	var legacy func(v any)
-	legacy = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if len(x) == 2 {
-				cs, ok1 := x["cid"].(string)
-				_, ok2 := x["mimeType"].(string)
-				if ok1 && ok2 {
-					if c, err := cid.Decode(cs); err == nil {
-						add(c)
-						return
-					}
-				}
-			}
-			for _, e := range x {
-				legacy(e)
-			}
-		case []any:
-			for _, e := range x {
-				legacy(e)
-			}
-		}
-	}
-	legacy(val)
-	return out, nil
-}
-
-// maxRecordNesting is the deepest record accepted, the limit createRecord applies to JSON records.
-const maxRecordNesting = 128
-
-// checkCBORNesting scans one CBOR item without recursion and refuses nesting deeper than max, indefinite
-// lengths (not DAG-CBOR), truncation and trailing bytes, so a nesting bomb never reaches a recursive decoder.
-func checkCBORNesting(b []byte, max int) error {
-	stack := []uint64{1} // items still expected in each open container; the bottom is the top-level item
-	i := 0
-	for len(stack) > 0 {
-		top := len(stack) - 1
-		if stack[top] == 0 {
-			stack = stack[:top]
-			continue
-		}
-		stack[top]--
-		if i >= len(b) {
-			return errors.New("truncated CBOR")
-		}
-		major, info := b[i]>>5, b[i]&0x1f
-		i++
-		var arg uint64
-		switch {
-		case info < 24:
-			arg = uint64(info)
-		case info <= 27:
-			n := 1 << (info - 24)
-			if len(b)-i < n {
-				return errors.New("truncated CBOR")
-			}
-			for _, c := range b[i : i+n] {
-				arg = arg<<8 | uint64(c)
-			}
-			i += n
-		default:
-			return errors.New("indefinite-length or reserved CBOR item")
-		}
-		switch major {
-		case 2, 3: // byte and text strings
-			if arg > uint64(len(b)-i) {
-				return errors.New("truncated CBOR")
-			}
-			i += int(arg)
-		case 4, 5, 6: // arrays, maps (two items per entry), tags (one item)
-			if major == 5 {
-				arg *= 2
-			} else if major == 6 {
-				arg = 1
-			}
-			if arg > uint64(len(b)-i) {
-				return errors.New("truncated CBOR")
-			}
-			if len(stack) > max {
-				return fmt.Errorf("nested deeper than %d levels", max)
-			}
-			stack = append(stack, arg)
-		}
-	}
-	if i != len(b) {
-		return errors.New("trailing bytes after the CBOR item")
-	}
-	return nil
 }
 
 // ---- phase 3: swap ----

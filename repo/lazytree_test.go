@@ -16,7 +16,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
-	car "github.com/ipld/go-car"
+	gocar "github.com/ipld/go-car"
 )
 
 // memSource is a block store that mirrors what SQLite holds: a commit's nodes are added and its dead nodes
@@ -393,7 +393,7 @@ func TestLazyWriterMatchesCompleteTree(t *testing.T) {
 		}
 		checkEvent(t, res, prev, pub)
 		// The CAR slice: the commit, then exactly the complete tree's MST blocks in order, then records.
-		cr, err := car.NewCarReader(bytes.NewReader(res.Event.Blocks))
+		cr, err := gocar.NewCarReader(bytes.NewReader(res.Event.Blocks))
 		if err != nil {
 			t.Fatal(err)
 		}

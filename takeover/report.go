@@ -9,10 +9,12 @@ import (
 
 // Report is what a run found and carried (with --check: what it would carry).
 type Report struct {
-	From, To  string
-	Hostname  string
-	Done      bool   // the new directory is in place (false for --check)
-	BlobStore string // where the blobs are and what happens to them
+	From, To string
+	Hostname string
+	// RunningPID: the reference was running (that process has its databases open) while a dry run read it.
+	RunningPID int
+	Done       bool   // the new directory is in place (false for --check)
+	BlobStore  string // where the blobs are and what happens to them
 
 	Accounts, Deactivated, TakenDown int
 	AppPasswords, Sessions           int
@@ -66,6 +68,9 @@ func (r *Report) WriteText(w io.Writer) {
 		verb = "carried"
 	}
 	fmt.Fprintf(w, "reference PDS %s (%s) -> %s\n", r.From, r.Hostname, r.To)
+	if r.RunningPID != 0 {
+		fmt.Fprintf(w, "the reference is running (process %d): these counts are as of this check; stop it before the takeover\n", r.RunningPID)
+	}
 	fmt.Fprintf(w, "%s:\n", verb)
 	fmt.Fprintf(w, "  accounts           %d (%d deactivated, %d taken down)\n", r.Accounts, r.Deactivated, r.TakenDown)
 	fmt.Fprintf(w, "  app passwords      %d\n", r.AppPasswords)

@@ -63,7 +63,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Progress == nil {
 		opts.Progress = func(Progress) {}
 	}
-	ref, err := refpds.Open(ctx, opts.From, opts.EnvFile)
+	// A dry run may read a running reference; the takeover itself refuses one (refpds.Dir.CheckStopped).
+	ref, err := refpds.Open(ctx, opts.From, opts.EnvFile, refpds.Options{WhileRunning: opts.Check})
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +118,7 @@ type job struct {
 	rep  *Report
 
 	actors   []refpds.Actor // the accounts carried
+	scanned  []refpds.Actor // those whose files scan found
 	appPws   map[string][]refpds.AppPassword
 	tokens   map[string][]refpds.RefreshToken
 	invites  []*refpds.InviteCode
@@ -137,6 +139,7 @@ func (r *job) backfillLimit() time.Duration {
 func (r *job) scan(ctx context.Context) error {
 	ref, rep := r.ref, r.rep
 	rep.Hostname = ref.Env["PDS_HOSTNAME"]
+	rep.RunningPID = ref.RunningPID
 	rep.From, rep.To = r.opts.From, r.opts.To
 	rep.Settings = r.set.env
 	rep.Dropped = r.set.dropped
@@ -230,11 +233,17 @@ func (r *job) scan(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := r.scanAccount(ctx, a, roots[a.DID]); err != nil {
+		sc, err := r.scanAccountStable(ctx, a)
+		if err != nil {
 			return err
 		}
+		if sc == nil {
+			continue // deleted by the running reference during a dry run
+		}
+		r.addScan(a, sc, roots[a.DID])
 	}
 	r.opts.Progress(Progress{Phase: "checking", Done: int64(len(r.actors)), Total: int64(len(r.actors))})
+	r.actors, rep.Accounts = r.scanned, len(r.scanned)
 	for _, a := range r.actors {
 		rep.AppPasswords += len(r.appPws[a.DID])
 		rep.Sessions += len(r.tokens[a.DID])
@@ -265,69 +274,113 @@ func (r *job) scan(ctx context.Context) error {
 	return nil
 }
 
+// accountScan is what scanAccount found in one account's files.
+type accountScan struct {
+	head                                   refpds.Root
+	records, blocks                        int64
+	prefs, recordTakedowns                 int
+	blobs, blobBytes, blobTakedowns, temps int64
+	missingBlobFiles                       int64
+	firstMissingBlob                       string
+}
+
+// scanAccountStable is scanAccount, read again while a running reference (a dry run) writes to the account's
+// store meanwhile. It returns nil for an account the running reference deleted since Actors listed it.
+func (r *job) scanAccountStable(ctx context.Context, a refpds.Actor) (*accountScan, error) {
+	for attempt := 1; ; attempt++ {
+		sc, changed, err := r.scanAccount(ctx, a)
+		if r.ref.RunningPID != 0 && errors.Is(err, refpds.ErrMissing) {
+			if ok, xerr := r.ref.ActorExists(ctx, a.DID); xerr == nil && !ok {
+				return nil, nil
+			}
+		}
+		if !changed || attempt == 5 {
+			return sc, err
+		}
+	}
+}
+
 // scanAccount checks one account's repository files: present, of the known schema, the key signs the head.
-func (r *job) scanAccount(ctx context.Context, a refpds.Actor, root refpds.Root) error {
-	rep := r.rep
+// changed: a running reference wrote to them while they were read (refpds.ActorStore.Changed).
+func (r *job) scanAccount(ctx context.Context, a refpds.Actor) (_ *accountScan, changed bool, err error) {
 	st, err := r.ref.OpenActor(ctx, a.DID)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
-	defer st.Close()
-	head, err := st.Root(ctx)
-	if err != nil {
-		return err
+	defer func() {
+		changed = st.Changed()
+		st.Close()
+	}()
+	sc := &accountScan{}
+	if sc.head, err = st.Root(ctx); err != nil {
+		return nil, false, err
 	}
-	if head.DID != a.DID {
-		return fmt.Errorf("%s/store.sqlite: the repository is of %s, not %s", st.Dir, head.DID, a.DID)
+	if sc.head.DID != a.DID {
+		return nil, false, fmt.Errorf("%s/store.sqlite: the repository is of %s, not %s", st.Dir, sc.head.DID, a.DID)
 	}
-	if root.CID != "" && (root.CID != head.CID || root.Rev != head.Rev) {
-		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: account.sqlite's head %s@%s differs from the repository's %s@%s; the repository's is kept",
-			a.DID, root.CID, root.Rev, head.CID, head.Rev))
+	if _, err := r.commitKey(ctx, st, sc.head); err != nil {
+		return nil, false, err
 	}
-	if _, err := r.commitKey(ctx, st, head); err != nil {
-		return err
+	if sc.records, sc.blocks, err = st.Counts(ctx); err != nil {
+		return nil, false, err
 	}
-	r.heads[a.DID] = head
-	recs, blocks, err := st.Counts(ctx)
-	if err != nil {
-		return err
-	}
-	rep.Records += recs
-	rep.Blocks += blocks
 	prefs, err := st.Preferences(ctx)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
-	rep.Preferences += len(prefs)
+	sc.prefs = len(prefs)
 	tds, err := st.RecordTakedowns(ctx)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
-	rep.RecordTakedowns += len(tds)
+	sc.recordTakedowns = len(tds)
 	blobs, err := st.Blobs(ctx)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	for _, b := range blobs {
 		if b.TempKey != "" {
-			rep.notCarried(1, "uploaded blobs no record uses yet", "temporary uploads; the reference deletes them too once they expire")
+			sc.temps++
 			continue
 		}
-		rep.Blobs++
-		rep.BlobBytes += b.Size
+		sc.blobs++
+		sc.blobBytes += b.Size
 		if b.TakedownRef != "" {
-			rep.BlobTakedowns++
+			sc.blobTakedowns++
 		}
 		if r.ref.BlobDisk != "" {
 			if _, ok := r.blobFile(a.DID, b); !ok {
-				if rep.MissingBlobFiles == 0 {
-					rep.FirstMissingBlob = r.ref.BlobPath(a.DID, b.CID, b.TakedownRef != "")
+				if sc.missingBlobFiles == 0 {
+					sc.firstMissingBlob = r.ref.BlobPath(a.DID, b.CID, b.TakedownRef != "")
 				}
-				rep.MissingBlobFiles++
+				sc.missingBlobFiles++
 			}
 		}
 	}
-	return nil
+	return sc, false, nil
+}
+
+// addScan adds an account's findings to the run's.
+func (r *job) addScan(a refpds.Actor, sc *accountScan, root refpds.Root) {
+	rep := r.rep
+	if root.CID != "" && (root.CID != sc.head.CID || root.Rev != sc.head.Rev) {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s: account.sqlite's head %s@%s differs from the repository's %s@%s; the repository's is kept",
+			a.DID, root.CID, root.Rev, sc.head.CID, sc.head.Rev))
+	}
+	r.heads[a.DID] = sc.head
+	r.scanned = append(r.scanned, a)
+	rep.Records += sc.records
+	rep.Blocks += sc.blocks
+	rep.Preferences += sc.prefs
+	rep.RecordTakedowns += sc.recordTakedowns
+	rep.notCarried(sc.temps, "uploaded blobs no record uses yet", "temporary uploads; the reference deletes them too once they expire")
+	rep.Blobs += sc.blobs
+	rep.BlobBytes += sc.blobBytes
+	rep.BlobTakedowns += int(sc.blobTakedowns)
+	if rep.MissingBlobFiles == 0 {
+		rep.FirstMissingBlob = sc.firstMissingBlob
+	}
+	rep.MissingBlobFiles += sc.missingBlobFiles
 }
 
 // commitKey parses the account's key and checks that it signed the head commit (so existing commits verify
@@ -422,6 +475,10 @@ func (r *job) build(ctx context.Context) (err error) {
 	}
 	if err := b.close(); err != nil {
 		return err
+	}
+	// The reference may have been started while this ran: what it wrote since would be lost.
+	if err := r.ref.CheckStopped(); err != nil {
+		return fmt.Errorf("the reference was started during the takeover: %w", err)
 	}
 	os.Remove(b.moveLog)
 	if err := os.Remove(to); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -93,6 +93,7 @@ const (
 	NameTokenRequired           = "TokenRequired"           // 400
 	NameBlockNotFound           = "BlockNotFound"           // 400
 	NameBadExpiration           = "BadExpiration"           // 400
+	NameIncompatibleDidDoc      = "IncompatibleDidDoc"      // 400: createAccount's plcOp does not point here
 )
 
 // TrimSentinel returns err's message without the leading "sentinel: " that wrapping added, for error messages

@@ -37,6 +37,25 @@ type method struct {
 	params    *lexicon.SchemaParams
 	input     *inputSchema
 	handler   echo.HandlerFunc // with middleware applied
+	mw        []echo.MiddlewareFunc
+}
+
+// MethodInfo is one registered method, as the route table declared it.
+type MethodInfo struct {
+	NSID       string
+	Procedure  bool
+	Middleware []echo.MiddlewareFunc // outermost first
+}
+
+// Methods lists the registered methods (for the route table's guard tests).
+func (r *Router) Methods() []MethodInfo {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]MethodInfo, 0, len(r.methods))
+	for _, m := range r.methods {
+		out = append(out, MethodInfo{NSID: m.nsid, Procedure: m.procedure, Middleware: m.mw})
+	}
+	return out
 }
 
 // NewRouter registers /xrpc/:nsid on e. cat may be nil (no lexicon
@@ -88,24 +107,13 @@ func (r *Router) Registered(nsid string) bool {
 	return ok
 }
 
-// Methods lists the registered NSIDs, in no particular order.
-func (r *Router) Methods() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]string, 0, len(r.methods))
-	for n := range r.methods {
-		out = append(out, n)
-	}
-	return out
-}
-
 // register panics on programming errors (bad NSID, duplicate, verb not
 // matching the lexicon): they must fail at startup, not per request.
 func (r *Router) register(nsid string, procedure bool, h echo.HandlerFunc, mw []echo.MiddlewareFunc) {
 	if _, err := ParseNSID(nsid); err != nil {
 		panic(fmt.Sprintf("xrpc: invalid method NSID %q: %v", nsid, err))
 	}
-	m := &method{nsid: nsid, procedure: procedure}
+	m := &method{nsid: nsid, procedure: procedure, mw: mw}
 	if r.cat != nil {
 		if s, err := r.cat.Resolve(nsid); err == nil {
 			switch d := s.Def.(type) {

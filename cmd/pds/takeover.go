@@ -18,7 +18,7 @@ func runTakeover(ctx context.Context, cl *cli, args []string) error {
 	from := fs.String("from", "", "the reference PDS's data directory (the official distribution's /pds)")
 	envFile := fs.String("env", "", "its env file (/pds/pds.env)")
 	to := fs.String("to", "", "this server's new data directory (must not exist, or be empty)")
-	check := fs.Bool("check", false, "only check and report what would be carried; write nothing")
+	check := fs.Bool("check", false, "only check and report what would be carried; write nothing (works on a running reference)")
 	move := fs.Bool("move", false, "move disk blobs instead of copying them (same file system; the reference loses them)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 )
@@ -27,4 +28,24 @@ func Snapshot(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("snapshot of %s: %w", src, err)
 	}
 	return nil
+}
+
+// CopyFile copies the file src (a database, or its write-ahead log) to dst, which must not exist, byte for
+// byte. Unlike Snapshot it needs no SQLite connection to src: what no process has open (a stopped server's
+// files, a backup's copy) is copied as it lies, log included, for a connection to the copy to replay.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }

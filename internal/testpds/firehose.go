@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,29 +15,19 @@ import (
 	"testing"
 	"time"
 
-	comatproto "github.com/bluesky-social/indigo/api/atproto"
 	"github.com/bluesky-social/indigo/atproto/identity"
 	"github.com/bluesky-social/indigo/atproto/repo"
 	"github.com/gorilla/websocket"
 	"github.com/ipfs/go-cid"
 	car "github.com/ipld/go-car"
 
-	"github.com/pdsgo/pds/pds/sequencer"
+	"github.com/pdsgo/pds/pds/sequencer/frame"
 )
 
-// Frame is one decoded firehose frame.
+// Frame is one decoded firehose frame, with its bytes.
 type Frame struct {
-	Raw      []byte
-	Op       int64
-	Type     string
-	Seq      int64
-	Commit   *comatproto.SyncSubscribeRepos_Commit
-	Sync     *comatproto.SyncSubscribeRepos_Sync
-	Identity *comatproto.SyncSubscribeRepos_Identity
-	Account  *comatproto.SyncSubscribeRepos_Account
-	Info     *comatproto.SyncSubscribeRepos_Info
-	ErrName  string // error frames
-	ErrMsg   string
+	Raw []byte
+	frame.Frame
 }
 
 // DID is the account the event is about ("" for #info and errors).
@@ -56,124 +45,14 @@ func (f *Frame) DID() string {
 	return ""
 }
 
-// DecodeFrame decodes one subscribeRepos frame (header and body; error frames too).
+// DecodeFrame decodes one subscribeRepos frame (header and body; error frames too) with the server's codec
+// (pds/sequencer/frame).
 func DecodeFrame(raw []byte) (*Frame, error) {
-	r := bytes.NewReader(raw)
-	op, typ, err := sequencer.ReadHeader(r)
+	f, err := frame.Decode(raw)
 	if err != nil {
 		return nil, err
 	}
-	f := &Frame{Raw: raw, Op: op, Type: typ}
-	switch {
-	case op == -1:
-		rest := make([]byte, r.Len())
-		r.Read(rest)
-		m, err := cborTextMap(rest)
-		if err != nil {
-			return nil, err
-		}
-		f.ErrName, f.ErrMsg = m["error"], m["message"]
-		return f, nil
-	case op != 1:
-		return nil, fmt.Errorf("frame op %d", op)
-	}
-	var body interface{ UnmarshalCBOR(io.Reader) error }
-	switch typ {
-	case "#commit":
-		f.Commit = &comatproto.SyncSubscribeRepos_Commit{}
-		body = f.Commit
-	case "#sync":
-		f.Sync = &comatproto.SyncSubscribeRepos_Sync{}
-		body = f.Sync
-	case "#identity":
-		f.Identity = &comatproto.SyncSubscribeRepos_Identity{}
-		body = f.Identity
-	case "#account":
-		f.Account = &comatproto.SyncSubscribeRepos_Account{}
-		body = f.Account
-	case "#info":
-		f.Info = &comatproto.SyncSubscribeRepos_Info{}
-		body = f.Info
-	default:
-		return nil, fmt.Errorf("unknown frame type %q", typ)
-	}
-	if err := body.UnmarshalCBOR(r); err != nil {
-		return nil, fmt.Errorf("%s body: %w", typ, err)
-	}
-	if r.Len() != 0 {
-		return nil, fmt.Errorf("%s: %d trailing bytes", typ, r.Len())
-	}
-	switch {
-	case f.Commit != nil:
-		f.Seq = f.Commit.Seq
-	case f.Sync != nil:
-		f.Seq = f.Sync.Seq
-	case f.Identity != nil:
-		f.Seq = f.Identity.Seq
-	case f.Account != nil:
-		f.Seq = f.Account.Seq
-	}
-	return f, nil
-}
-
-// cborTextMap parses a CBOR map whose keys and values are short text strings.
-func cborTextMap(b []byte) (map[string]string, error) {
-	pos := 0
-	head := func() (byte, uint64, error) {
-		if pos >= len(b) {
-			return 0, 0, errors.New("short cbor")
-		}
-		maj, info := b[pos]>>5, b[pos]&0x1f
-		pos++
-		switch {
-		case info < 24:
-			return maj, uint64(info), nil
-		case info == 24:
-			if pos+1 > len(b) {
-				return 0, 0, errors.New("short cbor")
-			}
-			pos++
-			return maj, uint64(b[pos-1]), nil
-		case info == 25:
-			if pos+2 > len(b) {
-				return 0, 0, errors.New("short cbor")
-			}
-			pos += 2
-			return maj, uint64(b[pos-2])<<8 | uint64(b[pos-1]), nil
-		}
-		return 0, 0, errors.New("unsupported cbor length")
-	}
-	text := func() (string, error) {
-		maj, n, err := head()
-		if err != nil {
-			return "", err
-		}
-		if maj != 3 || pos+int(n) > len(b) {
-			return "", errors.New("not a text string")
-		}
-		pos += int(n)
-		return string(b[pos-int(n) : pos]), nil
-	}
-	maj, n, err := head()
-	if err != nil || maj != 5 {
-		return nil, fmt.Errorf("error body is not a map (%v)", err)
-	}
-	out := map[string]string{}
-	for range n {
-		k, err := text()
-		if err != nil {
-			return nil, err
-		}
-		v, err := text()
-		if err != nil {
-			return nil, err
-		}
-		out[k] = v
-	}
-	if pos != len(b) {
-		return nil, errors.New("trailing bytes in error body")
-	}
-	return out, nil
+	return &Frame{Raw: raw, Frame: *f}, nil
 }
 
 // Subscriber is a firehose subscriber over a real websocket. A reader goroutine (started on the first read, so

@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -126,28 +127,61 @@ func (s *Service) Create(ctx context.Context, in NewAccount) (*accountstore.Acco
 
 // CreateWithDID creates an account for a DID the caller already controls (the handler checked its service
 // auth): a did:web (atproto#2100), or a did:plc migrating from another PDS (docs/migration.md). The account
-// starts deactivated, with a new signing key and an empty repo and nothing on the firehose: the user then
-// imports the repository (importRepo) and blobs, puts getRecommendedDidCredentials into the document (a PLC
-// operation signed by the old PDS, or the did:web document) and calls activateAccount, which checks it.
-// Nothing is written to PLC here. undo removes the account again if what the caller does next fails.
+// starts deactivated, with an empty repo and nothing on the firehose: the user then imports the repository
+// (importRepo) and blobs, puts getRecommendedDidCredentials into the document (a PLC operation signed by the old
+// PDS, or the did:web document) and calls activateAccount, which checks it. Its signing key is the one reserved
+// for the DID (reserveSigningKey), if any, else a new one. Nothing is written to PLC here. undo removes the
+// account again if what the caller does next fails.
 func (s *Service) CreateWithDID(ctx context.Context, did syntax.DID, in NewAccount) (acct *accountstore.Account, undo func(), err error) {
 	handle, err := s.validateHandle(ctx, in.Handle, did)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := s.AccountByDID(ctx, did); err == nil {
-		return nil, nil, xrpc.InvalidRequest("Account already exists: %s", did)
+	if err := s.checkAvailable(ctx, did, handle, in.Email); err != nil {
+		return nil, nil, err
 	}
-	if _, err := s.AccountByHandle(ctx, handle); err == nil {
-		return nil, nil, xrpcerr.HandleTaken(handle)
+	var signingKey *atcrypto.PrivateKeyK256
+	reserved, err := s.Store.ReservedSigningKey(ctx, did, "")
+	switch {
+	case err == nil:
+		if signingKey, err = atcrypto.ParsePrivateBytesK256(reserved.PrivateKey); err != nil {
+			return nil, nil, err
+		}
+	case errors.Is(err, accountstore.ErrNotFound):
+		if signingKey, err = atcrypto.GeneratePrivateKeyK256(); err != nil {
+			return nil, nil, err
+		}
+	default:
+		return nil, nil, err
 	}
-	if _, err := s.AccountByEmail(ctx, in.Email); err == nil {
-		return nil, nil, xrpc.InvalidRequest("Email already taken: %s", in.Email)
-	}
-	signingKey, err := atcrypto.GeneratePrivateKeyK256()
+	acct, undo, err = s.createDeactivated(ctx, did, handle, in, signingKey)
 	if err != nil {
 		return nil, nil, err
 	}
+	if reserved != nil {
+		s.clearReservation(ctx, reserved.KeyDID, did)
+	}
+	return acct, undo, nil
+}
+
+// checkAvailable refuses a DID that has an account here, and a handle or email another account has (checked
+// again atomically when the account row is written).
+func (s *Service) checkAvailable(ctx context.Context, did syntax.DID, handle, email string) error {
+	if _, err := s.AccountByDID(ctx, did); err == nil {
+		return xrpc.InvalidRequest("Account already exists: %s", did)
+	}
+	if _, err := s.AccountByHandle(ctx, handle); err == nil {
+		return xrpcerr.HandleTaken(handle)
+	}
+	if _, err := s.AccountByEmail(ctx, email); err == nil {
+		return xrpc.InvalidRequest("Email already taken: %s", email)
+	}
+	return nil
+}
+
+// createDeactivated writes a deactivated account for did with signingKey and its empty repository, whose
+// genesis commit is never sequenced. undo removes both.
+func (s *Service) createDeactivated(ctx context.Context, did syntax.DID, handle string, in NewAccount, signingKey *atcrypto.PrivateKeyK256) (acct *accountstore.Account, undo func(), err error) {
 	passwordHash, err := HashPassword(in.Password)
 	if err != nil {
 		return nil, nil, err

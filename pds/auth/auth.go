@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
@@ -326,18 +327,32 @@ const callerKey = "pds.caller"
 
 // RequireAuth is the middleware for endpoints that need an access token.
 func (v *Verifier) RequireAuth(level Level) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			caller, err := v.Authenticate(c.Request(), level)
-			if err != nil {
-				return err
-			}
-			c.Set(callerKey, caller)
-			SetResponseHeaders(c, caller)
-			return next(c)
+	return requireAuth{v, level}.middleware
+}
+
+// requireAuth is RequireAuth's middleware; its method value lets RequiresAuth recognise it.
+type requireAuth struct {
+	v     *Verifier
+	level Level
+}
+
+func (r requireAuth) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		caller, err := r.v.Authenticate(c.Request(), r.level)
+		if err != nil {
+			return err
 		}
+		c.Set(callerKey, caller)
+		SetResponseHeaders(c, caller)
+		return next(c)
 	}
 }
+
+var requireAuthPC = reflect.ValueOf(requireAuth{}.middleware).Pointer()
+
+// RequiresAuth reports whether mw is a RequireAuth middleware: a route with one accepts OAuth access tokens, so it
+// must state its OAuth rule (IsOAuthRule).
+func RequiresAuth(mw echo.MiddlewareFunc) bool { return reflect.ValueOf(mw).Pointer() == requireAuthPC }
 
 // OptionalAuth sets the caller when a valid access token is present, and fails on an invalid one.
 func (v *Verifier) OptionalAuth(next echo.HandlerFunc) echo.HandlerFunc {

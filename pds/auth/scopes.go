@@ -3,6 +3,7 @@ package auth
 import (
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
@@ -105,15 +106,30 @@ func (c *Caller) AllowsAccount(attr, action string) bool {
 // table's way of stating a method's OAuth permission. check sees legacy callers too; the Require* methods
 // let them through.
 func Authorize(check func(c echo.Context, caller *Caller) error) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			if err := check(c, CallerOf(c)); err != nil {
-				return err
-			}
-			return next(c)
+	return oauthRule{check}.middleware
+}
+
+// oauthRule is a route's OAuth permission check; Authorize hands out its method value, so IsOAuthRule can tell
+// a rule from the route's other middleware.
+type oauthRule struct {
+	check func(c echo.Context, caller *Caller) error
+}
+
+func (r oauthRule) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := r.check(c, CallerOf(c)); err != nil {
+			return err
 		}
+		return next(c)
 	}
 }
+
+// oauthRulePC is the code of every oauthRule middleware (a method value's code does not depend on its receiver).
+var oauthRulePC = reflect.ValueOf(oauthRule{}.middleware).Pointer()
+
+// IsOAuthRule reports whether mw is an OAuth permission rule (Authorize and the helpers below): the route
+// table's guard test requires one on every route that takes an access token.
+func IsOAuthRule(mw echo.MiddlewareFunc) bool { return reflect.ValueOf(mw).Pointer() == oauthRulePC }
 
 // Route middlewares for the static checks of the route table.
 
@@ -134,6 +150,12 @@ func NoOAuth() echo.MiddlewareFunc {
 
 // AnyOAuth states that every OAuth grant may call the method (the reference's "always allow").
 func AnyOAuth() echo.MiddlewareFunc {
+	return Authorize(func(echo.Context, *Caller) error { return nil })
+}
+
+// CheckedInHandler states that the handler checks the OAuth permission itself, because it depends on the body
+// (record writes: repo:<collection>) or on the call's target (proxied calls: rpc:, checked by pds/proxy).
+func CheckedInHandler() echo.MiddlewareFunc {
 	return Authorize(func(echo.Context, *Caller) error { return nil })
 }
 

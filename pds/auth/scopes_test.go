@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
+	"github.com/labstack/echo/v4"
 
 	"github.com/pdsgo/pds/pds/oauth/scope"
 	"github.com/pdsgo/pds/xrpc"
@@ -109,5 +110,24 @@ func TestLegacyTokenClaims(t *testing.T) {
 		if _, err := v.Authenticate(request("Bearer "+sign(f)), Standard); !isXRPCError(err, xrpc.NameInvalidToken) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+func TestMiddlewareKinds(t *testing.T) {
+	v := &Verifier{}
+	rules := []echo.MiddlewareFunc{AnyOAuth(), NoOAuth(), Account("email", "read"), Identity("*"), CheckedInHandler(),
+		RPC("x.y.z", func(echo.Context) string { return "" }), Authorize(func(echo.Context, *Caller) error { return nil })}
+	for i, mw := range rules {
+		if !IsOAuthRule(mw) || RequiresAuth(mw) {
+			t.Errorf("rule %d not recognised as a rule", i)
+		}
+	}
+	for _, l := range []Level{Standard, Full, Takendown, FullTakendown} {
+		if mw := v.RequireAuth(l); !RequiresAuth(mw) || IsOAuthRule(mw) {
+			t.Errorf("RequireAuth(%v) not recognised", l)
+		}
+	}
+	if RequiresAuth(v.OptionalAuth) || IsOAuthRule(v.OptionalAuth) {
+		t.Error("OptionalAuth taken for RequireAuth or a rule")
 	}
 }

@@ -77,6 +77,7 @@ type Limits struct {
 	writeHour, writeDay *limiter.Limiter
 
 	createAccount                       *limiter.Limiter
+	reserveSigningKey                   *limiter.Limiter // not limited by the reference; each call stores a key
 	createSession5m, createSession      *limiter.Limiter
 	updateHandle5m, updateHandle        *limiter.Limiter
 	uploadBlob                          *limiter.Limiter
@@ -135,6 +136,7 @@ func New(opts Options, bypass Bypass, caller func(echo.Context) syntax.DID) *Lim
 		writeHour:         mk("repo-write-hour", 5000, hour),
 		writeDay:          mk("repo-write-day", 35000, day),
 		createAccount:     mk("createAccount", 100, 5*minute),
+		reserveSigningKey: mk("reserveSigningKey", 100, 5*minute),
 		createSession5m:   mk("createSession-5m", 30, 5*minute),
 		createSession:     mk("createSession-day", 300, day),
 		updateHandle5m:    mk("updateHandle-5m", 10, 5*minute),
@@ -324,6 +326,8 @@ func (l *Limits) Route(name string) echo.MiddlewareFunc {
 	switch name {
 	case "createAccount":
 		return l.limit(rule{l.createAccount, byIP, nil})
+	case "reserveSigningKey":
+		return l.limit(rule{l.reserveSigningKey, byIP, nil})
 	case "createSession":
 		return l.limit(rule{l.createSession5m, sessionKey, nil}, rule{l.createSession, sessionKey, nil})
 	case "updateHandle":

@@ -4,10 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
-	"os"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 
@@ -145,7 +143,7 @@ func ExportSince(ctx context.Context, path, dst string, after int64) (*Segment, 
 // Rebuild writes the log at path (which must not exist) from base, a copy of a log, and segments of
 // ExportSince taken after it, in order: their events, their accounts' recovery state, the head.
 func Rebuild(ctx context.Context, path, base string, segments []string) error {
-	if err := copyFile(base, path); err != nil {
+	if err := sqlitedb.CopyFile(base, path); err != nil {
 		return err
 	}
 	migrations, _ := fs.Sub(migrationFiles, "migrations")
@@ -188,21 +186,4 @@ func Rebuild(ctx context.Context, path, base string, segments []string) error {
 		}
 	}
 	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	comatproto "github.com/bluesky-social/indigo/api/atproto"
-	"github.com/bluesky-social/indigo/atproto/atdata"
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	lexutil "github.com/bluesky-social/indigo/lex/util"
 	"github.com/ipfs/go-cid"
@@ -429,32 +427,5 @@ func TestPruneInBatchesAndEarliestSince(t *testing.T) {
 	}
 	if first, _ := s.EarliestSince(ctx, time.Now().Add(time.Minute)); first != 0 {
 		t.Fatalf("earliest since the future: %d", first)
-	}
-}
-
-// The message header is written by hand: it must be the bytes atdata.MarshalCBOR gives for the same map, and
-// read back by ReadHeader (up to its 128-byte limit), for every length of type name CBOR encodes differently.
-func TestMessageHeaderMatchesMarshalCBOR(t *testing.T) {
-	for _, typ := range []string{"#commit", "#sync", "#identity", "#account", "#info", "", strings.Repeat("x", 23),
-		strings.Repeat("y", 24), strings.Repeat("v", 128), strings.Repeat("z", 255), strings.Repeat("w", 256)} {
-		want, err := atdata.MarshalCBOR(map[string]any{"op": int64(1), "t": typ})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		writeMessageHeader(&buf, typ)
-		if !bytes.Equal(buf.Bytes(), want) {
-			t.Fatalf("header for %q: %x, want %x", typ, buf.Bytes(), want)
-		}
-		op, got, err := ReadHeader(bytes.NewReader(buf.Bytes()))
-		if len(typ) > 128 { // ReadHeader's limit
-			if err == nil {
-				t.Fatalf("ReadHeader accepted a %d-byte type", len(typ))
-			}
-			continue
-		}
-		if err != nil || op != 1 || got != typ {
-			t.Fatalf("ReadHeader: op %d, t %q, %v; want 1, %q", op, got, err, typ)
-		}
 	}
 }

@@ -28,7 +28,7 @@ for (const k of ['PDS_PORT', 'PDS_DATA_DIRECTORY', 'PDS_DID_PLC_URL']) {
     process.exit(2);
   }
 }
-if (!process.env.PDS_BLOBSTORE_DISK_LOCATION) {
+if (!process.env.PDS_BLOBSTORE_DISK_LOCATION && !process.env.PDS_BLOBSTORE_S3_BUCKET) {
   process.env.PDS_BLOBSTORE_DISK_LOCATION = path.join(process.env.PDS_DATA_DIRECTORY, 'blobs');
 }
 

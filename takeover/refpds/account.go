@@ -60,6 +60,15 @@ func (d *Dir) Actors(ctx context.Context) ([]Actor, error) {
 	return out, rows.Err()
 }
 
+// ActorExists reports whether account.sqlite has an actor row for did.
+func (d *Dir) ActorExists(ctx context.Context, did string) (bool, error) {
+	var n int
+	if err := d.account.QueryRowContext(ctx, "SELECT count(*) FROM actor WHERE did = ?", did).Scan(&n); err != nil {
+		return false, fmt.Errorf("account.sqlite: %w", err)
+	}
+	return n > 0, nil
+}
+
 // AppPassword is an app password of account.sqlite.
 type AppPassword struct {
 	DID, Name      string

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -17,11 +18,12 @@ import (
 
 // ActorStore is one account's store.sqlite and key, open read-only. It is a repo.AdoptSource.
 type ActorStore struct {
-	DID  string
-	Dir  string // actors/<xx>/<did>
-	Key  []byte // the account's secp256k1 signing key (32 bytes)
-	db   *sql.DB
-	copy string
+	DID   string
+	Dir   string // actors/<xx>/<did>
+	Key   []byte // the account's secp256k1 signing key (32 bytes)
+	db    *sql.DB
+	copy  string
+	stamp string // with Options.WhileRunning: the files' sizes and times when opened (Changed)
 
 	getBlock, getRecordRev *sql.Stmt
 }
@@ -50,6 +52,9 @@ func (d *Dir) OpenActor(ctx context.Context, did string) (*ActorStore, error) {
 		return nil, fmt.Errorf("%s: %d bytes, not a 32-byte secp256k1 private key", filepath.Join(a.Dir, "key"), len(key))
 	}
 	a.Key = key
+	if d.opts.WhileRunning {
+		a.stamp = fileStamp(dbPath)
+	}
 	if a.db, a.copy, err = d.openDB(ctx, dbPath, "store.sqlite"); err != nil {
 		return nil, err
 	}
@@ -61,6 +66,26 @@ func (d *Dir) OpenActor(ctx context.Context, did string) (*ActorStore, error) {
 		return nil, fmt.Errorf("%s: %w", dbPath, err)
 	}
 	return a, nil
+}
+
+// Changed reports whether the store's files changed since it was opened (always false for a stopped
+// reference): the running reference wrote to it meanwhile, so what was read may mix two states (or, on a file
+// read as immutable, be torn) and should be read again. The reference writes a store only through its log
+// (-wal) or a checkpoint into the file, and either changes a size or a modification time.
+func (a *ActorStore) Changed() bool {
+	return a.stamp != "" && fileStamp(filepath.Join(a.Dir, "store.sqlite")) != a.stamp
+}
+
+func fileStamp(path string) string {
+	var b strings.Builder
+	for _, sfx := range []string{"", "-wal"} {
+		if fi, err := os.Stat(path + sfx); err == nil {
+			fmt.Fprintf(&b, "%d@%d;", fi.Size(), fi.ModTime().UnixNano())
+		} else {
+			b.WriteString("-;")
+		}
+	}
+	return b.String()
 }
 
 // Close closes the store.

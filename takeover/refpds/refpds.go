@@ -17,12 +17,16 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // driver "sqlite"
+
+	"github.com/pdsgo/pds/internal/sqlitedb"
 )
 
 // Version is the reference release whose schema this package reads.
 const Version = "@atproto/pds 0.5.35"
 
 // KnownMigrations are the Kysely migrations (table kysely_migration) each database of Version has, in order.
+// Of the releases on the npm registry, 0.4.217 to 0.5.35 have exactly these; 0.4.122 has account.sqlite's
+// 001-004 only (no OAuth account management, permission sets or lexicon index), and is refused.
 var KnownMigrations = map[string][]string{
 	"account.sqlite":   {"001", "002", "003", "004", "005", "006", "007"},
 	"sequencer.sqlite": {"001"},
@@ -91,13 +95,27 @@ type Dir struct {
 	BlobDisk, BlobTmp, BlobQuarantine string
 	S3Bucket                          string
 
+	// RunningPID is the process that has the reference's databases open (0: none, the reference is stopped).
+	// Only Open with Options.WhileRunning returns a Dir of a running reference.
+	RunningPID int
+
+	opts         Options
 	account, seq *sql.DB
 	tmp          string // copies of databases whose write-ahead log had to be replayed
 }
 
+// Options say how Open may read the directory.
+type Options struct {
+	// WhileRunning reads a reference that is running (a dry run) instead of refusing it: each database the
+	// reference has open is read as a concurrent reader in SQLite's locking protocol (read-only, never
+	// checkpointed, never blocking its writer); the others as for a stopped reference, and each read of an
+	// account's store is checked for a write of the reference that raced it (ActorStore.Changed).
+	WhileRunning bool
+}
+
 // Open opens the reference data directory root with the settings of envFile, checking that everything needed is
-// there and of the known schema.
-func Open(ctx context.Context, root, envFile string) (*Dir, error) {
+// there and of the known schema. Without opts.WhileRunning it refuses a running reference (ErrRunning).
+func Open(ctx context.Context, root, envFile string, opts Options) (*Dir, error) {
 	fi, err := os.Stat(root)
 	if err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%s: the reference data directory: %w", root, ErrMissing)
@@ -106,7 +124,7 @@ func Open(ctx context.Context, root, envFile string) (*Dir, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Dir{Root: root, Env: env}
+	d := &Dir{Root: root, Env: env, opts: opts}
 	dataDir := env["PDS_DATA_DIRECTORY"]
 	// A path of the env file names the reference's view of the directory (/pds in the official container);
 	// below PDS_DATA_DIRECTORY it is taken relative to root, which may be a copy or a mount elsewhere.
@@ -160,12 +178,14 @@ func Open(ctx context.Context, root, envFile string) (*Dir, error) {
 			return nil, fmt.Errorf("%s (PDS_BLOBSTORE_DISK_LOCATION, the blobs): %w", d.BlobDisk, ErrMissing)
 		}
 	}
-	// A running reference keeps its service-wide databases open (and would go on writing them): refuse. A
-	// stopped one leaves their write-ahead logs behind (it never closes sequencer.sqlite), which is fine.
-	for _, p := range []string{d.AccountDB, d.SequencerDB} {
-		if pid, ok := heldOpen(p); ok {
-			return nil, fmt.Errorf("%s is open in process %d: %w; stop it first", p, pid, ErrRunning)
+	// A running reference keeps its service-wide databases open (and would go on writing them): refuse, unless
+	// only reading (a dry run). A stopped one leaves their write-ahead logs behind (it never closes
+	// sequencer.sqlite), which is fine.
+	if err := d.CheckStopped(); err != nil {
+		if !opts.WhileRunning {
+			return nil, err
 		}
+		d.RunningPID = d.runningPID()
 	}
 	if d.account, _, err = d.openDB(ctx, d.AccountDB, "account.sqlite"); err != nil {
 		d.Close()
@@ -176,6 +196,28 @@ func Open(ctx context.Context, root, envFile string) (*Dir, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// CheckStopped returns ErrRunning if a process has account.sqlite or sequencer.sqlite open: the reference keeps
+// both open for as long as it runs, in WAL mode, and every SQLite connection to a WAL database holds a shared
+// lock on a byte of its -shm file (see heldOpen) that the kernel drops when the process exits, even by a crash.
+// The takeover checks again just before it puts the new directory in place.
+func (d *Dir) CheckStopped() error {
+	for _, p := range []string{d.AccountDB, d.SequencerDB} {
+		if pid, ok := heldOpen(p); ok {
+			return fmt.Errorf("%s is open in process %d: %w; stop it first (only --check reads a running reference)", p, pid, ErrRunning)
+		}
+	}
+	return nil
+}
+
+func (d *Dir) runningPID() int {
+	for _, p := range []string{d.AccountDB, d.SequencerDB} {
+		if pid, ok := heldOpen(p); ok {
+			return pid
+		}
+	}
+	return 0
 }
 
 // Close closes the databases and removes temporary copies.
@@ -196,7 +238,18 @@ func (d *Dir) Close() error {
 // keeps its index in memory); and, when even that fails (a log without its -shm), from a temporary copy of the
 // file and its log. kind names the schema (KnownMigrations) it must have. copyDir is the copy's directory ("" if
 // none), for the caller to remove once the database is closed.
+//
+// With Options.WhileRunning, a database another process has open is opened read-only (mode=ro) as a reader
+// among its connections: SQLite then takes the WAL read locks in the shared -shm, sees each query's snapshot
+// as of one commit, never checkpoints (a read-only connection cannot) and never blocks the writer. The plain
+// read-only open is not used otherwise: on a database nobody has open it would create the -wal and -shm files
+// (and leave them), and immutable=1 would be wrong on a database a writer may change under it.
 func (d *Dir) openDB(ctx context.Context, path, kind string) (db *sql.DB, copyDir string, err error) {
+	if d.opts.WhileRunning {
+		if _, held := heldOpen(path); held {
+			return d.openURI(ctx, path, path, kind, url.Values{"mode": {"ro"}, "_pragma": {"busy_timeout(5000)"}})
+		}
+	}
 	fi, err := os.Stat(path + "-wal")
 	if err != nil || fi.Size() == 0 {
 		return d.openURI(ctx, path, path, kind, url.Values{"mode": {"ro"}, "immutable": {"1"}})
@@ -217,7 +270,7 @@ func (d *Dir) openDB(ctx context.Context, path, kind string) (db *sql.DB, copyDi
 	}
 	open := filepath.Join(copyDir, filepath.Base(path))
 	for _, sfx := range []string{"", "-wal"} {
-		if err := copyFile(path+sfx, open+sfx); err != nil {
+		if err := sqlitedb.CopyFile(path+sfx, open+sfx); err != nil {
 			os.RemoveAll(copyDir)
 			return nil, "", err
 		}
@@ -242,23 +295,6 @@ func (d *Dir) openURI(ctx context.Context, path, open, kind string, q url.Values
 		return nil, "", err
 	}
 	return db, "", nil
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // checkSchema compares the database's applied migrations with KnownMigrations[kind].
