@@ -28,6 +28,19 @@ import (
 //go:embed app chat com site tools
 var FS embed.FS
 
+// NSIDs lists the NSID of every embedded schema file (methods, records and definitions alike), from the file
+// names alone: nothing is parsed.
+func NSIDs() []string {
+	var out []string
+	fs.WalkDir(FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".json") {
+			out = append(out, strings.ReplaceAll(strings.TrimSuffix(p, ".json"), "/", "."))
+		}
+		return nil
+	})
+	return out
+}
+
 var (
 	catOnce sync.Once
 	cat     *Lazy

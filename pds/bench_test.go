@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,15 @@ import (
 
 // End-to-end benchmarks over real HTTP and real SQLite (the server in this process, as in the tests). For the
 // side-by-side figures against the reference PDS see cmd/pdsbench and docs/performance.md.
+
+// benchOptions is the benchmarks' server: PDS_BENCH_METRICS=1 in the benchmark's environment turns the
+// metrics on (PDS_METRICS_ADDRESS on loopback), to measure what they cost (docs/performance.md).
+func benchOptions() testpds.Options {
+	if os.Getenv("PDS_BENCH_METRICS") == "1" {
+		return testpds.Options{Env: map[string]string{"PDS_METRICS_ADDRESS": "127.0.0.1:0"}}
+	}
+	return testpds.Options{}
+}
 
 func benchHTTPClient() *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}}
@@ -86,7 +96,7 @@ func runClients(b *testing.B, n int, fn func(client, i int) bool) {
 
 // BenchmarkCreateRecord: createRecord from 1 client; 8 clients on 8 accounts; 8 clients on one account.
 func BenchmarkCreateRecord(b *testing.B) {
-	p := testpds.Start(b, testpds.Options{})
+	p := testpds.Start(b, benchOptions())
 	accts := make([]*testpds.Account, 8)
 	for i := range accts {
 		accts[i] = p.CreateAccount(fmt.Sprintf("bench%d", i))
@@ -109,7 +119,7 @@ func BenchmarkCreateRecord(b *testing.B) {
 
 // BenchmarkGetRecord: getRecord of a 500-record repo from 1 and 8 clients.
 func BenchmarkGetRecord(b *testing.B) {
-	p := testpds.Start(b, testpds.Options{})
+	p := testpds.Start(b, benchOptions())
 	a := p.CreateAccount("benchread")
 	var rkeys []string
 	for range 5 {
@@ -144,7 +154,7 @@ func BenchmarkGetRecord(b *testing.B) {
 
 // BenchmarkListRecords: listRecords pages of 100 from a 500-record repo, 1 and 8 clients.
 func BenchmarkListRecords(b *testing.B) {
-	p := testpds.Start(b, testpds.Options{})
+	p := testpds.Start(b, benchOptions())
 	a := p.CreateAccount("benchlist")
 	for range 5 {
 		writes := make([]map[string]any, 100)

@@ -101,6 +101,9 @@ type Config struct {
 	// set (PDS_MEMORY_LIMIT, default 64 MiB; 0 = none). See docs/operators.md.
 	MemoryLimit int64
 
+	// Observability: logs and metrics (config_observability.go).
+	Observability ObservabilityConfig
+
 	// GeneratedSecrets lists what LoadConfig generated and saved in the data directory (for the start-up log).
 	GeneratedSecrets []string
 }
@@ -186,6 +189,9 @@ func loadConfig(lookup Lookup, write bool) (*Config, error) {
 		return nil, err
 	}
 	if err := c.loadMemoryLimit(getenv); err != nil {
+		return nil, err
+	}
+	if err := c.loadObservability(getenv); err != nil {
 		return nil, err
 	}
 	if err := c.loadServices(getenv); err != nil {

@@ -92,6 +92,7 @@ func (s *Server) handleUploadBlob(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	s.metrics.BlobReceived(tmp.Size)
 	return c.JSON(http.StatusOK, map[string]any{"blob": blobOutput{
 		Type:     "blob",
 		Ref:      map[string]string{"$link": row.CID.String()},
@@ -147,7 +148,11 @@ func (s *Server) handleSyncGetBlob(c echo.Context) error {
 	h.Set("ETag", `"`+blobCID.String()+`"`)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	before := c.Response().Size
 	http.ServeContent(c.Response(), c.Request(), "", time.Time{}, obj)
+	if st := c.Response().Status; st == http.StatusOK || st == http.StatusPartialContent {
+		s.metrics.BlobSent(c.Response().Size - before)
+	}
 	return nil
 }
 

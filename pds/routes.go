@@ -15,6 +15,7 @@ func (s *Server) routes() *echo.Echo {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = xrpc.ErrorHandler(s.log)
+	e.Use(s.requestMiddleware()) // request ID, metrics, debug access line (middleware.go)
 	e.Use(recoverMiddleware(s.log))
 	e.Use(corsMiddleware)
 	e.IPExtractor = ratelimit.IPExtractor(s.cfg.TrustedProxies) // X-Forwarded-For only from trusted proxies
@@ -169,5 +170,17 @@ func (s *Server) routes() *echo.Echo {
 
 	// The account pages (pds/accountpages): HTML, not XRPC.
 	s.accountPages.Register(e)
+
+	var paths []string
+	for _, rt := range e.Routes() {
+		if rt.Path != "/xrpc/:nsid" {
+			paths = append(paths, rt.Path)
+		}
+	}
+	var served []string
+	for _, m := range r.Methods() {
+		served = append(served, m.NSID)
+	}
+	s.metricsRoutes(served, paths)
 	return e
 }

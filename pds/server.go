@@ -30,9 +30,11 @@ import (
 	"github.com/pdsgo/pds/pds/blobs"
 	"github.com/pdsgo/pds/pds/firehose"
 	"github.com/pdsgo/pds/pds/mailer"
+	"github.com/pdsgo/pds/pds/metrics"
 	"github.com/pdsgo/pds/pds/oauth"
 	"github.com/pdsgo/pds/pds/proxy"
 	"github.com/pdsgo/pds/pds/ratelimit"
+	"github.com/pdsgo/pds/pds/requestid"
 	"github.com/pdsgo/pds/pds/sequencer"
 	"github.com/pdsgo/pds/pds/writer"
 	"github.com/pdsgo/pds/repo"
@@ -82,6 +84,10 @@ type Server struct {
 	closeOnce sync.Once
 
 	accountPages *accountpages.Pages // the account's own pages at /account (pds/accountpages)
+
+	// metrics is the Prometheus registry and its hooks (pds/metrics); nil when PDS_METRICS_ADDRESS is unset.
+	metrics    *metrics.Metrics
+	metricsSrv *metrics.Server
 }
 
 // RateLimitOptions adjust the rate limiters (tests pass a clock they can move instead of waiting).
@@ -126,6 +132,7 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 	if log == nil {
 		log = slog.Default()
 	}
+	log = slog.New(requestid.Handler(log.Handler())) // request_id on lines logged for a request
 	httpClient := opts.HTTPClient
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: 10 * time.Second}
@@ -143,6 +150,9 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		rkeyClock:   syntax.NewTIDClock(0),
 		bg:          background.New(),
 	}
+	if cfg.Observability.MetricsAddress != "" {
+		s.metrics = metrics.New(Version)
+	}
 	switch {
 	case opts.Mailer != nil:
 		s.mailer = opts.Mailer
@@ -154,7 +164,13 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		log.Warn("PDS_EMAIL_SMTP_URL is not set: email (confirmation, password reset, tokens) is logged, not sent")
 		s.mailer = mailer.NewLogMailer(log)
 	}
+	if s.metrics != nil {
+		s.mailer = countedMailer{s.mailer, s.metrics}
+	}
 	if cfg.RateLimitsEnabled {
+		if s.metrics != nil {
+			opts.RateLimits.Metrics = s.metrics
+		}
 		s.limits = ratelimit.New(opts.RateLimits, ratelimit.Bypass{Key: cfg.RateLimitBypassKey, IPs: cfg.RateLimitBypassIPs}, auth.CallerDID)
 	} else {
 		log.Warn("rate limits are off (PDS_RATE_LIMITS_ENABLED=false)")
@@ -183,6 +199,9 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		return nil, err
 	}
 	seqOpts := sequencer.Options{Logger: log}
+	if s.metrics != nil {
+		seqOpts.Metrics = s.metrics
+	}
 	restored, err := backup.ReadRestoredMarker(dataDir)
 	if err != nil {
 		store.Close()
@@ -223,6 +242,9 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		Log:         log,
 		CheckCommit: s.checkBlobTakedowns,
 	}
+	if s.metrics != nil {
+		s.writer.Metrics = s.metrics
+	}
 	s.accounts = accounts.New(accounts.Config{
 		PublicURL:            cfg.PublicURL,
 		Hostname:             cfg.Hostname,
@@ -234,8 +256,9 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		ResolverTimeout:      resolverTimeout(cfg),
 	}, accounts.Deps{
 		Store: store, Repos: s.repos, Seq: s.seq, PLC: s.plc, IDs: ids, Mailer: s.mailer, Log: log,
-		Blobs:  s.blobs,
-		Writer: s.writer,
+		Blobs:   s.blobs,
+		Writer:  s.writer,
+		Metrics: accountMetrics(s.metrics),
 	})
 	s.auth = auth.New(auth.Config{
 		JWTSecret:     cfg.JWTSecret,
@@ -266,6 +289,7 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		}
 	}
 	s.proxy = proxy.New(cfg.proxyConfig(), proxy.Deps{
+		Metrics:  proxyMetrics(s.metrics),
 		Log:      log,
 		Accounts: s.accounts,
 		Repos:    s.repos,
@@ -303,7 +327,17 @@ func newServer(ctx context.Context, cfg *Config, opts Options, ePLC *embeddedPLC
 		IdleTimeout:       2 * time.Minute,
 	}
 	if cfg.Backup != nil { // continuous backup (pds/backup)
-		s.bg.Go(func() { backup.Run(s.bg.Quit(), cfg.Backup, backupSource(cfg), log) })
+		var obs backup.Observer
+		if s.metrics != nil {
+			obs = s.metrics.Backup()
+		}
+		s.bg.Go(func() { backup.RunObserved(s.bg.Quit(), cfg.Backup, backupSource(cfg), log, obs) })
+	}
+	if s.metrics != nil {
+		if err := s.startMetrics(store); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	// Deactivated accounts past their deleteAfter (pds/accounts).
 	s.bg.Go(func() { s.accounts.RunDeletionJob(s.bg.Quit()) })
@@ -347,6 +381,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the stores (after Shutdown, or on a failed start).
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		if s.metricsSrv != nil {
+			s.metricsSrv.Close()
+		}
 		if s.bg != nil {
 			s.bg.Stop() // firehose subscribers get a close frame; background loops end
 		}

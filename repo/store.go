@@ -516,3 +516,34 @@ func syncDir(dir string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// DiskUsage sums the sizes of every repository's file and of its write-ahead log (a walk of the store's
+// directory: one stat per file). Files being imported or adopted are not counted.
+func (s *Store) DiskUsage() (db, wal int64, err error) {
+	shards, err := os.ReadDir(s.dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, sh := range shards {
+		if !sh.IsDir() {
+			continue
+		}
+		accts, err := os.ReadDir(filepath.Join(s.dir, sh.Name()))
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, a := range accts {
+			if !a.IsDir() {
+				continue
+			}
+			p := filepath.Join(s.dir, sh.Name(), a.Name(), repoFileName)
+			if fi, err := os.Stat(p); err == nil {
+				db += fi.Size()
+			}
+			if fi, err := os.Stat(p + "-wal"); err == nil {
+				wal += fi.Size()
+			}
+		}
+	}
+	return db, wal, nil
+}

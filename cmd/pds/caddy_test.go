@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ import (
 // for the hostname and a hosted handle only; requests, and the subscribeRepos websocket, pass through.
 // The Caddyfile is used as shipped but for the upstream (pds:2583 is the compose service) and the test's
 // ports, CA and storage, added to its global options.
+var uuidPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
 func TestBehindCaddy(t *testing.T) {
 	caddy, err := exec.LookPath("caddy")
 	if err != nil {
@@ -118,6 +121,17 @@ func TestBehindCaddy(t *testing.T) {
 		if acme.names.wasAsked(name) {
 			t.Fatalf("Pebble was asked to validate %s", name)
 		}
+	}
+	// Caddy sets the request ID (replacing the client's), and the PDS, behind a trusted proxy, keeps it.
+	req, _ := http.NewRequest("GET", "https://pds.example.com/xrpc/_health", nil)
+	req.Header.Set("X-Request-Id", "client-chosen")
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if id := resp.Header.Get("X-Request-Id"); !uuidPattern.MatchString(id) {
+		t.Fatalf("X-Request-Id through caddy: %q, want the UUID Caddy set", id)
 	}
 	// The firehose websocket passes through: the account's creation is on it.
 	ws := websocket.Dialer{NetDialContext: dial, TLSClientConfig: &tls.Config{RootCAs: roots}, HandshakeTimeout: 30 * time.Second}

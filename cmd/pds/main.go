@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -47,11 +46,11 @@ func runServe(ctx context.Context, cl *cli, args []string) error {
 
 func serve(ctx context.Context, cl *cli, lookup pds.Lookup, envFile string) error {
 	getenv := func(k string) string { v, _ := lookup(k); return v }
-	log := slog.New(slog.NewTextHandler(cl.stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg, err := pds.LoadConfigLookup(lookup)
 	if err != nil {
 		return err
 	}
+	log := cfg.Observability.NewLogger(cl.stderr) // PDS_LOG_FORMAT, PDS_LOG_LEVEL
 	if envFile == "" {
 		envFile = getenv("PDS_ENV_FILE")
 	}
@@ -82,6 +81,12 @@ func serve(ctx context.Context, cl *cli, lookup pds.Lookup, envFile string) erro
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if a := srv.MetricsAddr(); a != "" {
+		log.Info("metrics listening (PDS_METRICS_ADDRESS)", "addr", a, "path", "/metrics")
+		if host, _, _ := net.SplitHostPort(a); !net.ParseIP(host).IsLoopback() {
+			log.Warn("the metrics listener is not on a loopback address: keep it behind a firewall (it tells anyone how the server is used)")
+		}
 	}
 	log.Info("network (PDS_DID_PLC_URL, PDS_BSKY_APP_VIEW_*, PDS_REPORT_SERVICE_*, PDS_MOD_SERVICE_*, PDS_CRAWLERS; \"none\" turns one off)", cfg.Network()...)
 	if cfg.Hostname == "localhost" && !cfg.EmbeddedPLC {

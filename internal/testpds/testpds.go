@@ -47,6 +47,9 @@ type Options struct {
 	// RateLimitClock is the rate limiters' clock (tests move it instead of waiting out windows). Rate limits are
 	// off in the harness unless Env sets PDS_RATE_LIMITS_ENABLED=true.
 	RateLimitClock func() time.Time
+	// Logger, if set, is the server's logger (tests that read the log lines); default discards, or logs
+	// warnings to the test log with -v.
+	Logger *slog.Logger
 }
 
 // Start starts a PDS with its own PLC directory and data directory; both stop when the test ends.
@@ -83,7 +86,9 @@ func Start(t testing.TB, opts Options) *PDS {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	if opts.Logger != nil {
+		log = opts.Logger
+	} else if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	srv, err := pds.New(context.Background(), cfg, pds.Options{Logger: log, HTTPClient: opts.HTTPClient, CrawlNotifyInterval: opts.CrawlNotifyInterval,

@@ -96,6 +96,9 @@ func (s *Service) deleteLocked(ctx context.Context, acct *accountstore.Account) 
 	if err := s.Store.DeleteAccount(ctx, did); err != nil {
 		return err
 	}
+	if s.d.Metrics != nil {
+		s.d.Metrics.AccountDeleted()
+	}
 	var errs []error
 	if err := s.endSessions(ctx, did); err != nil {
 		errs = append(errs, err)

@@ -62,6 +62,13 @@ type Deps struct {
 	// Writer is the write path: repository imports and the head-commit #sync blocks go through it.
 	Writer *writer.Writer
 	Log    *slog.Logger
+	// Metrics, when set, counts deleted accounts.
+	Metrics Metrics
+}
+
+// Metrics receives account lifecycle counts (pds/metrics).
+type Metrics interface {
+	AccountDeleted()
 }
 
 // Service is the account service.

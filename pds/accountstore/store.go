@@ -226,6 +226,27 @@ func (s *Store) CountAccounts(ctx context.Context) (int64, error) {
 	return n, err
 }
 
+// CountByStatus counts accounts by status: "takendown" (a takedown, whether or not also deactivated),
+// "deactivated", "active".
+func (s *Store) CountByStatus(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT CASE WHEN takedown_ref IS NOT NULL THEN 'takendown'
+		WHEN deactivated_at IS NOT NULL THEN 'deactivated' ELSE 'active' END, count(*) FROM account GROUP BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var status string
+		var n int64
+		if err := rows.Scan(&status, &n); err != nil {
+			return nil, err
+		}
+		out[status] = n
+	}
+	return out, rows.Err()
+}
+
 // UpdateHandle changes an account's handle.
 func (s *Store) UpdateHandle(ctx context.Context, did syntax.DID, handle string) error {
 	defer s.changed(did)

@@ -13,6 +13,17 @@ const pruneEvery = time.Hour
 // logged and retried at the next tick; the next successful round copies everything changed since the last
 // successful one.
 func Run(quit <-chan struct{}, cfg *Config, src Source, log *slog.Logger) {
+	RunObserved(quit, cfg, src, log, nil)
+}
+
+// Observer is told each continuous round's outcome (pds/metrics): when it started (what it copied is at least
+// that recent), the encrypted bytes it uploaded, how long it took, and its error (nil: the round is complete).
+type Observer interface {
+	RoundDone(start time.Time, bytes int64, d time.Duration, err error)
+}
+
+// RunObserved is Run reporting each round to obs (nil: none).
+func RunObserved(quit <-chan struct{}, cfg *Config, src Source, log *slog.Logger, obs Observer) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -32,10 +43,21 @@ func Run(quit <-chan struct{}, cfg *Config, src Source, log *slog.Logger) {
 			if b, err = Open(ctx, cfg, log, true); err != nil {
 				log.Error("backup: cannot open the backup location", "url", cfg.URL, "err", err)
 				b = nil
+				if obs != nil && ctx.Err() == nil {
+					obs.RoundDone(time.Now(), 0, 0, err)
+				}
 			}
 		}
 		if b != nil {
+			start := time.Now()
 			m, st, err := b.Round(ctx, src)
+			if obs != nil && ctx.Err() == nil {
+				var bytes int64
+				if st != nil {
+					bytes = st.Bytes
+				}
+				obs.RoundDone(start, bytes, time.Since(start), err)
+			}
 			switch {
 			case err != nil && ctx.Err() == nil:
 				log.Error("backup round failed", "err", err)

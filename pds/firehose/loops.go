@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pdsgo/pds/internal/background"
@@ -39,11 +40,15 @@ type Firehose struct {
 	log    *slog.Logger
 	bg     *background.Group
 	client *http.Client // requestCrawl
+
+	// streams holds the seq of the last event sent to each connected subscriber (its lag, for pds/metrics).
+	streamsMu sync.Mutex
+	streams   map[*atomic.Int64]struct{}
 }
 
 // New builds the firehose over the sequencer; Start starts its loops, Subscribe serves subscribers.
 func New(cfg Config, seq *sequencer.Sequencer, repos *repo.Store, log *slog.Logger, bg *background.Group, client *http.Client) *Firehose {
-	return &Firehose{cfg: cfg, seq: seq, repos: repos, log: log, bg: bg, client: client}
+	return &Firehose{cfg: cfg, seq: seq, repos: repos, log: log, bg: bg, client: client, streams: map[*atomic.Int64]struct{}{}}
 }
 
 // Start starts retention pruning and crawler notifications (in the background group).

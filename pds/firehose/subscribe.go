@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -290,6 +291,8 @@ func (s *Firehose) stream(fc *firehoseConn, cursor *int64) (int, string, error) 
 	ctx := fc.ctx
 	quit := s.bg.Quit()
 	var last int64 // seq of the last event sent
+	pos := s.track(cursor)
+	defer s.untrack(pos)
 	if cursor != nil {
 		head := s.seq.Head()
 		if *cursor > head {
@@ -308,6 +311,7 @@ func (s *Firehose) stream(fc *firehoseConn, cursor *int64) (int, string, error) 
 			if err != nil {
 				return 0, "", err
 			}
+			pos.Store(last)
 			if n < replayPage || s.seq.Head()-last < replayPage/2 {
 				break
 			}
@@ -323,11 +327,13 @@ func (s *Firehose) stream(fc *firehoseConn, cursor *int64) (int, string, error) 
 	if cursor == nil {
 		last = head
 	}
+	pos.Store(last)
 	for last < head {
 		n, err := s.replay(ctx, fc, &last, head)
 		if err != nil {
 			return 0, "", err
 		}
+		pos.Store(last)
 		if n == 0 {
 			break // the rest was pruned meanwhile
 		}
@@ -368,6 +374,7 @@ func (s *Firehose) stream(fc *firehoseConn, cursor *int64) (int, string, error) 
 			if err != nil {
 				return 0, "", err
 			}
+			pos.Store(last)
 		case <-sub.Done():
 			return s.subscriptionEnded(fc, sub.Err())
 		case data := <-fc.pongs:
@@ -487,3 +494,36 @@ func (s *Firehose) Head() int64 { return s.seq.Head() }
 
 // Subscribers is the number of live subscriptions.
 func (s *Firehose) Subscribers() int { return s.seq.Subscribers() }
+
+// track registers a connected subscriber's position (the seq of the last event sent to it) for
+// SubscriberLags; untrack removes it when the connection ends.
+func (s *Firehose) track(cursor *int64) *atomic.Int64 {
+	pos := new(atomic.Int64)
+	if cursor != nil {
+		pos.Store(*cursor)
+	} else {
+		pos.Store(s.seq.Head())
+	}
+	s.streamsMu.Lock()
+	s.streams[pos] = struct{}{}
+	s.streamsMu.Unlock()
+	return pos
+}
+
+func (s *Firehose) untrack(pos *atomic.Int64) {
+	s.streamsMu.Lock()
+	delete(s.streams, pos)
+	s.streamsMu.Unlock()
+}
+
+// SubscriberLags appends, for each connected subscriber (replaying or live), how many published events it has
+// not been sent yet, and returns dst (pds/metrics reads it at scrape time).
+func (s *Firehose) SubscriberLags(dst []int64) []int64 {
+	head := s.seq.Head()
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	for pos := range s.streams {
+		dst = append(dst, max(0, head-pos.Load()))
+	}
+	return dst
+}

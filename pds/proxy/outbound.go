@@ -92,6 +92,8 @@ type Deps struct {
 	CallerDID func(c echo.Context) syntax.DID
 	// Caller is the caller the route's auth middleware set (for the rpc: check of the routes served here).
 	Caller func(c echo.Context) Caller
+	// Metrics, when set, is told every outbound call's service, status and latency.
+	Metrics Metrics
 }
 
 // Proxy makes the calls forwarded to other services.
@@ -103,7 +105,11 @@ type Proxy struct {
 
 // New builds the proxy and its outbound client.
 func New(cfg Config, deps Deps) *Proxy {
-	return &Proxy{cfg: cfg, Deps: deps, client: newClient(&cfg)}
+	client := newClient(&cfg)
+	if deps.Metrics != nil {
+		client.Transport = newObservedTransport(client.Transport, deps.Metrics, &cfg)
+	}
+	return &Proxy{cfg: cfg, Deps: deps, client: client}
 }
 
 const (

@@ -412,7 +412,7 @@ func (p *Proxy) forward(c echo.Context, target *proxyTarget, acct *accountstore.
 		case errors.As(err, &mbe):
 			return nil, xrpc.PayloadTooLarge("Request entity too large")
 		}
-		p.Log.Warn("proxy: upstream unreachable", "method", lxm, "service", target.DID, "err", err)
+		p.Log.WarnContext(in.Context(), "proxy: upstream unreachable", "method", lxm, "service", target.DID, "err", err)
 		return nil, xrpc.UpstreamFailure("Upstream service unreachable")
 	}
 	u := &upstream{Response: resp, cancel: cancel, ctx: ctx}

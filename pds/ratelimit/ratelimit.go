@@ -66,9 +66,10 @@ func IPExtractor(trusted []netip.Prefix) echo.IPExtractor {
 
 // Limits holds the server's limiters. A nil *Limits limits nothing (PDS_RATE_LIMITS_ENABLED=false).
 type Limits struct {
-	now    func() time.Time
-	bypass Bypass
-	caller func(echo.Context) string
+	now     func() time.Time
+	bypass  Bypass
+	metrics Metrics
+	caller  func(echo.Context) string
 
 	globalIP *limiter.Limiter // every XRPC request but getRepo, per client IP
 	getRepo  *limiter.Limiter
@@ -88,9 +89,17 @@ type Limits struct {
 	accountDeleteHour, accountDeleteDay *limiter.Limiter
 }
 
-// Options adjust the limiters for tests: a clock to move instead of waiting out windows.
+// Options adjust the limiters: a clock to move instead of waiting out windows (tests), and the metrics hook.
 type Options struct {
 	Now func() time.Time
+	// Metrics, when set, is told each refusal.
+	Metrics Metrics
+}
+
+// Metrics receives the refusals (pds/metrics); limit is the exceeded limiter's name, one of a fixed set
+// ("global-ip", "createSession-5m", "repo-write-hour"...).
+type Metrics interface {
+	Refused(limit string)
 }
 
 // Bypass names the requests no limit applies to (PDS_RATE_LIMIT_BYPASS_KEY, PDS_RATE_LIMIT_BYPASS_IPS).
@@ -120,6 +129,7 @@ func New(opts Options, bypass Bypass, caller func(echo.Context) syntax.DID) *Lim
 	return &Limits{
 		now:               now,
 		bypass:            bypass,
+		metrics:           opts.Metrics,
 		caller:            func(c echo.Context) string { return caller(c).String() },
 		globalIP:          mk("global-ip", 3000, 5*minute),
 		getRepo:           mk("getRepo", 6000, 5*minute),
@@ -177,6 +187,7 @@ func (l *Limits) applyRules(c echo.Context, rules []rule) error {
 		return nil
 	}
 	var statuses []limiter.Status
+	exceeded := ""
 	for _, r := range rules {
 		key := r.key(c)
 		if key == "" {
@@ -189,7 +200,11 @@ func (l *Limits) applyRules(c echo.Context, rules []rule) error {
 		if points < 1 {
 			continue
 		}
-		statuses = append(statuses, r.l.Consume(key, points))
+		st := r.l.Consume(key, points)
+		if st.Exceeded && exceeded == "" {
+			exceeded = r.l.Name
+		}
+		statuses = append(statuses, st)
 	}
 	st, ok := limiter.Tightest(statuses...)
 	if !ok {
@@ -197,6 +212,9 @@ func (l *Limits) applyRules(c echo.Context, rules []rule) error {
 	}
 	now := l.now()
 	if st.Exceeded {
+		if l.metrics != nil {
+			l.metrics.Refused(exceeded)
+		}
 		e := xrpc.RateLimitExceeded("Rate Limit Exceeded")
 		for k, v := range st.Headers(now) {
 			e.WithHeader(k, v)

@@ -125,15 +125,25 @@ type Options struct {
 	// restored from a backup (pds/backup), so seq never goes back for relays.
 	Floor  int64
 	Logger *slog.Logger
+	// Metrics, when set, is told each stored batch's size and each subscriber dropped for being too slow.
+	Metrics Metrics
+}
+
+// Metrics receives the sequencer's measurements (pds/metrics). Calls are made on the writer's and the
+// publisher's goroutines and must not block.
+type Metrics interface {
+	Batch(events int) // a batch of events stored in one transaction
+	SlowConsumer()    // a subscription closed with ErrTooSlow
 }
 
 // Sequencer is the firehose log.
 type Sequencer struct {
-	db    *sql.DB
-	stmts storeStmts // the writer's statements, prepared once at Open
-	log   *slog.Logger
-	queue chan *queued
-	wg    sync.WaitGroup
+	db      *sql.DB
+	stmts   storeStmts // the writer's statements, prepared once at Open
+	log     *slog.Logger
+	metrics Metrics // nil: none
+	queue   chan *queued
+	wg      sync.WaitGroup
 
 	// Close first closes stopping (enqueuers blocked on a full queue and a writer retrying a failing disk give
 	// up), then takes closeMu, so no send to queue is in flight, and closes closed: the writer's final drain
@@ -176,6 +186,7 @@ func Open(ctx context.Context, path string, opts Options) (*Sequencer, error) {
 		db:       db,
 		ckpt:     sqlitedb.NewCheckpointer(db, checkpointEvery, 0),
 		log:      opts.Logger,
+		metrics:  opts.Metrics,
 		queue:    make(chan *queued, 4096),
 		stopping: make(chan struct{}),
 		closed:   make(chan struct{}),
@@ -514,6 +525,9 @@ func (s *Sequencer) storeWithRetry(all []*queued) {
 		_, err := s.store(batch, barriers)
 		if err == nil {
 			s.ckpt.Wrote(len(batch) + 2)
+			if s.metrics != nil {
+				s.metrics.Batch(len(batch))
+			}
 			return
 		}
 		s.log.Error("sequencer: storing events failed; retrying", "err", err, "events", len(batch))

@@ -145,6 +145,9 @@ func (s *Sequencer) publishLocked(events []*Event) {
 		if !sub.push(events) {
 			delete(s.subs, sub)
 			sub.close(ErrTooSlow)
+			if s.metrics != nil {
+				s.metrics.SlowConsumer()
+			}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/bluesky-social/indigo/atproto/syntax"
 	"github.com/ipfs/go-cid"
@@ -33,6 +34,14 @@ type Writer struct {
 	// CheckCommit, when set, vets a commit's operations before anything is marked or locked (the server
 	// refuses references to taken-down blobs); its error is the write's answer.
 	CheckCommit func(ctx context.Context, did syntax.DID, ops []repo.WriteOp) error
+	// Metrics, when set, is told each commit's outcome and latency.
+	Metrics Metrics
+}
+
+// Metrics receives the write path's measurements (pds/metrics).
+type Metrics interface {
+	// Commit: a Commit call took d and ended with err (nil: acknowledged, durable and on the firehose).
+	Commit(d time.Duration, err error)
 }
 
 // Import replaces an account's repository with the one in body (account migration; see repo.Store.Import),
@@ -70,6 +79,16 @@ func (w *Writer) SyncEventBlocks(ctx context.Context, did syntax.DID) ([]byte, s
 // commits a repo lost to power loss (recoverAccount); a repo whose transaction failed after its commit was
 // logged is brought forward the same way before its next write (catchUp).
 func (w *Writer) Commit(ctx context.Context, acct *accountstore.Account, ops []repo.WriteOp, swapCommit *cid.Cid) (*repo.CommitResult, error) {
+	if w.Metrics == nil {
+		return w.commit(ctx, acct, ops, swapCommit)
+	}
+	start := time.Now()
+	res, err := w.commit(ctx, acct, ops, swapCommit)
+	w.Metrics.Commit(time.Since(start), err)
+	return res, err
+}
+
+func (w *Writer) commit(ctx context.Context, acct *accountstore.Account, ops []repo.WriteOp, swapCommit *cid.Cid) (*repo.CommitResult, error) {
 	key, err := acct.Signer()
 	if err != nil {
 		return nil, fmt.Errorf("account signing key: %w", err)
