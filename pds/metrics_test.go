@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -689,5 +690,22 @@ func TestRequestIDUntrustedPeer(t *testing.T) {
 	req.Header.Set("X-Request-Id", "client-chosen")
 	if got := p.Do(req, "").Header.Get("X-Request-Id"); !requestIDPattern.MatchString(got) {
 		t.Errorf("untrusted peer's X-Request-Id answered with %q", got)
+	}
+}
+
+// TestAlertRulesPromtool checks the shipped alert rules with Prometheus's own checker (Debian's prometheus
+// package, installed by .ci/run): PromQL syntax, durations and templates, which the structural checks in
+// TestMetrics cannot see.
+func TestAlertRulesPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool not found (Debian's prometheus package; .ci/run installs it)")
+	}
+	out, err := exec.Command(promtool, "check", "rules", "../docs/operations/alerts.yml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "SUCCESS") {
+		t.Fatalf("promtool check rules said:\n%s", out)
 	}
 }
