@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -244,16 +243,7 @@ func backupLoadMain(args []string) error {
 	p("during incremental rounds", out.DuringIncremental)
 	p("outside rounds", out.Outside)
 	fmt.Fprintf(os.Stderr, "errors %d (%s), skipped %d; account.sqlite %d bytes; backup %d bytes\n", out.Errors, out.FirstError, out.Skipped, out.AccountDBBytes, out.BackupBytes)
-	b, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	if f.out == "" {
-		_, err = os.Stdout.Write(b)
-		return err
-	}
-	return os.WriteFile(f.out, b, 0o644)
+	return writeJSONResult(out, f.out)
 }
 
 // roundLine matches the continuous backup's log line (slog's text format, pds/backup.Run).

@@ -237,16 +237,7 @@ func benchMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	if f.out == "" {
-		_, err = os.Stdout.Write(b)
-		return err
-	}
-	return os.WriteFile(f.out, b, 0o644)
+	return writeJSONResult(out, f.out)
 }
 
 // bench runs the selected scenarios against one server.
@@ -616,4 +607,18 @@ func randomBase36(n int) string {
 		b[i] = digits[v.Int64()]
 	}
 	return string(b)
+}
+
+// writeJSONResult writes a run's result as indented JSON to path, or to stdout when path is empty.
+func writeJSONResult(v any, path string) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if path == "" {
+		_, err = os.Stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -165,16 +164,7 @@ func startupMain(args []string) error {
 	out.ReadyMSMedian, out.FDsMedian, out.RSSKBMedian = median(ready), median(fds), median(rss)
 	out.Machine.LoadEnd = loadAvg()
 	fmt.Fprintf(os.Stderr, "median of %d: ready %.1f ms, %.0f fds, RSS %.1f MB\n", len(out.Runs), out.ReadyMSMedian, out.FDsMedian, out.RSSKBMedian/1024)
-	b, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return err
-	}
-	b = append(b, '\n')
-	if f.out == "" {
-		_, err = os.Stdout.Write(b)
-		return err
-	}
-	return os.WriteFile(f.out, b, 0o644)
+	return writeJSONResult(out, f.out)
 }
 
 func median(xs []float64) float64 {
