@@ -27,7 +27,7 @@ func TestTakeoverCheckWhileRunning(t *testing.T) {
 	alice := f.accounts[0]
 	aliceStore := filepath.Join(f.root, "actors", shard(alice.did), alice.did.String(), "store.sqlite")
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRunningReferenceProcess$")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TAKEOVER_RUNNING_REF="+f.root, "TAKEOVER_RUNNING_STORE="+aliceStore)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
@@ -98,34 +98,58 @@ func TestTakeoverCheckWhileRunning(t *testing.T) {
 	}
 }
 
-// TestRunningReferenceProcess is the running reference of TestTakeoverCheckWhileRunning (a separate process:
-// SQLite's locks are per process): it keeps account.sqlite and sequencer.sqlite open as the reference does,
-// and writes to sequencer.sqlite and an account's store until told the check's time window, which it answers
-// with the number of its writes in it and of its failed writes.
-func TestRunningReferenceProcess(t *testing.T) {
-	root := os.Getenv("TAKEOVER_RUNNING_REF")
-	if root == "" {
-		t.Skip("the helper process of TestTakeoverCheckWhileRunning")
+// TestMain runs runningReference instead of the tests when TestTakeoverCheckWhileRunning starts this test
+// binary as its running reference.
+func TestMain(m *testing.M) {
+	if root := os.Getenv("TAKEOVER_RUNNING_REF"); root != "" {
+		if err := runningReference(root, os.Getenv("TAKEOVER_RUNNING_STORE")); err != nil {
+			fmt.Fprintln(os.Stderr, "running reference:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
-	open := func(path string) *sql.DB {
+	os.Exit(m.Run())
+}
+
+// runningReference is the running reference of TestTakeoverCheckWhileRunning (a separate process: SQLite's
+// locks are per process): it keeps account.sqlite and sequencer.sqlite open as the reference does, and writes
+// to sequencer.sqlite and an account's store until told the check's time window, which it answers with the
+// number of its writes in it and of its failed writes.
+func runningReference(root, storePath string) error {
+	var dbs []*sql.DB
+	defer func() {
+		for _, db := range dbs {
+			db.Close()
+		}
+	}()
+	open := func(path string) (*sql.DB, error) {
 		db, err := sql.Open("sqlite", path+"?_pragma=journal_mode(WAL)&_pragma=wal_autocheckpoint(0)&_pragma=busy_timeout(0)")
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		db.SetMaxOpenConns(1)
-		return db
+		dbs = append(dbs, db)
+		return db, nil
 	}
-	account, seq, store := open(filepath.Join(root, "account.sqlite")), open(filepath.Join(root, "sequencer.sqlite")), open(os.Getenv("TAKEOVER_RUNNING_STORE"))
-	defer account.Close()
-	defer seq.Close()
-	defer store.Close()
+	account, err := open(filepath.Join(root, "account.sqlite"))
+	if err != nil {
+		return err
+	}
+	seq, err := open(filepath.Join(root, "sequencer.sqlite"))
+	if err != nil {
+		return err
+	}
+	store, err := open(storePath)
+	if err != nil {
+		return err
+	}
 	// Open (and hold) all three before the test looks: a connection opens its files at its first statement.
 	for _, w := range []struct {
 		db *sql.DB
 		q  string
 	}{{account, "UPDATE account SET email = email"}, {seq, "UPDATE repo_seq SET invalidated = invalidated"}, {store, "UPDATE repo_root SET indexedAt = indexedAt"}} {
 		if _, err := w.db.Exec(w.q); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
 	window := make(chan [2]int64)
@@ -148,7 +172,7 @@ func TestRunningReferenceProcess(t *testing.T) {
 			}
 			fmt.Println(n, failed)
 			io.Copy(io.Discard, os.Stdin)
-			return
+			return nil
 		default:
 		}
 		_, err := seq.Exec("UPDATE repo_seq SET invalidated = invalidated WHERE seq = (SELECT max(seq) FROM repo_seq)")

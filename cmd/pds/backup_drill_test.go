@@ -103,9 +103,6 @@ type ackedWrite struct {
 // verifies against its DID document, seq continues above the last one served, the consumer resuming from its
 // cursor gets #sync for every account (at its restored head), blobs are served, and the backup verifies.
 func TestRestoreDrill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the pds binary")
-	}
 	plcURL := testplc.Shared(t)
 	root := t.TempDir()
 	bin := filepath.Join(root, "pds-bin")
