@@ -2,14 +2,13 @@ package pds
 
 import (
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"runtime/debug"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/pdsgo/pds/pds/ratelimit"
 	"github.com/pdsgo/pds/pds/requestid"
 	"github.com/pdsgo/pds/xrpc"
 )
@@ -32,7 +31,7 @@ func (s *Server) requestMiddleware() echo.MiddlewareFunc {
 			start := time.Now()
 			req := c.Request()
 			id := req.Header.Get(requestid.Header)
-			if id == "" || !requestid.Valid(id) || !fromTrustedPeer(req.RemoteAddr, trusted) {
+			if id == "" || !requestid.Valid(id) || !ratelimit.TrustedPeer(req.RemoteAddr, trusted) {
 				id = requestid.New()
 			}
 			c.Response().Header()[requestid.Header] = []string{id}
@@ -53,28 +52,6 @@ func (s *Server) requestMiddleware() echo.MiddlewareFunc {
 			return nil
 		}
 	}
-}
-
-// fromTrustedPeer reports whether the connection's peer is a trusted proxy.
-func fromTrustedPeer(remoteAddr string, trusted []netip.Prefix) bool {
-	if len(trusted) == 0 {
-		return false
-	}
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
-	}
-	a, err := netip.ParseAddr(host)
-	if err != nil {
-		return false
-	}
-	a = a.Unmap()
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }
 
 // recoverMiddleware turns a handler panic into a 500 XRPC error (logged with its stack), never a crash.

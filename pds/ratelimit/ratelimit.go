@@ -21,15 +21,7 @@ import (
 // IPExtractor derives the client IP: the peer's address, or, when the peer is a trusted proxy, the right-most
 // X-Forwarded-For entry that is not itself a trusted proxy (Express's "trust proxy", which the reference uses).
 func IPExtractor(trusted []netip.Prefix) echo.IPExtractor {
-	isTrusted := func(a netip.Addr) bool {
-		a = a.Unmap()
-		for _, p := range trusted {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
+	isTrusted := func(a netip.Addr) bool { return inPrefixes(a, trusted) }
 	return func(req *http.Request) string {
 		host, _, err := net.SplitHostPort(req.RemoteAddr)
 		if err != nil {
@@ -350,4 +342,28 @@ func (l *Limits) Route(name string) echo.MiddlewareFunc {
 		return l.limit(rule{l.getRepo, byIP, nil})
 	}
 	panic("unknown rate limit " + name)
+}
+
+// TrustedPeer reports whether the connection's peer (an http.Request's RemoteAddr) is one of the trusted
+// proxies, whose headers (X-Forwarded-For, X-Request-Id) are believed.
+func TrustedPeer(remoteAddr string, trusted []netip.Prefix) bool {
+	if len(trusted) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && inPrefixes(a, trusted)
+}
+
+func inPrefixes(a netip.Addr, prefixes []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
